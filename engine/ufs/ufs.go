@@ -1,0 +1,116 @@
+// Package ufs is the under-storage interface: what a master needs to load
+// metadata and what a worker needs to read through and persist. Backends
+// register a URI scheme; "file" (a local directory) is built in.
+package ufs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// Status describes one UFS object.
+type Status struct {
+	Name    string
+	Folder  bool
+	Length  int64
+	Mode    uint32
+	ModTime time.Time
+}
+
+// Writer is an object being created. Close commits it atomically (readers
+// never see a partial object); Abort discards it.
+type Writer interface {
+	io.Writer
+	Close() error
+	Abort() error
+}
+
+// UFS is one under storage, addressed by paths within it ("/a/b").
+type UFS interface {
+	// OpenRange reads length bytes from off (length < 0: to the end).
+	OpenRange(ctx context.Context, path string, off, length int64) (io.ReadCloser, error)
+	Create(ctx context.Context, path string, mode uint32) (Writer, error)
+	Stat(ctx context.Context, path string) (Status, error)
+	List(ctx context.Context, path string) ([]Status, error)
+	Mkdirs(ctx context.Context, path string, mode uint32) error
+	Delete(ctx context.Context, path string, recursive bool) error
+	Rename(ctx context.Context, src, dst string) error
+}
+
+// Factory builds a UFS for a root URI with mount properties.
+type Factory func(root *url.URL, props map[string]string) (UFS, error)
+
+var (
+	mu        sync.Mutex
+	factories = map[string]Factory{}
+	instances = map[string]UFS{}
+)
+
+// Register adds a backend for a URI scheme.
+func Register(scheme string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	factories[scheme] = f
+}
+
+// ParseURI parses a UFS URI; a bare absolute path means file://.
+func ParseURI(uri string) (*url.URL, error) {
+	if strings.HasPrefix(uri, "/") {
+		uri = "file://" + uri
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("%w: UFS URI %q: %v", meta.ErrInvalidArgument, uri, err)
+	}
+	if u.Scheme == "" {
+		return nil, fmt.Errorf("%w: UFS URI %q has no scheme (use file:///dir or s3://bucket/prefix)", meta.ErrInvalidArgument, uri)
+	}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	return u, nil
+}
+
+// Resolve returns the UFS serving uri and the path of uri within it.
+// Instances are cached per scheme+host, so a mount's client is reused.
+func Resolve(uri string, props map[string]string) (UFS, string, error) {
+	u, err := ParseURI(uri)
+	if err != nil {
+		return nil, "", err
+	}
+	clean, err := meta.CleanPath(u.Path)
+	if err != nil {
+		return nil, "", fmt.Errorf("UFS URI %q: %w", uri, err)
+	}
+	key := u.Scheme + "://" + u.Host
+	mu.Lock()
+	defer mu.Unlock()
+	if fs, ok := instances[key]; ok {
+		return fs, clean, nil
+	}
+	f, ok := factories[u.Scheme]
+	if !ok {
+		return nil, "", fmt.Errorf("%w: no UFS for scheme %q in %q", meta.ErrInvalidArgument, u.Scheme, uri)
+	}
+	fs, err := f(u, props)
+	if err != nil {
+		return nil, "", fmt.Errorf("create UFS for %q: %w", uri, err)
+	}
+	instances[key] = fs
+	return fs, clean, nil
+}
+
+// JoinURI appends a relative namespace path to a UFS root URI.
+func JoinURI(root, rel string) string {
+	if rel == "" {
+		return root
+	}
+	return strings.TrimRight(root, "/") + "/" + strings.TrimLeft(rel, "/")
+}
