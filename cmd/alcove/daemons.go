@@ -1,0 +1,230 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/conf"
+	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/worker"
+)
+
+// tierFlag parses --tier ALIAS:DIR:SIZE (e.g. MEM:/dev/shm/alcove:2GB).
+func parseTier(s string) (blockstore.TierConfig, error) {
+	parts := strings.SplitN(s, ":", 3)
+	if len(parts) != 3 {
+		return blockstore.TierConfig{}, usagef("--tier %q: use ALIAS:DIR:SIZE, e.g. SSD:/mnt/ssd/alcove:100GB", s)
+	}
+	alias := strings.ToUpper(parts[0])
+	if alias != "MEM" && alias != "SSD" && alias != "HDD" {
+		return blockstore.TierConfig{}, usagef("--tier %q: alias must be MEM, SSD or HDD", s)
+	}
+	size, err := conf.ParseSize(parts[2])
+	if err != nil || size <= 0 {
+		return blockstore.TierConfig{}, usagef("--tier %q: size must be positive, e.g. 10GB", s)
+	}
+	return blockstore.TierConfig{Alias: alias, Dir: parts[1], Quota: size}, nil
+}
+
+// hostPort joins a host and a port flag value.
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+func defaultNode() string {
+	if n := os.Getenv("ALCOVE_NODE"); n != "" {
+		return n
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// socketPath keeps a unix socket path under the kernel's 108-byte limit.
+func socketPath(preferred string) string {
+	if len(preferred) < 100 {
+		return preferred
+	}
+	sum := sha256.Sum256([]byte(preferred))
+	return filepath.Join(os.TempDir(), "alcove-"+hex.EncodeToString(sum[:6])+".sock")
+}
+
+// memDir places the MEM tier on tmpfs (/dev/shm) when it is there.
+func memDir(stateDir string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Type == unix.TMPFS_MAGIC {
+		abs, _ := filepath.Abs(stateDir)
+		sum := sha256.Sum256([]byte(abs))
+		return filepath.Join("/dev/shm", "alcove-"+hex.EncodeToString(sum[:4]), "mem")
+	}
+	return filepath.Join(stateDir, "worker", "mem")
+}
+
+func newMasterCmd(g *globals) *cobra.Command {
+	var cfg master.Config
+	var host string
+	var port, webPort int
+	cmd := &cobra.Command{
+		Use:   "master",
+		Short: "Run a master (metadata, journal, worker registry)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p := g.props
+			if !cmd.Flags().Changed("dir") {
+				cfg.Dir = p.String(conf.MasterJournalFolder, cfg.Dir)
+			}
+			if !cmd.Flags().Changed("root-ufs") {
+				cfg.RootUFS = p.String(conf.MasterRootUFS, cfg.RootUFS)
+			}
+			if !cmd.Flags().Changed("port") {
+				port = p.Int(conf.MasterRPCPort, port)
+			}
+			if !cmd.Flags().Changed("web-port") {
+				webPort = p.Int(conf.MasterWebPort, webPort)
+			}
+			if !cmd.Flags().Changed("worker-timeout") {
+				cfg.WorkerTimeout = p.Duration(conf.MasterWorkerTimeout, cfg.WorkerTimeout)
+			}
+			if cfg.RootUFS == "" {
+				cfg.RootUFS = filepath.Join(cfg.Dir, "ufs")
+			}
+			cfg.Address = hostPort(host, port)
+			cfg.WebAddress = hostPort(host, webPort)
+			m, err := master.New(cfg)
+			if err != nil {
+				return err
+			}
+			return m.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Dir, "dir", "./alcove-data/master", "journal and metadata directory (alluxio.master.journal.folder)")
+	cmd.Flags().StringVar(&cfg.RootUFS, "root-ufs", "", "UFS URI mounted at / when the namespace is new (default DIR/ufs)")
+	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "address to bind and advertise")
+	cmd.Flags().IntVar(&port, "port", 19998, "RPC port")
+	cmd.Flags().IntVar(&webPort, "web-port", 19999, "web UI and /metrics port")
+	cmd.Flags().DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "mark a worker lost after this long without a heartbeat")
+	return cmd
+}
+
+// workerFlags are shared by `alcove worker` and `alcove local`.
+type workerFlags struct {
+	host, node, socket, memDir, memSize string
+	port, webPort, asyncThreads         int
+	tiers                               []string
+}
+
+func (f *workerFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.node, "node-name", defaultNode(), "node name reported for locality (Kubernetes node name; env ALCOVE_NODE)")
+	cmd.Flags().IntVar(&f.port, "worker-port", 29999, "worker RPC port")
+	cmd.Flags().IntVar(&f.webPort, "worker-web-port", 30000, "worker /metrics port")
+	cmd.Flags().StringVar(&f.socket, "domain-socket", "", "unix socket for short-circuit reads (\"none\" disables)")
+	cmd.Flags().StringVar(&f.memDir, "mem-dir", "", "MEM tier directory (default: on /dev/shm)")
+	cmd.Flags().StringVar(&f.memSize, "mem-size", "1GB", "MEM tier quota (alluxio.worker.ramdisk.size)")
+	cmd.Flags().StringArrayVar(&f.tiers, "tier", nil, "extra tier ALIAS:DIR:SIZE (repeatable), e.g. SSD:/mnt/ssd/alcove:100GB")
+	cmd.Flags().IntVar(&f.asyncThreads, "async-cache-threads", 8, "bound on background block caching (alluxio.worker.network.async.cache.manager.threads.max)")
+}
+
+func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAddr string) (worker.Config, error) {
+	p := g.props
+	if !cmd.Flags().Changed("worker-port") {
+		f.port = p.Int(conf.WorkerRPCPort, f.port)
+	}
+	if !cmd.Flags().Changed("worker-web-port") {
+		f.webPort = p.Int(conf.WorkerWebPort, f.webPort)
+	}
+	if !cmd.Flags().Changed("async-cache-threads") {
+		f.asyncThreads = p.Int(conf.WorkerAsyncCacheMax, f.asyncThreads)
+	}
+	memSize, err := conf.ParseSize(f.memSize)
+	if err != nil || memSize <= 0 {
+		return worker.Config{}, usagef("--mem-size %q: give a positive size such as 1GB", f.memSize)
+	}
+	if !cmd.Flags().Changed("mem-size") {
+		memSize = p.Size(conf.WorkerMemorySize, memSize)
+	}
+	if f.memDir == "" {
+		f.memDir = memDir(stateDir)
+	}
+	tiers := []blockstore.TierConfig{{Alias: "MEM", Dir: f.memDir, Quota: memSize}}
+	for _, t := range f.tiers {
+		tc, err := parseTier(t)
+		if err != nil {
+			return worker.Config{}, err
+		}
+		if tc.Alias == "MEM" {
+			return worker.Config{}, usagef("--tier %q: the MEM tier is set with --mem-dir and --mem-size", t)
+		}
+		tiers = append(tiers, tc)
+	}
+	socket := f.socket
+	if !cmd.Flags().Changed("domain-socket") {
+		socket = p.String(conf.WorkerDomainSocket, filepath.Join(stateDir, "worker", "domain.sock"))
+	}
+	if socket == "none" {
+		socket = ""
+	} else if socket != "" {
+		socket = socketPath(socket)
+	}
+	return worker.Config{
+		MasterAddress:     masterAddr,
+		Address:           hostPort(f.host, f.port),
+		WebAddress:        hostPort(f.host, f.webPort),
+		DomainSocket:      socket,
+		Node:              f.node,
+		Tiers:             tiers,
+		AsyncCacheThreads: f.asyncThreads,
+	}, nil
+}
+
+func newWorkerCmd(g *globals) *cobra.Command {
+	var f workerFlags
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker (tiered block cache, short-circuit socket)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config(cmd, g, dir, g.masterAddresses()[0])
+			if err != nil {
+				return err
+			}
+			w, err := worker.New(cfg)
+			if err != nil {
+				return err
+			}
+			return w.Run(cmd.Context())
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&f.host, "host", "127.0.0.1", "address to bind and advertise")
+	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory (domain socket)")
+	return cmd
+}
+
+func newFormatCmd(g *globals) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "format",
+		Short: "Erase the master's journal and metadata and the worker cache under --dir (the UFS is kept)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, d := range []string{filepath.Join(dir, "master"), filepath.Join(dir, "worker"), filepath.Dir(memDir(dir))} {
+				if err := os.RemoveAll(d); err != nil {
+					return fmt.Errorf("format %s: %w", d, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Formatted %s\n", d)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory of `alcove local`")
+	return cmd
+}

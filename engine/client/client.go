@@ -1,0 +1,270 @@
+// Package client is Alcove's Go client: metadata calls to the leader master,
+// block reads with locality (domain socket, then remote worker, then the UFS
+// through a worker) and writes by write type. The CLI, FUSE and CSI use it.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/shortcircuit"
+)
+
+// Config configures a Client. Zero values take Alluxio's defaults.
+type Config struct {
+	// MasterAddresses are host:port of the masters; the client finds the leader.
+	MasterAddresses []string
+	// Node is the node this client runs on (Kubernetes node name or
+	// hostname); blocks cached on a worker of the same node are read through
+	// its domain socket.
+	Node               string
+	WriteType          apiv1.WriteType
+	ReadType           apiv1.ReadType
+	BlockSize          int64
+	ReplicationDurable int32
+	// RetryTimeout bounds how long a metadata call retries an unreachable
+	// master before it fails (default 5 s).
+	RetryTimeout time.Duration
+	// DisableShortCircuit forces reads through gRPC even on the same node.
+	DisableShortCircuit bool
+}
+
+// Client is safe for concurrent use.
+type Client struct {
+	cfg Config
+
+	mu        sync.Mutex
+	master    *grpc.ClientConn
+	masterIdx int
+	workers   map[string]*grpc.ClientConn
+	sc        map[string]*shortcircuit.Client
+	wcache    []*apiv1.WorkerInfo
+	wcacheAt  time.Time
+}
+
+// New returns a client; connections are made on first use.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.MasterAddresses) == 0 {
+		cfg.MasterAddresses = []string{"127.0.0.1:19998"}
+	}
+	if cfg.Node == "" {
+		cfg.Node, _ = os.Hostname()
+	}
+	if cfg.WriteType == apiv1.WriteType_WRITE_TYPE_UNSPECIFIED {
+		cfg.WriteType = meta.DefaultWriteType
+	}
+	if cfg.ReadType == apiv1.ReadType_READ_TYPE_UNSPECIFIED {
+		cfg.ReadType = meta.DefaultReadType
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = meta.DefaultBlockSize
+	}
+	if err := meta.ValidateBlockSize(cfg.BlockSize); err != nil {
+		return nil, err
+	}
+	if cfg.RetryTimeout == 0 {
+		cfg.RetryTimeout = 5 * time.Second
+	}
+	return &Client{cfg: cfg, workers: map[string]*grpc.ClientConn{}, sc: map[string]*shortcircuit.Client{}}, nil
+}
+
+// Config returns the effective configuration.
+func (c *Client) Config() Config { return c.cfg }
+
+// Close releases every connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	if c.master != nil {
+		errs = append(errs, c.master.Close())
+		c.master = nil
+	}
+	for k, w := range c.workers {
+		errs = append(errs, w.Close())
+		delete(c.workers, k)
+	}
+	for k, s := range c.sc {
+		errs = append(errs, s.Close())
+		delete(c.sc, k)
+	}
+	return errors.Join(errs...)
+}
+
+// dataDialOptions are tuned for bulk block streams over loopback and LAN.
+func dataDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(32 << 20),
+		grpc.WithInitialConnWindowSize(64 << 20),
+		grpc.WithReadBufferSize(1 << 20),
+		grpc.WithWriteBufferSize(1 << 20),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+	}
+}
+
+func (c *Client) masterConn() (*grpc.ClientConn, string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	addr := c.cfg.MasterAddresses[c.masterIdx%len(c.cfg.MasterAddresses)]
+	if c.master != nil {
+		return c.master, addr, nil
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	if err != nil {
+		return nil, addr, fmt.Errorf("connect to master %s: %w", addr, err)
+	}
+	c.master = cc
+	return cc, addr, nil
+}
+
+// nextMaster drops the current connection so the next call tries another master.
+func (c *Client) nextMaster(bad *grpc.ClientConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.master == bad && bad != nil {
+		bad.Close()
+		c.master = nil
+		c.masterIdx++
+	}
+}
+
+// callMaster runs fn against the leader, retrying Unavailable errors (a
+// master that is down, restarting, or not the leader) until RetryTimeout.
+func (c *Client) callMaster(ctx context.Context, fn func(context.Context, *grpc.ClientConn) error) error {
+	deadline := time.Now().Add(c.cfg.RetryTimeout)
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		cc, addr, err := c.masterConn()
+		if err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(ctx, c.cfg.RetryTimeout)
+		err = meta.FromStatus(fn(actx, cc))
+		cancel()
+		if err == nil || !errors.Is(err, meta.ErrUnavailable) {
+			return err
+		}
+		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) || attempt > 50 {
+			if errors.Is(err, meta.ErrNotLeader) {
+				return fmt.Errorf("no leader master among %v: %w", c.cfg.MasterAddresses, err)
+			}
+			return fmt.Errorf("cannot reach the master at %s (is `alcove local` or `alcove master` running? set --master or ALCOVE_MASTER): %w", addr, err)
+		}
+		c.nextMaster(cc)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func (c *Client) fs(ctx context.Context, fn func(context.Context, apiv1.FileSystemMasterClient) error) error {
+	return c.callMaster(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		return fn(ctx, apiv1.NewFileSystemMasterClient(cc))
+	})
+}
+
+func (c *Client) metaMaster(ctx context.Context, fn func(context.Context, apiv1.MetaMasterClient) error) error {
+	return c.callMaster(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		return fn(ctx, apiv1.NewMetaMasterClient(cc))
+	})
+}
+
+func (c *Client) workerConn(addr string) (apiv1.BlockWorkerClient, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc, ok := c.workers[addr]; ok {
+		return apiv1.NewBlockWorkerClient(cc), nil
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, dataDialOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to worker %s: %w", addr, err)
+	}
+	c.workers[addr] = cc
+	return apiv1.NewBlockWorkerClient(cc), nil
+}
+
+func (c *Client) shortCircuit(ctx context.Context, socket string) (*shortcircuit.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.sc[socket]; ok {
+		return s, nil
+	}
+	s, err := shortcircuit.Dial(ctx, socket)
+	if err != nil {
+		return nil, err
+	}
+	c.sc[socket] = s
+	return s, nil
+}
+
+// dropShortCircuit forgets a broken domain-socket connection.
+func (c *Client) dropShortCircuit(socket string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.sc[socket]; ok {
+		s.Close()
+		delete(c.sc, socket)
+	}
+}
+
+// liveWorkers returns the registered live workers, cached for a few seconds.
+func (c *Client) liveWorkers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
+	c.mu.Lock()
+	if time.Since(c.wcacheAt) < 3*time.Second && len(c.wcache) > 0 {
+		ws := c.wcache
+		c.mu.Unlock()
+		return ws, nil
+	}
+	c.mu.Unlock()
+	all, err := c.Workers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var live []*apiv1.WorkerInfo
+	for _, w := range all {
+		if w.GetState() != "LOST" {
+			live = append(live, w)
+		}
+	}
+	c.mu.Lock()
+	c.wcache, c.wcacheAt = live, time.Now()
+	c.mu.Unlock()
+	return live, nil
+}
+
+// pickWorker prefers the worker on this client's node, else a stable
+// choice by key so that repeated misses of one block go to one worker.
+func (c *Client) pickWorker(ctx context.Context, key int64) (*apiv1.WorkerInfo, error) {
+	ws, err := c.liveWorkers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("no live worker is registered with the master: %w", meta.ErrUnavailable)
+	}
+	for _, w := range ws {
+		if w.GetNode() == c.cfg.Node {
+			return w, nil
+		}
+	}
+	if key < 0 {
+		return ws[rand.IntN(len(ws))], nil
+	}
+	return ws[int(uint64(key)%uint64(len(ws)))], nil
+}

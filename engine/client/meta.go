@@ -1,0 +1,178 @@
+package client
+
+import (
+	"context"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// GetStatus returns a path's metadata, with block locations.
+func (c *Client) GetStatus(ctx context.Context, path string) (*apiv1.FileInfo, error) {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return nil, err
+	}
+	var info *apiv1.FileInfo
+	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.GetStatus(ctx, &apiv1.GetStatusRequest{Path: p})
+		info = r.GetFileInfo()
+		return err
+	})
+	return info, err
+}
+
+// ListStatus lists a directory (or returns the file itself).
+func (c *Client) ListStatus(ctx context.Context, path string, recursive, syncUfs bool) ([]*apiv1.FileInfo, error) {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*apiv1.FileInfo
+	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.ListStatus(ctx, &apiv1.ListStatusRequest{Path: p, Recursive: recursive, SyncUfs: syncUfs})
+		out = r.GetFileInfos()
+		return err
+	})
+	return out, err
+}
+
+// Mkdir creates a directory; parents with recursive; an existing directory
+// is fine with allowExists.
+func (c *Client) Mkdir(ctx context.Context, path string, recursive, allowExists bool, mode uint32) (*apiv1.FileInfo, error) {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return nil, err
+	}
+	var info *apiv1.FileInfo
+	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.CreateDirectory(ctx, &apiv1.CreateDirectoryRequest{Path: p, Recursive: recursive, AllowExists: allowExists, Mode: mode, WriteType: c.cfg.WriteType})
+		info = r.GetFileInfo()
+		return err
+	})
+	return info, err
+}
+
+// Delete removes a path (and its UFS copy unless alcoveOnly).
+func (c *Client) Delete(ctx context.Context, path string, recursive, alcoveOnly bool) error {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return err
+	}
+	return c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		_, err := m.Delete(ctx, &apiv1.DeleteRequest{Path: p, Recursive: recursive, AlcoveOnly: alcoveOnly})
+		return err
+	})
+}
+
+// Rename moves src to dst.
+func (c *Client) Rename(ctx context.Context, src, dst string, overwrite bool) error {
+	s, err := meta.CleanPath(src)
+	if err != nil {
+		return err
+	}
+	d, err := meta.CleanPath(dst)
+	if err != nil {
+		return err
+	}
+	return c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		_, err := m.Rename(ctx, &apiv1.RenameRequest{Src: s, Dst: d, Overwrite: overwrite})
+		return err
+	})
+}
+
+// SetAttribute changes pin, TTL, mode or owner; the path is set on req.
+func (c *Client) SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error {
+	p, err := meta.CleanPath(req.GetPath())
+	if err != nil {
+		return err
+	}
+	req.Path = p
+	return c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		_, err := m.SetAttribute(ctx, req)
+		return err
+	})
+}
+
+// Free removes a path's cached blocks (its data stays in the UFS).
+func (c *Client) Free(ctx context.Context, path string, recursive, force bool) (int64, error) {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.Free(ctx, &apiv1.FreeRequest{Path: p, Recursive: recursive, Force: force})
+		n = r.GetFreedBlocks()
+		return err
+	})
+	return n, err
+}
+
+// Mount mounts a UFS URI at a namespace path.
+func (c *Client) Mount(ctx context.Context, path, ufsURI string, readOnly, shared bool, props map[string]string) error {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return err
+	}
+	return c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		_, err := m.Mount(ctx, &apiv1.MountRequest{AlcovePath: p, UfsUri: ufsURI, ReadOnly: readOnly, Shared: shared, Properties: props})
+		return err
+	})
+}
+
+// Unmount removes a mount point.
+func (c *Client) Unmount(ctx context.Context, path string) error {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return err
+	}
+	return c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		_, err := m.Unmount(ctx, &apiv1.UnmountRequest{AlcovePath: p})
+		return err
+	})
+}
+
+// MountTable lists mount points.
+func (c *Client) MountTable(ctx context.Context) ([]*apiv1.MountPointInfo, error) {
+	var out []*apiv1.MountPointInfo
+	err := c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.GetMountTable(ctx, &apiv1.GetMountTableRequest{})
+		out = r.GetMountPoints()
+		return err
+	})
+	return out, err
+}
+
+// Workers lists registered workers with their tiers.
+func (c *Client) Workers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
+	var out []*apiv1.WorkerInfo
+	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		r, err := m.GetWorkers(ctx, &apiv1.GetWorkersRequest{})
+		out = r.GetWorkers()
+		return err
+	})
+	return out, err
+}
+
+// MasterInfo describes the leader master.
+func (c *Client) MasterInfo(ctx context.Context) (*apiv1.GetMasterInfoResponse, error) {
+	var out *apiv1.GetMasterInfoResponse
+	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		var err error
+		out, err = m.GetMasterInfo(ctx, &apiv1.GetMasterInfoRequest{})
+		return err
+	})
+	return out, err
+}
+
+// Checkpoint asks the leader to snapshot its journal.
+func (c *Client) Checkpoint(ctx context.Context) (int64, error) {
+	var idx int64
+	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		r, err := m.Checkpoint(ctx, &apiv1.CheckpointRequest{})
+		idx = r.GetIndex()
+		return err
+	})
+	return idx, err
+}

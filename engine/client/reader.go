@@ -1,0 +1,355 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/shortcircuit"
+)
+
+// ReadStats counts where a reader's bytes came from.
+type ReadStats struct {
+	ShortCircuit atomic.Int64 // local worker's cache file, read through a passed fd
+	Remote       atomic.Int64 // a worker's cache over gRPC
+	UFS          atomic.Int64 // the UFS, through a worker (cache miss)
+}
+
+// Reader reads a file with locality. Read/Seek are sequential and not safe
+// for concurrent use; ReadAt is.
+type Reader struct {
+	c        *Client
+	ctx      context.Context
+	info     *apiv1.FileInfo
+	readType apiv1.ReadType
+	pos      int64
+	src      *source
+	Stats    ReadStats
+}
+
+// OpenFile opens a complete file for reading.
+func (c *Client) OpenFile(ctx context.Context, path string, readType apiv1.ReadType) (*Reader, error) {
+	info, err := c.GetStatus(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if info.GetFolder() {
+		return nil, fmt.Errorf("open %s: %w", info.GetPath(), meta.ErrIsDirectory)
+	}
+	if !info.GetCompleted() {
+		return nil, fmt.Errorf("open %s: file is still being written: %w", info.GetPath(), meta.ErrFailedPrecondition)
+	}
+	if readType == apiv1.ReadType_READ_TYPE_UNSPECIFIED {
+		readType = c.cfg.ReadType
+	}
+	return &Reader{c: c, ctx: ctx, info: info, readType: readType}, nil
+}
+
+// Info is the file's metadata as of open.
+func (r *Reader) Info() *apiv1.FileInfo { return r.info }
+
+// Read implements io.Reader.
+func (r *Reader) Read(p []byte) (int, error) {
+	length, bs := r.info.GetLength(), r.info.GetBlockSizeBytes()
+	if r.pos >= length {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	idx, inb := r.pos/bs, r.pos%bs
+	if r.src == nil || r.src.index != idx || !r.src.canRead(inb) {
+		r.closeSource()
+		src, err := r.open(idx, inb, -1)
+		if err != nil {
+			return 0, err
+		}
+		r.src = src
+	}
+	want := min(int64(len(p)), r.src.blockLen-inb)
+	n, err := r.src.read(p[:want], inb)
+	r.pos += int64(n)
+	r.count(r.src.kind, n)
+	if err != nil {
+		r.closeSource()
+		return n, fmt.Errorf("read %s at %d: %w", r.info.GetPath(), r.pos, err)
+	}
+	return n, nil
+}
+
+// WriteTo streams the rest of the file to w with large buffers.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 4<<20)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Seek implements io.Seeker.
+func (r *Reader) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		off += r.pos
+	case io.SeekEnd:
+		off += r.info.GetLength()
+	}
+	if off < 0 {
+		return r.pos, fmt.Errorf("seek %s to %d: %w", r.info.GetPath(), off, meta.ErrInvalidArgument)
+	}
+	r.pos = off
+	return off, nil
+}
+
+// ReadAt implements io.ReaderAt; each call opens its own sources.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	length, bs := r.info.GetLength(), r.info.GetBlockSizeBytes()
+	total := 0
+	for total < len(p) {
+		pos := off + int64(total)
+		if pos >= length {
+			return total, io.EOF
+		}
+		idx, inb := pos/bs, pos%bs
+		want := min(int64(len(p)-total), meta.BlockLength(length, bs, idx)-inb)
+		src, err := r.open(idx, inb, want)
+		if err != nil {
+			return total, err
+		}
+		n, err := io.ReadFull(readerAt{src, inb}, p[total:total+int(want)])
+		r.count(src.kind, n)
+		src.close()
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("read %s at %d: %w", r.info.GetPath(), pos, err)
+		}
+	}
+	return total, nil
+}
+
+type readerAt struct {
+	s   *source
+	off int64
+}
+
+func (ra readerAt) Read(p []byte) (int, error) {
+	n, err := ra.s.read(p, ra.off)
+	return n, err
+}
+
+func (r *Reader) count(kind string, n int) {
+	switch kind {
+	case kindLocal:
+		r.Stats.ShortCircuit.Add(int64(n))
+	case kindRemote:
+		r.Stats.Remote.Add(int64(n))
+	default:
+		r.Stats.UFS.Add(int64(n))
+	}
+}
+
+func (r *Reader) closeSource() {
+	if r.src != nil {
+		r.src.close()
+		r.src = nil
+	}
+}
+
+// Close releases the reader's block leases and streams.
+func (r *Reader) Close() error {
+	r.closeSource()
+	return nil
+}
+
+// open finds the best source for block idx from in-block offset inb:
+// the local worker's domain socket, a worker caching it, and otherwise a
+// worker that reads it from the UFS. After a failure with stale locations it
+// refreshes the file's metadata once.
+func (r *Reader) open(idx, inb, length int64) (*source, error) {
+	src, err := r.tryOpen(idx, inb, length)
+	if err == nil || errors.Is(err, meta.ErrDataLost) {
+		return src, err
+	}
+	info, serr := r.c.GetStatus(r.ctx, r.info.GetPath())
+	if serr != nil || info.GetFileId() != r.info.GetFileId() {
+		return nil, err
+	}
+	r.info = info
+	return r.tryOpen(idx, inb, length)
+}
+
+func (r *Reader) blockInfo(idx int64) (*apiv1.BlockInfo, int64) {
+	bs := r.info.GetBlockSizeBytes()
+	blen := meta.BlockLength(r.info.GetLength(), bs, idx)
+	for _, fbi := range r.info.GetFileBlockInfos() {
+		if fbi.GetOffset() == idx*bs {
+			return fbi.GetBlockInfo(), blen
+		}
+	}
+	return &apiv1.BlockInfo{BlockId: meta.BlockID(r.info.GetFileId(), idx), Length: blen}, blen
+}
+
+func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
+	bi, blen := r.blockInfo(idx)
+	bs := r.info.GetBlockSizeBytes()
+	var errs []error
+	node := r.c.cfg.Node
+	if !r.c.cfg.DisableShortCircuit {
+		for _, loc := range bi.GetLocations() {
+			if loc.GetNode() != node || loc.GetDomainSocket() == "" {
+				continue
+			}
+			sc, err := r.c.shortCircuit(r.ctx, loc.GetDomainSocket())
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			b, err := sc.Open(r.ctx, bi.GetBlockId(), bs, r.readType == apiv1.ReadType_CACHE_PROMOTE)
+			if err != nil {
+				if !errors.Is(err, meta.ErrNotFound) {
+					r.c.dropShortCircuit(loc.GetDomainSocket())
+				}
+				errs = append(errs, err)
+				continue
+			}
+			return &source{index: idx, blockLen: blen, kind: kindLocal, local: b}, nil
+		}
+	}
+	req := &apiv1.ReadBlockRequest{
+		BlockId: bi.GetBlockId(), Offset: inb, Length: length, BlockLength: blen,
+		BlockSizeBytes: bs, ReadType: r.readType,
+		Ufs: &apiv1.UfsBlockSource{
+			UfsPath: r.info.GetUfsPath(), BlockOffset: idx * bs, MountId: r.info.GetMountId(),
+			Persisted: r.info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED,
+		},
+	}
+	// Cached copies, the local node's first.
+	locs := bi.GetLocations()
+	ordered := make([]*apiv1.BlockLocation, 0, len(locs))
+	for _, l := range locs {
+		if l.GetNode() == node {
+			ordered = append(ordered, l)
+		}
+	}
+	for _, l := range locs {
+		if l.GetNode() != node {
+			ordered = append(ordered, l)
+		}
+	}
+	for _, loc := range ordered {
+		s, err := r.stream(loc.GetWorkerAddress(), req, idx, blen, kindRemote)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, err)
+	}
+	if !req.Ufs.Persisted {
+		return nil, fmt.Errorf("block %d of %s is lost: it is not cached on any worker and the file was never persisted to the UFS (written with %s): %w",
+			bi.GetBlockId(), r.info.GetPath(), r.info.GetWriteType(), meta.ErrDataLost)
+	}
+	w, err := r.c.pickWorker(r.ctx, bi.GetBlockId())
+	if err != nil {
+		return nil, errors.Join(append(errs, err)...)
+	}
+	s, err := r.stream(w.GetAddress(), req, idx, blen, kindUFS)
+	if err != nil {
+		return nil, errors.Join(append(errs, err)...)
+	}
+	return s, nil
+}
+
+// stream opens a ReadBlock stream and waits for its first chunk, so a worker
+// that lacks the block fails here and the next source can be tried.
+func (r *Reader) stream(addr string, req *apiv1.ReadBlockRequest, idx, blen int64, kind string) (*source, error) {
+	wc, err := r.c.workerConn(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	st, err := wc.ReadBlock(ctx, req)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, meta.FromStatus(err))
+	}
+	first, err := st.Recv()
+	if err != nil && !(errors.Is(err, io.EOF) && req.GetOffset() >= blen) {
+		cancel()
+		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, meta.FromStatus(err))
+	}
+	return &source{index: idx, blockLen: blen, kind: kind, stream: st, cancel: cancel, next: req.GetOffset(), buf: first.GetData()}, nil
+}
+
+const (
+	kindLocal  = "local"
+	kindRemote = "remote"
+	kindUFS    = "ufs"
+)
+
+// source is an open view of one block.
+type source struct {
+	index    int64
+	blockLen int64
+	kind     string
+	local    *shortcircuit.Block
+	stream   apiv1.BlockWorker_ReadBlockClient
+	cancel   context.CancelFunc
+	next     int64 // in-block offset of buf[0] (streams are sequential)
+	buf      []byte
+}
+
+func (s *source) canRead(inb int64) bool { return s.local != nil || inb == s.next }
+
+func (s *source) read(p []byte, inb int64) (int, error) {
+	if s.local != nil {
+		n, err := s.local.File.ReadAt(p, s.local.Offset+inb)
+		if err == io.EOF && n == len(p) {
+			err = nil
+		}
+		if err == io.EOF {
+			err = fmt.Errorf("short read of cached block: %w", io.ErrUnexpectedEOF)
+		}
+		return n, err
+	}
+	if inb != s.next {
+		return 0, fmt.Errorf("stream at %d, asked for %d: %w", s.next, inb, meta.ErrInvalidArgument)
+	}
+	for len(s.buf) == 0 {
+		msg, err := s.stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, fmt.Errorf("block stream ended at %d of %d: %w", s.next, s.blockLen, io.ErrUnexpectedEOF)
+			}
+			return 0, meta.FromStatus(err)
+		}
+		s.buf = msg.GetData()
+	}
+	n := copy(p, s.buf)
+	s.buf = s.buf[n:]
+	s.next += int64(n)
+	return n, nil
+}
+
+func (s *source) close() {
+	if s.local != nil {
+		s.local.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+}

@@ -1,0 +1,206 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// chunkSize is the data message size on block streams.
+const chunkSize = 1 << 20
+
+// WriteOptions tune Create; zero values take the client's defaults.
+type WriteOptions struct {
+	WriteType apiv1.WriteType
+	BlockSize int64
+	Mode      uint32
+	Recursive bool // create missing parent directories
+	Overwrite bool // replace an existing file
+	TTLMs     int64
+	TTLAction apiv1.TtlAction
+}
+
+// Writer streams a new file to a worker. Close completes it; until then
+// the file is invisible to readers as incomplete. Not safe for concurrent use.
+type Writer struct {
+	c      *Client
+	info   *apiv1.FileInfo
+	stream apiv1.BlockWorker_WriteFileClient
+	cancel context.CancelFunc
+	ctx    context.Context
+	n      int64
+	done   bool
+	err    error
+	resp   *apiv1.WriteFileResponse
+}
+
+// Create makes a file at path and returns a writer for its content.
+func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*Writer, error) {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return nil, err
+	}
+	if opts.WriteType == apiv1.WriteType_WRITE_TYPE_UNSPECIFIED {
+		opts.WriteType = c.cfg.WriteType
+	}
+	if opts.BlockSize == 0 {
+		opts.BlockSize = c.cfg.BlockSize
+	}
+	if err := meta.ValidateBlockSize(opts.BlockSize); err != nil {
+		return nil, err
+	}
+	// Pick the worker first: with none alive there is nothing to create.
+	w, err := c.pickWorker(ctx, -1)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", p, err)
+	}
+	var info *apiv1.FileInfo
+	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.CreateFile(ctx, &apiv1.CreateFileRequest{
+			Path: p, BlockSizeBytes: opts.BlockSize, Mode: opts.Mode, WriteType: opts.WriteType,
+			Recursive: opts.Recursive, Overwrite: opts.Overwrite, TtlMs: opts.TTLMs, TtlAction: opts.TTLAction,
+			ReplicationDurable: c.cfg.ReplicationDurable,
+		})
+		info = r.GetFileInfo()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	wc, err := c.workerConn(w.GetAddress())
+	if err != nil {
+		c.abandon(ctx, p)
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	stream, err := wc.WriteFile(sctx)
+	if err == nil {
+		err = stream.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Header{Header: &apiv1.WriteFileHeader{
+			FileId: info.GetFileId(), Path: p, UfsPath: info.GetUfsPath(), BlockSizeBytes: info.GetBlockSizeBytes(),
+			WriteType: opts.WriteType, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
+		}}})
+	}
+	if err != nil {
+		cancel()
+		c.abandon(ctx, p)
+		return nil, fmt.Errorf("open write stream to worker %s for %s: %w", w.GetAddress(), p, meta.FromStatus(err))
+	}
+	return &Writer{c: c, info: info, stream: stream, cancel: cancel, ctx: ctx}, nil
+}
+
+// abandon removes an incomplete file after a failed write.
+func (c *Client) abandon(ctx context.Context, p string) {
+	_ = c.fs(context.WithoutCancel(ctx), func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		_, err := m.Delete(ctx, &apiv1.DeleteRequest{Path: p, AlcoveOnly: true})
+		return err
+	})
+}
+
+// Info is the file's metadata as created.
+func (w *Writer) Info() *apiv1.FileInfo { return w.info }
+
+// Write implements io.Writer.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.done {
+		return 0, fmt.Errorf("write %s: %w", w.info.GetPath(), io.ErrClosedPipe)
+	}
+	written := 0
+	for written < len(p) {
+		end := min(len(p), written+chunkSize)
+		if err := w.stream.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Data{Data: p[written:end]}}); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The server ended the stream; its status says why.
+				_, err = w.stream.CloseAndRecv()
+			}
+			w.fail(fmt.Errorf("write %s: %w", w.info.GetPath(), meta.FromStatus(err)))
+			return written, w.err
+		}
+		w.n += int64(end - written)
+		written = end
+	}
+	return written, nil
+}
+
+// ReadFrom copies r into the file with large chunks.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, chunkSize)
+	var total int64
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return total, nil
+		}
+		if err != nil {
+			w.fail(fmt.Errorf("read source for %s: %w", w.info.GetPath(), err))
+			return total, w.err
+		}
+	}
+}
+
+func (w *Writer) fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+	w.Abort()
+}
+
+// Abort discards the file.
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.cancel()
+	w.c.abandon(w.ctx, w.info.GetPath())
+}
+
+// Close finishes the stream and completes the file at the master. The file
+// is durable per its write type when Close returns nil.
+func (w *Writer) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.done {
+		return nil
+	}
+	resp, err := w.stream.CloseAndRecv()
+	if err != nil {
+		w.fail(fmt.Errorf("finish writing %s: %w", w.info.GetPath(), meta.FromStatus(err)))
+		return w.err
+	}
+	if resp.GetLength() != w.n {
+		w.fail(fmt.Errorf("finish writing %s: worker stored %d bytes, client sent %d: %w", w.info.GetPath(), resp.GetLength(), w.n, meta.ErrAborted))
+		return w.err
+	}
+	w.resp = resp
+	var info *apiv1.FileInfo
+	err = w.c.fs(w.ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.CompleteFile(ctx, &apiv1.CompleteFileRequest{
+			Path: w.info.GetPath(), FileId: w.info.GetFileId(), Length: w.n,
+			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(),
+		})
+		info = r.GetFileInfo()
+		return err
+	})
+	if err != nil {
+		w.fail(fmt.Errorf("complete %s: %w", w.info.GetPath(), err))
+		return w.err
+	}
+	w.done = true
+	w.cancel()
+	w.info = info
+	return nil
+}

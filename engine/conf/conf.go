@@ -1,0 +1,246 @@
+// Package conf reads Alcove's properties file (conf/alcove-site.properties).
+// It accepts the alluxio.* keys Alcove implements, under their Alluxio names or
+// with the alcove.* prefix, and warns about every key it does not know —
+// never silently ignoring a setting a user believes is in effect.
+package conf
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// Keys Alcove implements (canonical alluxio.* spelling).
+const (
+	MasterHostname         = "alluxio.master.hostname"
+	MasterRPCPort          = "alluxio.master.rpc.port"
+	MasterWebPort          = "alluxio.master.web.port"
+	MasterJournalFolder    = "alluxio.master.journal.folder"
+	MasterRootUFS          = "alluxio.master.mount.table.root.ufs"
+	MasterWorkerTimeout    = "alluxio.master.worker.timeout"
+	WorkerHostname         = "alluxio.worker.hostname"
+	WorkerRPCPort          = "alluxio.worker.rpc.port"
+	WorkerWebPort          = "alluxio.worker.web.port"
+	WorkerMemorySize       = "alluxio.worker.ramdisk.size"
+	WorkerDomainSocket     = "alluxio.worker.data.server.domain.socket.address"
+	WorkerAsyncCacheMax    = "alluxio.worker.network.async.cache.manager.threads.max"
+	UserWriteType          = "alluxio.user.file.writetype.default"
+	UserReadType           = "alluxio.user.file.readtype.default"
+	UserReplicationDurable = "alluxio.user.file.replication.durable"
+	UserBlockSize          = "alluxio.user.block.size.bytes.default"
+	UserHostname           = "alluxio.user.hostname"
+)
+
+var known = map[string]func(string) error{
+	MasterHostname:         nonEmpty,
+	MasterRPCPort:          port,
+	MasterWebPort:          port,
+	MasterJournalFolder:    nonEmpty,
+	MasterRootUFS:          nonEmpty,
+	MasterWorkerTimeout:    duration,
+	WorkerHostname:         nonEmpty,
+	WorkerRPCPort:          port,
+	WorkerWebPort:          port,
+	WorkerMemorySize:       size,
+	WorkerDomainSocket:     nonEmpty,
+	WorkerAsyncCacheMax:    positiveInt,
+	UserWriteType:          func(s string) error { _, err := meta.ParseWriteType(s); return err },
+	UserReadType:           func(s string) error { _, err := meta.ParseReadType(s); return err },
+	UserReplicationDurable: positiveInt,
+	UserBlockSize:          size,
+	UserHostname:           nonEmpty,
+}
+
+// Properties is a parsed properties file plus where it came from.
+type Properties struct {
+	Path   string
+	values map[string]string
+	// Warnings lists keys that were present but are not implemented.
+	Warnings []string
+}
+
+// canonical maps alcove.x to alluxio.x.
+func canonical(key string) string {
+	if rest, ok := strings.CutPrefix(key, "alcove."); ok {
+		return "alluxio." + rest
+	}
+	return key
+}
+
+// Parse reads Java-style properties text: key=value or key: value, # and !
+// comments. Values are validated; a bad value is an error naming the line.
+func Parse(path string, text string) (*Properties, error) {
+	p := &Properties{Path: path, values: map[string]string{}}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == '!' {
+			continue
+		}
+		i := strings.IndexAny(line, "=:")
+		if i < 0 {
+			i = strings.IndexFunc(line, unicode.IsSpace)
+		}
+		if i < 0 {
+			return nil, fmt.Errorf("%s:%d: %q is not key=value", path, n, line)
+		}
+		key := canonical(strings.TrimSpace(line[:i]))
+		val := strings.TrimSpace(line[i+1:])
+		check, ok := known[key]
+		if !ok {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s:%d: unknown property %q is ignored", path, n, key))
+			continue
+		}
+		if err := check(val); err != nil {
+			return nil, fmt.Errorf("%s:%d: %s: %w", path, n, key, err)
+		}
+		p.values[key] = val
+	}
+	return p, sc.Err()
+}
+
+// Load reads the first properties file found: explicit path, then
+// $ALCOVE_CONF_DIR/alcove-site.properties, then ./conf/alcove-site.properties,
+// then /etc/alcove/alcove-site.properties. No file is not an error.
+func Load(explicit string) (*Properties, error) {
+	candidates := []string{explicit}
+	if explicit == "" {
+		candidates = nil
+		if d := os.Getenv("ALCOVE_CONF_DIR"); d != "" {
+			candidates = append(candidates, filepath.Join(d, "alcove-site.properties"))
+		}
+		candidates = append(candidates, filepath.Join("conf", "alcove-site.properties"), "/etc/alcove/alcove-site.properties")
+	}
+	for _, c := range candidates {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			if os.IsNotExist(err) && explicit == "" {
+				continue
+			}
+			return nil, fmt.Errorf("read properties %s: %w", c, err)
+		}
+		return Parse(c, string(b))
+	}
+	return &Properties{values: map[string]string{}}, nil
+}
+
+// Get returns a value and whether it was set.
+func (p *Properties) Get(key string) (string, bool) {
+	v, ok := p.values[canonical(key)]
+	return v, ok
+}
+
+// String returns a value or def.
+func (p *Properties) String(key, def string) string {
+	if v, ok := p.Get(key); ok {
+		return v
+	}
+	return def
+}
+
+// Keys returns the set keys, sorted.
+func (p *Properties) Keys() []string {
+	out := make([]string, 0, len(p.values))
+	for k := range p.values {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Int returns an integer value or def (values were validated on Parse).
+func (p *Properties) Int(key string, def int) int {
+	if v, ok := p.Get(key); ok {
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	return def
+}
+
+// Size returns a byte size value or def.
+func (p *Properties) Size(key string, def int64) int64 {
+	if v, ok := p.Get(key); ok {
+		n, _ := ParseSize(v)
+		return n
+	}
+	return def
+}
+
+// Duration returns a duration value or def.
+func (p *Properties) Duration(key string, def time.Duration) time.Duration {
+	if v, ok := p.Get(key); ok {
+		d, _ := ParseDuration(v)
+		return d
+	}
+	return def
+}
+
+func nonEmpty(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty value")
+	}
+	return nil
+}
+
+func port(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q is not a port number (0-65535)", s)
+	}
+	return nil
+}
+
+func positiveInt(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("%q is not a positive integer", s)
+	}
+	return nil
+}
+
+func size(s string) error { _, err := ParseSize(s); return err }
+
+func duration(s string) error { _, err := ParseDuration(s); return err }
+
+// ParseSize parses sizes as Alluxio writes them: "1024", "64MB", "1GB",
+// "512MiB", "2g" — binary multiples (Alluxio treats MB as MiB).
+func ParseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"TIB", 1 << 40}, {"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suf) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.m
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 512MB, 2GB)", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// ParseDuration accepts Go durations and Alluxio's bare milliseconds ("30000", "5min").
+func ParseDuration(s string) (time.Duration, error) {
+	t := strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	t = strings.Replace(strings.Replace(t, "min", "m", 1), "sec", "s", 1)
+	d, err := time.ParseDuration(t)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 5min, 30000)", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,178 @@
+// Package integration runs the real `alcove` binary: `alcove local` as a
+// subprocess on loopback ports, driven through the CLI as a user would.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// alcoveBin builds cmd/alcove once per test binary.
+func alcoveBin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "alcove-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "alcove")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/alcove-io/alcove/cmd/alcove").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// cluster is one `alcove local` process.
+type cluster struct {
+	t      *testing.T
+	bin    string
+	dir    string
+	ports  []int
+	extra  []string
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+	master string
+	node   string
+}
+
+func newCluster(t *testing.T, extra ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, bin: alcoveBin(t), dir: t.TempDir(), ports: freePorts(t, 4), extra: extra, node: "node-it"}
+	c.master = "127.0.0.1:" + strconv.Itoa(c.ports[0])
+	c.start()
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *cluster) start() {
+	c.t.Helper()
+	args := []string{"local", "--dir", c.dir, "--node-name", c.node,
+		"--master-port", strconv.Itoa(c.ports[0]), "--master-web-port", strconv.Itoa(c.ports[1]),
+		"--worker-port", strconv.Itoa(c.ports[2]), "--worker-web-port", strconv.Itoa(c.ports[3]),
+		"--mem-dir", filepath.Join(c.dir, "mem")}
+	args = append(args, c.extra...)
+	c.log = &bytes.Buffer{}
+	c.cmd = exec.Command(c.bin, args...)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	c.cmd.Env = append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir)
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := c.run("fsadmin", "report", "capacity")
+		if err == nil && strings.Contains(out, c.node) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("alcove local did not come up: %v %s\nlog:\n%s", err, out, c.log.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// kill9 ends the cluster without any chance to clean up.
+func (c *cluster) kill9() {
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+	c.cmd = nil
+}
+
+func (c *cluster) stop() {
+	if c.cmd == nil {
+		return
+	}
+	c.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+		c.t.Errorf("alcove local did not stop within 20s of SIGINT\nlog:\n%s", c.log.String())
+	}
+	c.cmd = nil
+}
+
+// alive reports whether the daemon process is still running.
+func (c *cluster) alive() bool {
+	return c.cmd != nil && c.cmd.Process.Signal(syscall.Signal(0)) == nil
+}
+
+// run executes an alcove CLI command against the cluster and returns stdout
+// (and stderr on failure).
+func (c *cluster) run(args ...string) (string, error) {
+	return c.runEnv(nil, args...)
+}
+
+func (c *cluster) runEnv(env []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--master", c.master}, args...)...)
+	cmd.Env = append(append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), fmt.Errorf("alcove %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+func (c *cluster) mustRun(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("%v\nlog:\n%s", err, tail(c.log.String(), 4000))
+	}
+	return out
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
