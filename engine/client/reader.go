@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
@@ -29,6 +30,10 @@ type Reader struct {
 	pos      int64
 	src      *source
 	Stats    ReadStats
+
+	mu     sync.Mutex // guards locals and idle (ReadAt)
+	locals map[int64]*source
+	idle   []*source
 }
 
 // OpenFile opens a complete file for reading.
@@ -49,8 +54,13 @@ func (c *Client) OpenFile(ctx context.Context, path string, readType apiv1.ReadT
 	return &Reader{c: c, ctx: ctx, info: info, readType: readType}, nil
 }
 
-// Info is the file's metadata as of open.
-func (r *Reader) Info() *apiv1.FileInfo { return r.info }
+// Info is the file's metadata (as of open, or of the last refresh after a
+// failed read).
+func (r *Reader) Info() *apiv1.FileInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.info
+}
 
 // Read implements io.Reader.
 func (r *Reader) Read(p []byte) (int, error) {
@@ -117,9 +127,12 @@ func (r *Reader) Seek(off int64, whence int) (int64, error) {
 	return off, nil
 }
 
-// ReadAt implements io.ReaderAt; each call opens its own sources.
+// ReadAt implements io.ReaderAt and is safe for concurrent use. Local
+// (short-circuit) blocks stay leased until Close, so random reads cost one
+// pread; a remote stream is kept and resumed when the next ReadAt continues
+// where the previous one ended.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
-	length, bs := r.info.GetLength(), r.info.GetBlockSizeBytes()
+	length, bs := r.Info().GetLength(), r.Info().GetBlockSizeBytes()
 	total := 0
 	for total < len(p) {
 		pos := off + int64(total)
@@ -128,19 +141,67 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		}
 		idx, inb := pos/bs, pos%bs
 		want := min(int64(len(p)-total), meta.BlockLength(length, bs, idx)-inb)
-		src, err := r.open(idx, inb, want)
+		src, err := r.takeSource(idx, inb)
 		if err != nil {
 			return total, err
 		}
-		n, err := io.ReadFull(readerAt{src, inb}, p[total:total+int(want)])
+		n, err := io.ReadFull(&readerAt{src, inb}, p[total:total+int(want)])
 		r.count(src.kind, n)
-		src.close()
 		total += n
 		if err != nil {
-			return total, fmt.Errorf("read %s at %d: %w", r.info.GetPath(), pos, err)
+			src.close()
+			return total, fmt.Errorf("read %s at %d: %w", r.Info().GetPath(), pos, err)
 		}
+		r.putSource(src)
 	}
 	return total, nil
+}
+
+// takeSource returns a source for block idx at inb: a leased local block,
+// an idle stream positioned at inb, or a new one.
+func (r *Reader) takeSource(idx, inb int64) (*source, error) {
+	r.mu.Lock()
+	if s, ok := r.locals[idx]; ok {
+		r.mu.Unlock()
+		return s, nil
+	}
+	for i, s := range r.idle {
+		if s.index == idx && s.next == inb {
+			r.idle = append(r.idle[:i], r.idle[i+1:]...)
+			r.mu.Unlock()
+			return s, nil
+		}
+	}
+	r.mu.Unlock()
+	return r.open(idx, inb, -1)
+}
+
+// maxIdleStreams bounds the remote streams kept for resumption.
+const maxIdleStreams = 4
+
+func (r *Reader) putSource(s *source) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.local != nil {
+		if r.locals == nil {
+			r.locals = map[int64]*source{}
+		}
+		if old, ok := r.locals[s.index]; ok && old != s {
+			s.close() // a concurrent ReadAt leased it first
+			return
+		}
+		r.locals[s.index] = s
+		return
+	}
+	if s.next >= s.blockLen {
+		s.close()
+		return
+	}
+	r.idle = append(r.idle, s)
+	if len(r.idle) > maxIdleStreams {
+		r.idle[0].close()
+		r.idle = r.idle[1:]
+	}
 }
 
 type readerAt struct {
@@ -148,8 +209,9 @@ type readerAt struct {
 	off int64
 }
 
-func (ra readerAt) Read(p []byte) (int, error) {
+func (ra *readerAt) Read(p []byte) (int, error) {
 	n, err := ra.s.read(p, ra.off)
+	ra.off += int64(n)
 	return n, err
 }
 
@@ -174,6 +236,15 @@ func (r *Reader) closeSource() {
 // Close releases the reader's block leases and streams.
 func (r *Reader) Close() error {
 	r.closeSource()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.locals {
+		s.close()
+	}
+	for _, s := range r.idle {
+		s.close()
+	}
+	r.locals, r.idle = nil, nil
 	return nil
 }
 
@@ -186,28 +257,32 @@ func (r *Reader) open(idx, inb, length int64) (*source, error) {
 	if err == nil || errors.Is(err, meta.ErrDataLost) {
 		return src, err
 	}
-	info, serr := r.c.GetStatus(r.ctx, r.info.GetPath())
-	if serr != nil || info.GetFileId() != r.info.GetFileId() {
+	old := r.Info()
+	info, serr := r.c.GetStatus(r.ctx, old.GetPath())
+	if serr != nil || info.GetFileId() != old.GetFileId() {
 		return nil, err
 	}
+	r.mu.Lock()
 	r.info = info
+	r.mu.Unlock()
 	return r.tryOpen(idx, inb, length)
 }
 
-func (r *Reader) blockInfo(idx int64) (*apiv1.BlockInfo, int64) {
-	bs := r.info.GetBlockSizeBytes()
-	blen := meta.BlockLength(r.info.GetLength(), bs, idx)
-	for _, fbi := range r.info.GetFileBlockInfos() {
+func blockInfo(info *apiv1.FileInfo, idx int64) (*apiv1.BlockInfo, int64) {
+	bs := info.GetBlockSizeBytes()
+	blen := meta.BlockLength(info.GetLength(), bs, idx)
+	for _, fbi := range info.GetFileBlockInfos() {
 		if fbi.GetOffset() == idx*bs {
 			return fbi.GetBlockInfo(), blen
 		}
 	}
-	return &apiv1.BlockInfo{BlockId: meta.BlockID(r.info.GetFileId(), idx), Length: blen}, blen
+	return &apiv1.BlockInfo{BlockId: meta.BlockID(info.GetFileId(), idx), Length: blen}, blen
 }
 
 func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
-	bi, blen := r.blockInfo(idx)
-	bs := r.info.GetBlockSizeBytes()
+	info := r.Info()
+	bi, blen := blockInfo(info, idx)
+	bs := info.GetBlockSizeBytes()
 	var errs []error
 	node := r.c.cfg.Node
 	if !r.c.cfg.DisableShortCircuit {
@@ -235,8 +310,8 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 		BlockId: bi.GetBlockId(), Offset: inb, Length: length, BlockLength: blen,
 		BlockSizeBytes: bs, ReadType: r.readType,
 		Ufs: &apiv1.UfsBlockSource{
-			UfsPath: r.info.GetUfsPath(), BlockOffset: idx * bs, MountId: r.info.GetMountId(),
-			Persisted: r.info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED,
+			UfsPath: info.GetUfsPath(), BlockOffset: idx * bs, MountId: info.GetMountId(),
+			Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED,
 		},
 	}
 	// Cached copies, the local node's first.
@@ -261,7 +336,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 	}
 	if !req.Ufs.Persisted {
 		return nil, fmt.Errorf("block %d of %s is lost: it is not cached on any worker and the file was never persisted to the UFS (written with %s): %w",
-			bi.GetBlockId(), r.info.GetPath(), r.info.GetWriteType(), meta.ErrDataLost)
+			bi.GetBlockId(), info.GetPath(), info.GetWriteType(), meta.ErrDataLost)
 	}
 	w, err := r.c.pickWorker(r.ctx, bi.GetBlockId())
 	if err != nil {
@@ -287,12 +362,13 @@ func (r *Reader) stream(addr string, req *apiv1.ReadBlockRequest, idx, blen int6
 		cancel()
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, meta.FromStatus(err))
 	}
-	first, err := st.Recv()
-	if err != nil && !(errors.Is(err, io.EOF) && req.GetOffset() >= blen) {
+	s := &source{index: idx, blockLen: blen, kind: kind, stream: st, cancel: cancel, next: req.GetOffset(), chunk: &apiv1.DataChunk{}}
+	if err := st.RecvMsg(s.chunk); err != nil && !(errors.Is(err, io.EOF) && req.GetOffset() >= blen) {
 		cancel()
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, meta.FromStatus(err))
 	}
-	return &source{index: idx, blockLen: blen, kind: kind, stream: st, cancel: cancel, next: req.GetOffset(), buf: first.GetData()}, nil
+	s.buf = s.chunk.GetData()
+	return s, nil
 }
 
 const (
@@ -311,6 +387,7 @@ type source struct {
 	cancel   context.CancelFunc
 	next     int64 // in-block offset of buf[0] (streams are sequential)
 	buf      []byte
+	chunk    *apiv1.DataChunk // reused receive buffer; buf points into it
 }
 
 func (s *source) canRead(inb int64) bool { return s.local != nil || inb == s.next }
@@ -330,14 +407,13 @@ func (s *source) read(p []byte, inb int64) (int, error) {
 		return 0, fmt.Errorf("stream at %d, asked for %d: %w", s.next, inb, meta.ErrInvalidArgument)
 	}
 	for len(s.buf) == 0 {
-		msg, err := s.stream.Recv()
-		if err != nil {
+		if err := s.stream.RecvMsg(s.chunk); err != nil {
 			if errors.Is(err, io.EOF) {
 				return 0, fmt.Errorf("block stream ended at %d of %d: %w", s.next, s.blockLen, io.ErrUnexpectedEOF)
 			}
 			return 0, meta.FromStatus(err)
 		}
-		s.buf = msg.GetData()
+		s.buf = s.chunk.GetData()
 	}
 	n := copy(p, s.buf)
 	s.buf = s.buf[n:]

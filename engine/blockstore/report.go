@@ -1,0 +1,103 @@
+package blockstore
+
+import "sort"
+
+// SetPinned replaces the set of pinned files; their blocks are never evicted.
+func (s *Store) SetPinned(fileIDs []int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pinned = toSet(fileIDs)
+}
+
+// Pin adds one file to the pinned set.
+func (s *Store) Pin(fileID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pinned[fileID] = struct{}{}
+}
+
+// SetUnpersisted replaces the master's set of files whose cached copy is the
+// only copy; their blocks are evicted only as a last resort. Files marked
+// locally with MarkUnpersisted stay marked regardless (the master may not
+// know a file being written yet).
+func (s *Store) SetUnpersisted(fileIDs []int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unpersisted = toSet(fileIDs)
+}
+
+// MarkUnpersisted marks a file written here as unpersisted until
+// MarkPersisted, whatever SetUnpersisted says meanwhile.
+func (s *Store) MarkUnpersisted(fileID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.localUnpersisted[fileID] = struct{}{}
+}
+
+// MarkPersisted clears a file's unpersisted marks.
+func (s *Store) MarkPersisted(fileID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.unpersisted, fileID)
+	delete(s.localUnpersisted, fileID)
+}
+
+func (s *Store) isUnpersistedLocked(fileID int64) bool {
+	_, a := s.unpersisted[fileID]
+	_, b := s.localUnpersisted[fileID]
+	return a || b
+}
+
+func toSet(ids []int64) map[int64]struct{} {
+	m := make(map[int64]struct{}, len(ids))
+	for _, id := range ids {
+		m[id] = struct{}{}
+	}
+	return m
+}
+
+// DrainEvents returns the blocks added and removed since the last drain
+// (net: a block added then removed is only reported removed).
+func (s *Store) DrainEvents() (added []BlockInfo, removed []int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.added {
+		added = append(added, b)
+	}
+	for id := range s.removed {
+		removed = append(removed, id)
+	}
+	s.added = map[int64]BlockInfo{}
+	s.removed = map[int64]struct{}{}
+	sort.Slice(added, func(i, j int) bool { return added[i].ID < added[j].ID })
+	sort.Slice(removed, func(i, j int) bool { return removed[i] < removed[j] })
+	return added, removed
+}
+
+// Blocks lists every committed block (for registration) and clears the
+// pending events, which the full list supersedes.
+func (s *Store) Blocks() []BlockInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]BlockInfo, 0, len(s.blocks))
+	for _, b := range s.blocks {
+		if b.state == stateCommitted && !b.doomed {
+			out = append(out, BlockInfo{ID: b.id, Length: b.length, Tier: b.tier.cfg.Alias})
+		}
+	}
+	s.added = map[int64]BlockInfo{}
+	s.removed = map[int64]struct{}{}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Usage returns every tier's capacity and usage, fastest first.
+func (s *Store) Usage() []TierUsage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]TierUsage, len(s.tiers))
+	for i, t := range s.tiers {
+		out[i] = TierUsage{Alias: t.cfg.Alias, CapacityBytes: t.cfg.QuotaBytes, UsedBytes: t.used}
+	}
+	return out
+}

@@ -1,0 +1,76 @@
+// Package worker is the Alcove worker daemon: it owns the node's block cache
+// (engine/blockstore), serves blocks over gRPC streams and, to local clients,
+// over the domain socket by passing cache file fds (engine/shortcircuit),
+// reads through to the UFS on a miss, writes files by write type, and
+// heartbeats its blocks and capacity to the master.
+package worker
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// Defaults, Alluxio's where Alluxio has one.
+const (
+	DefaultAddress           = "127.0.0.1:29999"
+	DefaultWebAddress        = ":30000"
+	DefaultAsyncCacheThreads = 8 // alluxio.worker.network.async.cache.manager.threads.max
+	DefaultHeartbeatInterval = time.Second
+	DefaultChunkSize         = 1 << 20
+	maxChunkSize             = 4 << 20
+)
+
+// Config configures a worker.
+type Config struct {
+	MasterAddress string // host:port of the master's gRPC service
+	Address       string // gRPC listen address; "" → DefaultAddress; port 0 picks one
+	// WebAddress serves /metrics and /healthz; "" disables it. DefaultConfig
+	// sets DefaultWebAddress.
+	WebAddress        string
+	DomainSocket      string // path of the short-circuit socket; "" disables short-circuit
+	Node              string // Kubernetes node name; "" → hostname
+	Tiers             []blockstore.TierConfig
+	AsyncCacheThreads int           // 0 → DefaultAsyncCacheThreads
+	HeartbeatInterval time.Duration // 0 → DefaultHeartbeatInterval
+}
+
+// DefaultConfig returns a Config with the default addresses and tuning; the
+// caller adds MasterAddress and Tiers.
+func DefaultConfig() Config {
+	return Config{
+		Address:           DefaultAddress,
+		WebAddress:        DefaultWebAddress,
+		AsyncCacheThreads: DefaultAsyncCacheThreads,
+		HeartbeatInterval: DefaultHeartbeatInterval,
+	}
+}
+
+func (c *Config) validate() error {
+	if c.MasterAddress == "" {
+		return fmt.Errorf("%w: worker needs the master address", meta.ErrInvalidArgument)
+	}
+	if len(c.Tiers) == 0 {
+		return fmt.Errorf("%w: worker needs at least one cache tier", meta.ErrInvalidArgument)
+	}
+	if c.Address == "" {
+		c.Address = DefaultAddress
+	}
+	if c.AsyncCacheThreads <= 0 {
+		c.AsyncCacheThreads = DefaultAsyncCacheThreads
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.Node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("get hostname for the node name: %w", err)
+		}
+		c.Node = h
+	}
+	return nil
+}

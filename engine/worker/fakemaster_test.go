@@ -1,0 +1,90 @@
+package worker
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+)
+
+// fakeMaster is an in-test BlockMaster on a real gRPC server: it records
+// what the worker tells it and hands out queued heartbeat responses. The
+// real master (engine/master) is built separately.
+type fakeMaster struct {
+	apiv1.UnimplementedBlockMasterServer
+	addr string
+
+	mu          sync.Mutex
+	registers   []*apiv1.RegisterWorkerRequest
+	heartbeats  int
+	commits     map[int64]*apiv1.CommitBlockRequest
+	removed     map[int64]bool
+	persistDone []*apiv1.PersistDoneRequest
+	pending     []*apiv1.HeartbeatResponse // returned by the next heartbeats, in order
+}
+
+func startFakeMaster(t testing.TB, addr string) *fakeMaster {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm := &fakeMaster{addr: ln.Addr().String(), commits: map[int64]*apiv1.CommitBlockRequest{}, removed: map[int64]bool{}}
+	srv := grpc.NewServer()
+	apiv1.RegisterBlockMasterServer(srv, fm)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return fm
+}
+
+func (m *fakeMaster) RegisterWorker(_ context.Context, req *apiv1.RegisterWorkerRequest) (*apiv1.RegisterWorkerResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.registers = append(m.registers, req)
+	return &apiv1.RegisterWorkerResponse{WorkerId: 42}, nil
+}
+
+func (m *fakeMaster) Heartbeat(_ context.Context, req *apiv1.HeartbeatRequest) (*apiv1.HeartbeatResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.heartbeats++
+	for _, id := range req.GetRemovedBlockIds() {
+		m.removed[id] = true
+	}
+	if len(m.pending) == 0 {
+		return &apiv1.HeartbeatResponse{}, nil
+	}
+	resp := m.pending[0]
+	m.pending = m.pending[1:]
+	return resp, nil
+}
+
+func (m *fakeMaster) CommitBlock(_ context.Context, req *apiv1.CommitBlockRequest) (*apiv1.CommitBlockResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.commits[req.GetBlockId()] = req
+	return &apiv1.CommitBlockResponse{}, nil
+}
+
+func (m *fakeMaster) PersistDone(_ context.Context, req *apiv1.PersistDoneRequest) (*apiv1.PersistDoneResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.persistDone = append(m.persistDone, req)
+	return &apiv1.PersistDoneResponse{}, nil
+}
+
+func (m *fakeMaster) queue(resp *apiv1.HeartbeatResponse) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending = append(m.pending, resp)
+}
+
+func (m *fakeMaster) committed(id int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.commits[id] != nil
+}

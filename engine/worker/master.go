@@ -1,0 +1,159 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+const (
+	rpcTimeout = 10 * time.Second
+	maxBackoff = 10 * time.Second
+)
+
+func tiersProto(us []blockstore.TierUsage) []*apiv1.TierInfo {
+	out := make([]*apiv1.TierInfo, len(us))
+	for i, u := range us {
+		out[i] = &apiv1.TierInfo{Alias: u.Alias, CapacityBytes: u.CapacityBytes, UsedBytes: u.UsedBytes}
+	}
+	return out
+}
+
+func blocksProto(bs []blockstore.BlockInfo) []*apiv1.WorkerBlock {
+	out := make([]*apiv1.WorkerBlock, len(bs))
+	for i, b := range bs {
+		out[i] = &apiv1.WorkerBlock{BlockId: b.ID, Length: b.Length, Tier: b.Tier}
+	}
+	return out
+}
+
+// register (re-)registers with the full block list.
+func (w *Worker) register(ctx context.Context) error {
+	resp, err := w.master.RegisterWorker(ctx, &apiv1.RegisterWorkerRequest{
+		Address:      w.addr,
+		WebAddress:   w.webAddr,
+		Node:         w.cfg.Node,
+		DomainSocket: w.cfg.DomainSocket,
+		Tiers:        tiersProto(w.store.Usage()),
+		Blocks:       blocksProto(w.store.Blocks()),
+		WorkerId:     w.id.Load(),
+	})
+	if err != nil {
+		return fmt.Errorf("register with master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
+	}
+	w.id.Store(resp.GetWorkerId())
+	return nil
+}
+
+// commitBlock tells the master a block is cached here.
+func (w *Worker) commitBlock(ctx context.Context, b blockstore.BlockInfo) error {
+	id := w.id.Load()
+	if id == 0 {
+		return fmt.Errorf("commit block %d: %w: worker not registered", b.ID, meta.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rpcTimeout)
+	defer cancel()
+	_, err := w.master.CommitBlock(ctx, &apiv1.CommitBlockRequest{WorkerId: id, BlockId: b.ID, Length: b.Length, Tier: b.Tier})
+	if err != nil {
+		return fmt.Errorf("commit block %d: %w", b.ID, meta.FromStatus(err))
+	}
+	return nil
+}
+
+// heartbeatLoop heartbeats every interval; while the master is unreachable
+// it retries with exponential backoff and the worker keeps serving.
+func (w *Worker) heartbeatLoop(ctx context.Context, registered bool) {
+	hb := &heartbeater{w: w, registered: registered, added: map[int64]blockstore.BlockInfo{}, removed: map[int64]bool{}}
+	connected := registered
+	delay := w.cfg.HeartbeatInterval
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+		err := hb.beat(rctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if connected {
+				w.log.Error(err, "master unreachable; serving cached data and retrying", "master", w.cfg.MasterAddress)
+				connected = false
+			}
+			delay = min(delay*2, maxBackoff)
+		default:
+			if !connected {
+				w.log.Info("connected to master", "master", w.cfg.MasterAddress, "workerID", w.ID())
+				connected = true
+			}
+			delay = w.cfg.HeartbeatInterval
+		}
+		t.Reset(delay)
+	}
+}
+
+// heartbeater keeps block events not yet acknowledged by the master.
+type heartbeater struct {
+	w          *Worker
+	registered bool
+	added      map[int64]blockstore.BlockInfo
+	removed    map[int64]bool
+}
+
+func (h *heartbeater) beat(ctx context.Context) error {
+	w := h.w
+	if !h.registered {
+		if err := w.register(ctx); err != nil {
+			return err
+		}
+		h.registered = true
+		clear(h.added)
+		clear(h.removed)
+		return nil
+	}
+	added, removed := w.store.DrainEvents()
+	for _, b := range added {
+		h.added[b.ID] = b
+		delete(h.removed, b.ID)
+	}
+	for _, id := range removed {
+		delete(h.added, id)
+		h.removed[id] = true
+	}
+	req := &apiv1.HeartbeatRequest{WorkerId: w.ID(), Tiers: tiersProto(w.store.Usage())}
+	for _, b := range h.added {
+		req.AddedBlocks = append(req.AddedBlocks, &apiv1.WorkerBlock{BlockId: b.ID, Length: b.Length, Tier: b.Tier})
+	}
+	for id := range h.removed {
+		req.RemovedBlockIds = append(req.RemovedBlockIds, id)
+	}
+	resp, err := w.master.Heartbeat(ctx, req)
+	if err != nil {
+		return fmt.Errorf("heartbeat to master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
+	}
+	clear(h.added)
+	clear(h.removed)
+	if resp.GetRegister() {
+		w.log.Info("master asked to re-register", "workerID", w.ID())
+		h.registered = false
+		return h.beat(ctx)
+	}
+	for _, id := range resp.GetFreeBlockIds() {
+		w.store.Remove(id)
+	}
+	w.store.SetPinned(resp.GetPinnedFileIds())
+	w.store.SetUnpersisted(resp.GetUnpersistedFileIds())
+	for _, cmd := range resp.GetPersist() {
+		w.persister.start(cmd)
+	}
+	return nil
+}

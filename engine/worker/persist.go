@@ -1,0 +1,122 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
+)
+
+// maxConcurrentPersists bounds background persist jobs.
+const maxConcurrentPersists = 2
+
+// persister runs the master's persist commands, one per file at a time.
+type persister struct {
+	w        *Worker
+	sem      chan struct{}
+	mu       sync.Mutex
+	inflight map[int64]bool
+	wg       sync.WaitGroup
+}
+
+func newPersister(w *Worker) *persister {
+	return &persister{w: w, sem: make(chan struct{}, maxConcurrentPersists), inflight: map[int64]bool{}}
+}
+
+func (p *persister) start(cmd *apiv1.PersistCommand) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inflight[cmd.GetFileId()] {
+		return
+	}
+	p.inflight[cmd.GetFileId()] = true
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.sem <- struct{}{}
+		defer func() { <-p.sem }()
+		p.run(cmd)
+		p.mu.Lock()
+		delete(p.inflight, cmd.GetFileId())
+		p.mu.Unlock()
+	}()
+}
+
+func (p *persister) wait() { p.wg.Wait() }
+
+func (p *persister) run(cmd *apiv1.PersistCommand) {
+	w := p.w
+	ctx := w.bg // canceled by Close: an interrupted persist is retried by the master
+	log := w.log.WithValues("fileID", cmd.GetFileId(), "path", cmd.GetPath(), "ufsPath", cmd.GetUfsPath())
+	mtime, err := w.persistFile(ctx, cmd)
+	done := &apiv1.PersistDoneRequest{WorkerId: w.ID(), FileId: cmd.GetFileId(), UfsMtimeMs: mtime}
+	if err != nil {
+		log.Error(err, "persist file")
+		done.Error = err.Error()
+	} else {
+		log.V(1).Info("persisted file", "length", cmd.GetLength())
+		w.store.MarkPersisted(cmd.GetFileId())
+	}
+	rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	if _, err := w.master.PersistDone(rctx, done); err != nil {
+		log.Error(meta.FromStatus(err), "report persist result to the master")
+	}
+}
+
+// persistFile writes the file's cached blocks, in order, to a new UFS file
+// committed atomically. It returns the UFS mtime.
+func (w *Worker) persistFile(ctx context.Context, cmd *apiv1.PersistCommand) (int64, error) {
+	if err := meta.ValidateBlockSize(cmd.GetBlockSizeBytes()); err != nil {
+		return 0, fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
+	}
+	fs, path, err := ufs.Resolve(cmd.GetUfsPath(), nil)
+	if err != nil {
+		return 0, fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
+	}
+	wr, err := fs.Create(ctx, path, cmd.GetMode())
+	if err != nil {
+		return 0, fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
+	}
+	if err := w.copyBlocks(wr, cmd); err != nil {
+		wr.Abort()
+		return 0, fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
+	}
+	if err := wr.Close(); err != nil {
+		return 0, fmt.Errorf("persist file %d: commit %s: %w", cmd.GetFileId(), path, err)
+	}
+	w.metrics.bytesWrittenUFS.Add(float64(cmd.GetLength()))
+	st, err := fs.Stat(ctx, path)
+	if err != nil {
+		return 0, nil
+	}
+	return st.ModTime.UnixMilli(), nil
+}
+
+func (w *Worker) copyBlocks(dst io.Writer, cmd *apiv1.PersistCommand) error {
+	bs, length := cmd.GetBlockSizeBytes(), cmd.GetLength()
+	buf := chunkPool.Get(DefaultChunkSize)
+	defer chunkPool.Put(buf)
+	for i := range meta.BlockCount(length, bs) {
+		id := meta.BlockID(cmd.GetFileId(), i)
+		h, err := w.store.OpenBlock(id)
+		if err != nil {
+			return err
+		}
+		want := meta.BlockLength(length, bs, i)
+		if h.Length != want {
+			h.Close()
+			return fmt.Errorf("block %d: %w: cached %d bytes, the file needs %d", id, meta.ErrFailedPrecondition, h.Length, want)
+		}
+		_, err = io.CopyBuffer(dst, io.NewSectionReader(h.File, h.Offset, h.Length), *buf)
+		h.Close()
+		if err != nil {
+			return fmt.Errorf("copy block %d: %w", id, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
+)
+
+// blockService implements the BlockWorker gRPC service.
+type blockService struct {
+	apiv1.UnimplementedBlockWorkerServer
+	w *Worker
+}
+
+var _ apiv1.BlockWorkerServer = (*blockService)(nil)
+
+// ReadBlock implements apiv1.BlockWorkerServer.
+func (s *blockService) ReadBlock(req *apiv1.ReadBlockRequest, stream grpc.ServerStreamingServer[apiv1.DataChunk]) error {
+	return meta.ToStatus(s.w.readBlock(stream.Context(), req, stream))
+}
+
+func chunkSize(req int32) int64 {
+	switch {
+	case req <= 0:
+		return DefaultChunkSize
+	case req < 64<<10:
+		return 64 << 10
+	case req > maxChunkSize:
+		return maxChunkSize
+	}
+	return int64(req)
+}
+
+func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, stream grpc.ServerStream) error {
+	id, off := req.GetBlockId(), req.GetOffset()
+	if off < 0 {
+		return fmt.Errorf("read block %d: %w: negative offset %d", id, meta.ErrInvalidArgument, off)
+	}
+	chunk := chunkSize(req.GetChunkSize())
+	if req.GetReadType() == apiv1.ReadType_CACHE_PROMOTE {
+		if _, err := w.store.Promote(id); err != nil && !errors.Is(err, meta.ErrNotFound) {
+			w.log.Error(err, "promote block", "blockID", id)
+		}
+	}
+	if h, err := w.store.OpenBlock(id); err == nil {
+		defer h.File.Close() // the mapping outlives the fd
+		n, err := rangeLen(id, off, req.GetLength(), h.Length)
+		if err != nil {
+			h.Release()
+			return err
+		}
+		w.metrics.cacheHits.Inc()
+		if n == 0 {
+			h.Release()
+			return nil
+		}
+		if err := sendMapped(stream, h.File, h.Offset+off, n, chunk, h.Release); err != nil {
+			return fmt.Errorf("read block %d from cache: %w", id, err)
+		}
+		w.metrics.bytesReadRemote.Add(float64(n))
+		return nil
+	}
+	w.metrics.cacheMisses.Inc()
+	src := req.GetUfs()
+	if src == nil || !src.GetPersisted() {
+		return fmt.Errorf("read block %d: %w: block %d is not cached on any worker and its file was never persisted", id, meta.ErrDataLost, id)
+	}
+	blen := req.GetBlockLength()
+	if blen <= 0 || req.GetBlockSizeBytes() <= 0 {
+		return fmt.Errorf("read block %d: %w: a cache miss needs block_length and block_size_bytes", id, meta.ErrInvalidArgument)
+	}
+	n, err := rangeLen(id, off, req.GetLength(), blen)
+	if err != nil {
+		return err
+	}
+	cacheable := req.GetReadType() != apiv1.ReadType_NO_CACHE
+	task := cacheTask{blockID: id, length: blen, blockSize: req.GetBlockSizeBytes(), src: src}
+	var tee *blockstore.Writer
+	if cacheable && off == 0 && n == blen {
+		if tee, err = w.store.CreateBlock(id, task.blockSize, blen); err != nil {
+			w.log.V(2).Info("serve from UFS without caching", "blockID", id, "reason", err)
+			tee = nil
+		}
+	} else if cacheable {
+		w.cacher.submit(task)
+	}
+	if err := w.readUFS(ctx, stream, src, off, n, chunk, tee); err != nil {
+		if tee != nil {
+			tee.Abort()
+		}
+		return fmt.Errorf("read block %d from UFS: %w", id, err)
+	}
+	if tee != nil {
+		w.commitCached(ctx, tee)
+	}
+	return nil
+}
+
+// commitCached commits a block written into the cache and tells the master.
+func (w *Worker) commitCached(ctx context.Context, bw *blockstore.Writer) {
+	info, err := bw.Commit()
+	if err != nil {
+		w.log.Error(err, "commit cached block")
+		return
+	}
+	w.metrics.bytesWrittenCache.Add(float64(info.Length))
+	if err := w.commitBlock(ctx, info); err != nil {
+		// The next heartbeat reports the block too.
+		w.log.V(1).Info("report cached block to the master", "blockID", info.ID, "err", err)
+	}
+}
+
+// rangeLen resolves a requested [off, off+length) within a block of blen bytes.
+func rangeLen(id, off, length, blen int64) (int64, error) {
+	if off > blen {
+		return 0, fmt.Errorf("read block %d: %w: offset %d beyond block length %d", id, meta.ErrInvalidArgument, off, blen)
+	}
+	if length < 0 || off+length > blen {
+		return blen - off, nil
+	}
+	return length, nil
+}
+
+// readUFS streams n bytes of the block from off out of the UFS, copying
+// every chunk into tee first when caching.
+func (w *Worker) readUFS(ctx context.Context, stream grpc.ServerStream, src *apiv1.UfsBlockSource, off, n, chunk int64, tee *blockstore.Writer) error {
+	fs, p, err := ufs.Resolve(src.GetUfsPath(), nil)
+	if err != nil {
+		return err
+	}
+	r, err := fs.OpenRange(ctx, p, src.GetBlockOffset()+off, n)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for n > 0 {
+		size := min(chunk, n)
+		buf := chunkPool.Get(int(size))
+		if _, err := io.ReadFull(r, *buf); err != nil {
+			chunkPool.Put(buf)
+			return fmt.Errorf("read %s: %w (the UFS file is shorter than its metadata says)", p, err)
+		}
+		w.metrics.bytesReadUFS.Add(float64(size))
+		if tee != nil {
+			if _, err := tee.Write(*buf); err != nil {
+				chunkPool.Put(buf)
+				return err
+			}
+		}
+		if err := stream.SendMsg(&rawChunk{buf: buf}); err != nil {
+			return fmt.Errorf("send chunk: %w", err)
+		}
+		n -= size
+	}
+	return nil
+}

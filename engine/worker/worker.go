@@ -1,0 +1,215 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/klog/v2"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/shortcircuit"
+)
+
+// Worker is one worker daemon.
+type Worker struct {
+	cfg     Config
+	store   *blockstore.Store
+	metrics *metrics
+
+	log       klog.Logger
+	id        atomic.Int64
+	addr      string // advertised gRPC address
+	webAddr   string
+	grpcSrv   *grpc.Server
+	webSrv    *http.Server
+	master    apiv1.BlockMasterClient
+	conn      *grpc.ClientConn
+	cacher    *asyncCacher
+	persister *persister
+
+	bg        context.Context // lives until Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	started   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and opens the block store (wiping stale cache files).
+func New(cfg Config) (*Worker, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("configure worker: %w", err)
+	}
+	store, err := blockstore.Open(context.Background(), cfg.Tiers)
+	if err != nil {
+		return nil, fmt.Errorf("create worker: %w", err)
+	}
+	return &Worker{cfg: cfg, store: store, metrics: newMetrics(store), log: klog.Background()}, nil
+}
+
+// Start listens (gRPC, web, domain socket), registers with the master and
+// starts heartbeats; it returns once serving. A master that cannot be
+// reached yet is retried in the background while the worker serves.
+func (w *Worker) Start(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("start worker: already started")
+	}
+	w.log = klog.FromContext(ctx).WithName("worker")
+	bg, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), w.log))
+	w.bg, w.cancel = bg, cancel
+	if err := w.listen(bg); err != nil {
+		w.Close()
+		return err
+	}
+	conn, err := grpc.NewClient(w.cfg.MasterAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("start worker: dial master %s: %w", w.cfg.MasterAddress, err)
+	}
+	w.conn, w.master = conn, apiv1.NewBlockMasterClient(conn)
+	w.cacher = newAsyncCacher(bg, w, w.cfg.AsyncCacheThreads)
+	w.persister = newPersister(w)
+	rctx, rcancel := context.WithTimeout(bg, 5*time.Second)
+	regErr := w.register(rctx)
+	rcancel()
+	if regErr != nil {
+		w.log.Error(regErr, "register with master; retrying in the background", "master", w.cfg.MasterAddress)
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.heartbeatLoop(bg, regErr == nil)
+	}()
+	w.log.Info("worker started", "id", w.ID(), "address", w.addr, "web", w.webAddr, "domainSocket", w.cfg.DomainSocket, "node", w.cfg.Node)
+	return nil
+}
+
+func (w *Worker) listen(ctx context.Context) error {
+	ln, err := net.Listen("tcp", w.cfg.Address)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", w.cfg.Address, err)
+	}
+	w.addr = advertised(ln.Addr())
+	w.grpcSrv = grpc.NewServer(serverOptions(w.metrics)...)
+	apiv1.RegisterBlockWorkerServer(w.grpcSrv, &blockService{w: w})
+	w.goServe("gRPC", func() error { return w.grpcSrv.Serve(ln) })
+
+	if w.cfg.WebAddress != "" {
+		wl, err := net.Listen("tcp", w.cfg.WebAddress)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", w.cfg.WebAddress, err)
+		}
+		w.webAddr = advertised(wl.Addr())
+		w.webSrv = &http.Server{Handler: w.webHandler(), ReadHeaderTimeout: 10 * time.Second}
+		w.goServe("web", func() error { return w.webSrv.Serve(wl) })
+	}
+
+	if w.cfg.DomainSocket != "" {
+		if err := os.Remove(w.cfg.DomainSocket); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale domain socket %s: %w", w.cfg.DomainSocket, err)
+		}
+		ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: w.cfg.DomainSocket, Net: "unix"})
+		if err != nil {
+			return fmt.Errorf("listen on domain socket %s: %w", w.cfg.DomainSocket, err)
+		}
+		// Pods of any user read through the socket; leases are all it grants.
+		if err := os.Chmod(w.cfg.DomainSocket, 0o666); err != nil {
+			ul.Close()
+			return fmt.Errorf("chmod domain socket %s: %w", w.cfg.DomainSocket, err)
+		}
+		w.goServe("domain socket", func() error { return shortcircuit.Serve(ctx, ul, localHandler{w}) })
+	}
+	return nil
+}
+
+func (w *Worker) goServe(what string, serve func() error) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, http.ErrServerClosed) {
+			w.log.Error(err, "server stopped", "server", what)
+		}
+	}()
+}
+
+// advertised turns a bound address into one peers can dial: an unspecified
+// IP (0.0.0.0, ::) becomes the hostname.
+func advertised(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() {
+		return a.String()
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(ta.Port))
+}
+
+// Addr returns the advertised gRPC address (the bound address).
+func (w *Worker) Addr() string { return w.addr }
+
+// WebAddr returns the bound web address ("" when disabled).
+func (w *Worker) WebAddr() string { return w.webAddr }
+
+// ID returns the id the master assigned (0 until registered).
+func (w *Worker) ID() int64 { return w.id.Load() }
+
+// Run starts the worker, serves until ctx is done, then closes it.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return w.Close()
+}
+
+// Close stops serving gracefully (in-flight streams get a few seconds),
+// stops background work and closes the store. Idempotent.
+func (w *Worker) Close() error {
+	w.closeOnce.Do(func() {
+		if w.cancel != nil {
+			w.cancel()
+		}
+		if w.grpcSrv != nil {
+			done := make(chan struct{})
+			go func() { w.grpcSrv.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				w.grpcSrv.Stop()
+			}
+		}
+		if w.webSrv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			w.webSrv.Shutdown(sctx)
+			cancel()
+		}
+		if w.cacher != nil {
+			w.cacher.stop()
+		}
+		if w.persister != nil {
+			w.persister.wait()
+		}
+		w.wg.Wait()
+		if w.conn != nil {
+			w.conn.Close()
+		}
+		if w.cfg.DomainSocket != "" && w.started.Load() {
+			os.Remove(w.cfg.DomainSocket)
+		}
+		w.closeErr = w.store.Close()
+	})
+	return w.closeErr
+}

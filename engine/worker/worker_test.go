@@ -1,0 +1,358 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/shortcircuit"
+)
+
+func TestWriteThenReadPerWriteType(t *testing.T) {
+	e := newEnv(t)
+	data := randBytes(1, 5*testBS/2) // 2.5 blocks
+	tests := []struct {
+		wt                apiv1.WriteType
+		cached, persisted bool
+	}{
+		{apiv1.WriteType_MUST_CACHE, true, false},
+		{apiv1.WriteType_ASYNC_THROUGH, true, false},
+		{apiv1.WriteType_CACHE_THROUGH, true, true},
+		{apiv1.WriteType_THROUGH, false, true},
+	}
+	for i, tc := range tests {
+		t.Run(tc.wt.String(), func(t *testing.T) {
+			fileID := int64(100 + i)
+			ufsPath := filepath.Join(e.ufsDir, tc.wt.String())
+			resp, err := e.write(context.Background(), &apiv1.WriteFileHeader{FileId: fileID, Path: "/f", UfsPath: ufsPath, BlockSizeBytes: testBS, WriteType: tc.wt}, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetLength() != int64(len(data)) || resp.GetPersisted() != tc.persisted {
+				t.Fatalf("response %v", resp)
+			}
+			wantBlocks := 0
+			if tc.cached {
+				wantBlocks = 3
+			}
+			if len(resp.GetBlocks()) != wantBlocks {
+				t.Fatalf("%d blocks cached, want %d", len(resp.GetBlocks()), wantBlocks)
+			}
+			for _, b := range resp.GetBlocks() {
+				if !e.fm.committed(b.GetBlockId()) {
+					t.Fatalf("block %d not committed to the master", b.GetBlockId())
+				}
+			}
+			ufsData, err := os.ReadFile(ufsPath)
+			if tc.persisted {
+				equal(t, "UFS copy", ufsData, data)
+			} else if !os.IsNotExist(err) {
+				t.Fatalf("UFS file written for %v: %v", tc.wt, err)
+			}
+			equal(t, "read back", e.readFile(fileID, ufsPath, tc.persisted, int64(len(data)), apiv1.ReadType_CACHE), data)
+		})
+	}
+}
+
+func TestReadThroughFromUFS(t *testing.T) {
+	e := newEnv(t)
+	data := randBytes(2, 3*testBS)
+	p := e.ufsFile("f", data)
+	src := func(i int64) *apiv1.UfsBlockSource {
+		return &apiv1.UfsBlockSource{UfsPath: "file://" + p, BlockOffset: i * testBS, Persisted: true}
+	}
+	// Full block, CACHE: cached while streaming, committed to the master.
+	id0 := meta.BlockID(7, 0)
+	got, err := e.read(&apiv1.ReadBlockRequest{BlockId: id0, Length: -1, BlockLength: testBS, BlockSizeBytes: testBS, ReadType: apiv1.ReadType_CACHE, Ufs: src(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "full block", got, data[:testBS])
+	if _, ok := e.w.store.Get(id0); !ok || !e.fm.committed(id0) {
+		t.Fatal("full read-through did not cache and commit the block")
+	}
+	// Cached ranges at unaligned offsets, including a tail smaller than a page.
+	for _, r := range [][2]int64{{5000, 70000}, {testBS - 100, -1}, {4095, 2*DefaultChunkSize}} {
+		got, err := e.read(&apiv1.ReadBlockRequest{BlockId: id0, Offset: r[0], Length: r[1], ChunkSize: 64 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := int64(testBS)
+		if r[1] >= 0 && r[0]+r[1] < end {
+			end = r[0] + r[1]
+		}
+		equal(t, "cached range", got, data[r[0]:end])
+	}
+	// Partial read: served now, whole block cached asynchronously.
+	id1 := meta.BlockID(7, 1)
+	got, err = e.read(&apiv1.ReadBlockRequest{BlockId: id1, Offset: 1000, Length: 5000, BlockLength: testBS, BlockSizeBytes: testBS, ReadType: apiv1.ReadType_CACHE, Ufs: src(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "partial block", got, data[testBS+1000:testBS+6000])
+	eventually(t, "async cache of the partially read block", func() bool { return e.fm.committed(id1) })
+	os.Remove(p) // from now on only the cache can answer
+	got, err = e.read(&apiv1.ReadBlockRequest{BlockId: id1, Length: -1, BlockLength: testBS, BlockSizeBytes: testBS, Ufs: src(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "asynchronously cached block", got, data[testBS:2*testBS])
+
+	// NO_CACHE never caches, full or partial.
+	e.ufsFile("f", data)
+	id2 := meta.BlockID(7, 2)
+	for _, off := range []int64{0, 10} {
+		got, err = e.read(&apiv1.ReadBlockRequest{BlockId: id2, Offset: off, Length: -1, BlockLength: testBS, BlockSizeBytes: testBS, ReadType: apiv1.ReadType_NO_CACHE, Ufs: src(2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "NO_CACHE read", got, data[2*testBS+off:])
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, ok := e.w.store.Get(id2); ok {
+		t.Fatal("NO_CACHE read cached the block")
+	}
+}
+
+func TestDataLost(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.read(&apiv1.ReadBlockRequest{BlockId: meta.BlockID(9, 0), Length: -1, BlockLength: 10, BlockSizeBytes: testBS,
+		Ufs: &apiv1.UfsBlockSource{UfsPath: "/nowhere", Persisted: false}})
+	if !errors.Is(err, meta.ErrDataLost) || !strings.Contains(err.Error(), "never persisted") {
+		t.Fatalf("miss of an unpersisted block: %v, want ErrDataLost", err)
+	}
+}
+
+func TestShortCircuitRead(t *testing.T) {
+	e := newEnv(t,
+		blockstore.TierConfig{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: 3 * testBS, HighWatermark: 1, LowWatermark: 1},
+		blockstore.TierConfig{Alias: "SSD", Dir: t.TempDir(), QuotaBytes: 4 * testBS})
+	data := randBytes(3, 2*testBS+77)
+	ufsPath := filepath.Join(t.TempDir(), "sc")
+	if _, err := e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 11, Path: "/sc", UfsPath: ufsPath, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}, data); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := shortcircuit.Dial(ctx, e.w.cfg.DomainSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []byte
+	for i := range int64(3) {
+		b, err := c.Open(ctx, meta.BlockID(11, i), testBS, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, b.Length)
+		if _, err := b.File.ReadAt(buf, b.Offset); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		got = append(got, buf...)
+		b.Close()
+	}
+	equal(t, "short-circuit read", got, data)
+	if _, err := c.Open(ctx, meta.BlockID(12, 0), testBS, false); !errors.Is(err, meta.ErrNotFound) {
+		t.Fatalf("open of an uncached block: %v", err)
+	}
+	// A block in SSD is promoted before its fd is handed out.
+	bw, err := e.w.store.CreateBlock(meta.BlockID(13, 0), testBS, 0)
+	if err != nil || bw.Tier() != "SSD" {
+		t.Fatalf("setup: %v, tier %s", err, bw.Tier())
+	}
+	bw.Write(data[:100])
+	bw.Commit()
+	b, err := c.Open(ctx, meta.BlockID(13, 0), testBS, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Tier != "MEM" {
+		t.Fatalf("promoted block served from %s", b.Tier)
+	}
+}
+
+func TestEvictionUnderQuota(t *testing.T) {
+	e := newEnv(t, blockstore.TierConfig{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: 3 * testBS, HighWatermark: 1, LowWatermark: 1})
+	a, b := randBytes(4, 2*testBS), randBytes(5, 2*testBS)
+	pa, pb := filepath.Join(e.ufsDir, "a"), filepath.Join(e.ufsDir, "b")
+	for i, f := range []struct {
+		p string
+		d []byte
+	}{{pa, a}, {pb, b}} {
+		if _, err := e.write(context.Background(), &apiv1.WriteFileHeader{FileId: int64(20 + i), UfsPath: f.p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}, f.d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := e.w.store.Get(meta.BlockID(20, 0)); ok || e.w.store.Evictions() != 1 {
+		t.Fatalf("oldest block still cached or evictions = %d", e.w.store.Evictions())
+	}
+	eventually(t, "removal reported in a heartbeat", func() bool {
+		e.fm.mu.Lock()
+		defer e.fm.mu.Unlock()
+		return e.fm.removed[meta.BlockID(20, 0)]
+	})
+	equal(t, "evicted file read through", e.readFile(20, pa, true, int64(len(a)), apiv1.ReadType_CACHE), a)
+
+	// MUST_CACHE bigger than the cache fails with ResourceExhausted and leaves nothing.
+	before := e.w.store.Blocks()
+	_, err := e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 30, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_MUST_CACHE}, randBytes(6, 4*testBS))
+	if !errors.Is(err, meta.ErrNoSpace) {
+		t.Fatalf("MUST_CACHE larger than the cache: %v, want ErrNoSpace", err)
+	}
+	for _, bl := range e.w.store.Blocks() {
+		if meta.FileIDOf(bl.ID) == 30 {
+			t.Fatalf("block %d of the failed write left in the cache (had %d blocks before)", bl.ID, len(before))
+		}
+	}
+	// CACHE_THROUGH with a full cache keeps writing the UFS.
+	e.w.store.SetPinned([]int64{20, 21})
+	pc := filepath.Join(e.ufsDir, "c")
+	big := randBytes(7, 3*testBS)
+	resp, err := e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 31, UfsPath: pc, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}, big)
+	if err != nil || !resp.GetPersisted() {
+		t.Fatalf("CACHE_THROUGH into a full cache: %v %v", resp, err)
+	}
+	got, _ := os.ReadFile(pc)
+	equal(t, "UFS copy with a full cache", got, big)
+}
+
+func TestAbortLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	p := filepath.Join(e.ufsDir, "aborted")
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := e.client.WriteFile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Header{Header: &apiv1.WriteFileHeader{FileId: 40, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}}})
+	s.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Data{Data: randBytes(8, testBS+10)}})
+	eventually(t, "the first block to land", func() bool { return e.fm.committed(meta.BlockID(40, 0)) })
+	cancel()
+	eventually(t, "the aborted write to be cleaned up", func() bool {
+		ents, _ := os.ReadDir(e.ufsDir)
+		return len(ents) == 0 && len(e.w.store.Blocks()) == 0 && e.w.store.Usage()[0].UsedBytes == 0
+	})
+	// A protocol error (second header) aborts too.
+	_, err = e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 41, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_THROUGH}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("empty THROUGH file not created: %v", err)
+	}
+}
+
+func TestPersistCommand(t *testing.T) {
+	e := newEnv(t)
+	data := randBytes(9, 2*testBS+5)
+	if _, err := e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 50, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_ASYNC_THROUGH}, data); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(e.ufsDir, "sub", "persisted")
+	e.fm.queue(&apiv1.HeartbeatResponse{Persist: []*apiv1.PersistCommand{{FileId: 50, Path: "/p", UfsPath: p, Length: int64(len(data)), BlockSizeBytes: testBS, Mode: 0o600}}})
+	eventually(t, "PersistDone", func() bool {
+		e.fm.mu.Lock()
+		defer e.fm.mu.Unlock()
+		return len(e.fm.persistDone) > 0
+	})
+	e.fm.mu.Lock()
+	done := e.fm.persistDone[0]
+	e.fm.mu.Unlock()
+	if done.GetError() != "" || done.GetFileId() != 50 || done.GetWorkerId() != 42 || done.GetUfsMtimeMs() == 0 {
+		t.Fatalf("PersistDone = %v", done)
+	}
+	got, _ := os.ReadFile(p)
+	equal(t, "persisted UFS file", got, data)
+
+	// Persisting a file whose blocks are not here reports the error.
+	e.fm.queue(&apiv1.HeartbeatResponse{Persist: []*apiv1.PersistCommand{{FileId: 51, UfsPath: p + "2", Length: 10, BlockSizeBytes: testBS}}})
+	eventually(t, "failed PersistDone", func() bool {
+		e.fm.mu.Lock()
+		defer e.fm.mu.Unlock()
+		return len(e.fm.persistDone) > 1
+	})
+	if e.fm.persistDone[1].GetError() == "" {
+		t.Fatal("persist of an uncached file reported success")
+	}
+	if _, err := os.Stat(p + "2"); !os.IsNotExist(err) {
+		t.Fatal("failed persist left a UFS file")
+	}
+}
+
+func TestHeartbeatCommandsAndWeb(t *testing.T) {
+	e := newEnv(t)
+	data := randBytes(10, testBS)
+	e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 60, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_MUST_CACHE}, data)
+	e.fm.queue(&apiv1.HeartbeatResponse{FreeBlockIds: []int64{meta.BlockID(60, 0)}})
+	eventually(t, "free_block_ids applied", func() bool { _, ok := e.w.store.Get(meta.BlockID(60, 0)); return !ok })
+	e.fm.queue(&apiv1.HeartbeatResponse{Register: true})
+	eventually(t, "re-registration", func() bool {
+		e.fm.mu.Lock()
+		defer e.fm.mu.Unlock()
+		return len(e.fm.registers) >= 2
+	})
+	e.fm.mu.Lock()
+	reg := e.fm.registers[0]
+	e.fm.mu.Unlock()
+	if reg.GetAddress() != e.w.Addr() || reg.GetDomainSocket() == "" || len(reg.GetTiers()) != 1 || e.w.ID() != 42 {
+		t.Fatalf("registration %v (addr %s)", reg, e.w.Addr())
+	}
+
+	resp, err := http.Get("http://" + e.w.WebAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"alcove_worker_bytes_written_cache_total 1.048576e+06", "alcove_worker_tier_capacity_bytes{tier=\"MEM\"}",
+		"alcove_worker_bytes_read_domain_socket_total", "alcove_worker_evictions_total", "alcove_worker_rpc_duration_seconds"} {
+		if !strings.Contains(string(body), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	resp, err = http.Get("http://" + e.w.WebAddr() + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestMasterLateStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	w, err := New(Config{MasterAddress: addr, Address: "127.0.0.1:0", HeartbeatInterval: 20 * time.Millisecond,
+		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: testBS}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if w.ID() != 0 {
+		t.Fatal("registered without a master")
+	}
+	startFakeMaster(t, addr)
+	eventually(t, "registration once the master is up", func() bool { return w.ID() == 42 })
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+}

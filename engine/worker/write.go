@@ -1,0 +1,229 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
+)
+
+// WriteFile implements apiv1.BlockWorkerServer.
+func (s *blockService) WriteFile(stream grpc.ClientStreamingServer[apiv1.WriteFileRequest, apiv1.WriteFileResponse]) error {
+	resp, err := s.w.writeFile(stream.Context(), stream)
+	if err != nil {
+		return meta.ToStatus(err)
+	}
+	return stream.SendAndClose(resp)
+}
+
+// fileWriter splits a file into blocks, caching and/or writing the UFS.
+type fileWriter struct {
+	w      *Worker
+	h      *apiv1.WriteFileHeader
+	ufsW   ufs.Writer
+	ufsFS  ufs.UFS
+	ufsP   string
+	cache  bool // still caching (CACHE_THROUGH stops when the cache is full)
+	cur    *blockstore.Writer
+	blocks []*apiv1.WorkerBlock
+	length int64
+}
+
+func (w *Worker) writeFile(ctx context.Context, stream grpc.ClientStreamingServer[apiv1.WriteFileRequest, apiv1.WriteFileResponse]) (*apiv1.WriteFileResponse, error) {
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("write file: receive header: %w", err)
+	}
+	h := first.GetHeader()
+	if err := validateHeader(h); err != nil {
+		return nil, err
+	}
+	fw := &fileWriter{w: w, h: h, cache: meta.Caches(h.GetWriteType())}
+	if fw.cache && w.ID() == 0 {
+		return nil, fmt.Errorf("write file %s: %w: worker not registered with the master yet", h.GetPath(), meta.ErrUnavailable)
+	}
+	if err := fw.open(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := fw.copy(ctx, stream)
+	if err != nil {
+		fw.abort()
+		return nil, fmt.Errorf("write file %s: %w", h.GetPath(), err)
+	}
+	return resp, nil
+}
+
+func validateHeader(h *apiv1.WriteFileHeader) error {
+	if h == nil {
+		return fmt.Errorf("write file: %w: the first message must be the header", meta.ErrInvalidArgument)
+	}
+	if h.GetFileId() <= 0 {
+		return fmt.Errorf("write file %s: %w: file id %d", h.GetPath(), meta.ErrInvalidArgument, h.GetFileId())
+	}
+	if err := meta.ValidateBlockSize(h.GetBlockSizeBytes()); err != nil {
+		return fmt.Errorf("write file %s: %w", h.GetPath(), err)
+	}
+	switch h.GetWriteType() {
+	case apiv1.WriteType_MUST_CACHE, apiv1.WriteType_ASYNC_THROUGH, apiv1.WriteType_CACHE_THROUGH, apiv1.WriteType_THROUGH:
+	default:
+		return fmt.Errorf("write file %s: %w: write type %v", h.GetPath(), meta.ErrInvalidArgument, h.GetWriteType())
+	}
+	if meta.WritesUfsSync(h.GetWriteType()) && h.GetUfsPath() == "" {
+		return fmt.Errorf("write file %s: %w: write type %v needs a UFS path", h.GetPath(), meta.ErrInvalidArgument, h.GetWriteType())
+	}
+	return nil
+}
+
+func (fw *fileWriter) open(ctx context.Context) error {
+	h := fw.h
+	if fw.cache {
+		if h.GetPinned() {
+			fw.w.store.Pin(h.GetFileId())
+		}
+		if !meta.WritesUfsSync(h.GetWriteType()) {
+			fw.w.store.MarkUnpersisted(h.GetFileId())
+		}
+	}
+	if !meta.WritesUfsSync(h.GetWriteType()) {
+		return nil
+	}
+	fs, p, err := ufs.Resolve(h.GetUfsPath(), nil)
+	if err != nil {
+		return fmt.Errorf("write file %s: %w", h.GetPath(), err)
+	}
+	if fw.ufsW, err = fs.Create(ctx, p, h.GetMode()); err != nil {
+		return fmt.Errorf("write file %s: %w", h.GetPath(), err)
+	}
+	fw.ufsFS, fw.ufsP = fs, p
+	return nil
+}
+
+func (fw *fileWriter) copy(ctx context.Context, stream grpc.ClientStreamingServer[apiv1.WriteFileRequest, apiv1.WriteFileResponse]) (*apiv1.WriteFileResponse, error) {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("receive data: %w", err)
+		}
+		if req.GetHeader() != nil {
+			return nil, fmt.Errorf("%w: a second header", meta.ErrInvalidArgument)
+		}
+		if err := fw.write(ctx, req.GetData()); err != nil {
+			return nil, err
+		}
+	}
+	if err := fw.finishBlock(ctx); err != nil {
+		return nil, err
+	}
+	resp := &apiv1.WriteFileResponse{Length: fw.length, Blocks: fw.blocks}
+	if fw.ufsW != nil {
+		err := fw.ufsW.Close()
+		fw.ufsW = nil
+		if err != nil {
+			return nil, fmt.Errorf("commit UFS file: %w", err)
+		}
+		resp.Persisted = true
+		if st, err := fw.ufsFS.Stat(ctx, fw.ufsP); err == nil {
+			resp.UfsMtimeMs = st.ModTime.UnixMilli()
+		}
+	}
+	return resp, nil
+}
+
+func (fw *fileWriter) write(ctx context.Context, p []byte) error {
+	if fw.ufsW != nil {
+		if _, err := fw.ufsW.Write(p); err != nil {
+			return fmt.Errorf("write UFS: %w", err)
+		}
+		fw.w.metrics.bytesWrittenUFS.Add(float64(len(p)))
+	}
+	bs := fw.h.GetBlockSizeBytes()
+	for len(p) > 0 {
+		if fw.cache && fw.cur == nil {
+			if err := fw.openBlock(); err != nil {
+				return err
+			}
+		}
+		inBlock := fw.length % bs
+		n := min(int64(len(p)), bs-inBlock)
+		if fw.cur != nil {
+			if _, err := fw.cur.Write(p[:n]); err != nil {
+				return err
+			}
+			fw.w.metrics.bytesWrittenCache.Add(float64(n))
+		}
+		fw.length += n
+		p = p[n:]
+		if fw.length%bs == 0 {
+			if err := fw.finishBlock(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (fw *fileWriter) openBlock() error {
+	id := meta.BlockID(fw.h.GetFileId(), fw.length/fw.h.GetBlockSizeBytes())
+	bw, err := fw.w.store.CreateBlock(id, fw.h.GetBlockSizeBytes(), 0)
+	if errors.Is(err, meta.ErrAlreadyExists) { // left by an earlier attempt of this write
+		fw.w.store.Remove(id)
+		bw, err = fw.w.store.CreateBlock(id, fw.h.GetBlockSizeBytes(), 0)
+	}
+	if errors.Is(err, meta.ErrNoSpace) && fw.h.GetWriteType() == apiv1.WriteType_CACHE_THROUGH {
+		fw.w.log.V(1).Info("cache full: writing the rest of the file to the UFS only", "path", fw.h.GetPath(), "blockID", id)
+		fw.cache = false
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fw.cur = bw
+	return nil
+}
+
+// finishBlock commits the current block (if any bytes) and reports it.
+func (fw *fileWriter) finishBlock(ctx context.Context) error {
+	bw := fw.cur
+	if bw == nil {
+		return nil
+	}
+	fw.cur = nil
+	if bw.Written() == 0 {
+		return bw.Abort()
+	}
+	info, err := bw.Commit()
+	if err != nil {
+		return err
+	}
+	fw.blocks = append(fw.blocks, &apiv1.WorkerBlock{BlockId: info.ID, Length: info.Length, Tier: info.Tier})
+	if err := fw.w.commitBlock(ctx, info); err != nil {
+		return fmt.Errorf("commit block %d to the master: %w", info.ID, err)
+	}
+	return nil
+}
+
+// abort discards everything written: the open block, committed blocks and
+// the UFS temp file. Nothing of the file stays visible.
+func (fw *fileWriter) abort() {
+	if fw.cur != nil {
+		fw.cur.Abort()
+	}
+	for _, b := range fw.blocks {
+		fw.w.store.Remove(b.GetBlockId())
+	}
+	if fw.ufsW != nil {
+		if err := fw.ufsW.Abort(); err != nil {
+			fw.w.log.Error(err, "abort UFS file", "path", fw.h.GetUfsPath())
+		}
+	}
+}
