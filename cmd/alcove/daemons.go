@@ -34,7 +34,7 @@ func parseTier(s string) (blockstore.TierConfig, error) {
 	if err != nil || size <= 0 {
 		return blockstore.TierConfig{}, usagef("--tier %q: size must be positive, e.g. 10GB", s)
 	}
-	return blockstore.TierConfig{Alias: alias, Dir: parts[1], Quota: size}, nil
+	return blockstore.TierConfig{Alias: alias, Dir: parts[1], QuotaBytes: size}, nil
 }
 
 // hostPort joins a host and a port flag value.
@@ -153,7 +153,7 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 	if f.memDir == "" {
 		f.memDir = memDir(stateDir)
 	}
-	tiers := []blockstore.TierConfig{{Alias: "MEM", Dir: f.memDir, Quota: memSize}}
+	tiers := []blockstore.TierConfig{{Alias: "MEM", Dir: f.memDir, QuotaBytes: memSize}}
 	for _, t := range f.tiers {
 		tc, err := parseTier(t)
 		if err != nil {

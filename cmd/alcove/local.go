@@ -70,7 +70,7 @@ mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
 			fmt.Fprintf(out, "  master   %s   web http://%s\n", m.Addr(), m.WebAddr())
 			fmt.Fprintf(out, "  worker   %s   web http://%s   node %s\n", w.Addr(), w.WebAddr(), wcfg.Node)
 			for _, t := range wcfg.Tiers {
-				fmt.Fprintf(out, "  tier     %s %s (%s)\n", t.Alias, t.Dir, humanSize(t.Quota))
+				fmt.Fprintf(out, "  tier     %s %s (%s)\n", t.Alias, t.Dir, humanSize(t.QuotaBytes))
 			}
 			if wcfg.DomainSocket != "" {
 				fmt.Fprintf(out, "  socket   %s (short-circuit reads)\n", wcfg.DomainSocket)

@@ -82,7 +82,7 @@ func TestReadThroughFromUFS(t *testing.T) {
 		t.Fatal("full read-through did not cache and commit the block")
 	}
 	// Cached ranges at unaligned offsets, including a tail smaller than a page.
-	for _, r := range [][2]int64{{5000, 70000}, {testBS - 100, -1}, {4095, 2*DefaultChunkSize}} {
+	for _, r := range [][2]int64{{5000, 70000}, {testBS - 100, -1}, {4095, 2 * DefaultChunkSize}} {
 		got, err := e.read(&apiv1.ReadBlockRequest{BlockId: id0, Offset: r[0], Length: r[1], ChunkSize: 64 << 10})
 		if err != nil {
 			t.Fatal(err)

@@ -127,7 +127,7 @@ func TestReadThroughput(t *testing.T) {
 	w, err := worker.New(worker.Config{
 		MasterAddress: m.Addr(), Address: "127.0.0.1:0", Node: "bench-node",
 		DomainSocket: filepath.Join(dir, "sock"),
-		Tiers:        []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(shm, "mem"), Quota: size + 256<<20}},
+		Tiers:        []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(shm, "mem"), QuotaBytes: size + 256<<20}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -689,6 +689,7 @@ type SetAttributeEntry struct {
 	Owner         *string                `protobuf:"bytes,6,opt,name=owner,proto3,oneof" json:"owner,omitempty"`
 	Group         *string                `protobuf:"bytes,7,opt,name=group,proto3,oneof" json:"group,omitempty"`
 	MtimeMs       *int64                 `protobuf:"varint,8,opt,name=mtime_ms,json=mtimeMs,proto3,oneof" json:"mtime_ms,omitempty"`
+	Recursive     bool                   `protobuf:"varint,9,opt,name=recursive,proto3" json:"recursive,omitempty"` // also apply to every descendant
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -777,6 +778,13 @@ func (x *SetAttributeEntry) GetMtimeMs() int64 {
 		return *x.MtimeMs
 	}
 	return 0
+}
+
+func (x *SetAttributeEntry) GetRecursive() bool {
+	if x != nil {
+		return x.Recursive
+	}
+	return false
 }
 
 type AddMountEntry struct {
@@ -1041,7 +1049,7 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\"\n" +
 	"\rnew_parent_id\x18\x02 \x01(\x03R\vnewParentId\x12\x19\n" +
 	"\bnew_name\x18\x03 \x01(\tR\anewName\x12\x18\n" +
-	"\areplace\x18\x04 \x01(\bR\areplace\"\xd4\x02\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\"\xf2\x02\n" +
 	"\x11SetAttributeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -1051,7 +1059,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\rH\x03R\x04mode\x88\x01\x01\x12\x19\n" +
 	"\x05owner\x18\x06 \x01(\tH\x04R\x05owner\x88\x01\x01\x12\x19\n" +
 	"\x05group\x18\a \x01(\tH\x05R\x05group\x88\x01\x01\x12\x1e\n" +
-	"\bmtime_ms\x18\b \x01(\x03H\x06R\amtimeMs\x88\x01\x01B\t\n" +
+	"\bmtime_ms\x18\b \x01(\x03H\x06R\amtimeMs\x88\x01\x01\x12\x1c\n" +
+	"\trecursive\x18\t \x01(\bR\trecursiveB\t\n" +
 	"\a_pinnedB\t\n" +
 	"\a_ttl_msB\r\n" +
 	"\v_ttl_actionB\a\n" +
