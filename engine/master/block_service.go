@@ -1,0 +1,179 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"go.etcd.io/bbolt"
+	"k8s.io/klog/v2"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/journal"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// maxPersistPerHeartbeat bounds the persist commands in one reply.
+const maxPersistPerHeartbeat = 16
+
+// blockServer is the BlockMaster service that workers call.
+type blockServer struct {
+	apiv1.UnimplementedBlockMasterServer
+	m *Master
+}
+
+var _ apiv1.BlockMasterServer = (*blockServer)(nil)
+
+// existingFiles reports which of the files of blocks exist in the store. It
+// runs before the registry lock is taken (store reads never nest in it).
+func (m *Master) existingFiles(blocks []int64) (func(int64) bool, error) {
+	exists := map[int64]bool{}
+	for _, b := range blocks {
+		exists[meta.FileIDOf(b)] = false
+	}
+	err := m.store.View(func(tx *bbolt.Tx) error {
+		inodes := tx.Bucket(bInodes)
+		for f := range exists {
+			exists[f] = inodes.Get(idKey(f)) != nil
+		}
+		return nil
+	})
+	return func(f int64) bool { return exists[f] }, err
+}
+
+func blockIDs(bs []*apiv1.WorkerBlock) []int64 {
+	out := make([]int64, len(bs))
+	for i, b := range bs {
+		out[i] = b.GetBlockId()
+	}
+	return out
+}
+
+func (s *blockServer) RegisterWorker(ctx context.Context, req *apiv1.RegisterWorkerRequest) (*apiv1.RegisterWorkerResponse, error) {
+	if req.GetAddress() == "" {
+		return nil, meta.ToStatus(fmt.Errorf("%w: register worker: empty address", meta.ErrInvalidArgument))
+	}
+	known, err := s.m.existingFiles(blockIDs(req.GetBlocks()))
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	id := s.m.reg.register(req, known, s.m.now())
+	klog.FromContext(ctx).Info("Worker registered", "workerID", id, "address", req.GetAddress(), "node", req.GetNode(), "blocks", len(req.GetBlocks()))
+	return &apiv1.RegisterWorkerResponse{WorkerId: id}, nil
+}
+
+func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest) (*apiv1.HeartbeatResponse, error) {
+	m := s.m
+	known, err := m.existingFiles(blockIDs(req.GetAddedBlocks()))
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	ok, free := m.reg.heartbeat(req, known, m.now())
+	if !ok {
+		return &apiv1.HeartbeatResponse{Register: true}, nil
+	}
+	resp := &apiv1.HeartbeatResponse{FreeBlockIds: free}
+	files := m.reg.workerFiles(req.GetWorkerId())
+	err = m.store.View(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bPinned).ForEach(func(k, _ []byte) error {
+			resp.PinnedFileIds = append(resp.PinnedFileIds, int64(journal.U64(k)))
+			return nil
+		}); err != nil {
+			return err
+		}
+		unp := tx.Bucket(bUnpersisted)
+		var all []*apiv1.MountPointInfo
+		for f, held := range files {
+			v := unp.Get(idKey(f))
+			if v == nil {
+				continue
+			}
+			resp.UnpersistedFileIds = append(resp.UnpersistedFileIds, f)
+			if len(v) != 1 || v[0] != byte(apiv1.PersistenceState_TO_BE_PERSISTED) || len(resp.Persist) >= maxPersistPerHeartbeat {
+				continue
+			}
+			ino, err := getInode(tx, f)
+			if err != nil || ino == nil || !ino.Completed || int64(held) < meta.BlockCount(ino.Length, ino.BlockSizeBytes) {
+				continue
+			}
+			p, err := pathOf(tx, ino)
+			if err != nil {
+				continue
+			}
+			if all == nil {
+				if all, err = mounts(tx); err != nil {
+					return err
+				}
+			}
+			mnt := mountOf(all, p)
+			if mnt == nil || !m.persist.claim(f, req.GetWorkerId(), m.now()) {
+				continue
+			}
+			resp.Persist = append(resp.Persist, &apiv1.PersistCommand{
+				FileId: f, Path: p, UfsPath: ufsPath(mnt, p), Length: ino.Length,
+				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	sort.Slice(resp.UnpersistedFileIds, func(i, j int) bool { return resp.UnpersistedFileIds[i] < resp.UnpersistedFileIds[j] })
+	for _, c := range resp.Persist {
+		klog.FromContext(ctx).V(2).Info("Persist command issued", "workerID", req.GetWorkerId(), "path", c.Path, "fileID", c.FileId)
+	}
+	return resp, nil
+}
+
+func (s *blockServer) CommitBlock(ctx context.Context, req *apiv1.CommitBlockRequest) (*apiv1.CommitBlockResponse, error) {
+	if req.GetBlockId() <= 0 || req.GetLength() < 0 {
+		return nil, meta.ToStatus(fmt.Errorf("%w: commit block %d of length %d", meta.ErrInvalidArgument, req.GetBlockId(), req.GetLength()))
+	}
+	known, err := s.m.existingFiles([]int64{req.GetBlockId()})
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	if !known(meta.FileIDOf(req.GetBlockId())) {
+		return nil, meta.ToStatus(fmt.Errorf("commit block %d: file %d: %w", req.GetBlockId(), meta.FileIDOf(req.GetBlockId()), meta.ErrNotFound))
+	}
+	b := &apiv1.WorkerBlock{BlockId: req.GetBlockId(), Length: req.GetLength(), Tier: req.GetTier()}
+	if !s.m.reg.commit(req.GetWorkerId(), b, s.m.now()) {
+		return nil, meta.ToStatus(fmt.Errorf("%w: commit block %d: worker %d is not registered (register again)", meta.ErrFailedPrecondition, req.GetBlockId(), req.GetWorkerId()))
+	}
+	return &apiv1.CommitBlockResponse{}, nil
+}
+
+func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneRequest) (*apiv1.PersistDoneResponse, error) {
+	m := s.m
+	logger := klog.FromContext(ctx).WithValues("workerID", req.GetWorkerId(), "fileID", req.GetFileId())
+	if req.GetError() != "" {
+		m.persist.done(req.GetFileId())
+		logger.Info("Persist failed; will retry", "error", req.GetError())
+		return &apiv1.PersistDoneResponse{}, nil
+	}
+	var ino *apiv1.Inode
+	err := m.store.View(func(tx *bbolt.Tx) error {
+		var err error
+		ino, err = getInode(tx, req.GetFileId())
+		return err
+	})
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	if ino == nil {
+		m.persist.done(req.GetFileId())
+		return nil, meta.ToStatus(fmt.Errorf("persist done: file %d: %w", req.GetFileId(), meta.ErrNotFound))
+	}
+	if ino.PersistenceState != apiv1.PersistenceState_PERSISTED {
+		_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
+			Id: ino.Id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: req.GetUfsMtimeMs(),
+		}}})
+		if err != nil {
+			return nil, meta.ToStatus(fmt.Errorf("persist done for file %d: %w", ino.Id, err))
+		}
+	}
+	m.persist.done(req.GetFileId())
+	logger.V(2).Info("File persisted")
+	return &apiv1.PersistDoneResponse{}, nil
+}

@@ -1,0 +1,557 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+	"k8s.io/klog/v2"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+func (m *Master) getStatus(ctx context.Context, p string) (*apiv1.FileInfo, error) {
+	p, err := cleanPath("get status", p)
+	if err != nil {
+		return nil, err
+	}
+	n, err := m.getOrLoad(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return m.fileInfo(n), nil
+}
+
+func (m *Master) listStatus(ctx context.Context, req *apiv1.ListStatusRequest) ([]*apiv1.FileInfo, error) {
+	p, err := cleanPath("list", req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	n, err := m.getOrLoad(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if !n.inode.Folder {
+		return []*apiv1.FileInfo{m.fileInfo(n)}, nil
+	}
+	var out []*apiv1.FileInfo
+	queue := []*node{n}
+	for len(queue) > 0 {
+		dir := queue[0]
+		queue = queue[1:]
+		kids, err := m.listChildren(ctx, dir, req.GetSyncUfs())
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range kids {
+			out = append(out, m.fileInfo(k))
+			if req.GetRecursive() && k.inode.Folder {
+				queue = append(queue, k)
+			}
+		}
+	}
+	return out, nil
+}
+
+// parentDir resolves the parent of p, creating missing directories when
+// recursive (with req's attributes).
+func (m *Master) parentDir(ctx context.Context, p string, recursive bool, mk *apiv1.CreateDirectoryRequest) (*node, error) {
+	pp := meta.Parent(p)
+	pn, err := m.getOrLoad(ctx, pp)
+	if errors.Is(err, meta.ErrNotFound) && recursive {
+		pn, err = m.mkdirs(ctx, pp, mk)
+	}
+	if errors.Is(err, meta.ErrNotFound) {
+		return nil, fmt.Errorf("parent %s of %s: %w (create it, or ask for recursive)", pp, p, meta.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !pn.inode.Folder {
+		return nil, fmt.Errorf("parent %s of %s: %w", pp, p, meta.ErrNotDirectory)
+	}
+	return pn, nil
+}
+
+// mkdirs creates every missing directory of p.
+func (m *Master) mkdirs(ctx context.Context, p string, mk *apiv1.CreateDirectoryRequest) (*node, error) {
+	cur, err := m.getOrLoad(ctx, "/")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range meta.Components(p) {
+		next := meta.Join(cur.path, c)
+		n, err := m.getOrLoad(ctx, next)
+		if errors.Is(err, meta.ErrNotFound) {
+			n, err = m.mkdirOne(ctx, cur, c, mk)
+			if errors.Is(err, meta.ErrAlreadyExists) {
+				n, err = m.getOrLoad(ctx, next)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !n.inode.Folder {
+			return nil, fmt.Errorf("create %s: %s: %w", p, next, meta.ErrNotDirectory)
+		}
+		cur = n
+	}
+	return cur, nil
+}
+
+func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *apiv1.CreateDirectoryRequest) (*node, error) {
+	p := meta.Join(parent.path, name)
+	n := &node{path: p, mount: parent.mount}
+	if err := writable(n); err != nil {
+		return nil, err
+	}
+	mode := req.GetMode() & 0o7777
+	if mode == 0 {
+		mode = 0o755
+	}
+	ino := &apiv1.Inode{Name: name, Folder: true, Mode: mode, Owner: req.GetOwner(), Group: req.GetGroup(),
+		Completed: true, ChildrenLoaded: true, WriteType: req.GetWriteType(),
+		PersistenceState: apiv1.PersistenceState_NOT_PERSISTED}
+	if meta.WritesUfsSync(req.GetWriteType()) {
+		fs, up, err := m.ufsOf(parent.mount, p)
+		if err != nil {
+			return nil, err
+		}
+		if err := fs.Mkdirs(ctx, up, mode); err != nil {
+			return nil, fmt.Errorf("create directory %s in the UFS: %w", p, err)
+		}
+		ino.PersistenceState = apiv1.PersistenceState_PERSISTED
+	}
+	res, err := m.apply(ctx, createEntry(parent.inode.Id, ino, false))
+	if err != nil {
+		return nil, fmt.Errorf("create directory %s: %w", p, err)
+	}
+	n.inode = res.Inode
+	return n, nil
+}
+
+func (m *Master) createDirectory(ctx context.Context, req *apiv1.CreateDirectoryRequest) (*apiv1.FileInfo, error) {
+	p, err := cleanPath("create directory", req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := apiv1.WriteType_name[int32(req.GetWriteType())]; !ok {
+		return nil, fmt.Errorf("%w: create directory %s: write type %d", meta.ErrInvalidArgument, p, req.GetWriteType())
+	}
+	n, err := m.getOrLoad(ctx, p)
+	switch {
+	case err == nil && n.inode.Folder && req.GetAllowExists():
+		return m.fileInfo(n), nil
+	case err == nil:
+		return nil, fmt.Errorf("create directory %s: %w", p, meta.ErrAlreadyExists)
+	case !errors.Is(err, meta.ErrNotFound):
+		return nil, err
+	}
+	pn, err := m.parentDir(ctx, p, req.GetRecursive(), req)
+	if err != nil {
+		return nil, fmt.Errorf("create directory %s: %w", p, err)
+	}
+	n, err = m.mkdirOne(ctx, pn, meta.Base(p), req)
+	if errors.Is(err, meta.ErrAlreadyExists) && req.GetAllowExists() {
+		if n, err = m.getOrLoad(ctx, p); err == nil && !n.inode.Folder {
+			err = fmt.Errorf("create directory %s: %w", p, meta.ErrAlreadyExists)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m.fileInfo(n), nil
+}
+
+func (m *Master) createFile(ctx context.Context, req *apiv1.CreateFileRequest) (*apiv1.FileInfo, error) {
+	p, err := cleanPath("create file", req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if p == "/" {
+		return nil, fmt.Errorf("create file /: %w", meta.ErrIsDirectory)
+	}
+	bs := req.GetBlockSizeBytes()
+	if bs == 0 {
+		bs = m.cfg.DefaultBlockSize
+	}
+	if err := meta.ValidateBlockSize(bs); err != nil {
+		return nil, fmt.Errorf("create file %s: %w", p, err)
+	}
+	wt := req.GetWriteType()
+	if wt == apiv1.WriteType_WRITE_TYPE_UNSPECIFIED {
+		wt = meta.DefaultWriteType
+	}
+	if _, ok := apiv1.WriteType_name[int32(wt)]; !ok {
+		return nil, fmt.Errorf("%w: create file %s: write type %d", meta.ErrInvalidArgument, p, wt)
+	}
+	if req.GetTtlMs() < 0 || req.GetReplicationDurable() < 0 {
+		return nil, fmt.Errorf("%w: create file %s: negative ttl or replication", meta.ErrInvalidArgument, p)
+	}
+	if _, ok := apiv1.TtlAction_name[int32(req.GetTtlAction())]; !ok {
+		return nil, fmt.Errorf("%w: create file %s: ttl action %d", meta.ErrInvalidArgument, p, req.GetTtlAction())
+	}
+	mk := &apiv1.CreateDirectoryRequest{Owner: req.GetOwner(), Group: req.GetGroup(), WriteType: wt}
+	pn, err := m.parentDir(ctx, p, req.GetRecursive(), mk)
+	if err != nil {
+		return nil, fmt.Errorf("create file %s: %w", p, err)
+	}
+	if err := writable(pn); err != nil {
+		return nil, fmt.Errorf("create file: %w", err)
+	}
+	replace := false
+	ex, err := m.getOrLoad(ctx, p)
+	switch {
+	case err == nil && ex.inode.Folder:
+		return nil, fmt.Errorf("create file %s: %w: it is a directory", p, meta.ErrAlreadyExists)
+	case err == nil && !req.GetOverwrite():
+		return nil, fmt.Errorf("create file %s: %w", p, meta.ErrAlreadyExists)
+	case err == nil:
+		replace = true
+		if ex.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
+			// The old UFS copy must not come back if the new file is never persisted.
+			if err := m.deleteUFS(ctx, ex, false); err != nil {
+				return nil, fmt.Errorf("overwrite %s: %w", p, err)
+			}
+		}
+	case !errors.Is(err, meta.ErrNotFound):
+		return nil, err
+	}
+	mode := req.GetMode() & 0o7777
+	if mode == 0 {
+		mode = 0o644
+	}
+	ttlAction := req.GetTtlAction()
+	if req.GetTtlMs() > 0 && ttlAction == apiv1.TtlAction_TTL_ACTION_UNSPECIFIED {
+		ttlAction = apiv1.TtlAction_TTL_DELETE
+	}
+	ino := &apiv1.Inode{
+		Name: meta.Base(p), BlockSizeBytes: bs, Mode: mode, Owner: req.GetOwner(), Group: req.GetGroup(),
+		TtlMs: req.GetTtlMs(), TtlAction: ttlAction, ReplicationDurable: req.GetReplicationDurable(),
+		WriteType: wt, PersistenceState: apiv1.PersistenceState_NOT_PERSISTED,
+	}
+	res, err := m.apply(ctx, createEntry(pn.inode.Id, ino, replace))
+	if err != nil {
+		return nil, fmt.Errorf("create file %s: %w", p, err)
+	}
+	return m.fileInfo(&node{path: p, inode: res.Inode, mount: pn.mount}), nil
+}
+
+func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileRequest) (*apiv1.FileInfo, error) {
+	p, err := cleanPath("complete file", req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	n, err := m.lookup(p)
+	if err != nil {
+		return nil, fmt.Errorf("complete file: %w", err)
+	}
+	ino := n.inode
+	switch {
+	case ino.Folder:
+		return nil, fmt.Errorf("complete file %s: %w", p, meta.ErrIsDirectory)
+	case req.GetFileId() != ino.Id:
+		return nil, fmt.Errorf("%w: complete file %s: file id %d does not match the file there (id %d)", meta.ErrFailedPrecondition, p, req.GetFileId(), ino.Id)
+	case req.GetLength() < 0 || meta.BlockCount(req.GetLength(), ino.BlockSizeBytes) > meta.MaxBlocksPerFile:
+		return nil, fmt.Errorf("%w: complete file %s: length %d", meta.ErrInvalidArgument, p, req.GetLength())
+	}
+	state := apiv1.PersistenceState_NOT_PERSISTED
+	mtime := req.GetUfsMtimeMs()
+	switch {
+	case req.GetPersisted():
+		state = apiv1.PersistenceState_PERSISTED
+	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH && req.GetLength() == 0 && !ino.Completed:
+		// Nothing is cached for a worker to persist: write the empty file here.
+		fs, up, err := m.ufsOf(n.mount, p)
+		if err != nil {
+			return nil, err
+		}
+		w, err := fs.Create(ctx, up, ino.Mode)
+		if err != nil {
+			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
+		}
+		if err := w.Close(); err != nil {
+			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
+		}
+		state = apiv1.PersistenceState_PERSISTED
+	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH:
+		state = apiv1.PersistenceState_TO_BE_PERSISTED
+	}
+	res, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
+		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime,
+	}}})
+	if err != nil {
+		return nil, fmt.Errorf("complete file %s: %w", p, err)
+	}
+	n.inode = res.Inode
+	return m.fileInfo(n), nil
+}
+
+// deleteUFS removes n's UFS copy.
+func (m *Master) deleteUFS(ctx context.Context, n *node, recursive bool) error {
+	fs, up, err := m.ufsOf(n.mount, n.path)
+	if err != nil {
+		return err
+	}
+	if err := fs.Delete(ctx, up, recursive); err != nil {
+		return fmt.Errorf("delete %s in the UFS: %w", n.path, err)
+	}
+	return nil
+}
+
+// mountsUnder returns the mount points strictly under p.
+func (m *Master) mountsUnder(p string) ([]string, error) {
+	var out []string
+	err := m.store.View(func(tx *bbolt.Tx) error {
+		all, err := mounts(tx)
+		for _, mt := range all {
+			if mt.AlcovePath != p && meta.HasPrefix(mt.AlcovePath, p) {
+				out = append(out, mt.AlcovePath)
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+func (m *Master) delete(ctx context.Context, req *apiv1.DeleteRequest) error {
+	p, err := cleanPath("delete", req.GetPath())
+	if err != nil {
+		return err
+	}
+	if p == "/" {
+		return fmt.Errorf("%w: cannot delete the root", meta.ErrFailedPrecondition)
+	}
+	n, err := m.getOrLoad(ctx, p)
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	if n.inode.MountPoint {
+		return fmt.Errorf("%w: %s is a mount point: unmount it instead", meta.ErrFailedPrecondition, p)
+	}
+	if under, err := m.mountsUnder(p); err != nil || len(under) > 0 {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s contains mount point %s: unmount it first", meta.ErrFailedPrecondition, p, under[0])
+	}
+	persisted := n.inode.PersistenceState == apiv1.PersistenceState_PERSISTED
+	if n.inode.Folder && !req.GetRecursive() {
+		if persisted && !n.inode.ChildrenLoaded && !req.GetAlcoveOnly() {
+			if err := m.syncChildren(ctx, n, false); err != nil {
+				return err
+			}
+		}
+		var nonEmpty bool
+		if err := m.store.View(func(tx *bbolt.Tx) error { nonEmpty = hasChildren(tx, n.inode.Id); return nil }); err != nil {
+			return err
+		}
+		if nonEmpty {
+			return fmt.Errorf("delete %s: %w (delete recursively)", p, meta.ErrDirectoryNotEmpty)
+		}
+	}
+	if !req.GetAlcoveOnly() && persisted {
+		if err := writable(n); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+		if err := m.deleteUFS(ctx, n, n.inode.Folder); err != nil {
+			return err
+		}
+	}
+	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{
+		Id: n.inode.Id, Recursive: req.GetRecursive(),
+	}}})
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", p, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Deleted", "path", p, "alcoveOnly", req.GetAlcoveOnly())
+	return nil
+}
+
+func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
+	src, err := cleanPath("rename", req.GetSrc())
+	if err != nil {
+		return err
+	}
+	dst, err := cleanPath("rename", req.GetDst())
+	if err != nil {
+		return err
+	}
+	if src == "/" || dst == "/" {
+		return fmt.Errorf("%w: cannot rename the root or onto it", meta.ErrInvalidArgument)
+	}
+	sn, err := m.getOrLoad(ctx, src)
+	if err != nil {
+		return fmt.Errorf("rename: %w", err)
+	}
+	if src == dst {
+		return nil
+	}
+	if meta.HasPrefix(dst, src) {
+		return fmt.Errorf("%w: cannot move %s into itself (%s)", meta.ErrInvalidArgument, src, dst)
+	}
+	if sn.inode.MountPoint {
+		return fmt.Errorf("%w: %s is a mount point", meta.ErrFailedPrecondition, src)
+	}
+	dp, err := m.parentDir(ctx, dst, false, nil)
+	if err != nil {
+		return fmt.Errorf("rename %s: %w", src, err)
+	}
+	dstMount := dp.mount // a new name under dp is served by dp's mount
+	if dstMount.GetAlcovePath() != sn.mount.GetAlcovePath() {
+		return fmt.Errorf("%w: cannot rename %s to %s across mounts (%s, %s)", meta.ErrInvalidArgument, src, dst, sn.mount.GetAlcovePath(), dstMount.GetAlcovePath())
+	}
+	if err := writable(sn); err != nil {
+		return fmt.Errorf("rename: %w", err)
+	}
+	dn, err := m.getOrLoad(ctx, dst)
+	switch {
+	case err == nil && dn.inode.MountPoint:
+		return fmt.Errorf("%w: %s is a mount point", meta.ErrFailedPrecondition, dst)
+	case err == nil && !req.GetOverwrite():
+		return fmt.Errorf("rename %s to %s: %w", src, dst, meta.ErrAlreadyExists)
+	case err != nil && !errors.Is(err, meta.ErrNotFound):
+		return fmt.Errorf("rename %s: %w", src, err)
+	case err != nil:
+		dn = nil
+	}
+	if dn != nil {
+		if err := m.checkReplace(sn, dn); err != nil {
+			return err
+		}
+	}
+	srcPersisted := sn.inode.PersistenceState == apiv1.PersistenceState_PERSISTED
+	if srcPersisted {
+		fs, sup, err := m.ufsOf(sn.mount, src)
+		if err != nil {
+			return err
+		}
+		_, dup, err := m.ufsOf(dstMount, dst)
+		if err != nil {
+			return err
+		}
+		if err := fs.Rename(ctx, sup, dup); err != nil {
+			return fmt.Errorf("rename %s to %s in the UFS: %w", src, dst, err)
+		}
+	} else if dn != nil && dn.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
+		if err := m.deleteUFS(ctx, dn, dn.inode.Folder); err != nil {
+			return err
+		}
+	}
+	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_Rename{Rename: &apiv1.RenameEntry{
+		Id: sn.inode.Id, NewParentId: dp.inode.Id, NewName: meta.Base(dst), Replace: dn != nil,
+	}}})
+	if err != nil {
+		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
+	}
+	return nil
+}
+
+// checkReplace says whether src may replace the existing dst.
+func (m *Master) checkReplace(src, dst *node) error {
+	switch {
+	case dst.inode.Folder && !src.inode.Folder:
+		return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrIsDirectory)
+	case !dst.inode.Folder && src.inode.Folder:
+		return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrNotDirectory)
+	case dst.inode.Folder:
+		var nonEmpty bool
+		err := m.store.View(func(tx *bbolt.Tx) error { nonEmpty = hasChildren(tx, dst.inode.Id); return nil })
+		if err != nil {
+			return err
+		}
+		if nonEmpty {
+			return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrDirectoryNotEmpty)
+		}
+	}
+	return nil
+}
+
+func (m *Master) setAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error {
+	p, err := cleanPath("set attribute", req.GetPath())
+	if err != nil {
+		return err
+	}
+	if req.TtlMs != nil && req.GetTtlMs() < 0 {
+		return fmt.Errorf("%w: set attribute %s: negative ttl %d", meta.ErrInvalidArgument, p, req.GetTtlMs())
+	}
+	if req.TtlAction != nil {
+		if _, ok := apiv1.TtlAction_name[int32(req.GetTtlAction())]; !ok {
+			return fmt.Errorf("%w: set attribute %s: ttl action %d", meta.ErrInvalidArgument, p, req.GetTtlAction())
+		}
+	}
+	if req.Mode != nil && req.GetMode()&^0o7777 != 0 {
+		return fmt.Errorf("%w: set attribute %s: mode %o", meta.ErrInvalidArgument, p, req.GetMode())
+	}
+	n, err := m.getOrLoad(ctx, p)
+	if err != nil {
+		return fmt.Errorf("set attribute: %w", err)
+	}
+	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{
+		Id: n.inode.Id, Pinned: req.Pinned, TtlMs: req.TtlMs, TtlAction: req.TtlAction, Mode: req.Mode,
+		Owner: req.Owner, Group: req.Group, MtimeMs: req.MtimeMs, Recursive: req.GetRecursive(),
+	}}})
+	if err != nil {
+		return fmt.Errorf("set attribute %s: %w", p, err)
+	}
+	return nil
+}
+
+// free drops the cached copies of persisted files under path.
+func (m *Master) free(ctx context.Context, req *apiv1.FreeRequest) (int64, error) {
+	p, err := cleanPath("free", req.GetPath())
+	if err != nil {
+		return 0, err
+	}
+	n, err := m.getOrLoad(ctx, p)
+	if err != nil {
+		return 0, fmt.Errorf("free: %w", err)
+	}
+	var files []int64
+	anyPinned := false
+	err = m.store.View(func(tx *bbolt.Tx) error {
+		if n.inode.Folder && !req.GetRecursive() && hasChildren(tx, n.inode.Id) {
+			return fmt.Errorf("free %s: %w (free recursively)", p, meta.ErrDirectoryNotEmpty)
+		}
+		stack := []*apiv1.Inode{n.inode}
+		for len(stack) > 0 {
+			ino := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if ino.Folder {
+				kids, err := children(tx, ino.Id)
+				if err != nil {
+					return err
+				}
+				stack = append(stack, kids...)
+				continue
+			}
+			if ino.PersistenceState != apiv1.PersistenceState_PERSISTED {
+				fp, _ := pathOf(tx, ino)
+				return fmt.Errorf("%w: cannot free %s: not persisted: freeing would lose its data", meta.ErrFailedPrecondition, fp)
+			}
+			if ino.Pinned && !req.GetForce() {
+				fp, _ := pathOf(tx, ino)
+				return fmt.Errorf("%w: cannot free %s: it is pinned (unpin it or force)", meta.ErrFailedPrecondition, fp)
+			}
+			anyPinned = anyPinned || ino.Pinned
+			files = append(files, ino.Id)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if anyPinned || (req.GetForce() && n.inode.Pinned) {
+		unpin := false
+		if _, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{
+			Id: n.inode.Id, Pinned: &unpin,
+		}}}); err != nil {
+			return 0, fmt.Errorf("unpin %s: %w", p, err)
+		}
+	}
+	freed := m.reg.freeFiles(files)
+	klog.FromContext(ctx).V(2).Info("Freed", "path", p, "files", len(files), "blocks", freed)
+	return freed, nil
+}

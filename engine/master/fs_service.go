@@ -1,0 +1,108 @@
+package master
+
+import (
+	"context"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// fsServer is the FileSystemMaster service. Handlers stay thin: the work is
+// in fs_ops.go and every error leaves through meta.ToStatus.
+type fsServer struct {
+	apiv1.UnimplementedFileSystemMasterServer
+	m *Master
+}
+
+var _ apiv1.FileSystemMasterServer = (*fsServer)(nil)
+
+func (s *fsServer) GetStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.GetStatusResponse, error) {
+	fi, err := s.m.getStatus(ctx, req.GetPath())
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.GetStatusResponse{FileInfo: fi}, nil
+}
+
+func (s *fsServer) ListStatus(ctx context.Context, req *apiv1.ListStatusRequest) (*apiv1.ListStatusResponse, error) {
+	fis, err := s.m.listStatus(ctx, req)
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.ListStatusResponse{FileInfos: fis}, nil
+}
+
+func (s *fsServer) CreateDirectory(ctx context.Context, req *apiv1.CreateDirectoryRequest) (*apiv1.CreateDirectoryResponse, error) {
+	fi, err := s.m.createDirectory(ctx, req)
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.CreateDirectoryResponse{FileInfo: fi}, nil
+}
+
+func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest) (*apiv1.CreateFileResponse, error) {
+	fi, err := s.m.createFile(ctx, req)
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.CreateFileResponse{FileInfo: fi}, nil
+}
+
+func (s *fsServer) CompleteFile(ctx context.Context, req *apiv1.CompleteFileRequest) (*apiv1.CompleteFileResponse, error) {
+	fi, err := s.m.completeFile(ctx, req)
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.CompleteFileResponse{FileInfo: fi}, nil
+}
+
+func (s *fsServer) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.DeleteResponse, error) {
+	if err := s.m.delete(ctx, req); err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.DeleteResponse{}, nil
+}
+
+func (s *fsServer) Rename(ctx context.Context, req *apiv1.RenameRequest) (*apiv1.RenameResponse, error) {
+	if err := s.m.rename(ctx, req); err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.RenameResponse{}, nil
+}
+
+func (s *fsServer) SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) (*apiv1.SetAttributeResponse, error) {
+	if err := s.m.setAttribute(ctx, req); err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.SetAttributeResponse{}, nil
+}
+
+func (s *fsServer) Free(ctx context.Context, req *apiv1.FreeRequest) (*apiv1.FreeResponse, error) {
+	n, err := s.m.free(ctx, req)
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.FreeResponse{FreedBlocks: n}, nil
+}
+
+func (s *fsServer) Mount(ctx context.Context, req *apiv1.MountRequest) (*apiv1.MountResponse, error) {
+	if err := s.m.mount(ctx, req); err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.MountResponse{}, nil
+}
+
+func (s *fsServer) Unmount(ctx context.Context, req *apiv1.UnmountRequest) (*apiv1.UnmountResponse, error) {
+	if err := s.m.unmount(ctx, req); err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.UnmountResponse{}, nil
+}
+
+func (s *fsServer) GetMountTable(context.Context, *apiv1.GetMountTableRequest) (*apiv1.GetMountTableResponse, error) {
+	all, err := s.m.mountTable()
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.GetMountTableResponse{MountPoints: all}, nil
+}

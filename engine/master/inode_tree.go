@@ -1,0 +1,312 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
+)
+
+// node is an inode resolved from a path, with the mount serving it.
+type node struct {
+	path  string
+	inode *apiv1.Inode
+	mount *apiv1.MountPointInfo
+}
+
+// cleanPath validates a request path.
+func cleanPath(verb, p string) (string, error) {
+	c, err := meta.CleanPath(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", verb, err)
+	}
+	return c, nil
+}
+
+// lookup resolves a path in the store only.
+func (m *Master) lookup(p string) (*node, error) {
+	var n *node
+	err := m.store.View(func(tx *bbolt.Tx) error {
+		ino, err := resolve(tx, p)
+		if err != nil {
+			return err
+		}
+		all, err := mounts(tx)
+		if err != nil {
+			return err
+		}
+		n = &node{path: p, inode: ino, mount: mountOf(all, p)}
+		return nil
+	})
+	return n, err
+}
+
+// getOrLoad resolves a path, loading components missing from the store but
+// present in the UFS (Alluxio's LoadMetadataType ONCE): each loaded inode is
+// journaled as persisted and complete, with its length from the UFS.
+func (m *Master) getOrLoad(ctx context.Context, p string) (*node, error) {
+	comps := meta.Components(p)
+	for attempt := 0; attempt <= len(comps)+3; attempt++ {
+		var inodes []*apiv1.Inode
+		var all []*apiv1.MountPointInfo
+		err := m.store.View(func(tx *bbolt.Tx) error {
+			var err error
+			if inodes, err = walk(tx, comps); err != nil {
+				return err
+			}
+			all, err = mounts(tx)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(inodes) == len(comps)+1 {
+			return &node{path: p, inode: inodes[len(comps)], mount: mountOf(all, p)}, nil
+		}
+		k := len(inodes) - 1
+		parent := inodes[k]
+		prefix := "/" + joinComps(comps[:k])
+		if !parent.Folder {
+			return nil, fmt.Errorf("%s: %s is a file: %w", p, prefix, meta.ErrNotDirectory)
+		}
+		cp := meta.Join(prefix, comps[k])
+		mnt := mountOf(all, cp)
+		if mnt == nil {
+			return nil, fmt.Errorf("%s: %w", p, meta.ErrNotFound)
+		}
+		fs, up, err := m.ufsOf(mnt, cp)
+		if err != nil {
+			return nil, err
+		}
+		st, err := fs.Stat(ctx, up)
+		if errors.Is(err, meta.ErrNotFound) {
+			return nil, fmt.Errorf("%s: %w", p, meta.ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load metadata of %s: %w", cp, err)
+		}
+		st.Name = comps[k]
+		_, err = m.apply(ctx, createEntry(parent.Id, m.inodeFromUFS(st), false))
+		if err != nil && !errors.Is(err, meta.ErrAlreadyExists) {
+			return nil, fmt.Errorf("load metadata of %s: %w", cp, err)
+		}
+	}
+	return nil, fmt.Errorf("load metadata of %s: concurrent changes: %w", p, meta.ErrAborted)
+}
+
+func createEntry(parent int64, ino *apiv1.Inode, replace bool) *apiv1.JournalEntry {
+	return &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CreateInode{CreateInode: &apiv1.CreateInodeEntry{
+		ParentId: parent, Inode: ino, Replace: replace,
+	}}}
+}
+
+// inodeFromUFS describes a UFS object as a persisted, complete inode.
+func (m *Master) inodeFromUFS(st ufs.Status) *apiv1.Inode {
+	ino := &apiv1.Inode{
+		Name: st.Name, Folder: st.Folder, Mode: st.Mode, Completed: true,
+		PersistenceState: apiv1.PersistenceState_PERSISTED,
+	}
+	if !st.ModTime.IsZero() {
+		ino.UfsMtimeMs = st.ModTime.UnixMilli()
+		ino.LastModificationTimeMs = ino.UfsMtimeMs
+	}
+	if st.Folder {
+		if ino.Mode == 0 {
+			ino.Mode = 0o755
+		}
+	} else {
+		ino.Length = st.Length
+		ino.BlockSizeBytes = m.cfg.DefaultBlockSize
+		if ino.Mode == 0 {
+			ino.Mode = 0o644
+		}
+	}
+	return ino
+}
+
+// ufsPath is the UFS URI of an Alcove path inside mount mnt.
+func ufsPath(mnt *apiv1.MountPointInfo, p string) string {
+	return ufs.JoinURI(mnt.GetUfsUri(), meta.RelPath(p, mnt.GetAlcovePath()))
+}
+
+// ufsOf returns the UFS serving p and p's path within it.
+func (m *Master) ufsOf(mnt *apiv1.MountPointInfo, p string) (ufs.UFS, string, error) {
+	fs, up, err := ufs.Resolve(ufsPath(mnt, p), mnt.GetProperties())
+	if err != nil {
+		return nil, "", fmt.Errorf("resolve UFS of %s: %w", p, err)
+	}
+	return fs, up, nil
+}
+
+func writable(n *node) error {
+	if n.mount.GetReadOnly() {
+		return fmt.Errorf("%s is under read-only mount %s: %w", n.path, n.mount.GetAlcovePath(), meta.ErrPermission)
+	}
+	return nil
+}
+
+// syncChildren merges the UFS listing of a directory into the store. With
+// full, it also drops persisted children gone from the UFS and reloads files
+// whose UFS length or mtime changed; otherwise it only adds what is missing.
+func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
+	fs, up, err := m.ufsOf(n.mount, n.path)
+	if err != nil {
+		return err
+	}
+	sts, err := fs.List(ctx, up)
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		return fmt.Errorf("list %s in the UFS: %w", n.path, err)
+	}
+	var kids []*apiv1.Inode
+	if err := m.store.View(func(tx *bbolt.Tx) error {
+		kids, err = children(tx, n.inode.Id)
+		return err
+	}); err != nil {
+		return err
+	}
+	have := make(map[string]*apiv1.Inode, len(kids))
+	for _, k := range kids {
+		have[k.Name] = k
+	}
+	inUFS := make(map[string]bool, len(sts))
+	var drops, creates []*apiv1.JournalEntry
+	for _, st := range sts {
+		if validName(st.Name) != nil {
+			continue
+		}
+		inUFS[st.Name] = true
+		ex := have[st.Name]
+		switch {
+		case ex == nil:
+			creates = append(creates, createEntry(n.inode.Id, m.inodeFromUFS(st), false))
+		case !full || ex.MountPoint || ex.PersistenceState != apiv1.PersistenceState_PERSISTED || !ex.Completed:
+		case ex.Folder != st.Folder:
+			drops = append(drops, deleteEntry(ex.Id))
+			creates = append(creates, createEntry(n.inode.Id, m.inodeFromUFS(st), false))
+		case !ex.Folder && (ex.Length != st.Length || (ex.UfsMtimeMs != 0 && ex.UfsMtimeMs != st.ModTime.UnixMilli())):
+			creates = append(creates, createEntry(n.inode.Id, m.inodeFromUFS(st), true))
+		}
+	}
+	if full {
+		for name, ex := range have {
+			if !inUFS[name] && !ex.MountPoint && ex.PersistenceState == apiv1.PersistenceState_PERSISTED {
+				drops = append(drops, deleteEntry(ex.Id))
+			}
+		}
+	}
+	for _, batch := range [][]*apiv1.JournalEntry{drops, creates} {
+		_, errs := m.applyAll(ctx, batch)
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, meta.ErrAlreadyExists) && !errors.Is(err, meta.ErrNotFound) {
+				return fmt.Errorf("merge UFS listing of %s: %w", n.path, err)
+			}
+		}
+	}
+	if !n.inode.ChildrenLoaded {
+		_, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetChildrenLoaded{
+			SetChildrenLoaded: &apiv1.SetChildrenLoadedEntry{Id: n.inode.Id, Loaded: true}}})
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			return fmt.Errorf("mark %s loaded: %w", n.path, err)
+		}
+	}
+	return nil
+}
+
+func deleteEntry(id int64) *apiv1.JournalEntry {
+	return &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{Id: id, Recursive: true}}}
+}
+
+// listChildren returns the nodes under a directory, loading them from the
+// UFS first when they never were (or always, with sync).
+func (m *Master) listChildren(ctx context.Context, n *node, sync bool) ([]*node, error) {
+	if sync || !n.inode.ChildrenLoaded {
+		if err := m.syncChildren(ctx, n, sync); err != nil {
+			return nil, err
+		}
+	}
+	var out []*node
+	err := m.store.View(func(tx *bbolt.Tx) error {
+		kids, err := children(tx, n.inode.Id)
+		if err != nil {
+			return err
+		}
+		all, err := mounts(tx)
+		if err != nil {
+			return err
+		}
+		out = make([]*node, len(kids))
+		for i, k := range kids {
+			p := meta.Join(n.path, k.Name)
+			mnt := n.mount
+			if k.MountPoint {
+				mnt = mountOf(all, p)
+			}
+			out[i] = &node{path: p, inode: k, mount: mnt}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// fileInfo describes a node, with block locations from the registry.
+func (m *Master) fileInfo(n *node) *apiv1.FileInfo {
+	ino := n.inode
+	fi := &apiv1.FileInfo{
+		FileId: ino.Id, Path: n.path, Name: meta.Base(n.path), Folder: ino.Folder, Length: ino.Length,
+		BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, Owner: ino.Owner, Group: ino.Group,
+		CreationTimeMs: ino.CreationTimeMs, LastModificationTimeMs: ino.LastModificationTimeMs,
+		Completed: ino.Completed, PersistenceState: ino.PersistenceState, Pinned: ino.Pinned,
+		TtlMs: ino.TtlMs, TtlAction: ino.TtlAction, UfsPath: ufsPath(n.mount, n.path),
+		MountPoint: ino.MountPoint, ReplicationDurable: ino.ReplicationDurable, WriteType: ino.WriteType,
+		MountId: n.mount.GetMountId(),
+	}
+	if ino.Folder {
+		return fi
+	}
+	var ids []int64
+	if ino.Completed {
+		count := meta.BlockCount(ino.Length, ino.BlockSizeBytes)
+		ids = make([]int64, count)
+		for i := range ids {
+			ids[i] = meta.BlockID(ino.Id, int64(i))
+		}
+	} else {
+		ids = m.reg.fileBlockIDs(ino.Id)
+	}
+	var cached int64
+	missing := false
+	fi.BlockIds = ids
+	fi.FileBlockInfos = make([]*apiv1.FileBlockInfo, len(ids))
+	for i, id := range ids {
+		locs, length := m.reg.locations(id)
+		idx := meta.BlockIndexOf(id)
+		if ino.Completed {
+			length = meta.BlockLength(ino.Length, ino.BlockSizeBytes, idx)
+		}
+		if len(locs) > 0 {
+			cached += length
+		} else {
+			missing = true
+		}
+		fi.FileBlockInfos[i] = &apiv1.FileBlockInfo{
+			BlockInfo: &apiv1.BlockInfo{BlockId: id, Length: length, Locations: locs},
+			Offset:    idx * ino.BlockSizeBytes,
+		}
+	}
+	switch {
+	case ino.Length > 0:
+		fi.InAlcovePercentage = int32(min(100, cached*100/ino.Length))
+	case ino.Completed:
+		fi.InAlcovePercentage = 100
+	}
+	if ino.Completed && missing && ino.PersistenceState != apiv1.PersistenceState_PERSISTED {
+		// The cache held the only copy and some of it is gone.
+		fi.PersistenceState = apiv1.PersistenceState_LOST
+	}
+	return fi
+}
