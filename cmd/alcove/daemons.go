@@ -117,7 +117,7 @@ func newMasterCmd(g *globals) *cobra.Command {
 // workerFlags are shared by `alcove worker` and `alcove local`.
 type workerFlags struct {
 	host, node, socket, memDir, memSize string
-	port, webPort, asyncThreads         int
+	port, webPort, dataPort, asyncThreads int
 	tiers                               []string
 }
 
@@ -125,6 +125,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.node, "node-name", defaultNode(), "node name reported for locality (Kubernetes node name; env ALCOVE_NODE)")
 	cmd.Flags().IntVar(&f.port, "worker-port", 29999, "worker RPC port")
 	cmd.Flags().IntVar(&f.webPort, "worker-web-port", 30000, "worker /metrics port")
+	cmd.Flags().IntVar(&f.dataPort, "worker-data-port", 29998, "worker raw block data port for remote reads (0 disables; clients then use gRPC)")
 	cmd.Flags().StringVar(&f.socket, "domain-socket", "", "unix socket for short-circuit reads (\"none\" disables)")
 	cmd.Flags().StringVar(&f.memDir, "mem-dir", "", "MEM tier directory (default: on /dev/shm)")
 	cmd.Flags().StringVar(&f.memSize, "mem-size", "1GB", "MEM tier quota (alluxio.worker.ramdisk.size)")
@@ -173,10 +174,15 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 	} else if socket != "" {
 		socket = socketPath(socket)
 	}
+	dataAddr := ""
+	if f.dataPort > 0 {
+		dataAddr = hostPort(f.host, f.dataPort)
+	}
 	return worker.Config{
 		MasterAddress:     masterAddr,
 		Address:           hostPort(f.host, f.port),
 		WebAddress:        hostPort(f.host, f.webPort),
+		DataAddress:       dataAddr,
 		DomainSocket:      socket,
 		Node:              f.node,
 		Tiers:             tiers,

@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/conf"
+	"github.com/alcove-io/alcove/engine/master"
 )
 
 // version is set by the build (-ldflags -X main.version=...).
@@ -75,6 +76,7 @@ func newRoot(g *globals) *cobra.Command {
 				klog.Warning(w)
 			}
 			g.props = p
+			master.Version = version
 			return nil
 		},
 	}

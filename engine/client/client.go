@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
+	"os/user"
 	"sync"
 	"time"
 
@@ -37,6 +39,12 @@ type Config struct {
 	RetryTimeout time.Duration
 	// DisableShortCircuit forces reads through gRPC even on the same node.
 	DisableShortCircuit bool
+	// DisableDataPort reads remote blocks over gRPC ReadBlock even when the
+	// worker has a raw data port.
+	DisableDataPort bool
+	// Owner and Group stamp new files and directories (default: the
+	// process's user and primary group).
+	Owner, Group string
 }
 
 // Client is safe for concurrent use.
@@ -48,6 +56,7 @@ type Client struct {
 	masterIdx int
 	workers   map[string]*grpc.ClientConn
 	sc        map[string]*shortcircuit.Client
+	dataIdle  map[string][]net.Conn // idle data-port connections by worker
 	wcache    []*apiv1.WorkerInfo
 	wcacheAt  time.Time
 }
@@ -72,6 +81,9 @@ func New(cfg Config) (*Client, error) {
 	if err := meta.ValidateBlockSize(cfg.BlockSize); err != nil {
 		return nil, err
 	}
+	if cfg.Owner == "" {
+		cfg.Owner, cfg.Group = currentUser()
+	}
 	if cfg.RetryTimeout == 0 {
 		cfg.RetryTimeout = 5 * time.Second
 	}
@@ -93,6 +105,12 @@ func (c *Client) Close() error {
 	for k, w := range c.workers {
 		errs = append(errs, w.Close())
 		delete(c.workers, k)
+	}
+	for k, conns := range c.dataIdle {
+		for _, conn := range conns {
+			errs = append(errs, conn.Close())
+		}
+		delete(c.dataIdle, k)
 	}
 	for k, s := range c.sc {
 		errs = append(errs, s.Close())
@@ -267,4 +285,17 @@ func (c *Client) pickWorker(ctx context.Context, key int64) (*apiv1.WorkerInfo, 
 		return ws[rand.IntN(len(ws))], nil
 	}
 	return ws[int(uint64(key)%uint64(len(ws)))], nil
+}
+
+// currentUser names the process's user and primary group.
+func currentUser() (string, string) {
+	u, err := user.Current()
+	if err != nil {
+		return "", ""
+	}
+	group := u.Gid
+	if g, err := user.LookupGroupId(u.Gid); err == nil {
+		group = g.Name
+	}
+	return u.Username, group
 }

@@ -46,7 +46,7 @@ func (c *Client) Mkdir(ctx context.Context, path string, recursive, allowExists 
 	}
 	var info *apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		r, err := m.CreateDirectory(ctx, &apiv1.CreateDirectoryRequest{Path: p, Recursive: recursive, AllowExists: allowExists, Mode: mode, WriteType: c.cfg.WriteType})
+		r, err := m.CreateDirectory(ctx, &apiv1.CreateDirectoryRequest{Path: p, Recursive: recursive, AllowExists: allowExists, Mode: mode, WriteType: c.cfg.WriteType, Owner: c.cfg.Owner, Group: c.cfg.Group})
 		info = r.GetFileInfo()
 		return err
 	})

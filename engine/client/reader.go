@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -328,7 +329,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 		}
 	}
 	for _, loc := range ordered {
-		s, err := r.stream(loc.GetWorkerAddress(), req, idx, blen, kindRemote)
+		s, err := r.remote(loc.GetDataAddress(), loc.GetWorkerAddress(), req, idx, blen, kindRemote)
 		if err == nil {
 			return s, nil
 		}
@@ -342,11 +343,19 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 	if err != nil {
 		return nil, errors.Join(append(errs, err)...)
 	}
-	s, err := r.stream(w.GetAddress(), req, idx, blen, kindUFS)
+	s, err := r.remote(w.GetDataAddress(), w.GetAddress(), req, idx, blen, kindUFS)
 	if err != nil {
 		return nil, errors.Join(append(errs, err)...)
 	}
 	return s, nil
+}
+
+// remote reads from a worker's data port when it has one, else over gRPC.
+func (r *Reader) remote(dataAddr, grpcAddr string, req *apiv1.ReadBlockRequest, idx, blen int64, kind string) (*source, error) {
+	if dataAddr != "" && !r.c.cfg.DisableDataPort {
+		return r.dataStream(dataAddr, req, idx, blen, kind)
+	}
+	return r.stream(grpcAddr, req, idx, blen, kind)
 }
 
 // stream opens a ReadBlock stream and waits for its first chunk, so a worker
@@ -388,9 +397,16 @@ type source struct {
 	next     int64 // in-block offset of buf[0] (streams are sequential)
 	buf      []byte
 	chunk    *apiv1.DataChunk // reused receive buffer; buf points into it
+	// Raw data-port reads.
+	c         *Client
+	conn      net.Conn
+	connAddr  string
+	remaining int64
 }
 
-func (s *source) canRead(inb int64) bool { return s.local != nil || inb == s.next }
+func (s *source) canRead(inb int64) bool {
+	return s.local != nil || (inb == s.next && (s.stream != nil || s.conn != nil))
+}
 
 func (s *source) read(p []byte, inb int64) (int, error) {
 	if s.local != nil {
@@ -405,6 +421,9 @@ func (s *source) read(p []byte, inb int64) (int, error) {
 	}
 	if inb != s.next {
 		return 0, fmt.Errorf("stream at %d, asked for %d: %w", s.next, inb, meta.ErrInvalidArgument)
+	}
+	if s.stream == nil {
+		return s.readConn(p)
 	}
 	for len(s.buf) == 0 {
 		if err := s.stream.RecvMsg(s.chunk); err != nil {
@@ -427,5 +446,11 @@ func (s *source) close() {
 	}
 	if s.cancel != nil {
 		s.cancel()
+	}
+	if s.conn != nil {
+		// Bytes of this block are still in flight: the connection cannot
+		// be reused.
+		s.conn.Close()
+		s.conn = nil
 	}
 }

@@ -63,7 +63,7 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 		r, err := m.CreateFile(ctx, &apiv1.CreateFileRequest{
 			Path: p, BlockSizeBytes: opts.BlockSize, Mode: opts.Mode, WriteType: opts.WriteType,
 			Recursive: opts.Recursive, Overwrite: opts.Overwrite, TtlMs: opts.TTLMs, TtlAction: opts.TTLAction,
-			ReplicationDurable: c.cfg.ReplicationDurable,
+			ReplicationDurable: c.cfg.ReplicationDurable, Owner: c.cfg.Owner, Group: c.cfg.Group,
 		})
 		info = r.GetFileInfo()
 		return err

@@ -24,6 +24,7 @@ type worker struct {
 	webAddress   string
 	node         string
 	domainSocket string
+	dataAddress  string
 	tiers        []*apiv1.TierInfo
 	start        time.Time
 	lastContact  time.Time
@@ -89,7 +90,7 @@ func (r *registry) register(req *apiv1.RegisterWorkerRequest, known func(fileID 
 	}
 	w := &worker{
 		id: id, address: req.GetAddress(), webAddress: req.GetWebAddress(), node: req.GetNode(),
-		domainSocket: req.GetDomainSocket(), tiers: cloneTiers(req.GetTiers()),
+		domainSocket: req.GetDomainSocket(), dataAddress: req.GetDataAddress(), tiers: cloneTiers(req.GetTiers()),
 		start: now, lastContact: now,
 		blocks: map[int64]string{}, files: map[int64]int{}, toFree: map[int64]struct{}{},
 	}
@@ -281,7 +282,7 @@ func (r *registry) locations(blockID int64) ([]*apiv1.BlockLocation, int64) {
 		if w == nil {
 			continue
 		}
-		out = append(out, &apiv1.BlockLocation{WorkerId: w.id, WorkerAddress: w.address, Node: w.node, Tier: tier, DomainSocket: w.domainSocket})
+		out = append(out, &apiv1.BlockLocation{WorkerId: w.id, WorkerAddress: w.address, Node: w.node, Tier: tier, DomainSocket: w.domainSocket, DataAddress: w.dataAddress})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		return tierRank(out[i].Tier) < tierRank(out[j].Tier) || (tierRank(out[i].Tier) == tierRank(out[j].Tier) && out[i].WorkerId < out[j].WorkerId)
@@ -336,7 +337,7 @@ func (r *registry) infos(now time.Time) []*apiv1.WorkerInfo {
 			state = WorkerLost
 		}
 		out = append(out, &apiv1.WorkerInfo{
-			Id: w.id, Address: w.address, WebAddress: w.webAddress, Node: w.node, DomainSocket: w.domainSocket,
+			Id: w.id, Address: w.address, WebAddress: w.webAddress, Node: w.node, DomainSocket: w.domainSocket, DataAddress: w.dataAddress,
 			Tiers: cloneTiers(w.tiers), LastContactMs: now.Sub(w.lastContact).Milliseconds(), State: state,
 			StartTimeMs: w.start.UnixMilli(), BlockCount: int64(len(w.blocks)),
 		})

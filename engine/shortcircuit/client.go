@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/frame"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -121,7 +122,7 @@ func (c *Client) roundTrip(ctx context.Context, req *apiv1.ShortCircuitRequest) 
 
 func (c *Client) exchange(req *apiv1.ShortCircuitRequest) (*apiv1.ShortCircuitResponse, *os.File, error) {
 	var err error
-	if c.buf, err = appendFrame(c.buf[:0], req); err != nil {
+	if c.buf, err = frame.Append(c.buf[:0], req); err != nil {
 		return nil, nil, err
 	}
 	if _, err := c.conn.Write(c.buf); err != nil {
@@ -150,7 +151,7 @@ func (c *Client) exchange(req *apiv1.ShortCircuitRequest) (*apiv1.ShortCircuitRe
 		got += n
 	}
 	resp := &apiv1.ShortCircuitResponse{}
-	if err := readBody(c.conn, binary.BigEndian.Uint32(hdr[:]), resp); err != nil {
+	if err := frame.ReadBody(c.conn, binary.BigEndian.Uint32(hdr[:]), resp); err != nil {
 		if f != nil {
 			f.Close()
 		}

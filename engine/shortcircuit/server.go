@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/frame"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -84,7 +85,7 @@ func serveConn(log klog.Logger, c *net.UnixConn, h Handler) {
 	var out []byte
 	for {
 		var req apiv1.ShortCircuitRequest
-		if err := readFrame(c, &req); err != nil {
+		if err := frame.Read(c, &req); err != nil {
 			return // EOF or a broken client: the deferred releases run
 		}
 		var (
@@ -115,7 +116,7 @@ func serveConn(log klog.Logger, c *net.UnixConn, h Handler) {
 			setErr(resp, fmt.Errorf("%w: unknown short-circuit op %v", meta.ErrInvalidArgument, req.GetOp()))
 		}
 		var err error
-		if out, err = appendFrame(out[:0], resp); err != nil {
+		if out, err = frame.Append(out[:0], resp); err != nil {
 			log.Error(err, "encode short-circuit response")
 			return
 		}

@@ -18,6 +18,7 @@ import (
 const (
 	DefaultAddress           = "127.0.0.1:29999"
 	DefaultWebAddress        = ":30000"
+	DefaultDataAddress       = "127.0.0.1:29998"
 	DefaultAsyncCacheThreads = 8 // alluxio.worker.network.async.cache.manager.threads.max
 	DefaultHeartbeatInterval = time.Second
 	DefaultChunkSize         = 1 << 20
@@ -30,8 +31,11 @@ type Config struct {
 	Address       string // gRPC listen address; "" → DefaultAddress; port 0 picks one
 	// WebAddress serves /metrics and /healthz; "" disables it. DefaultConfig
 	// sets DefaultWebAddress.
-	WebAddress        string
-	DomainSocket      string // path of the short-circuit socket; "" disables short-circuit
+	WebAddress   string
+	DomainSocket string // path of the short-circuit socket; "" disables short-circuit
+	// DataAddress is the raw block data port (sendfile reads for remote
+	// clients); "" disables it and remote clients use gRPC ReadBlock.
+	DataAddress       string
 	Node              string // Kubernetes node name; "" → hostname
 	Tiers             []blockstore.TierConfig
 	AsyncCacheThreads int           // 0 → DefaultAsyncCacheThreads
@@ -44,6 +48,7 @@ func DefaultConfig() Config {
 	return Config{
 		Address:           DefaultAddress,
 		WebAddress:        DefaultWebAddress,
+		DataAddress:       DefaultDataAddress,
 		AsyncCacheThreads: DefaultAsyncCacheThreads,
 		HeartbeatInterval: DefaultHeartbeatInterval,
 	}

@@ -40,6 +40,7 @@ func newEnv(t testing.TB, tiers ...blockstore.TierConfig) *env {
 		Address:           "127.0.0.1:0",
 		WebAddress:        "127.0.0.1:0",
 		DomainSocket:      filepath.Join(t.TempDir(), "w.sock"),
+		DataAddress:       "127.0.0.1:0",
 		Tiers:             tiers,
 		HeartbeatInterval: 20 * time.Millisecond,
 	})

@@ -38,6 +38,7 @@ func (w *Worker) register(ctx context.Context) error {
 		WebAddress:   w.webAddr,
 		Node:         w.cfg.Node,
 		DomainSocket: w.cfg.DomainSocket,
+		DataAddress:  w.dataAddr,
 		Tiers:        tiersProto(w.store.Usage()),
 		Blocks:       blocksProto(w.store.Blocks()),
 		WorkerId:     w.id.Load(),

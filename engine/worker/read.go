@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"google.golang.org/grpc"
 
@@ -24,7 +25,34 @@ var _ apiv1.BlockWorkerServer = (*blockService)(nil)
 
 // ReadBlock implements apiv1.BlockWorkerServer.
 func (s *blockService) ReadBlock(req *apiv1.ReadBlockRequest, stream grpc.ServerStreamingServer[apiv1.DataChunk]) error {
-	return meta.ToStatus(s.w.readBlock(stream.Context(), req, stream))
+	return meta.ToStatus(s.w.readBlock(stream.Context(), req, grpcSink{stream}))
+}
+
+// blockSink receives the bytes of one block read: a gRPC stream, or a
+// connection of the raw data port.
+type blockSink interface {
+	// start is called once the byte count is known, before any data.
+	start(n int64) error
+	// sendCached sends n bytes of the cache file f from off; release ends
+	// the block's lease once nothing refers to those bytes any more.
+	sendCached(f *os.File, off, n, chunk int64, release func()) error
+	// sendChunk sends a chunkPool buffer and takes ownership of it.
+	sendChunk(buf *[]byte) error
+}
+
+type grpcSink struct{ stream grpc.ServerStream }
+
+func (grpcSink) start(int64) error { return nil }
+
+func (g grpcSink) sendCached(f *os.File, off, n, chunk int64, release func()) error {
+	return sendMapped(g.stream, f, off, n, chunk, release)
+}
+
+func (g grpcSink) sendChunk(buf *[]byte) error {
+	if err := g.stream.SendMsg(&rawChunk{buf: buf}); err != nil {
+		return fmt.Errorf("send chunk: %w", err)
+	}
+	return nil
 }
 
 func chunkSize(req int32) int64 {
@@ -39,7 +67,7 @@ func chunkSize(req int32) int64 {
 	return int64(req)
 }
 
-func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, stream grpc.ServerStream) error {
+func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, sink blockSink) error {
 	id, off := req.GetBlockId(), req.GetOffset()
 	if off < 0 {
 		return fmt.Errorf("read block %d: %w: negative offset %d", id, meta.ErrInvalidArgument, off)
@@ -58,11 +86,11 @@ func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, str
 			return err
 		}
 		w.metrics.cacheHits.Inc()
-		if n == 0 {
+		if err := sink.start(n); err != nil || n == 0 {
 			h.Release()
-			return nil
+			return err
 		}
-		if err := sendMapped(stream, h.File, h.Offset+off, n, chunk, h.Release); err != nil {
+		if err := sink.sendCached(h.File, h.Offset+off, n, chunk, h.Release); err != nil {
 			return fmt.Errorf("read block %d from cache: %w", id, err)
 		}
 		w.metrics.bytesReadRemote.Add(float64(n))
@@ -92,7 +120,13 @@ func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, str
 	} else if cacheable {
 		w.cacher.submit(task)
 	}
-	if err := w.readUFS(ctx, stream, src, off, n, chunk, tee); err != nil {
+	if err := sink.start(n); err != nil {
+		if tee != nil {
+			tee.Abort()
+		}
+		return err
+	}
+	if err := w.readUFS(ctx, sink, src, off, n, chunk, tee); err != nil {
 		if tee != nil {
 			tee.Abort()
 		}
@@ -131,7 +165,7 @@ func rangeLen(id, off, length, blen int64) (int64, error) {
 
 // readUFS streams n bytes of the block from off out of the UFS, copying
 // every chunk into tee first when caching.
-func (w *Worker) readUFS(ctx context.Context, stream grpc.ServerStream, src *apiv1.UfsBlockSource, off, n, chunk int64, tee *blockstore.Writer) error {
+func (w *Worker) readUFS(ctx context.Context, sink blockSink, src *apiv1.UfsBlockSource, off, n, chunk int64, tee *blockstore.Writer) error {
 	fs, p, err := ufs.Resolve(src.GetUfsPath(), nil)
 	if err != nil {
 		return err
@@ -155,8 +189,8 @@ func (w *Worker) readUFS(ctx context.Context, stream grpc.ServerStream, src *api
 				return err
 			}
 		}
-		if err := stream.SendMsg(&rawChunk{buf: buf}); err != nil {
-			return fmt.Errorf("send chunk: %w", err)
+		if err := sink.sendChunk(buf); err != nil {
+			return err
 		}
 		n -= size
 	}

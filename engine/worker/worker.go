@@ -31,6 +31,8 @@ type Worker struct {
 	id        atomic.Int64
 	addr      string // advertised gRPC address
 	webAddr   string
+	dataAddr  string // advertised raw data port address
+	data      *dataServer
 	grpcSrv   *grpc.Server
 	webSrv    *http.Server
 	master    apiv1.BlockMasterClient
@@ -91,7 +93,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		defer w.wg.Done()
 		w.heartbeatLoop(bg, regErr == nil)
 	}()
-	w.log.Info("worker started", "id", w.ID(), "address", w.addr, "web", w.webAddr, "domainSocket", w.cfg.DomainSocket, "node", w.cfg.Node)
+	w.log.Info("worker started", "id", w.ID(), "address", w.addr, "web", w.webAddr, "data", w.dataAddr, "domainSocket", w.cfg.DomainSocket, "node", w.cfg.Node)
 	return nil
 }
 
@@ -104,6 +106,16 @@ func (w *Worker) listen(ctx context.Context) error {
 	w.grpcSrv = grpc.NewServer(serverOptions(w.metrics)...)
 	apiv1.RegisterBlockWorkerServer(w.grpcSrv, &blockService{w: w})
 	w.goServe("gRPC", func() error { return w.grpcSrv.Serve(ln) })
+
+	if w.cfg.DataAddress != "" {
+		dl, err := net.Listen("tcp", w.cfg.DataAddress)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", w.cfg.DataAddress, err)
+		}
+		w.dataAddr = advertised(dl.Addr())
+		w.data = &dataServer{w: w, ln: dl, conns: map[net.Conn]struct{}{}}
+		w.goServe("data port", func() error { return w.data.serve(ctx) })
+	}
 
 	if w.cfg.WebAddress != "" {
 		wl, err := net.Listen("tcp", w.cfg.WebAddress)
@@ -160,6 +172,9 @@ func advertised(a net.Addr) string {
 // Addr returns the advertised gRPC address (the bound address).
 func (w *Worker) Addr() string { return w.addr }
 
+// DataAddr returns the advertised raw data port address ("" when disabled).
+func (w *Worker) DataAddr() string { return w.dataAddr }
+
 // WebAddr returns the bound web address ("" when disabled).
 func (w *Worker) WebAddr() string { return w.webAddr }
 
@@ -190,6 +205,9 @@ func (w *Worker) Close() error {
 			case <-time.After(5 * time.Second):
 				w.grpcSrv.Stop()
 			}
+		}
+		if w.data != nil {
+			w.data.close()
 		}
 		if w.webSrv != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

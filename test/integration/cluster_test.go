@@ -78,7 +78,7 @@ type cluster struct {
 
 func newCluster(t *testing.T, extra ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, bin: alcoveBin(t), dir: t.TempDir(), ports: freePorts(t, 4), extra: extra, node: "node-it"}
+	c := &cluster{t: t, bin: alcoveBin(t), dir: t.TempDir(), ports: freePorts(t, 5), extra: extra, node: "node-it"}
 	c.master = "127.0.0.1:" + strconv.Itoa(c.ports[0])
 	c.start()
 	t.Cleanup(c.stop)
@@ -90,6 +90,7 @@ func (c *cluster) start() {
 	args := []string{"local", "--dir", c.dir, "--node-name", c.node,
 		"--master-port", strconv.Itoa(c.ports[0]), "--master-web-port", strconv.Itoa(c.ports[1]),
 		"--worker-port", strconv.Itoa(c.ports[2]), "--worker-web-port", strconv.Itoa(c.ports[3]),
+		"--worker-data-port", strconv.Itoa(c.ports[4]),
 		"--mem-dir", filepath.Join(c.dir, "mem")}
 	args = append(args, c.extra...)
 	c.log = &bytes.Buffer{}

@@ -242,6 +242,7 @@ type BlockLocation struct {
 	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`                                        // Kubernetes node name (or hostname)
 	Tier          string                 `protobuf:"bytes,4,opt,name=tier,proto3" json:"tier,omitempty"`                                        // MEM, SSD, HDD
 	DomainSocket  string                 `protobuf:"bytes,5,opt,name=domain_socket,json=domainSocket,proto3" json:"domain_socket,omitempty"`    // path of the worker's domain socket on that node
+	DataAddress   string                 `protobuf:"bytes,6,opt,name=data_address,json=dataAddress,proto3" json:"data_address,omitempty"`       // host:port of the worker's raw block data port ("" = use gRPC)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -307,6 +308,13 @@ func (x *BlockLocation) GetTier() string {
 func (x *BlockLocation) GetDomainSocket() string {
 	if x != nil {
 		return x.DomainSocket
+	}
+	return ""
+}
+
+func (x *BlockLocation) GetDataAddress() string {
+	if x != nil {
+		return x.DataAddress
 	}
 	return ""
 }
@@ -723,6 +731,7 @@ type WorkerInfo struct {
 	State         string                 `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`                                         // LIVE, LOST
 	StartTimeMs   int64                  `protobuf:"varint,9,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
 	BlockCount    int64                  `protobuf:"varint,10,opt,name=block_count,json=blockCount,proto3" json:"block_count,omitempty"`
+	DataAddress   string                 `protobuf:"bytes,11,opt,name=data_address,json=dataAddress,proto3" json:"data_address,omitempty"` // host:port of the raw block data port
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -825,6 +834,13 @@ func (x *WorkerInfo) GetBlockCount() int64 {
 		return x.BlockCount
 	}
 	return 0
+}
+
+func (x *WorkerInfo) GetDataAddress() string {
+	if x != nil {
+		return x.DataAddress
+	}
+	return ""
 }
 
 type MountPointInfo struct {
@@ -975,13 +991,14 @@ var File_engine_api_v1_common_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/common.proto\x12\talcove.v1\"\xa0\x01\n" +
+	"\x1aengine/api/v1/common.proto\x12\talcove.v1\"\xc3\x01\n" +
 	"\rBlockLocation\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12%\n" +
 	"\x0eworker_address\x18\x02 \x01(\tR\rworkerAddress\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\tR\x04node\x12\x12\n" +
 	"\x04tier\x18\x04 \x01(\tR\x04tier\x12#\n" +
-	"\rdomain_socket\x18\x05 \x01(\tR\fdomainSocket\"v\n" +
+	"\rdomain_socket\x18\x05 \x01(\tR\fdomainSocket\x12!\n" +
+	"\fdata_address\x18\x06 \x01(\tR\vdataAddress\"v\n" +
 	"\tBlockInfo\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x126\n" +
@@ -1023,7 +1040,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\x12%\n" +
 	"\x0ecapacity_bytes\x18\x02 \x01(\x03R\rcapacityBytes\x12\x1d\n" +
 	"\n" +
-	"used_bytes\x18\x03 \x01(\x03R\tusedBytes\"\xbe\x02\n" +
+	"used_bytes\x18\x03 \x01(\x03R\tusedBytes\"\xe1\x02\n" +
 	"\n" +
 	"WorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
@@ -1038,7 +1055,8 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rstart_time_ms\x18\t \x01(\x03R\vstartTimeMs\x12\x1f\n" +
 	"\vblock_count\x18\n" +
 	" \x01(\x03R\n" +
-	"blockCount\"\xa4\x02\n" +
+	"blockCount\x12!\n" +
+	"\fdata_address\x18\v \x01(\tR\vdataAddress\"\xa4\x02\n" +
 	"\x0eMountPointInfo\x12\x1f\n" +
 	"\valcove_path\x18\x01 \x01(\tR\n" +
 	"alcovePath\x12\x17\n" +

@@ -1676,8 +1676,9 @@ type RegisterWorkerRequest struct {
 	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
 	DomainSocket  string                 `protobuf:"bytes,4,opt,name=domain_socket,json=domainSocket,proto3" json:"domain_socket,omitempty"`
 	Tiers         []*TierInfo            `protobuf:"bytes,5,rep,name=tiers,proto3" json:"tiers,omitempty"`
-	Blocks        []*WorkerBlock         `protobuf:"bytes,6,rep,name=blocks,proto3" json:"blocks,omitempty"`                      // every block the worker holds
-	WorkerId      int64                  `protobuf:"varint,7,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // 0 on first start; the previous id on re-register
+	Blocks        []*WorkerBlock         `protobuf:"bytes,6,rep,name=blocks,proto3" json:"blocks,omitempty"`                              // every block the worker holds
+	WorkerId      int64                  `protobuf:"varint,7,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`         // 0 on first start; the previous id on re-register
+	DataAddress   string                 `protobuf:"bytes,8,opt,name=data_address,json=dataAddress,proto3" json:"data_address,omitempty"` // raw block data port (see DataFrameHeader)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1759,6 +1760,13 @@ func (x *RegisterWorkerRequest) GetWorkerId() int64 {
 		return x.WorkerId
 	}
 	return 0
+}
+
+func (x *RegisterWorkerRequest) GetDataAddress() string {
+	if x != nil {
+		return x.DataAddress
+	}
+	return ""
 }
 
 type RegisterWorkerResponse struct {
@@ -2372,7 +2380,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\aworkers\x18\x01 \x03(\v2\x15.alcove.v1.WorkerInfoR\aworkers\"\x13\n" +
 	"\x11CheckpointRequest\"*\n" +
 	"\x12CheckpointResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x03R\x05index\"\x83\x02\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\"\xa6\x02\n" +
 	"\x15RegisterWorkerRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1f\n" +
 	"\vweb_address\x18\x02 \x01(\tR\n" +
@@ -2381,7 +2389,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\rdomain_socket\x18\x04 \x01(\tR\fdomainSocket\x12)\n" +
 	"\x05tiers\x18\x05 \x03(\v2\x13.alcove.v1.TierInfoR\x05tiers\x12.\n" +
 	"\x06blocks\x18\x06 \x03(\v2\x16.alcove.v1.WorkerBlockR\x06blocks\x12\x1b\n" +
-	"\tworker_id\x18\a \x01(\x03R\bworkerId\"5\n" +
+	"\tworker_id\x18\a \x01(\x03R\bworkerId\x12!\n" +
+	"\fdata_address\x18\b \x01(\tR\vdataAddress\"5\n" +
 	"\x16RegisterWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\"\xc1\x01\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +

@@ -811,6 +811,73 @@ func (x *ShortCircuitResponse) GetTier() string {
 	return ""
 }
 
+// Raw block data port. gRPC caps HTTP/2 frames at 16 KiB and copies every
+// byte several times; for bulk reads the worker also listens on a plain TCP
+// port where a client sends a 4-byte big-endian length + ReadBlockRequest and
+// the worker answers with a 4-byte length + DataFrameHeader, followed, when
+// code is 0, by exactly `length` raw bytes (sent with sendfile from the cache
+// file). The connection then takes the next request. An error after the
+// header closes the connection.
+type DataFrameHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`      // gRPC code: 0 OK
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"` // error text (ToStatus form)
+	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`  // bytes that follow
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataFrameHeader) Reset() {
+	*x = DataFrameHeader{}
+	mi := &file_engine_api_v1_worker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataFrameHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataFrameHeader) ProtoMessage() {}
+
+func (x *DataFrameHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_worker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataFrameHeader.ProtoReflect.Descriptor instead.
+func (*DataFrameHeader) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DataFrameHeader) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *DataFrameHeader) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *DataFrameHeader) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 var File_engine_api_v1_worker_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_worker_proto_rawDesc = "" +
@@ -876,7 +943,11 @@ const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\x12\x12\n" +
-	"\x04tier\x18\x05 \x01(\tR\x04tier2\xe4\x01\n" +
+	"\x04tier\x18\x05 \x01(\tR\x04tier\"W\n" +
+	"\x0fDataFrameHeader\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length2\xe4\x01\n" +
 	"\vBlockWorker\x12@\n" +
 	"\tReadBlock\x12\x1b.alcove.v1.ReadBlockRequest\x1a\x14.alcove.v1.DataChunk0\x01\x12H\n" +
 	"\tWriteFile\x12\x1b.alcove.v1.WriteFileRequest\x1a\x1c.alcove.v1.WriteFileResponse(\x01\x12I\n" +
@@ -896,7 +967,7 @@ func file_engine_api_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_api_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_engine_api_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_engine_api_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_engine_api_v1_worker_proto_goTypes = []any{
 	(ShortCircuitRequest_Op)(0),  // 0: alcove.v1.ShortCircuitRequest.Op
 	(*UfsBlockSource)(nil),       // 1: alcove.v1.UfsBlockSource
@@ -909,16 +980,17 @@ var file_engine_api_v1_worker_proto_goTypes = []any{
 	(*CacheBlockResponse)(nil),   // 8: alcove.v1.CacheBlockResponse
 	(*ShortCircuitRequest)(nil),  // 9: alcove.v1.ShortCircuitRequest
 	(*ShortCircuitResponse)(nil), // 10: alcove.v1.ShortCircuitResponse
-	(ReadType)(0),                // 11: alcove.v1.ReadType
-	(WriteType)(0),               // 12: alcove.v1.WriteType
-	(*WorkerBlock)(nil),          // 13: alcove.v1.WorkerBlock
+	(*DataFrameHeader)(nil),      // 11: alcove.v1.DataFrameHeader
+	(ReadType)(0),                // 12: alcove.v1.ReadType
+	(WriteType)(0),               // 13: alcove.v1.WriteType
+	(*WorkerBlock)(nil),          // 14: alcove.v1.WorkerBlock
 }
 var file_engine_api_v1_worker_proto_depIdxs = []int32{
-	11, // 0: alcove.v1.ReadBlockRequest.read_type:type_name -> alcove.v1.ReadType
+	12, // 0: alcove.v1.ReadBlockRequest.read_type:type_name -> alcove.v1.ReadType
 	1,  // 1: alcove.v1.ReadBlockRequest.ufs:type_name -> alcove.v1.UfsBlockSource
-	12, // 2: alcove.v1.WriteFileHeader.write_type:type_name -> alcove.v1.WriteType
+	13, // 2: alcove.v1.WriteFileHeader.write_type:type_name -> alcove.v1.WriteType
 	4,  // 3: alcove.v1.WriteFileRequest.header:type_name -> alcove.v1.WriteFileHeader
-	13, // 4: alcove.v1.WriteFileResponse.blocks:type_name -> alcove.v1.WorkerBlock
+	14, // 4: alcove.v1.WriteFileResponse.blocks:type_name -> alcove.v1.WorkerBlock
 	1,  // 5: alcove.v1.CacheBlockRequest.ufs:type_name -> alcove.v1.UfsBlockSource
 	0,  // 6: alcove.v1.ShortCircuitRequest.op:type_name -> alcove.v1.ShortCircuitRequest.Op
 	2,  // 7: alcove.v1.BlockWorker.ReadBlock:input_type -> alcove.v1.ReadBlockRequest
@@ -950,7 +1022,7 @@ func file_engine_api_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_worker_proto_rawDesc), len(file_engine_api_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
