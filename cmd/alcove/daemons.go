@@ -116,9 +116,9 @@ func newMasterCmd(g *globals) *cobra.Command {
 
 // workerFlags are shared by `alcove worker` and `alcove local`.
 type workerFlags struct {
-	host, node, socket, memDir, memSize string
+	host, node, socket, memDir, memSize   string
 	port, webPort, dataPort, asyncThreads int
-	tiers                               []string
+	tiers                                 []string
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
