@@ -33,7 +33,7 @@ func CleanPath(p string) (string, error) {
 		case "..":
 			depth--
 			if depth < 0 {
-				return "", fmt.Errorf("%w: %q escapes the root with ..", ErrInvalidPath, p)
+				return "", fmt.Errorf("%w: %q escapes the root (a .. component climbs above /)", ErrInvalidPath, p)
 			}
 		default:
 			if len(c) > MaxNameLength {
