@@ -30,6 +30,7 @@ type Reader struct {
 	readType apiv1.ReadType
 	pos      int64
 	src      *source
+	pf       *prefetcher // sequential reads of remotely cached blocks
 	Stats    ReadStats
 
 	mu     sync.Mutex // guards locals and idle (ReadAt)
@@ -73,6 +74,18 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	idx, inb := r.pos/bs, r.pos%bs
+	if (r.pf != nil && len(r.pf.segs) > 0) || ((r.src == nil || r.src.index != idx) && r.remoteOnly(idx)) {
+		r.closeSource()
+		if r.pf == nil {
+			r.pf = &prefetcher{r: r}
+		}
+		n, err := r.pf.read(p)
+		r.pos += int64(n)
+		if err != nil {
+			return n, fmt.Errorf("read %s at %d: %w", r.info.GetPath(), r.pos, err)
+		}
+		return n, nil
+	}
 	if r.src == nil || r.src.index != idx || !r.src.canRead(inb) {
 		r.closeSource()
 		src, err := r.open(idx, inb, -1)
@@ -237,6 +250,9 @@ func (r *Reader) closeSource() {
 // Close releases the reader's block leases and streams.
 func (r *Reader) Close() error {
 	r.closeSource()
+	if r.pf != nil {
+		r.pf.discard()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.locals {
