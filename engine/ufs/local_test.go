@@ -1,0 +1,73 @@
+package ufs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+func TestLocal(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	fs, root, err := Resolve("file://"+dir, nil)
+	if err != nil || root != dir {
+		t.Fatalf("Resolve = %v, %q, %v", fs, root, err)
+	}
+	p := filepath.Join(dir, "a", "f")
+	w, err := fs.Create(ctx, p, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("hello world"))
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("an uncommitted file is visible")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := fs.Stat(ctx, p)
+	if err != nil || st.Length != 11 || st.Mode != 0o600 || st.Folder {
+		t.Fatalf("Stat = %+v, %v", st, err)
+	}
+	r, err := fs.OpenRange(ctx, p, 6, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	r.Close()
+	if string(b) != "wor" {
+		t.Fatalf("OpenRange = %q", b)
+	}
+	w2, _ := fs.Create(ctx, filepath.Join(dir, "a", "g"), 0)
+	w2.Write([]byte("x"))
+	w2.Abort()
+	ls, err := fs.List(ctx, filepath.Join(dir, "a"))
+	if err != nil || len(ls) != 1 || ls[0].Name != "f" {
+		t.Fatalf("List = %+v, %v (aborted or temp files must not show)", ls, err)
+	}
+	if err := fs.Rename(ctx, p, filepath.Join(dir, "b", "f")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Stat(ctx, p); !errors.Is(err, meta.ErrNotFound) {
+		t.Fatalf("Stat after rename = %v, want ErrNotFound", err)
+	}
+	if err := fs.Delete(ctx, filepath.Join(dir, "b"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Delete(ctx, filepath.Join(dir, "b"), true); err != nil {
+		t.Fatalf("deleting something absent: %v", err)
+	}
+}
+
+func TestResolveErrors(t *testing.T) {
+	for _, uri := range []string{"nosuch://x/y", "relative/path", "file://host/x", "file:///a/../../b"} {
+		if _, _, err := Resolve(uri, nil); err == nil {
+			t.Errorf("Resolve(%q) succeeded", uri)
+		}
+	}
+}
