@@ -307,6 +307,8 @@ func fsDu(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&summary, "summary", "s", false, "one total line")
 	cmd.Flags().BoolVarP(&human, "human", "h", false, "human-readable sizes")
+	// -h means --human here (as in du); cobra would otherwise claim it for help.
+	cmd.Flags().Bool("help", false, "help for du")
 	return cmd
 }
 
