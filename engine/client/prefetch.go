@@ -12,7 +12,7 @@ import (
 // loopback or a LAN tops out well below what a few streams carry together.
 const (
 	segmentSize    = 8 << 20
-	prefetchWindow = 3
+	prefetchWindow = 4
 )
 
 var segmentPool = sync.Pool{New: func() any { b := make([]byte, segmentSize); return &b }}
