@@ -173,6 +173,9 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 		socket = ""
 	} else if socket != "" {
 		socket = socketPath(socket)
+		if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+			return worker.Config{}, fmt.Errorf("create domain socket directory: %w", err)
+		}
 	}
 	dataAddr := ""
 	if f.dataPort > 0 {
