@@ -1,0 +1,131 @@
+package csi
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
+)
+
+// StorageClass parameters.
+const (
+	paramPath        = "path"        // bind an existing namespace path
+	paramUFS         = "ufs"         // mount this UFS URI at a new path
+	paramUFSOption   = "ufsOption."  // prefix: UFS mount properties
+	paramReadOnly    = "readOnly"    // mount the UFS read-only
+	paramWriteType   = "writeType"   // FUSE write type for the volume
+	paramReadType    = "readType"    // FUSE read type for the volume
+	paramReplication = "replication" // alluxio.user.file.replication.durable
+	paramOnDelete    = "onDelete"    // delete (default for new directories) or retain
+	// Keys the external-provisioner adds with --extra-create-metadata.
+	provisionerPrefix = "csi.storage.k8s.io/"
+)
+
+// Volume context keys passed to the node (PV volumeAttributes).
+const (
+	ctxPath        = "path"
+	ctxWriteType   = "writeType"
+	ctxReadType    = "readType"
+	ctxReplication = "replication"
+	ctxType        = "type" // "domain-socket" for the inline socket volume
+)
+
+// volumeParams is a validated parameter set.
+type volumeParams struct {
+	path       string
+	ufsURI     string
+	ufsProps   map[string]string
+	readOnly   bool
+	retain     bool
+	retainSet  bool
+	nodeParams map[string]string // what the node needs: write/read type, replication
+}
+
+func parseParams(p map[string]string, allowedUFS []string) (*volumeParams, error) {
+	vp := &volumeParams{ufsProps: map[string]string{}, nodeParams: map[string]string{}}
+	for k, v := range p {
+		switch {
+		case k == paramPath:
+			clean, err := meta.CleanPath(v)
+			if err != nil {
+				return nil, fmt.Errorf("parameter %s: %w", k, err)
+			}
+			vp.path = clean
+		case k == paramUFS:
+			if err := checkUFS(v, allowedUFS); err != nil {
+				return nil, err
+			}
+			vp.ufsURI = v
+		case strings.HasPrefix(k, paramUFSOption):
+			vp.ufsProps[strings.TrimPrefix(k, paramUFSOption)] = v
+		case k == paramReadOnly:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: parameter %s=%q: use true or false", meta.ErrInvalidArgument, k, v)
+			}
+			vp.readOnly = b
+		case k == paramWriteType:
+			if _, err := meta.ParseWriteType(v); err != nil {
+				return nil, fmt.Errorf("parameter %s: %w", k, err)
+			}
+			vp.nodeParams[ctxWriteType] = strings.ToUpper(v)
+		case k == paramReadType:
+			if _, err := meta.ParseReadType(v); err != nil {
+				return nil, fmt.Errorf("parameter %s: %w", k, err)
+			}
+			vp.nodeParams[ctxReadType] = strings.ToUpper(v)
+		case k == paramReplication:
+			if n, err := strconv.Atoi(v); err != nil || n < 1 {
+				return nil, fmt.Errorf("%w: parameter %s=%q: use a positive integer", meta.ErrInvalidArgument, k, v)
+			}
+			vp.nodeParams[ctxReplication] = v
+		case k == paramOnDelete:
+			switch v {
+			case "delete":
+				vp.retain = false
+			case "retain":
+				vp.retain = true
+			default:
+				return nil, fmt.Errorf("%w: parameter %s=%q: use delete or retain", meta.ErrInvalidArgument, k, v)
+			}
+			vp.retainSet = true
+		case strings.HasPrefix(k, provisionerPrefix):
+		default:
+			return nil, fmt.Errorf("%w: unknown StorageClass parameter %q (known: path, ufs, ufsOption.*, readOnly, writeType, readType, replication, onDelete)", meta.ErrInvalidArgument, k)
+		}
+	}
+	if vp.path != "" && vp.ufsURI != "" {
+		return nil, fmt.Errorf("%w: parameters path and ufs exclude each other", meta.ErrInvalidArgument)
+	}
+	if vp.path != "" && vp.retainSet && !vp.retain {
+		return nil, fmt.Errorf("%w: onDelete=delete is refused for a bound path (%s): Alcove never deletes data it did not create", meta.ErrInvalidArgument, vp.path)
+	}
+	return vp, nil
+}
+
+// checkUFS accepts a UFS URI only under an allowed prefix; local paths
+// must be listed explicitly, so a StorageClass cannot expose the node's
+// or master's own filesystem.
+func checkUFS(uri string, allowed []string) error {
+	u, err := ufs.ParseURI(uri)
+	if err != nil {
+		return fmt.Errorf("parameter ufs: %w", err)
+	}
+	clean, err := meta.CleanPath(u.Path)
+	if err != nil {
+		return fmt.Errorf("parameter ufs: %w", err)
+	}
+	full := u.Scheme + "://" + u.Host + clean
+	for _, a := range allowed {
+		a = strings.TrimRight(a, "/")
+		if full == a || strings.HasPrefix(full, a+"/") {
+			return nil
+		}
+	}
+	if u.Scheme != "file" && len(allowed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: parameter ufs=%q is outside the UFS prefixes this driver allows (%v; set --allowed-ufs)", meta.ErrPermission, uri, allowed)
+}
