@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit lint vet fmt-check staticcheck proto proto-check run bench clean
+.PHONY: all build test unit lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins
 
 all: build
 
@@ -48,6 +48,19 @@ proto-check:
 ## bench: read-throughput ratios (short-circuit vs tmpfs, gRPC vs raw TCP)
 bench:
 	./hack/bench-read.sh
+
+## k8s-bins: etcd, kube-apiserver, kube-scheduler for e2e tests into .cache/k8s/bin (cold ~6.5 min, warm instant)
+k8s-bins:
+	./hack/k8s-bins.sh
+
+## e2e-extender: the scheduler extender against a real etcd + kube-apiserver + kube-scheduler (also run by `make test`)
+e2e-extender: k8s-bins
+	ALCOVE_E2E=1 $(GO) test -count=1 -timeout 15m -v -run TestExtender ./test/e2e/
+
+## bench-extender: /prioritize latency (1,000 nodes, 1 M blocks) and index memory
+bench-extender:
+	$(GO) test -run XXX -bench BenchmarkPrioritize -benchtime 3000x ./extender/
+	$(GO) test -run XXX -bench BenchmarkCacheIndex1MBlocks -benchtime 1x ./engine/master/
 
 clean:
 	rm -rf bin

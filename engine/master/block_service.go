@@ -57,6 +57,7 @@ func (s *blockServer) RegisterWorker(ctx context.Context, req *apiv1.RegisterWor
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
+	s.m.resolvePaths(blockIDs(req.GetBlocks()))
 	id := s.m.reg.register(req, known, s.m.now())
 	klog.FromContext(ctx).Info("Worker registered", "workerID", id, "address", req.GetAddress(), "node", req.GetNode(), "blocks", len(req.GetBlocks()))
 	return &apiv1.RegisterWorkerResponse{WorkerId: id}, nil
@@ -68,6 +69,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
+	m.resolvePaths(blockIDs(req.GetAddedBlocks()))
 	ok, free := m.reg.heartbeat(req, known, m.now())
 	if !ok {
 		return &apiv1.HeartbeatResponse{Register: true}, nil
@@ -137,6 +139,7 @@ func (s *blockServer) CommitBlock(ctx context.Context, req *apiv1.CommitBlockReq
 	if !known(meta.FileIDOf(req.GetBlockId())) {
 		return nil, meta.ToStatus(fmt.Errorf("commit block %d: file %d: %w", req.GetBlockId(), meta.FileIDOf(req.GetBlockId()), meta.ErrNotFound))
 	}
+	s.m.resolvePaths([]int64{req.GetBlockId()})
 	b := &apiv1.WorkerBlock{BlockId: req.GetBlockId(), Length: req.GetLength(), Tier: req.GetTier()}
 	if !s.m.reg.commit(req.GetWorkerId(), b, s.m.now()) {
 		return nil, meta.ToStatus(fmt.Errorf("%w: commit block %d: worker %d is not registered (register again)", meta.ErrFailedPrecondition, req.GetBlockId(), req.GetWorkerId()))

@@ -446,6 +446,7 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 	if err != nil {
 		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
 	}
+	m.cidx.renamed(src, dst)
 	return nil
 }
 

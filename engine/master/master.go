@@ -70,6 +70,9 @@ type Master struct {
 	store   *journal.BoltFSM
 	journal *journal.Journal
 	reg     *registry
+	cidx    *cacheIndex
+	epoch   string        // identifies this run's node cache index
+	done    chan struct{} // closed when the master stops
 	persist *persistTracker
 	metrics *metrics
 	started time.Time
@@ -119,7 +122,8 @@ func New(cfg Config) (*Master, error) {
 	if _, _, err := ufs.Resolve(cfg.RootUFS, cfg.RootUFSProperties); err != nil {
 		return nil, fmt.Errorf("configure root UFS: %w", err)
 	}
-	m := &Master{cfg: cfg, reg: newRegistry(), persist: newPersistTracker(cfg.PersistRetryInterval)}
+	cidx := newCacheIndex()
+	m := &Master{cfg: cfg, reg: newRegistry(cidx), cidx: cidx, done: make(chan struct{}), persist: newPersistTracker(cfg.PersistRetryInterval)}
 	m.metrics = newMetrics(m)
 	return m, nil
 }
@@ -134,6 +138,7 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	}
 	m.logger = klog.FromContext(ctx).WithName("master")
 	m.started = time.Now()
+	m.epoch = newEpoch()
 	defer func() {
 		if err != nil {
 			m.shutdownLocked()
@@ -159,6 +164,9 @@ func (m *Master) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := m.mountRoot(ctx); err != nil {
+		return err
+	}
+	if err := m.refreshMounts(); err != nil {
 		return err
 	}
 	if m.lis, err = net.Listen("tcp", m.cfg.Address); err != nil {
@@ -283,6 +291,11 @@ func (m *Master) Close() error {
 
 func (m *Master) shutdownLocked() error {
 	m.running = false
+	select {
+	case <-m.done:
+	default:
+		close(m.done) // ends node cache watch streams
+	}
 	if m.grpcSrv != nil {
 		done := make(chan struct{})
 		go func() {

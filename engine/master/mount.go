@@ -96,7 +96,7 @@ func (m *Master) mount(ctx context.Context, req *apiv1.MountRequest) error {
 	if err != nil {
 		return fmt.Errorf("mount %s at %s: %w", uri, p, err)
 	}
-	return nil
+	return m.refreshMounts()
 }
 
 // unmount removes a mount and its metadata (the UFS is untouched).
@@ -134,7 +134,7 @@ func (m *Master) unmount(ctx context.Context, req *apiv1.UnmountRequest) error {
 	if err != nil {
 		return fmt.Errorf("unmount %s: %w", p, err)
 	}
-	return nil
+	return m.refreshMounts()
 }
 
 func (m *Master) mountTable() ([]*apiv1.MountPointInfo, error) {

@@ -47,10 +47,12 @@ type registry struct {
 	blocks     map[int64]*blockEntry
 	fileBlocks map[int64]map[int64]struct{}
 	nodeBytes  map[string]int64 // cached bytes per node, kept incrementally
+	cidx       *cacheIndex      // cached bytes per (node, path prefix)
 }
 
-func newRegistry() *registry {
+func newRegistry(cidx *cacheIndex) *registry {
 	return &registry{
+		cidx:       cidx,
 		workers:    map[int64]*worker{},
 		blocks:     map[int64]*blockEntry{},
 		fileBlocks: map[int64]map[int64]struct{}{},
@@ -191,6 +193,7 @@ func (r *registry) addLocked(w *worker, b *apiv1.WorkerBlock) {
 	}
 	fb[id] = struct{}{}
 	r.nodeBytes[w.node] += e.length
+	r.cidx.add(w.node, f, e.length)
 }
 
 func (r *registry) removeLocked(w *worker, id int64) {
@@ -210,6 +213,7 @@ func (r *registry) removeLocked(w *worker, id int64) {
 	if r.nodeBytes[w.node] -= e.length; r.nodeBytes[w.node] <= 0 {
 		delete(r.nodeBytes, w.node)
 	}
+	r.cidx.add(w.node, f, -e.length)
 	if len(e.locs) == 0 {
 		delete(r.blocks, id)
 		if fb := r.fileBlocks[f]; fb != nil {

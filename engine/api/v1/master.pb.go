@@ -2249,6 +2249,274 @@ func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
 	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
 }
 
+// NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
+type NodeCacheEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`    // Kubernetes node name of the workers holding the blocks
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`    // namespace path (an indexed prefix in WatchNodeCache)
+	Bytes         int64                  `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"` // current total; 0 in a delta: nothing left cached
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCacheEntry) Reset() {
+	*x = NodeCacheEntry{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCacheEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCacheEntry) ProtoMessage() {}
+
+func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
+func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *NodeCacheEntry) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeCacheEntry) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *NodeCacheEntry) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type WatchNodeCacheRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNodeCacheRequest) Reset() {
+	*x = WatchNodeCacheRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNodeCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNodeCacheRequest) ProtoMessage() {}
+
+func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
+func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+}
+
+type NodeCacheEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// snapshot: entries is the complete state (every non-zero entry); the
+	// watcher replaces what it holds. Otherwise entries carry the current bytes
+	// of the entries that changed since the previous event.
+	Snapshot bool              `protobuf:"varint,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Entries  []*NodeCacheEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The mount points; set in snapshots and when the mount table changes.
+	// Indexed prefixes are these plus every directory directly under /volumes.
+	Prefixes []string `protobuf:"bytes,3,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	// epoch identifies this master's index; it changes when the master
+	// restarts or leadership moves (watchers then get a new snapshot).
+	Epoch         string `protobuf:"bytes,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Sequence      int64  `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"` // increases by one per event on a stream
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCacheEvent) Reset() {
+	*x = NodeCacheEvent{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCacheEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCacheEvent) ProtoMessage() {}
+
+func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
+func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *NodeCacheEvent) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
+func (x *NodeCacheEvent) GetEntries() []*NodeCacheEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *NodeCacheEvent) GetPrefixes() []string {
+	if x != nil {
+		return x.Prefixes
+	}
+	return nil
+}
+
+func (x *NodeCacheEvent) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+func (x *NodeCacheEvent) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+type GetNodeCacheRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Paths         []string               `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeCacheRequest) Reset() {
+	*x = GetNodeCacheRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeCacheRequest) ProtoMessage() {}
+
+func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
+func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetNodeCacheRequest) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+type GetNodeCacheResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*NodeCacheEntry      `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"` // non-zero entries, by path then node
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeCacheResponse) Reset() {
+	*x = GetNodeCacheResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeCacheResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeCacheResponse) ProtoMessage() {}
+
+func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
+func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 var File_engine_api_v1_master_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_master_proto_rawDesc = "" +
@@ -2423,7 +2691,22 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
 	"ufsMtimeMs\"\x15\n" +
-	"\x13PersistDoneResponse2\xf5\x06\n" +
+	"\x13PersistDoneResponse\"N\n" +
+	"\x0eNodeCacheEntry\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x03R\x05bytes\"\x17\n" +
+	"\x15WatchNodeCacheRequest\"\xaf\x01\n" +
+	"\x0eNodeCacheEvent\x12\x1a\n" +
+	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\x123\n" +
+	"\aentries\x18\x02 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries\x12\x1a\n" +
+	"\bprefixes\x18\x03 \x03(\tR\bprefixes\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\tR\x05epoch\x12\x1a\n" +
+	"\bsequence\x18\x05 \x01(\x03R\bsequence\"+\n" +
+	"\x13GetNodeCacheRequest\x12\x14\n" +
+	"\x05paths\x18\x01 \x03(\tR\x05paths\"K\n" +
+	"\x14GetNodeCacheResponse\x123\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xf5\x06\n" +
 	"\x10FileSystemMaster\x12F\n" +
 	"\tGetStatus\x12\x1b.alcove.v1.GetStatusRequest\x1a\x1c.alcove.v1.GetStatusResponse\x12I\n" +
 	"\n" +
@@ -2438,14 +2721,16 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x04Free\x12\x16.alcove.v1.FreeRequest\x1a\x17.alcove.v1.FreeResponse\x12:\n" +
 	"\x05Mount\x12\x17.alcove.v1.MountRequest\x1a\x18.alcove.v1.MountResponse\x12@\n" +
 	"\aUnmount\x12\x19.alcove.v1.UnmountRequest\x1a\x1a.alcove.v1.UnmountResponse\x12R\n" +
-	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse2\xf6\x01\n" +
+	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse2\x98\x03\n" +
 	"\n" +
 	"MetaMaster\x12R\n" +
 	"\rGetMasterInfo\x12\x1f.alcove.v1.GetMasterInfoRequest\x1a .alcove.v1.GetMasterInfoResponse\x12I\n" +
 	"\n" +
 	"GetWorkers\x12\x1c.alcove.v1.GetWorkersRequest\x1a\x1d.alcove.v1.GetWorkersResponse\x12I\n" +
 	"\n" +
-	"Checkpoint\x12\x1c.alcove.v1.CheckpointRequest\x1a\x1d.alcove.v1.CheckpointResponse2\xc8\x02\n" +
+	"Checkpoint\x12\x1c.alcove.v1.CheckpointRequest\x1a\x1d.alcove.v1.CheckpointResponse\x12O\n" +
+	"\x0eWatchNodeCache\x12 .alcove.v1.WatchNodeCacheRequest\x1a\x19.alcove.v1.NodeCacheEvent0\x01\x12O\n" +
+	"\fGetNodeCache\x12\x1e.alcove.v1.GetNodeCacheRequest\x1a\x1f.alcove.v1.GetNodeCacheResponse2\xc8\x02\n" +
 	"\vBlockMaster\x12U\n" +
 	"\x0eRegisterWorker\x12 .alcove.v1.RegisterWorkerRequest\x1a!.alcove.v1.RegisterWorkerResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.alcove.v1.HeartbeatRequest\x1a\x1c.alcove.v1.HeartbeatResponse\x12L\n" +
@@ -2464,7 +2749,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),        // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),       // 1: alcove.v1.GetStatusResponse
@@ -2505,76 +2790,87 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*CommitBlockResponse)(nil),     // 36: alcove.v1.CommitBlockResponse
 	(*PersistDoneRequest)(nil),      // 37: alcove.v1.PersistDoneRequest
 	(*PersistDoneResponse)(nil),     // 38: alcove.v1.PersistDoneResponse
-	nil,                             // 39: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                // 40: alcove.v1.FileInfo
-	(WriteType)(0),                  // 41: alcove.v1.WriteType
-	(TtlAction)(0),                  // 42: alcove.v1.TtlAction
-	(*MountPointInfo)(nil),          // 43: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),              // 44: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                // 45: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),             // 46: alcove.v1.WorkerBlock
+	(*NodeCacheEntry)(nil),          // 39: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),   // 40: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),          // 41: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),     // 42: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),    // 43: alcove.v1.GetNodeCacheResponse
+	nil,                             // 44: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                // 45: alcove.v1.FileInfo
+	(WriteType)(0),                  // 46: alcove.v1.WriteType
+	(TtlAction)(0),                  // 47: alcove.v1.TtlAction
+	(*MountPointInfo)(nil),          // 48: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),              // 49: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                // 50: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),             // 51: alcove.v1.WorkerBlock
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	40, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	40, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	41, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	40, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	41, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	42, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	40, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	40, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	42, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	39, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	43, // 10: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	44, // 11: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	45, // 12: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	46, // 13: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	45, // 14: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	46, // 15: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	45, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	45, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	46, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	45, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	46, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	47, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	45, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	45, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	47, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	44, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	48, // 10: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	49, // 11: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	50, // 12: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	51, // 13: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	50, // 14: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	51, // 15: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
 	34, // 16: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	0,  // 17: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 18: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 19: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 20: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 21: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 22: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 23: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 24: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 25: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 26: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 27: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	22, // 28: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	24, // 29: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	26, // 30: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	28, // 31: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	30, // 32: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	32, // 33: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	35, // 34: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	37, // 35: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 36: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 37: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 38: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 39: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 40: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 41: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 42: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 43: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 44: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 45: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 46: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	23, // 47: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	25, // 48: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	27, // 49: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	29, // 50: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	31, // 51: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	33, // 52: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	36, // 53: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	38, // 54: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	36, // [36:55] is the sub-list for method output_type
-	17, // [17:36] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	39, // 17: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	39, // 18: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 19: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 20: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 21: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 22: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 23: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 24: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 25: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 26: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 27: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 28: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 29: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	22, // 30: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	24, // 31: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	26, // 32: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	28, // 33: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	40, // 34: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	42, // 35: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	30, // 36: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	32, // 37: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	35, // 38: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	37, // 39: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	1,  // 40: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 41: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 42: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 43: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 44: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 45: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 46: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 47: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 48: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 49: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 50: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	23, // 51: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	25, // 52: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	27, // 53: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	29, // 54: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	41, // 55: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	43, // 56: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	31, // 57: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	33, // 58: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	36, // 59: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	38, // 60: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	40, // [40:61] is the sub-list for method output_type
+	19, // [19:40] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -2590,7 +2886,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

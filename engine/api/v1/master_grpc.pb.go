@@ -545,9 +545,11 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	MetaMaster_GetMasterInfo_FullMethodName = "/alcove.v1.MetaMaster/GetMasterInfo"
-	MetaMaster_GetWorkers_FullMethodName    = "/alcove.v1.MetaMaster/GetWorkers"
-	MetaMaster_Checkpoint_FullMethodName    = "/alcove.v1.MetaMaster/Checkpoint"
+	MetaMaster_GetMasterInfo_FullMethodName  = "/alcove.v1.MetaMaster/GetMasterInfo"
+	MetaMaster_GetWorkers_FullMethodName     = "/alcove.v1.MetaMaster/GetWorkers"
+	MetaMaster_Checkpoint_FullMethodName     = "/alcove.v1.MetaMaster/Checkpoint"
+	MetaMaster_WatchNodeCache_FullMethodName = "/alcove.v1.MetaMaster/WatchNodeCache"
+	MetaMaster_GetNodeCache_FullMethodName   = "/alcove.v1.MetaMaster/GetNodeCache"
 )
 
 // MetaMasterClient is the client API for MetaMaster service.
@@ -559,6 +561,14 @@ type MetaMasterClient interface {
 	GetMasterInfo(ctx context.Context, in *GetMasterInfoRequest, opts ...grpc.CallOption) (*GetMasterInfoResponse, error)
 	GetWorkers(ctx context.Context, in *GetWorkersRequest, opts ...grpc.CallOption) (*GetWorkersResponse, error)
 	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error)
+	// WatchNodeCache streams cached bytes per (node, indexed path prefix): a
+	// snapshot first, then coalesced deltas. The indexed prefixes are every
+	// mount point and every directory directly under /volumes. A slow watcher
+	// never blocks the master: changes it has not received yet are merged.
+	WatchNodeCache(ctx context.Context, in *WatchNodeCacheRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[NodeCacheEvent], error)
+	// GetNodeCache returns cached bytes per node for arbitrary paths (indexed
+	// prefixes are answered from the index, other paths by summing files).
+	GetNodeCache(ctx context.Context, in *GetNodeCacheRequest, opts ...grpc.CallOption) (*GetNodeCacheResponse, error)
 }
 
 type metaMasterClient struct {
@@ -599,6 +609,35 @@ func (c *metaMasterClient) Checkpoint(ctx context.Context, in *CheckpointRequest
 	return out, nil
 }
 
+func (c *metaMasterClient) WatchNodeCache(ctx context.Context, in *WatchNodeCacheRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[NodeCacheEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MetaMaster_ServiceDesc.Streams[0], MetaMaster_WatchNodeCache_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchNodeCacheRequest, NodeCacheEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MetaMaster_WatchNodeCacheClient = grpc.ServerStreamingClient[NodeCacheEvent]
+
+func (c *metaMasterClient) GetNodeCache(ctx context.Context, in *GetNodeCacheRequest, opts ...grpc.CallOption) (*GetNodeCacheResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetNodeCacheResponse)
+	err := c.cc.Invoke(ctx, MetaMaster_GetNodeCache_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaMasterServer is the server API for MetaMaster service.
 // All implementations must embed UnimplementedMetaMasterServer
 // for forward compatibility.
@@ -608,6 +647,14 @@ type MetaMasterServer interface {
 	GetMasterInfo(context.Context, *GetMasterInfoRequest) (*GetMasterInfoResponse, error)
 	GetWorkers(context.Context, *GetWorkersRequest) (*GetWorkersResponse, error)
 	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
+	// WatchNodeCache streams cached bytes per (node, indexed path prefix): a
+	// snapshot first, then coalesced deltas. The indexed prefixes are every
+	// mount point and every directory directly under /volumes. A slow watcher
+	// never blocks the master: changes it has not received yet are merged.
+	WatchNodeCache(*WatchNodeCacheRequest, grpc.ServerStreamingServer[NodeCacheEvent]) error
+	// GetNodeCache returns cached bytes per node for arbitrary paths (indexed
+	// prefixes are answered from the index, other paths by summing files).
+	GetNodeCache(context.Context, *GetNodeCacheRequest) (*GetNodeCacheResponse, error)
 	mustEmbedUnimplementedMetaMasterServer()
 }
 
@@ -626,6 +673,12 @@ func (UnimplementedMetaMasterServer) GetWorkers(context.Context, *GetWorkersRequ
 }
 func (UnimplementedMetaMasterServer) Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
+}
+func (UnimplementedMetaMasterServer) WatchNodeCache(*WatchNodeCacheRequest, grpc.ServerStreamingServer[NodeCacheEvent]) error {
+	return status.Error(codes.Unimplemented, "method WatchNodeCache not implemented")
+}
+func (UnimplementedMetaMasterServer) GetNodeCache(context.Context, *GetNodeCacheRequest) (*GetNodeCacheResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetNodeCache not implemented")
 }
 func (UnimplementedMetaMasterServer) mustEmbedUnimplementedMetaMasterServer() {}
 func (UnimplementedMetaMasterServer) testEmbeddedByValue()                    {}
@@ -702,6 +755,35 @@ func _MetaMaster_Checkpoint_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaMaster_WatchNodeCache_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchNodeCacheRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MetaMasterServer).WatchNodeCache(m, &grpc.GenericServerStream[WatchNodeCacheRequest, NodeCacheEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MetaMaster_WatchNodeCacheServer = grpc.ServerStreamingServer[NodeCacheEvent]
+
+func _MetaMaster_GetNodeCache_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNodeCacheRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaMasterServer).GetNodeCache(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaMaster_GetNodeCache_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaMasterServer).GetNodeCache(ctx, req.(*GetNodeCacheRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaMaster_ServiceDesc is the grpc.ServiceDesc for MetaMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -721,8 +803,18 @@ var MetaMaster_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Checkpoint",
 			Handler:    _MetaMaster_Checkpoint_Handler,
 		},
+		{
+			MethodName: "GetNodeCache",
+			Handler:    _MetaMaster_GetNodeCache_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchNodeCache",
+			Handler:       _MetaMaster_WatchNodeCache_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "engine/api/v1/master.proto",
 }
 

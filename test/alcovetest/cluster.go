@@ -1,0 +1,161 @@
+// Package alcovetest runs a real Alcove cluster in-process for tests: one
+// master and one worker per named node, on loopback ports.
+package alcovetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/worker"
+)
+
+// Cluster is a master and workers named after Kubernetes nodes.
+type Cluster struct {
+	t          testing.TB
+	dir, ufs   string
+	MasterAddr string
+	Master     *master.Master
+	Workers    map[string]*worker.Worker
+	clients    map[string]*client.Client
+}
+
+// Start runs a master and one worker per node (1 GiB MEM tier each).
+func Start(t testing.TB, nodes ...string) *Cluster {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := &Cluster{t: t, dir: t.TempDir(), ufs: t.TempDir(), MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}}
+	c.StartMaster()
+	for _, n := range nodes {
+		w, err := worker.New(worker.Config{
+			MasterAddress: addr, Address: "127.0.0.1:0", Node: n,
+			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0",
+			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: 1 << 30}},
+			HeartbeatInterval: 50 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c.Workers[n] = w
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// StartMaster (re)starts the master on the same directory and address.
+func (c *Cluster) StartMaster() {
+	c.t.Helper()
+	m, err := master.New(master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, WorkerTimeout: 5 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var startErr error
+	for range 50 { // the port may linger briefly after a restart
+		if startErr = m.Start(ctx); startErr == nil {
+			c.Master = m
+			return
+		}
+		m, _ = master.New(master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, WorkerTimeout: 5 * time.Second})
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatal(startErr)
+}
+
+// StopMaster closes the master (workers keep running and re-register when
+// it comes back).
+func (c *Cluster) StopMaster() {
+	c.t.Helper()
+	if c.Master != nil {
+		if err := c.Master.Close(); err != nil {
+			c.t.Error(err)
+		}
+		c.Master = nil
+	}
+}
+
+// Client returns a client running on node (it writes to that node's worker).
+func (c *Cluster) Client(node string) *client.Client {
+	c.t.Helper()
+	if cl := c.clients[node]; cl != nil {
+		return cl
+	}
+	cl, err := client.New(client.Config{MasterAddresses: []string{c.MasterAddr}, Node: node, WriteType: apiv1.WriteType_MUST_CACHE, BlockSize: 1 << 20, RetryTimeout: 20 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.clients[node] = cl
+	return cl
+}
+
+// Write creates path with size bytes from a client on node, so its blocks
+// are cached on that node's worker.
+func (c *Cluster) Write(node, path string, size int) {
+	c.t.Helper()
+	c.WriteType(node, path, size, apiv1.WriteType_MUST_CACHE)
+}
+
+// WriteType writes like Write with a write type (THROUGH: not cached).
+func (c *Cluster) WriteType(node, path string, size int, wt apiv1.WriteType) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := c.Client(node).Create(ctx, path, client.WriteOptions{Recursive: true, WriteType: wt})
+	if err != nil {
+		c.t.Fatalf("create %s on %s: %v", path, node, err)
+	}
+	if _, err := w.Write(bytes.Repeat([]byte{'x'}, size)); err != nil {
+		c.t.Fatalf("write %s on %s: %v", path, node, err)
+	}
+	if err := w.Close(); err != nil {
+		c.t.Fatalf("close %s on %s: %v", path, node, err)
+	}
+}
+
+// WaitCached waits until the master's index shows bytes of prefix on node.
+func (c *Cluster) WaitCached(prefix, node string, bytes int64) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := c.Master.CachedBytesByPrefix()[prefix][node]
+		if got == bytes {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("master index %s@%s = %d, want %d", prefix, node, got, bytes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Close stops everything.
+func (c *Cluster) Close() {
+	for _, cl := range c.clients {
+		cl.Close()
+	}
+	c.clients = map[string]*client.Client{}
+	for n, w := range c.Workers {
+		if err := w.Close(); err != nil {
+			c.t.Log(fmt.Errorf("close worker %s: %w", n, err))
+		}
+		delete(c.Workers, n)
+	}
+	c.StopMaster()
+}
