@@ -6,47 +6,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/client"
-	"github.com/alcove-io/alcove/engine/master"
-	"github.com/alcove-io/alcove/engine/worker"
+	"github.com/alcove-io/alcove/test/alcovetest"
 )
 
 // newTestDriver runs a real master and worker in process and returns a
 // controller-mode driver over a real client, plus the client.
 func newTestDriver(t *testing.T, allowedUFS ...string) (*Driver, *client.Client) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	m, err := master.New(master.Config{Dir: filepath.Join(dir, "master"), Address: "127.0.0.1:0", RootUFS: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	w, err := worker.New(worker.Config{MasterAddress: m.Addr(), Address: "127.0.0.1:0", Node: "n1", HeartbeatInterval: 100 * time.Millisecond,
-		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(dir, "mem"), QuotaBytes: 64 << 20}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	c, err := client.New(client.Config{MasterAddresses: []string{m.Addr()}, Node: "n1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	d, err := New(Config{Endpoint: "unix://" + filepath.Join(dir, "csi.sock"), Mode: ModeController, AllowedUFS: allowedUFS}, c)
+	c := alcovetest.Start(t, "n1").Client("n1")
+	d, err := New(Config{Endpoint: "unix://" + filepath.Join(t.TempDir(), "csi.sock"), Mode: ModeController, AllowedUFS: allowedUFS}, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,48 +7,23 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
-	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/client"
-	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/meta"
-	"github.com/alcove-io/alcove/engine/worker"
+	"github.com/alcove-io/alcove/test/alcovetest"
 )
 
 const node = "node-a"
 
-// cluster starts a real master and worker in this process on loopback.
+// cluster starts a real master and a worker on node in this process.
 func cluster(t *testing.T) (masterAddr string) {
 	t.Helper()
-	dir := t.TempDir()
-	ctx := context.Background()
-	m, err := master.New(master.Config{Dir: filepath.Join(dir, "master"), Address: "127.0.0.1:0", RootUFS: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	w, err := worker.New(worker.Config{
-		MasterAddress: m.Addr(), Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: node,
-		DomainSocket: filepath.Join(dir, "w.sock"), HeartbeatInterval: 50 * time.Millisecond,
-		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(dir, "mem"), QuotaBytes: 256 << 20}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	return m.Addr()
+	return alcovetest.Start(t, node).MasterAddr
 }
 
 func newClient(t *testing.T, addr string, mod func(*client.Config)) *client.Client {
