@@ -24,15 +24,12 @@ func (n *nodeServer) spawn(v *stagedVolume) error {
 		return fmt.Errorf("create staging path: %w", err)
 	}
 	args := []string{"fuse", "--mount-point", v.StagingPath, "--path", v.Path,
-		"--master", strings.Join(n.cfg.MasterAddresses, ",")}
+		"--master", strings.Join(n.cfg.MasterAddresses, ","), "--node-name", n.d.cfg.NodeID}
 	if wt := v.Context[ctxWriteType]; wt != "" {
 		args = append(args, "--write-type", wt)
 	}
 	if rt := v.Context[ctxReadType]; rt != "" {
 		args = append(args, "--read-type", rt)
-	}
-	if v.ReadOnly {
-		args = append(args, "--read-only")
 	}
 	args = append(args, n.cfg.FuseArgs...)
 	logPath := strings.TrimSuffix(n.statePath(v.VolumeID), ".json") + ".log"
@@ -49,6 +46,11 @@ func (n *nodeServer) spawn(v *stagedVolume) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reap it whenever it ends
+	if n.cfg.FuseCgroup != "" {
+		if err := moveToCgroup(n.cfg.CgroupRoot, n.cfg.FuseCgroup, cmd.Process.Pid); err != nil {
+			n.log.Error(err, "FUSE daemon stays in the node plugin's cgroup: it will not outlive the plugin's pod", "volume", v.VolumeID)
+		}
+	}
 	deadline := time.Now().Add(n.cfg.MountTimeout)
 	for !n.mounted(v.StagingPath) {
 		select {

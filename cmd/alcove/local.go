@@ -6,9 +6,12 @@ import (
 	"os"
 	"path/filepath"
 
+	"time"
+
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/worker"
 )
@@ -17,6 +20,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 	var f workerFlags
 	var dir, ufsURI string
 	var masterPort, masterWebPort int
+	var fuseMount string
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run master, worker and job service on this machine, in the foreground",
@@ -75,6 +79,19 @@ mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
 			if wcfg.DomainSocket != "" {
 				fmt.Fprintf(out, "  socket   %s (short-circuit reads)\n", wcfg.DomainSocket)
 			}
+			if fuseMount != "" {
+				fc, err := client.New(client.Config{MasterAddresses: []string{m.Addr()}, Node: wcfg.Node})
+				if err != nil {
+					return err
+				}
+				defer fc.Close()
+				srv, err := startFuse(ctx, &fuseFlags{mountPoint: fuseMount, path: "/", attrTimeout: time.Second}, fc)
+				if err != nil {
+					return fmt.Errorf("mount FUSE at %s: %w", fuseMount, err)
+				}
+				defer srv.Unmount()
+				fmt.Fprintf(out, "  FUSE     %s (POSIX view of /)\n", srv.MountPoint())
+			}
 			fmt.Fprintf(out, "  UFS /    %s\n  state    %s\n", ufsURI, abs)
 			fmt.Fprintf(out, "Try: alcove fs copyFromLocal FILE /FILE && alcove fs stat /FILE && alcove fsadmin report capacity\n")
 			<-ctx.Done()
@@ -91,5 +108,6 @@ mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
 	cmd.Flags().StringVar(&ufsURI, "ufs", "", "UFS URI mounted at / (default DIR/ufs)")
 	cmd.Flags().IntVar(&masterPort, "master-port", 19998, "master RPC port")
 	cmd.Flags().IntVar(&masterWebPort, "master-web-port", 19999, "master web port")
+	cmd.Flags().StringVar(&fuseMount, "fuse-mount", "", "also mount the namespace here with a FUSE daemon (needs root or /dev/fuse access)")
 	return cmd
 }

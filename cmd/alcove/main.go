@@ -86,7 +86,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.PersistentFlags().AddGoFlag(fs.Lookup("v"))
 	root.PersistentFlags().StringVar(&g.master, "master", "", "master address HOST:PORT[,HOST:PORT...] (env ALCOVE_MASTER; default from the properties file, else 127.0.0.1:19998)")
 	root.PersistentFlags().StringVar(&g.confFile, "conf", "", "properties file (default: $ALCOVE_CONF_DIR/alcove-site.properties, ./conf/alcove-site.properties, /etc/alcove/alcove-site.properties)")
-	root.AddCommand(newFsCmd(g), newFsadminCmd(g), newLocalCmd(g), newMasterCmd(g), newWorkerCmd(g), newFormatCmd(g), newRunTestsCmd(g), newCSICmd(g), newExtenderCmd(g), newVersionCmd())
+	root.AddCommand(newFsCmd(g), newFsadminCmd(g), newLocalCmd(g), newMasterCmd(g), newWorkerCmd(g), newFormatCmd(g), newRunTestsCmd(g), newCSICmd(g), newExtenderCmd(g), newFuseCmd(g), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,180 @@
+package fuse
+
+import (
+	"bytes"
+	"context"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/worker"
+)
+
+const testNode = "fuse-test-node"
+
+// cluster is a real master and worker in this process.
+type cluster struct {
+	m      *master.Master
+	w      *worker.Worker
+	ufs    string
+	socket string
+	dir    string
+}
+
+type clusterOpts struct {
+	quota     int64
+	writeType apiv1.WriteType
+}
+
+func startCluster(t testing.TB, o clusterOpts) *cluster {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("FUSE tests mount with mount(2) and need root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	if o.quota == 0 {
+		o.quota = 256 << 20
+	}
+	dir := t.TempDir()
+	ufs := filepath.Join(dir, "ufs")
+	os.MkdirAll(ufs, 0o755)
+	ctx := context.Background()
+	m, err := master.New(master.Config{Dir: filepath.Join(dir, "master"), Address: "127.0.0.1:0", RootUFS: ufs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	memDir := filepath.Join("/dev/shm", "alcove-fuse-test-"+filepath.Base(dir))
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		memDir = filepath.Join(dir, "mem")
+	}
+	t.Cleanup(func() { os.RemoveAll(memDir) })
+	sock := filepath.Join(dir, "w.sock")
+	w, err := worker.New(worker.Config{
+		MasterAddress: m.Addr(), Address: "127.0.0.1:0", Node: testNode, DomainSocket: sock,
+		Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: memDir, QuotaBytes: o.quota}},
+		HeartbeatInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return &cluster{m: m, w: w, ufs: ufs, socket: sock, dir: dir}
+}
+
+func (c *cluster) client(t testing.TB, wt apiv1.WriteType, bs int64) *client.Client {
+	t.Helper()
+	if bs == 0 {
+		bs = 1 << 20
+	}
+	cl, err := client.New(client.Config{MasterAddresses: []string{c.m.Addr()}, Node: testNode, WriteType: wt, BlockSize: bs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	// Wait for the worker to register.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ws, err := cl.Workers(context.Background())
+		if err == nil && len(ws) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker did not register: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cl
+}
+
+type env struct {
+	*cluster
+	c   *client.Client
+	srv *Server
+	mnt string
+}
+
+func mountEnv(t testing.TB, o clusterOpts, mod func(*Config)) *env {
+	t.Helper()
+	cl := startCluster(t, o)
+	wt := o.writeType
+	if wt == 0 {
+		wt = apiv1.WriteType_MUST_CACHE
+	}
+	c := cl.client(t, wt, 0)
+	mnt := filepath.Join(cl.dir, "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Debug: os.Getenv("FUSE_DEBUG") != "", MountPoint: mnt, Client: c, StageDir: filepath.Join(cl.dir, "stage"), AttrTimeout: time.Millisecond, EntryTimeout: time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := Mount(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	return &env{cluster: cl, c: c, srv: srv, mnt: mnt}
+}
+
+func (e *env) p(name string) string { return filepath.Join(e.mnt, name) }
+
+func randData(seed int64, n int) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+// put writes a file through the client (not the mount).
+func (e *env) put(t testing.TB, path string, data []byte) {
+	t.Helper()
+	w, err := e.c.Create(context.Background(), path, client.WriteOptions{Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRead(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustEqual(t testing.TB, what string, got, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("%s: got %d bytes, want %d; first difference at %d", what, len(got), len(want), i)
+	}
+}

@@ -1,0 +1,425 @@
+package fuse
+
+import (
+	"sync"
+	"syscall"
+	"time"
+
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// rawFS sits between the kernel and go-fuse's node bridge. It owns what a
+// successor daemon must inherit to keep serving the same connection:
+//   - the file handle numbers the kernel holds (kernel fh → bridge fh), so
+//     a successor maps the kernel's numbers to its own re-opened handles;
+//   - the kernel's lookup count per node id, so a successor can rebuild
+//     the nodes the kernel references;
+//   - a gate that parks new requests and drains running ones before the
+//     connection is handed over.
+//
+// It also counts READ requests (to prove passthrough) and times every op.
+type rawFS struct {
+	gofuse.RawFileSystem // go-fuse's fs bridge
+	m                    *metrics
+
+	gate gate
+
+	mu      sync.Mutex
+	nextFh  uint64
+	files   map[uint64]*kfile
+	lookups map[uint64]uint64
+}
+
+// kfile is an open file or directory as the kernel knows it.
+type kfile struct {
+	bridgeFh uint64
+	NodeID   uint64 `json:"node"`
+	Flags    uint32 `json:"flags"`
+	Dir      bool   `json:"dir,omitempty"`
+}
+
+func newRawFS(bridge gofuse.RawFileSystem, m *metrics) *rawFS {
+	r := &rawFS{RawFileSystem: bridge, m: m, nextFh: 1, files: map[uint64]*kfile{}, lookups: map[uint64]uint64{}}
+	r.gate.cond = sync.NewCond(&r.gate.mu)
+	return r
+}
+
+// gate parks requests during a handover.
+type gate struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	frozen   bool
+	inflight int
+}
+
+func (g *gate) enter() {
+	g.mu.Lock()
+	for g.frozen {
+		g.cond.Wait()
+	}
+	g.inflight++
+	g.mu.Unlock()
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	g.inflight--
+	if g.inflight == 0 {
+		g.cond.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// freeze parks new requests and waits up to timeout for running ones.
+func (g *gate) freeze(timeout time.Duration) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.frozen = true
+	t := time.AfterFunc(timeout, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
+	defer t.Stop()
+	deadline := time.Now().Add(timeout)
+	for g.inflight > 0 && time.Now().Before(deadline) {
+		g.cond.Wait()
+	}
+	return g.inflight == 0
+}
+
+func (g *gate) thaw() {
+	g.mu.Lock()
+	g.frozen = false
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// begin enters the gate and returns the function that ends the op.
+func (r *rawFS) begin(op string) func(gofuse.Status) {
+	r.gate.enter()
+	start := time.Now()
+	return func(st gofuse.Status) {
+		r.gate.leave()
+		r.m.opLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		if st != gofuse.OK && st != gofuse.ENOENT {
+			r.m.opErrors.WithLabelValues(op, syscall.Errno(st).Error()).Inc()
+		}
+	}
+}
+
+func (r *rawFS) addLookup(nodeID uint64) {
+	if nodeID == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.lookups[nodeID]++
+	r.mu.Unlock()
+}
+
+// bridgeFh maps a kernel fh to go-fuse's.
+func (r *rawFS) bridgeFh(kfh uint64) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.files[kfh]
+	if !ok {
+		return 0, false
+	}
+	return f.bridgeFh, true
+}
+
+// register records a new open and returns the kernel's number for it.
+func (r *rawFS) register(bridgeFh, nodeID uint64, flags uint32, dir bool) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kfh := r.nextFh
+	r.nextFh++
+	r.files[kfh] = &kfile{bridgeFh: bridgeFh, NodeID: nodeID, Flags: flags, Dir: dir}
+	return kfh
+}
+
+func (r *rawFS) unregister(kfh uint64) {
+	r.mu.Lock()
+	delete(r.files, kfh)
+	r.mu.Unlock()
+}
+
+func (r *rawFS) Lookup(cancel <-chan struct{}, h *gofuse.InHeader, name string, out *gofuse.EntryOut) (st gofuse.Status) {
+	done := r.begin("lookup")
+	defer func() { done(st) }()
+	st = r.RawFileSystem.Lookup(cancel, h, name, out)
+	if st == gofuse.OK {
+		r.addLookup(out.NodeId)
+	}
+	return st
+}
+
+func (r *rawFS) Forget(nodeID, nlookup uint64) {
+	r.gate.enter()
+	defer r.gate.leave()
+	r.mu.Lock()
+	have, ok := r.lookups[nodeID]
+	if ok {
+		if nlookup >= have {
+			delete(r.lookups, nodeID)
+		} else {
+			r.lookups[nodeID] = have - nlookup
+		}
+	}
+	r.mu.Unlock()
+	if !ok && nodeID != gofuse.FUSE_ROOT_ID {
+		return // never handed out by this process: nothing to forget
+	}
+	r.RawFileSystem.Forget(nodeID, nlookup)
+}
+
+func (r *rawFS) Mkdir(cancel <-chan struct{}, in *gofuse.MkdirIn, name string, out *gofuse.EntryOut) (st gofuse.Status) {
+	done := r.begin("mkdir")
+	defer func() { done(st) }()
+	st = r.RawFileSystem.Mkdir(cancel, in, name, out)
+	if st == gofuse.OK {
+		r.addLookup(out.NodeId)
+	}
+	return st
+}
+
+func (r *rawFS) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name string, out *gofuse.EntryOut) (st gofuse.Status) {
+	return gofuse.ENOSYS
+}
+
+func (r *rawFS) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target, name string, out *gofuse.EntryOut) gofuse.Status {
+	return gofuse.ENOSYS
+}
+
+func (r *rawFS) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name string, out *gofuse.EntryOut) gofuse.Status {
+	return gofuse.Status(syscall.EPERM)
+}
+
+func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *gofuse.CreateIn, out *gofuse.CreateOut) gofuse.Status {
+	return gofuse.ENOSYS
+}
+
+func (r *rawFS) Create(cancel <-chan struct{}, in *gofuse.CreateIn, name string, out *gofuse.CreateOut) (st gofuse.Status) {
+	done := r.begin("create")
+	defer func() { done(st) }()
+	st = r.RawFileSystem.Create(cancel, in, name, out)
+	if st == gofuse.OK {
+		r.addLookup(out.NodeId)
+		out.Fh = r.register(out.Fh, out.NodeId, in.Flags, false)
+	}
+	return st
+}
+
+func (r *rawFS) Open(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofuse.OpenOut) (st gofuse.Status) {
+	done := r.begin("open")
+	defer func() { done(st) }()
+	st = r.RawFileSystem.Open(cancel, in, out)
+	if st == gofuse.OK {
+		out.Fh = r.register(out.Fh, in.NodeId, in.Flags, false)
+	}
+	return st
+}
+
+func (r *rawFS) OpenDir(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofuse.OpenOut) (st gofuse.Status) {
+	done := r.begin("opendir")
+	defer func() { done(st) }()
+	st = r.RawFileSystem.OpenDir(cancel, in, out)
+	if st == gofuse.OK {
+		out.Fh = r.register(out.Fh, in.NodeId, in.Flags, true)
+	}
+	return st
+}
+
+func (r *rawFS) Read(cancel <-chan struct{}, in *gofuse.ReadIn, buf []byte) (res gofuse.ReadResult, st gofuse.Status) {
+	r.m.readRequests.Add(1)
+	done := r.begin("read")
+	defer func() { done(st) }()
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return nil, gofuse.EBADF
+	}
+	in.Fh = fh
+	return r.RawFileSystem.Read(cancel, in, buf)
+}
+
+func (r *rawFS) Write(cancel <-chan struct{}, in *gofuse.WriteIn, data []byte) (n uint32, st gofuse.Status) {
+	done := r.begin("write")
+	defer func() { done(st) }()
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return 0, gofuse.EBADF
+	}
+	in.Fh = fh
+	return r.RawFileSystem.Write(cancel, in, data)
+}
+
+func (r *rawFS) Writev(cancel <-chan struct{}, in *gofuse.WriteIn, data [][]byte) (n uint32, st gofuse.Status) {
+	done := r.begin("write")
+	defer func() { done(st) }()
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return 0, gofuse.EBADF
+	}
+	in.Fh = fh
+	return r.RawFileSystem.Writev(cancel, in, data)
+}
+
+func (r *rawFS) Flush(cancel <-chan struct{}, in *gofuse.FlushIn) (st gofuse.Status) {
+	done := r.begin("flush")
+	defer func() { done(st) }()
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return gofuse.EBADF
+	}
+	in.Fh = fh
+	return r.RawFileSystem.Flush(cancel, in)
+}
+
+func (r *rawFS) Fsync(cancel <-chan struct{}, in *gofuse.FsyncIn) (st gofuse.Status) {
+	done := r.begin("fsync")
+	defer func() { done(st) }()
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return gofuse.EBADF
+	}
+	in.Fh = fh
+	return r.RawFileSystem.Fsync(cancel, in)
+}
+
+func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *gofuse.FsyncIn) (st gofuse.Status) {
+	done := r.begin("fsyncdir")
+	defer func() { done(st) }()
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return gofuse.EBADF
+	}
+	in.Fh = fh
+	return r.RawFileSystem.FsyncDir(cancel, in)
+}
+
+func (r *rawFS) Fallocate(cancel <-chan struct{}, in *gofuse.FallocateIn) gofuse.Status {
+	return gofuse.ENOSYS
+}
+
+func (r *rawFS) Lseek(cancel <-chan struct{}, in *gofuse.LseekIn, out *gofuse.LseekOut) gofuse.Status {
+	return gofuse.ENOSYS // the kernel then seeks by itself
+}
+
+func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *gofuse.CopyFileRangeIn) (uint32, gofuse.Status) {
+	return 0, gofuse.ENOSYS // the kernel falls back to read + write
+}
+
+func (r *rawFS) Ioctl(cancel <-chan struct{}, in *gofuse.IoctlIn, inbuf []byte, out *gofuse.IoctlOut, outbuf []byte) gofuse.Status {
+	return gofuse.ENOSYS
+}
+
+func (r *rawFS) GetLk(cancel <-chan struct{}, in *gofuse.LkIn, out *gofuse.LkOut) gofuse.Status {
+	return gofuse.ENOSYS
+}
+
+func (r *rawFS) SetLk(cancel <-chan struct{}, in *gofuse.LkIn) gofuse.Status {
+	return gofuse.ENOSYS
+}
+
+func (r *rawFS) SetLkw(cancel <-chan struct{}, in *gofuse.LkIn) gofuse.Status {
+	return gofuse.ENOSYS
+}
+
+func (r *rawFS) Release(cancel <-chan struct{}, in *gofuse.ReleaseIn) {
+	done := r.begin("release")
+	defer done(gofuse.OK)
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return
+	}
+	r.unregister(in.Fh)
+	in.Fh = fh
+	r.RawFileSystem.Release(cancel, in)
+}
+
+func (r *rawFS) ReleaseDir(in *gofuse.ReleaseIn) {
+	done := r.begin("releasedir")
+	defer done(gofuse.OK)
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return
+	}
+	r.unregister(in.Fh)
+	in.Fh = fh
+	r.RawFileSystem.ReleaseDir(in)
+}
+
+func (r *rawFS) ReadDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *gofuse.DirEntryList) (st gofuse.Status) {
+	done := r.begin("readdir")
+	defer func() { done(st) }()
+	fh, ok := r.bridgeFh(in.Fh)
+	if !ok {
+		return gofuse.EBADF
+	}
+	in.Fh = fh
+	return r.RawFileSystem.ReadDir(cancel, in, out)
+}
+
+func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *gofuse.ReadIn, out *gofuse.DirEntryList) gofuse.Status {
+	return gofuse.ENOSYS // disabled at mount: its references are invisible here
+}
+
+func (r *rawFS) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out *gofuse.AttrOut) (st gofuse.Status) {
+	done := r.begin("getattr")
+	defer func() { done(st) }()
+	if in.Flags()&gofuse.FUSE_GETATTR_FH != 0 {
+		fh, ok := r.bridgeFh(in.Fh())
+		if !ok {
+			in.Flags_ &^= gofuse.FUSE_GETATTR_FH
+			in.Fh_ = 0
+		} else {
+			in.Fh_ = fh
+		}
+	}
+	return r.RawFileSystem.GetAttr(cancel, in, out)
+}
+
+func (r *rawFS) Statx(cancel <-chan struct{}, in *gofuse.StatxIn, out *gofuse.StatxOut) gofuse.Status {
+	return gofuse.ENOSYS // the kernel falls back to GETATTR
+}
+
+func (r *rawFS) SetAttr(cancel <-chan struct{}, in *gofuse.SetAttrIn, out *gofuse.AttrOut) (st gofuse.Status) {
+	done := r.begin("setattr")
+	defer func() { done(st) }()
+	if in.Valid&gofuse.FATTR_FH != 0 {
+		fh, ok := r.bridgeFh(in.Fh)
+		if !ok {
+			in.Valid &^= gofuse.FATTR_FH
+			in.Fh = 0
+		} else {
+			in.Fh = fh
+		}
+	}
+	return r.RawFileSystem.SetAttr(cancel, in, out)
+}
+
+func (r *rawFS) Unlink(cancel <-chan struct{}, h *gofuse.InHeader, name string) (st gofuse.Status) {
+	done := r.begin("unlink")
+	defer func() { done(st) }()
+	return r.RawFileSystem.Unlink(cancel, h, name)
+}
+
+func (r *rawFS) Rmdir(cancel <-chan struct{}, h *gofuse.InHeader, name string) (st gofuse.Status) {
+	done := r.begin("rmdir")
+	defer func() { done(st) }()
+	return r.RawFileSystem.Rmdir(cancel, h, name)
+}
+
+func (r *rawFS) Rename(cancel <-chan struct{}, in *gofuse.RenameIn, oldName, newName string) (st gofuse.Status) {
+	done := r.begin("rename")
+	defer func() { done(st) }()
+	return r.RawFileSystem.Rename(cancel, in, oldName, newName)
+}
+
+func (r *rawFS) StatFs(cancel <-chan struct{}, h *gofuse.InHeader, out *gofuse.StatfsOut) (st gofuse.Status) {
+	done := r.begin("statfs")
+	defer func() { done(st) }()
+	return r.RawFileSystem.StatFs(cancel, h, out)
+}
+
+func (r *rawFS) Access(cancel <-chan struct{}, in *gofuse.AccessIn) (st gofuse.Status) {
+	done := r.begin("access")
+	defer func() { done(st) }()
+	return r.RawFileSystem.Access(cancel, in)
+}
