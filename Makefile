@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins
+.PHONY: all build test unit sanity bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins
 
 all: build
 
@@ -20,11 +20,15 @@ build:
 run: build
 	./$(BIN) local $(RUN_ARGS)
 
-## test: everything CI checks — generated code, lint, unit and integration tests
-test: proto-check lint unit
+## test: everything CI checks — generated code, lint, unit and integration tests, csi-sanity
+test: proto-check lint unit sanity
 
 unit:
-	$(GO) test $(TEST_FLAGS) $(PKGS)
+	$(GO) test $(TEST_FLAGS) $$($(GO) list $(PKGS) | grep -v /test/sanity)
+
+## sanity: the CSI conformance suite (csi-sanity) against the real driver with real FUSE mounts
+sanity:
+	./hack/sanity.sh
 
 lint: fmt-check vet staticcheck
 
@@ -45,9 +49,13 @@ proto:
 proto-check:
 	./hack/check-proto.sh
 
-## bench: read-throughput ratios (short-circuit vs tmpfs, gRPC vs raw TCP)
+## bench: read-throughput ratios (short-circuit vs tmpfs, remote vs raw TCP)
 bench:
 	./hack/bench-read.sh
+
+## bench-fuse: FUSE sequential read (passthrough) vs tmpfs, first uncached read, 4 KiB random IOPS
+bench-fuse:
+	./hack/bench-fuse.sh
 
 ## k8s-bins: etcd, kube-apiserver, kube-scheduler for e2e tests into .cache/k8s/bin (cold ~6.5 min, warm instant)
 k8s-bins:
