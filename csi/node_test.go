@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
@@ -69,11 +71,11 @@ type nodePlugin struct {
 	node     csipb.NodeClient
 }
 
-func startNodePlugin(t *testing.T, socket, stateDir, master string) *nodePlugin {
+func startNodePlugin(t *testing.T, socket, stateDir, master string, extra ...string) *nodePlugin {
 	t.Helper()
 	p := &nodePlugin{t: t, socket: socket, stateDir: stateDir, master: master}
-	p.cmd = exec.Command(alcoveBin(t), "csi", "--mode", "node", "--node-id", "n1", "--endpoint", "unix://"+socket,
-		"--state-dir", stateDir, "--master", master, "--check-interval", "200ms")
+	p.cmd = exec.Command(alcoveBin(t), append([]string{"csi", "--mode", "node", "--node-id", "n1", "--endpoint", "unix://" + socket,
+		"--state-dir", stateDir, "--master", master, "--check-interval", "200ms"}, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -125,14 +127,14 @@ func write(t *testing.T, c *client.Client, path string, data []byte) {
 	}
 }
 
-func setup(t *testing.T) (*alcovetest.Cluster, *nodePlugin, string, string) {
+func setup(t *testing.T, extra ...string) (*alcovetest.Cluster, *nodePlugin, string, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("node plugin tests mount FUSE and bind mounts: run as root")
 	}
 	cl := alcovetest.Start(t, "n1")
 	dir := t.TempDir()
-	p := startNodePlugin(t, filepath.Join(dir, "csi.sock"), filepath.Join(dir, "state"), cl.MasterAddr)
+	p := startNodePlugin(t, filepath.Join(dir, "csi.sock"), filepath.Join(dir, "state"), cl.MasterAddr, extra...)
 	t.Cleanup(func() { p.stop() })
 	return cl, p, filepath.Join(dir, "staging"), filepath.Join(dir, "target")
 }
@@ -330,4 +332,73 @@ func daemonPID(t *testing.T, stateDir string) int {
 		t.Fatal(err)
 	}
 	return v.PID
+}
+
+// The inline ephemeral volume {type: domain-socket} hands a pod the local
+// worker's domain-socket directory; the socket answers through it.
+func TestDomainSocketVolume(t *testing.T) {
+	sockDir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(sockDir, "domain.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("ok"))
+			c.Close()
+		}
+	}()
+	_, p, _, target := setup(t, "--domain-socket-dir", sockDir)
+	ctx := context.Background()
+	req := &csipb.NodePublishVolumeRequest{VolumeId: "inline-1", TargetPath: target, VolumeCapability: rwx,
+		VolumeContext: map[string]string{"type": "domain-socket", "csi.storage.k8s.io/ephemeral": "true"}}
+	for i := 0; i < 2; i++ {
+		if _, err := p.node.NodePublishVolume(ctx, req); err != nil {
+			t.Fatalf("publish #%d: %v", i, err)
+		}
+	}
+	c, err := net.Dial("unix", filepath.Join(target, "domain.sock"))
+	if err != nil {
+		t.Fatalf("dial the socket through the published volume: %v", err)
+	}
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if string(b) != "ok" {
+		t.Fatalf("socket through the volume answered %q", b)
+	}
+	if _, err := p.node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: "inline-1", TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if mounted(t, target) {
+		t.Fatal("socket volume still mounted after unpublish")
+	}
+}
+
+// The node plugin registers itself with kubelet through the
+// plugin-registration socket (no node-driver-registrar).
+func TestKubeletRegistration(t *testing.T) {
+	kubelet := t.TempDir()
+	_, p, _, _ := setup(t, "--kubelet-dir", kubelet)
+	reg := filepath.Join(kubelet, "plugins_registry", "csi.alcove.io-reg.sock")
+	conn, err := grpc.NewClient("unix://"+reg, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rc := registerapi.NewRegistrationClient(conn)
+	info, err := rc.GetInfo(context.Background(), &registerapi.InfoRequest{})
+	if err != nil {
+		t.Fatalf("GetInfo on %s: %v", reg, err)
+	}
+	if info.GetType() != registerapi.CSIPlugin || info.GetName() != "csi.alcove.io" || info.GetEndpoint() != p.socket || len(info.GetSupportedVersions()) == 0 {
+		t.Fatalf("plugin info %+v", info)
+	}
+	if _, err := rc.NotifyRegistrationStatus(context.Background(), &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
+		t.Fatal(err)
+	}
 }
