@@ -226,71 +226,54 @@ func (r *rawFS) OpenDir(cancel <-chan struct{}, in *gofuse.OpenIn, out *gofuse.O
 	return st
 }
 
+// withFh times op, maps the kernel's file handle in *fh to go-fuse's, and
+// runs call; an unknown handle is EBADF.
+func (r *rawFS) withFh(op string, fh *uint64, call func() gofuse.Status) (st gofuse.Status) {
+	done := r.begin(op)
+	defer func() { done(st) }()
+	bfh, ok := r.bridgeFh(*fh)
+	if !ok {
+		return gofuse.EBADF
+	}
+	*fh = bfh
+	return call()
+}
+
 func (r *rawFS) Read(cancel <-chan struct{}, in *gofuse.ReadIn, buf []byte) (res gofuse.ReadResult, st gofuse.Status) {
 	r.m.readRequests.Add(1)
-	done := r.begin("read")
-	defer func() { done(st) }()
-	fh, ok := r.bridgeFh(in.Fh)
-	if !ok {
-		return nil, gofuse.EBADF
-	}
-	in.Fh = fh
-	return r.RawFileSystem.Read(cancel, in, buf)
+	st = r.withFh("read", &in.Fh, func() (st gofuse.Status) {
+		res, st = r.RawFileSystem.Read(cancel, in, buf)
+		return st
+	})
+	return res, st
 }
 
 func (r *rawFS) Write(cancel <-chan struct{}, in *gofuse.WriteIn, data []byte) (n uint32, st gofuse.Status) {
-	done := r.begin("write")
-	defer func() { done(st) }()
-	fh, ok := r.bridgeFh(in.Fh)
-	if !ok {
-		return 0, gofuse.EBADF
-	}
-	in.Fh = fh
-	return r.RawFileSystem.Write(cancel, in, data)
+	st = r.withFh("write", &in.Fh, func() (st gofuse.Status) {
+		n, st = r.RawFileSystem.Write(cancel, in, data)
+		return st
+	})
+	return n, st
 }
 
 func (r *rawFS) Writev(cancel <-chan struct{}, in *gofuse.WriteIn, data [][]byte) (n uint32, st gofuse.Status) {
-	done := r.begin("write")
-	defer func() { done(st) }()
-	fh, ok := r.bridgeFh(in.Fh)
-	if !ok {
-		return 0, gofuse.EBADF
-	}
-	in.Fh = fh
-	return r.RawFileSystem.Writev(cancel, in, data)
+	st = r.withFh("write", &in.Fh, func() (st gofuse.Status) {
+		n, st = r.RawFileSystem.Writev(cancel, in, data)
+		return st
+	})
+	return n, st
 }
 
-func (r *rawFS) Flush(cancel <-chan struct{}, in *gofuse.FlushIn) (st gofuse.Status) {
-	done := r.begin("flush")
-	defer func() { done(st) }()
-	fh, ok := r.bridgeFh(in.Fh)
-	if !ok {
-		return gofuse.EBADF
-	}
-	in.Fh = fh
-	return r.RawFileSystem.Flush(cancel, in)
+func (r *rawFS) Flush(cancel <-chan struct{}, in *gofuse.FlushIn) gofuse.Status {
+	return r.withFh("flush", &in.Fh, func() gofuse.Status { return r.RawFileSystem.Flush(cancel, in) })
 }
 
-func (r *rawFS) Fsync(cancel <-chan struct{}, in *gofuse.FsyncIn) (st gofuse.Status) {
-	done := r.begin("fsync")
-	defer func() { done(st) }()
-	fh, ok := r.bridgeFh(in.Fh)
-	if !ok {
-		return gofuse.EBADF
-	}
-	in.Fh = fh
-	return r.RawFileSystem.Fsync(cancel, in)
+func (r *rawFS) Fsync(cancel <-chan struct{}, in *gofuse.FsyncIn) gofuse.Status {
+	return r.withFh("fsync", &in.Fh, func() gofuse.Status { return r.RawFileSystem.Fsync(cancel, in) })
 }
 
-func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *gofuse.FsyncIn) (st gofuse.Status) {
-	done := r.begin("fsyncdir")
-	defer func() { done(st) }()
-	fh, ok := r.bridgeFh(in.Fh)
-	if !ok {
-		return gofuse.EBADF
-	}
-	in.Fh = fh
-	return r.RawFileSystem.FsyncDir(cancel, in)
+func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *gofuse.FsyncIn) gofuse.Status {
+	return r.withFh("fsyncdir", &in.Fh, func() gofuse.Status { return r.RawFileSystem.FsyncDir(cancel, in) })
 }
 
 func (r *rawFS) Fallocate(cancel <-chan struct{}, in *gofuse.FallocateIn) gofuse.Status {
@@ -345,15 +328,8 @@ func (r *rawFS) ReleaseDir(in *gofuse.ReleaseIn) {
 	r.RawFileSystem.ReleaseDir(in)
 }
 
-func (r *rawFS) ReadDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *gofuse.DirEntryList) (st gofuse.Status) {
-	done := r.begin("readdir")
-	defer func() { done(st) }()
-	fh, ok := r.bridgeFh(in.Fh)
-	if !ok {
-		return gofuse.EBADF
-	}
-	in.Fh = fh
-	return r.RawFileSystem.ReadDir(cancel, in, out)
+func (r *rawFS) ReadDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *gofuse.DirEntryList) gofuse.Status {
+	return r.withFh("readdir", &in.Fh, func() gofuse.Status { return r.RawFileSystem.ReadDir(cancel, in, out) })
 }
 
 func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *gofuse.ReadIn, out *gofuse.DirEntryList) gofuse.Status {
