@@ -68,7 +68,7 @@ func (r *Reader) dataStream(addr string, req *apiv1.ReadBlockRequest, idx, blen 
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr,
 			meta.FromStatus(status.Error(codes.Code(hdr.GetCode()), hdr.GetMessage())))
 	}
-	s := &source{index: idx, blockLen: blen, kind: kind, next: req.GetOffset(), conn: conn, connAddr: addr, remaining: hdr.GetLength(), c: r.c}
+	s := &source{index: idx, blockLen: blen, end: req.GetOffset() + hdr.GetLength(), kind: kind, next: req.GetOffset(), conn: conn, connAddr: addr, remaining: hdr.GetLength(), c: r.c}
 	if s.remaining == 0 {
 		s.finishConn()
 	}

@@ -155,7 +155,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		}
 		idx, inb := pos/bs, pos%bs
 		want := min(int64(len(p)-total), meta.BlockLength(length, bs, idx)-inb)
-		src, err := r.takeSource(idx, inb)
+		src, err := r.takeSource(idx, inb, want)
 		if err != nil {
 			return total, err
 		}
@@ -171,23 +171,30 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return total, nil
 }
 
-// takeSource returns a source for block idx at inb: a leased local block,
-// an idle stream positioned at inb, or a new one.
-func (r *Reader) takeSource(idx, inb int64) (*source, error) {
+// takeSource returns a source for want bytes of block idx at inb: a leased
+// local block, an idle stream positioned at inb, or a new one.
+func (r *Reader) takeSource(idx, inb, want int64) (*source, error) {
 	r.mu.Lock()
 	if s, ok := r.locals[idx]; ok {
 		r.mu.Unlock()
 		return s, nil
 	}
 	for i, s := range r.idle {
-		if s.index == idx && s.next == inb {
+		if s.index == idx && s.next == inb && s.end-s.next >= want {
 			r.idle = append(r.idle[:i], r.idle[i+1:]...)
 			r.mu.Unlock()
 			return s, nil
 		}
 	}
 	r.mu.Unlock()
-	return r.open(idx, inb, -1)
+	// A miss read from offset 0 streams the whole block, so the worker
+	// caches it in one pass; a miss elsewhere (readahead arriving out of
+	// order) asks for just its range instead of the UFS to the block's end.
+	length := int64(-1)
+	if bi, _ := blockInfo(r.Info(), idx); inb != 0 && len(bi.GetLocations()) == 0 {
+		length = want
+	}
+	return r.open(idx, inb, length)
 }
 
 // maxIdleStreams bounds the remote streams kept for resumption.
@@ -207,7 +214,7 @@ func (r *Reader) putSource(s *source) {
 		r.locals[s.index] = s
 		return
 	}
-	if s.next >= s.blockLen {
+	if s.next >= s.end {
 		s.close()
 		return
 	}
@@ -320,7 +327,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 				errs = append(errs, err)
 				continue
 			}
-			return &source{index: idx, blockLen: blen, kind: kindLocal, local: b}, nil
+			return &source{index: idx, blockLen: blen, end: blen, kind: kindLocal, local: b}, nil
 		}
 	}
 	req := &apiv1.ReadBlockRequest{
@@ -387,7 +394,7 @@ func (r *Reader) stream(addr string, req *apiv1.ReadBlockRequest, idx, blen int6
 		cancel()
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, meta.FromStatus(err))
 	}
-	s := &source{index: idx, blockLen: blen, kind: kind, stream: st, cancel: cancel, next: req.GetOffset(), chunk: &apiv1.DataChunk{}}
+	s := &source{index: idx, blockLen: blen, end: streamEnd(req, blen), kind: kind, stream: st, cancel: cancel, next: req.GetOffset(), chunk: &apiv1.DataChunk{}}
 	if err := st.RecvMsg(s.chunk); err != nil && !(errors.Is(err, io.EOF) && req.GetOffset() >= blen) {
 		cancel()
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, meta.FromStatus(err))
@@ -406,6 +413,7 @@ const (
 type source struct {
 	index    int64
 	blockLen int64
+	end      int64 // in-block offset where the stream's bytes end
 	kind     string
 	local    *shortcircuit.Block
 	stream   apiv1.BlockWorker_ReadBlockClient
@@ -469,4 +477,12 @@ func (s *source) close() {
 		s.conn.Close()
 		s.conn = nil
 	}
+}
+
+// streamEnd is where a ReadBlock stream's bytes end within the block.
+func streamEnd(req *apiv1.ReadBlockRequest, blen int64) int64 {
+	if req.GetLength() < 0 || req.GetOffset()+req.GetLength() > blen {
+		return blen
+	}
+	return req.GetOffset() + req.GetLength()
 }
