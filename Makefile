@@ -9,7 +9,8 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit sanity bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins
+.PHONY: all build test unit sanity bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+	manifests manifests-check e2e cluster-up cluster-down
 
 all: build
 
@@ -20,8 +21,8 @@ build:
 run: build
 	./$(BIN) local $(RUN_ARGS)
 
-## test: everything CI checks — generated code, lint, unit and integration tests, csi-sanity
-test: proto-check lint unit sanity
+## test: generated code and manifests, lint, unit and integration tests, csi-sanity (CI then runs `make e2e`)
+test: proto-check manifests-check lint unit sanity
 
 unit:
 	$(GO) test $(TEST_FLAGS) $$($(GO) list $(PKGS) | grep -v /test/sanity)
@@ -69,6 +70,26 @@ e2e-extender: k8s-bins
 bench-extender:
 	$(GO) test -run XXX -bench BenchmarkPrioritize -benchtime 3000x ./extender/
 	$(GO) test -run XXX -bench BenchmarkCacheIndex1MBlocks -benchtime 1x ./engine/master/
+
+## manifests: render deploy/manifests (plain YAML for kubectl) from the Helm chart deploy/helm/alcove
+manifests:
+	./hack/manifests.sh
+
+## manifests-check: fail if deploy/manifests is stale (helm is built by hack/k8s-bins.sh: cold ~1 min)
+manifests-check:
+	./hack/manifests.sh --check
+
+## e2e: the chart on a real one-node cluster (kubelet + containerd in a private netns): PVC, pods,
+## word-count Job, CSI node restart, uninstall (hack/e2e.sh; cold ~15 min, warm ~3 min; root)
+e2e:
+	./hack/e2e.sh
+
+## cluster-up / cluster-down: the e2e cluster for manual use (hack/cluster.sh run kubectl get pods -A)
+cluster-up:
+	./hack/cluster.sh up
+
+cluster-down:
+	./hack/cluster.sh down
 
 clean:
 	rm -rf bin

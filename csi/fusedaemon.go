@@ -46,6 +46,11 @@ func (n *nodeServer) spawn(v *stagedVolume) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reap it whenever it ends
+	if n.cfg.FuseCgroup != "" {
+		if err := moveToCgroup(n.cfg.CgroupRoot, n.cfg.FuseCgroup, cmd.Process.Pid); err != nil {
+			n.log.Error(err, "FUSE daemon stays in the node plugin's cgroup: it will not outlive the plugin's pod", "volume", v.VolumeID)
+		}
+	}
 	deadline := time.Now().Add(n.cfg.MountTimeout)
 	for !n.mounted(v.StagingPath) {
 		select {

@@ -29,6 +29,11 @@ type NodeConfig struct {
 	CheckInterval   time.Duration // how often staged mounts are checked (default 5 s)
 	MountTimeout    time.Duration // how long a FUSE daemon may take to mount (default 30 s)
 	FuseArgs        []string      // extra `alcove fuse` arguments
+	// FuseCgroup, when set, is the cgroup (e.g. /alcove-fuse) FUSE daemons
+	// are moved to in every hierarchy under CgroupRoot, so that they outlive
+	// the node plugin's container (see cgroup.go).
+	FuseCgroup string
+	CgroupRoot string // where the host's cgroup hierarchies are mounted (default /sys/fs/cgroup)
 }
 
 type nodeServer struct {
@@ -70,6 +75,9 @@ func newNodeServer(d *Driver, cfg NodeConfig) (*nodeServer, error) {
 	}
 	if cfg.MountTimeout <= 0 {
 		cfg.MountTimeout = 30 * time.Second
+	}
+	if cfg.CgroupRoot == "" {
+		cfg.CgroupRoot = "/sys/fs/cgroup"
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)

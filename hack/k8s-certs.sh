@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# Writes a throwaway PKI for a loopback test control plane into DIR:
-#   ca.{crt,key}, apiserver.{crt,key} (127.0.0.1, localhost), admin.{crt,key}
-#   (O=system:masters), sa.{key,pub} (service-account signing).
-# Installs openssl from apt when it is missing. Usage: hack/k8s-certs.sh DIR
+# Writes a throwaway PKI for a test cluster into DIR:
+#   ca.{crt,key}; apiserver.{crt,key} (127.0.0.1, localhost, kubernetes.default.svc,
+#   plus 10.96.0.1 and the node IP); admin (O=system:masters); sa.{key,pub}
+#   (service-account signing); and with a NODE name also client certs for
+#   kube-controller-manager, kube-scheduler, the kubelet (system:node:NODE,
+#   O=system:nodes), the apiserver->kubelet client and CoreDNS (system:coredns),
+#   and the kubelet's serving cert (NODE, NODE_IP). Existing files are kept.
+# Installs openssl from apt when it is missing.
+# Usage: hack/k8s-certs.sh DIR [NODE [NODE_IP]]   (NODE_IP default 10.200.0.1)
 set -euo pipefail
-dir=${1:?usage: hack/k8s-certs.sh DIR}
+dir=${1:?usage: hack/k8s-certs.sh DIR [NODE [NODE_IP]]}
+node=${2:-}
+node_ip=${3:-10.200.0.1}
 if ! command -v openssl >/dev/null; then
   echo "k8s-certs: installing openssl (apt)" >&2
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >/dev/null
 fi
 mkdir -p "$dir"
 cd "$dir"
-[ -f ca.crt ] && exit 0
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj "/CN=alcove-test-ca" 2>/dev/null
 sign() { # name subject extfile-content
+  [ -f "$1.crt" ] && return 0
   openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
   printf '%s\n' "$3" > "$1.ext"
   openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 2 -extfile "$1.ext" 2>/dev/null
   rm -f "$1.csr" "$1.ext"
 }
-sign apiserver "/CN=kube-apiserver" "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+if [ ! -f ca.crt ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj "/CN=alcove-test-ca" 2>/dev/null
+fi
+sign apiserver "/CN=kube-apiserver" "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:$node_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 extendedKeyUsage=serverAuth"
 sign admin "/O=system:masters/CN=alcove-admin" "extendedKeyUsage=clientAuth"
-openssl genrsa -out sa.key 2048 2>/dev/null
-openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+if [ ! -f sa.key ]; then
+  openssl genrsa -out sa.key 2048 2>/dev/null
+  openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+fi
+[ -n "$node" ] || exit 0
+sign controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+sign scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+sign node "/O=system:nodes/CN=system:node:$node" "extendedKeyUsage=clientAuth"
+sign kubelet "/CN=$node" "subjectAltName=IP:$node_ip,DNS:$node
+extendedKeyUsage=serverAuth"
+sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
+sign coredns "/CN=system:coredns" "extendedKeyUsage=clientAuth"

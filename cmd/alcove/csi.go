@@ -55,5 +55,7 @@ restores mounts whose FUSE daemon died.`,
 	f.StringVar(&cfg.Node.KubeletEndpoint, "kubelet-endpoint", "", "the CSI socket path as kubelet sees it (default: the endpoint's path)")
 	f.DurationVar(&cfg.Node.CheckInterval, "check-interval", 5*time.Second, "how often staged FUSE mounts are checked and restored")
 	f.StringArrayVar(&cfg.Node.FuseArgs, "fuse-arg", nil, "extra argument for the FUSE daemons (repeatable)")
+	f.StringVar(&cfg.Node.FuseCgroup, "fuse-cgroup", "", "move FUSE daemons to this cgroup (e.g. /alcove-fuse) so they outlive the node plugin's pod (needs hostPID and the host's cgroup fs)")
+	f.StringVar(&cfg.Node.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "where the host's cgroup hierarchies are mounted (for --fuse-cgroup)")
 	return cmd
 }
