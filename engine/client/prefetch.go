@@ -52,8 +52,9 @@ func (r *Reader) remoteOnly(idx int64) bool {
 	return true
 }
 
-// read serves p from the head segment at r.pos, scheduling more as it goes.
-func (p *prefetcher) read(b []byte) (int, error) {
+// head waits for the segment at r.pos and returns its unread bytes,
+// scheduling more segments as it goes.
+func (p *prefetcher) head() ([]byte, error) {
 	r := p.r
 	if len(p.segs) > 0 && p.segs[0].off+p.segs[0].read != r.pos {
 		p.discard() // the reader seeked
@@ -63,16 +64,31 @@ func (p *prefetcher) read(b []byte) (int, error) {
 	<-s.done
 	if s.err != nil {
 		p.discard()
-		return 0, s.err
+		return nil, s.err
 	}
-	n := copy(b, (*s.buf)[s.read:s.n])
+	return (*s.buf)[s.read:s.n], nil
+}
+
+// consume marks n bytes of the head segment as handed to the reader.
+func (p *prefetcher) consume(n int) {
+	s := p.segs[0]
 	s.read += int64(n)
-	r.count(s.kind, n)
+	p.r.count(s.kind, n)
 	if s.read == s.n {
 		segmentPool.Put(s.buf)
 		p.segs = p.segs[1:]
 		p.fill()
 	}
+}
+
+// read copies from the head segment into b.
+func (p *prefetcher) read(b []byte) (int, error) {
+	data, err := p.head()
+	if err != nil {
+		return 0, err
+	}
+	n := copy(b, data)
+	p.consume(n)
 	return n, nil
 }
 

@@ -74,11 +74,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	idx, inb := r.pos/bs, r.pos%bs
-	if (r.pf != nil && len(r.pf.segs) > 0) || ((r.src == nil || r.src.index != idx) && r.remoteOnly(idx)) {
-		r.closeSource()
-		if r.pf == nil {
-			r.pf = &prefetcher{r: r}
-		}
+	if r.prefetching() {
 		n, err := r.pf.read(p)
 		r.pos += int64(n)
 		if err != nil {
@@ -105,11 +101,41 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteTo streams the rest of the file to w with large buffers.
+// prefetching reports whether the next bytes come through the prefetcher
+// (blocks cached on another node only), setting it up when they do.
+func (r *Reader) prefetching() bool {
+	bs := r.info.GetBlockSizeBytes()
+	idx := r.pos / bs
+	if !(r.pf != nil && len(r.pf.segs) > 0) && !((r.src == nil || r.src.index != idx) && r.remoteOnly(idx)) {
+		return false
+	}
+	r.closeSource()
+	if r.pf == nil {
+		r.pf = &prefetcher{r: r}
+	}
+	return true
+}
+
+// WriteTo streams the rest of the file to w with large buffers; prefetched
+// segments of remotely cached blocks go to w without another copy.
 func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	buf := make([]byte, 4<<20)
 	var total int64
 	for {
+		if r.pos < r.info.GetLength() && r.prefetching() {
+			data, err := r.pf.head()
+			if err != nil {
+				return total, fmt.Errorf("read %s at %d: %w", r.info.GetPath(), r.pos, err)
+			}
+			n, werr := w.Write(data)
+			r.pf.consume(n)
+			r.pos += int64(n)
+			total += int64(n)
+			if werr != nil {
+				return total, werr
+			}
+			continue
+		}
 		n, err := r.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
