@@ -89,21 +89,14 @@ func tierTotals(ws []*apiv1.WorkerInfo) (aliases []string, capacity, used map[st
 	return aliases, capacity, used
 }
 
-func pct(part, whole int64) int64 {
-	if whole == 0 {
-		return 0
-	}
-	return part * 100 / whole
-}
-
-func printCapacity(out io.Writer, ws []*apiv1.WorkerInfo) error {
+// printTierBlock prints total and used capacity with a line per tier, as
+// both capacity and summary reports show them, and returns the totals.
+func printTierBlock(out io.Writer, ws []*apiv1.WorkerInfo) (aliases []string, totalCap, totalUsed int64) {
 	aliases, capacity, used := tierTotals(ws)
-	var totalCap, totalUsed int64
 	for _, a := range aliases {
 		totalCap += capacity[a]
 		totalUsed += used[a]
 	}
-	fmt.Fprintln(out, "Capacity information for all workers:")
 	fmt.Fprintf(out, "    Total Capacity: %s\n", humanSize(totalCap))
 	for _, a := range aliases {
 		fmt.Fprintf(out, "        Tier: %s  Size: %s\n", a, humanSize(capacity[a]))
@@ -112,6 +105,19 @@ func printCapacity(out io.Writer, ws []*apiv1.WorkerInfo) error {
 	for _, a := range aliases {
 		fmt.Fprintf(out, "        Tier: %s  Size: %s\n", a, humanSize(used[a]))
 	}
+	return aliases, totalCap, totalUsed
+}
+
+func pct(part, whole int64) int64 {
+	if whole == 0 {
+		return 0
+	}
+	return part * 100 / whole
+}
+
+func printCapacity(out io.Writer, ws []*apiv1.WorkerInfo) error {
+	fmt.Fprintln(out, "Capacity information for all workers:")
+	aliases, totalCap, totalUsed := printTierBlock(out, ws)
 	fmt.Fprintf(out, "    Used Percentage: %d%%\n", pct(totalUsed, totalCap))
 	fmt.Fprintf(out, "    Free Percentage: %d%%\n\n", 100-pct(totalUsed, totalCap))
 	tw := tabwriter.NewWriter(out, 1, 4, 3, ' ', 0)
@@ -142,12 +148,6 @@ func printCapacity(out io.Writer, ws []*apiv1.WorkerInfo) error {
 }
 
 func printSummary(out io.Writer, mi *apiv1.GetMasterInfoResponse, ws []*apiv1.WorkerInfo) error {
-	aliases, capacity, used := tierTotals(ws)
-	var totalCap, totalUsed int64
-	for _, a := range aliases {
-		totalCap += capacity[a]
-		totalUsed += used[a]
-	}
 	fmt.Fprintln(out, "Alcove cluster summary:")
 	fmt.Fprintf(out, "    Master Address: %s\n", mi.GetLeaderAddress())
 	fmt.Fprintf(out, "    Web Address: %s\n", mi.GetWebAddress())
@@ -158,14 +158,7 @@ func printSummary(out io.Writer, mi *apiv1.GetMasterInfoResponse, ws []*apiv1.Wo
 	fmt.Fprintf(out, "    Inodes: %d\n", mi.GetInodeCount())
 	fmt.Fprintf(out, "    Live Workers: %d\n", mi.GetLiveWorkers())
 	fmt.Fprintf(out, "    Lost Workers: %d\n", mi.GetLostWorkers())
-	fmt.Fprintf(out, "    Total Capacity: %s\n", humanSize(totalCap))
-	for _, a := range aliases {
-		fmt.Fprintf(out, "        Tier: %s  Size: %s\n", a, humanSize(capacity[a]))
-	}
-	fmt.Fprintf(out, "    Used Capacity: %s\n", humanSize(totalUsed))
-	for _, a := range aliases {
-		fmt.Fprintf(out, "        Tier: %s  Size: %s\n", a, humanSize(used[a]))
-	}
+	_, totalCap, totalUsed := printTierBlock(out, ws)
 	fmt.Fprintf(out, "    Free Capacity: %s\n", humanSize(totalCap-totalUsed))
 	return nil
 }
