@@ -3,7 +3,6 @@ package fuse
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -139,15 +138,9 @@ func TestCheckMountBroken(t *testing.T) {
 		t.Fatalf("CheckMount of a plain dir = %v", st)
 	}
 	// Abort the connection as a daemon crash would.
-	var st syscall.Stat_t
-	if err := syscall.Stat(e.mnt, &st); err != nil {
-		t.Fatal(err)
-	}
-	minor := st.Dev & 0xff
-	minor |= (st.Dev >> 12) & 0xffffff00
 	ensureFusectl(t)
-	if err := os.WriteFile(filepath.Join("/sys/fs/fuse/connections", itoa(minor), "abort"), []byte("1"), 0); err != nil {
-		t.Fatalf("cannot abort the connection: %v", err)
+	if err := abortConnection(e.mnt); err != nil {
+		t.Fatal(err)
 	}
 	if got, err := CheckMount(e.mnt); err != nil || got != MountBroken {
 		t.Fatalf("after abort: CheckMount = %v, %v (probe: %v); want broken", got, err, probe(e.mnt))
@@ -164,43 +157,10 @@ func TestCheckMountBroken(t *testing.T) {
 	mustEqual(t, "after remount", mustRead(t, e.p("after")), []byte("x"))
 }
 
-func itoa(v uint64) string {
-	return formatUint(v)
-}
-
-func formatUint(v uint64) string {
-	if v == 0 {
-		return "0"
-	}
-	var b []byte
-	for v > 0 {
-		b = append([]byte{byte('0' + v%10)}, b...)
-		v /= 10
-	}
-	return string(b)
-}
-
-var _ = io.EOF
-
 func counter(c prometheus.Counter) float64 {
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
 		return -1
 	}
 	return m.GetCounter().GetValue()
-}
-
-// ensureFusectl mounts the fusectl filesystem when it is not mounted yet
-// (a fresh machine may not have it); aborting a connection needs it.
-func ensureFusectl(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat("/sys/fs/fuse/connections/"); err != nil {
-		t.Fatalf("no /sys/fs/fuse/connections: %v", err)
-	}
-	if ents, err := os.ReadDir("/sys/fs/fuse/connections"); err == nil && len(ents) > 0 {
-		return
-	}
-	if err := syscall.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, ""); err != nil && err != syscall.EBUSY {
-		t.Fatalf("mount fusectl: %v", err)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"strconv"
@@ -293,6 +294,7 @@ type Server struct {
 	logger klog.Logger
 
 	handover *handoverListener
+	handedTo *net.UnixConn // kept open until exit after a handover
 
 	done     chan struct{}
 	doneOnce sync.Once
@@ -310,7 +312,8 @@ func (s *Server) MountPoint() string { return s.mnt }
 
 // Wait blocks until the filesystem is unmounted or handed over to a
 // successor; it returns ErrHandedOver in the second case, and then the
-// process should exit without unmounting (the successor serves the mount).
+// process must exit without unmounting: the successor serves the mount,
+// and it starts only once this process is gone.
 func (s *Server) Wait() error {
 	<-s.done
 	return s.waitErr

@@ -41,6 +41,10 @@ import (
 //	        daemon read but never answered are queued again, and serves.
 const handoverVersion = 1
 
+// predecessorExitTimeout bounds how long a successor waits for the old
+// daemon process to exit before it serves anyway.
+const predecessorExitTimeout = 30 * time.Second
+
 type handoverState struct {
 	Version    int         `json:"version"`
 	MountPoint string      `json:"mountPoint"`
@@ -116,8 +120,15 @@ func (s *Server) listenHandover(path string) (*handoverListener, error) {
 }
 
 // serveHandover runs one handover; true when the connection is gone.
-func (s *Server) serveHandover(c *net.UnixConn) bool {
-	defer c.Close()
+func (s *Server) serveHandover(c *net.UnixConn) (handedOver bool) {
+	defer func() {
+		// After a handover the socket stays open until this process
+		// exits: its EOF tells the successor that no reader of this
+		// process can take requests off the shared connection any more.
+		if !handedOver {
+			c.Close()
+		}
+	}()
 	logger := s.logger.WithValues("handover", c.RemoteAddr())
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
@@ -154,6 +165,7 @@ func (s *Server) serveHandover(c *net.UnixConn) bool {
 	}
 	logger.Info("Handed the mount over; this daemon stops serving it", "nodes", len(st.Nodes), "openFiles", len(st.Files))
 	s.handover.l.Close() // the successor listens on the path now
+	s.handedTo = c
 	s.finish(ErrHandedOver)
 	return true
 }
@@ -275,10 +287,14 @@ func Takeover(ctx context.Context, cfg Config, socket string) (*Server, error) {
 	if _, err := io.WriteString(c, "READY\n"); err != nil {
 		return nil, fmt.Errorf("confirm handover: %w", err)
 	}
-	// Wait until the predecessor is gone: its readers could still take
-	// requests off the shared connection while it lives.
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	io.Copy(io.Discard, c)
+	// Wait until the predecessor process is gone (its end of the socket
+	// closes when it exits): while it lives its readers still take
+	// requests off the shared connection and park them, and a request
+	// parked after the resend below would never be answered.
+	c.SetDeadline(time.Now().Add(predecessorExitTimeout))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		logger.Error(err, "The predecessor did not exit in time; serving anyway (requests it still reads may hang)", "timeout", predecessorExitTimeout)
+	}
 	if err := notifyResend(fd); err != nil {
 		logger.Error(err, "FUSE_NOTIFY_RESEND failed: requests the old daemon read but did not answer may hang")
 	}

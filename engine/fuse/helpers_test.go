@@ -3,11 +3,16 @@ package fuse
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
@@ -177,4 +182,42 @@ func mustEqual(t testing.TB, what string, got, want []byte) {
 		}
 		t.Fatalf("%s: got %d bytes, want %d; first difference at %d", what, len(got), len(want), i)
 	}
+}
+
+// ensureFusectl mounts the fusectl filesystem when it is not mounted yet
+// (a fresh machine may not have it); aborting a connection needs it.
+func ensureFusectl(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/sys/fs/fuse/connections/"); err != nil {
+		t.Fatalf("no /sys/fs/fuse/connections: %v", err)
+	}
+	if ents, err := os.ReadDir("/sys/fs/fuse/connections"); err == nil && len(ents) > 0 {
+		return
+	}
+	if err := syscall.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, ""); err != nil && err != syscall.EBUSY {
+		t.Fatalf("mount fusectl: %v", err)
+	}
+}
+
+// abortFile is the fusectl file that aborts the FUSE connection mounted at
+// mnt (found while the mount still answers).
+func abortFile(mnt string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(mnt, &st); err != nil {
+		return "", fmt.Errorf("stat %s: %w", mnt, err)
+	}
+	return filepath.Join("/sys/fs/fuse/connections", strconv.FormatUint(uint64(unix.Minor(st.Dev)), 10), "abort"), nil
+}
+
+// abortConnection aborts the FUSE connection mounted at mnt, as a daemon
+// crash would: its requests fail with ECONNABORTED, nothing waits any more.
+func abortConnection(mnt string) error {
+	p, err := abortFile(mnt)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+		return fmt.Errorf("abort the connection of %s: %w", mnt, err)
+	}
+	return nil
 }
