@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sync"
@@ -49,7 +50,7 @@ func (s *Store) CreateBlock(blockID, blockSize, size int64) (*Writer, error) {
 		s.releaseSpaceLocked(t, fileID, index*blockSize, blockSize, size)
 		return nil, fmt.Errorf("create block %d: open cache file: %w", blockID, err)
 	}
-	b := &block{id: blockID, fileID: fileID, index: index, blockSize: blockSize, length: size, tier: t, state: stateWriting}
+	b := &block{id: blockID, fileID: fileID, index: index, blockSize: blockSize, length: size, tier: t, state: stateWriting, written: make(chan struct{})}
 	s.blocks[blockID] = b
 	s.checkWatermarkLocked(t)
 	return &Writer{s: s, b: b, f: f}, nil
@@ -101,6 +102,7 @@ func (w *Writer) Commit() (BlockInfo, error) {
 	b.tier.used -= b.length - w.written
 	b.length = w.written
 	b.state = stateCommitted
+	close(b.written)
 	b.elem = b.tier.lru.PushFront(b)
 	info := BlockInfo{ID: b.id, Length: b.length, Tier: b.tier.cfg.Alias}
 	if b.doomed {
@@ -127,6 +129,27 @@ func (w *Writer) abortFinished() {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	w.s.dropLocked(w.b)
+}
+
+// WaitBlock waits while the block is being written (by a UFS read-through
+// or another load) and reports whether it is now committed here; false
+// when it is not cached, or its write was aborted.
+func (s *Store) WaitBlock(ctx context.Context, blockID int64) (bool, error) {
+	s.mu.Lock()
+	b, ok := s.blocks[blockID]
+	s.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	select {
+	case <-b.written:
+	case <-ctx.Done():
+		return false, fmt.Errorf("wait for block %d: %w", blockID, ctx.Err())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.blocks[blockID]
+	return ok && cur.state == stateCommitted, nil
 }
 
 // Handle is a leased, open cached block: File holds the block at Offset

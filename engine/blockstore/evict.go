@@ -98,6 +98,8 @@ func (s *Store) dropLocked(b *block) {
 	if b.state == stateCommitted {
 		delete(s.added, b.id)
 		s.removed[b.id] = struct{}{}
+	} else {
+		close(b.written)
 	}
 	s.releaseSpaceLocked(b.tier, b.fileID, b.offset(), b.blockSize, b.length)
 }

@@ -89,6 +89,7 @@ type block struct {
 	moving                       bool
 	doomed                       bool // removed while in use: dropped when the last user leaves
 	elem                         *list.Element
+	written                      chan struct{} // closed when a writing block commits or is dropped
 }
 
 func (b *block) offset() int64 { return b.index * b.blockSize }

@@ -427,3 +427,55 @@ func TestNeverEvictsOwnUnpersistedSiblings(t *testing.T) {
 		t.Fatalf("own blocks evicted: %v", got)
 	}
 }
+
+// WaitBlock follows a block being written to its end: committed, aborted,
+// or the caller giving up.
+func TestWaitBlock(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		finish func(*Writer)
+		cancel bool
+		want   bool
+	}{
+		{"commit", func(w *Writer) { w.Write(data(1, bs)); w.Commit() }, false, true},
+		{"abort", func(w *Writer) { w.Abort() }, false, false},
+		{"caller gives up", func(w *Writer) {}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, tierCfg(t, "MEM", 4))
+			if got, err := s.WaitBlock(context.Background(), 1); got || err != nil {
+				t.Fatalf("absent block: %v, %v", got, err)
+			}
+			w, err := s.CreateBlock(1, bs, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Abort()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type result struct {
+				ok  bool
+				err error
+			}
+			res := make(chan result, 1)
+			go func() { ok, err := s.WaitBlock(ctx, 1); res <- result{ok, err} }()
+			select {
+			case r := <-res:
+				t.Fatalf("returned while the block is written: %v", r)
+			case <-time.After(50 * time.Millisecond):
+			}
+			tc.finish(w)
+			if tc.cancel {
+				cancel()
+			}
+			select {
+			case r := <-res:
+				if r.ok != tc.want || (r.err != nil) != tc.cancel {
+					t.Fatalf("WaitBlock = %v, %v; want %v (error: %v)", r.ok, r.err, tc.want, tc.cancel)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("WaitBlock did not return")
+			}
+		})
+	}
+}

@@ -33,9 +33,10 @@ type Reader struct {
 	pf       *prefetcher // sequential reads of remotely cached blocks
 	Stats    ReadStats
 
-	mu     sync.Mutex // guards locals and idle (ReadAt)
+	mu     sync.Mutex // guards locals, idle and load (ReadAt)
 	locals map[int64]*source
 	idle   []*source
+	load   loader
 }
 
 // OpenFile opens a complete file for reading.
@@ -213,6 +214,9 @@ func (r *Reader) takeSource(idx, inb, want int64) (*source, error) {
 		}
 	}
 	r.mu.Unlock()
+	if s, ok := r.loadLocal(idx); ok {
+		return s, nil
+	}
 	// A miss read from offset 0 streams the whole block, so the worker
 	// caches it in one pass; a miss elsewhere (readahead arriving out of
 	// order) asks for just its range instead of the UFS to the block's end.

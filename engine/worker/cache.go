@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/ufs"
 )
@@ -92,9 +93,15 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 	if err != nil {
 		return "", false, fmt.Errorf("cache block %d: %w", t.blockID, err)
 	}
-	bw, err := w.store.CreateBlock(t.blockID, t.blockSize, t.length)
+	bw, err := w.createOrWait(ctx, t)
 	if err != nil {
 		return "", false, err
+	}
+	if bw == nil { // cached by another writer meanwhile
+		if info, ok := w.store.Get(t.blockID); ok {
+			return info.Tier, true, nil
+		}
+		return "", false, fmt.Errorf("cache block %d: %w: evicted right after it was cached (the cache is too small for the working set)", t.blockID, meta.ErrNoSpace)
 	}
 	r, err := fs.OpenRange(ctx, p, t.src.GetBlockOffset(), t.length)
 	if err != nil {
@@ -116,6 +123,26 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 	tier = bw.Tier()
 	w.commitCached(ctx, bw)
 	return tier, false, nil
+}
+
+// createOrWait starts writing the block, or — when a read-through or
+// another load is writing it right now — waits for that to finish and
+// returns nil if it committed (a load that was aborted is taken over).
+func (w *Worker) createOrWait(ctx context.Context, t cacheTask) (*blockstore.Writer, error) {
+	for range 3 {
+		bw, err := w.store.CreateBlock(t.blockID, t.blockSize, t.length)
+		if !errors.Is(err, meta.ErrAlreadyExists) {
+			return bw, err
+		}
+		committed, werr := w.store.WaitBlock(ctx, t.blockID)
+		if werr != nil {
+			return nil, werr
+		}
+		if committed {
+			return nil, nil
+		}
+	}
+	return nil, fmt.Errorf("cache block %d: %w: its other writers keep failing", t.blockID, meta.ErrAborted)
 }
 
 // CacheBlock implements apiv1.BlockWorkerServer.

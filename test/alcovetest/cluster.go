@@ -42,7 +42,7 @@ func Start(t testing.TB, nodes ...string) *Cluster {
 	for _, n := range nodes {
 		w, err := worker.New(worker.Config{
 			MasterAddress: addr, Address: "127.0.0.1:0", Node: n,
-			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0",
+			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0", WebAddress: "127.0.0.1:0",
 			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: 1 << 30}},
 			HeartbeatInterval: 50 * time.Millisecond,
 		})
