@@ -17,6 +17,7 @@ import (
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/ramdisk"
 	"github.com/alcove-io/alcove/engine/worker"
 )
 
@@ -119,6 +120,7 @@ type workerFlags struct {
 	host, node, socket, memDir, memSize   string
 	port, webPort, dataPort, asyncThreads int
 	tiers                                 []string
+	ramdisk                               bool
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
@@ -129,6 +131,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.socket, "domain-socket", "", "unix socket for short-circuit reads (\"none\" disables)")
 	cmd.Flags().StringVar(&f.memDir, "mem-dir", "", "MEM tier directory (default: on /dev/shm)")
 	cmd.Flags().StringVar(&f.memSize, "mem-size", "1GB", "MEM tier quota (alluxio.worker.ramdisk.size)")
+	cmd.Flags().BoolVar(&f.ramdisk, "mem-ramdisk", true, "mount a dedicated tmpfs with transparent huge pages on the MEM tier directory (needs root; without it the directory is used as it is)")
 	cmd.Flags().StringArrayVar(&f.tiers, "tier", nil, "extra tier ALIAS:DIR:SIZE (repeatable), e.g. SSD:/mnt/ssd/alcove:100GB")
 	cmd.Flags().IntVar(&f.asyncThreads, "async-cache-threads", 8, "bound on background block caching (alluxio.worker.network.async.cache.manager.threads.max)")
 }
@@ -189,6 +192,7 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 		DomainSocket:      socket,
 		Node:              f.node,
 		Tiers:             tiers,
+		Ramdisk:           f.ramdisk,
 		AsyncCacheThreads: f.asyncThreads,
 	}, nil
 }
@@ -225,6 +229,9 @@ func newFormatCmd(g *globals) *cobra.Command {
 		Short: "Erase the master's journal and metadata and the worker cache under --dir (the UFS is kept)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := ramdisk.UnmountAt(memDir(dir)); err != nil {
+				return fmt.Errorf("format: %w", err)
+			}
 			for _, d := range []string{filepath.Join(dir, "master"), filepath.Join(dir, "worker"), filepath.Dir(memDir(dir))} {
 				if err := os.RemoveAll(d); err != nil {
 					return fmt.Errorf("format %s: %w", d, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,11 +31,13 @@ type cluster struct {
 	ufs    string
 	socket string
 	dir    string
+	memDir string
 }
 
 type clusterOpts struct {
 	quota     int64
 	writeType apiv1.WriteType
+	ramdisk   bool // the MEM tier on its own huge-page tmpfs, as `alcove local` runs it
 }
 
 func startCluster(t testing.TB, o clusterOpts) *cluster {
@@ -69,6 +72,7 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 	w, err := worker.New(worker.Config{
 		MasterAddress: m.Addr(), Address: "127.0.0.1:0", Node: testNode, DomainSocket: sock,
 		Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: memDir, QuotaBytes: o.quota}},
+		Ramdisk:           o.ramdisk,
 		HeartbeatInterval: 50 * time.Millisecond,
 	})
 	if err != nil {
@@ -78,7 +82,21 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	return &cluster{m: m, w: w, ufs: ufs, socket: sock, dir: dir}
+	return &cluster{m: m, w: w, ufs: ufs, socket: sock, dir: dir, memDir: memDir}
+}
+
+// ramdiskHuge reports whether the MEM tier sits on a huge-page tmpfs.
+func (c *cluster) ramdiskHuge() bool {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == c.memDir && strings.Contains(l, "huge=within_size") {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *cluster) client(t testing.TB, wt apiv1.WriteType, bs int64) *client.Client {

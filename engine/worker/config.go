@@ -35,9 +35,14 @@ type Config struct {
 	DomainSocket string // path of the short-circuit socket; "" disables short-circuit
 	// DataAddress is the raw block data port (sendfile reads for remote
 	// clients); "" disables it and remote clients use gRPC ReadBlock.
-	DataAddress       string
-	Node              string // Kubernetes node name; "" → hostname
-	Tiers             []blockstore.TierConfig
+	DataAddress string
+	Node        string // Kubernetes node name; "" → hostname
+	Tiers       []blockstore.TierConfig
+	// Ramdisk mounts a dedicated tmpfs with transparent huge pages on the
+	// MEM tier's directory (needs CAP_SYS_ADMIN), like Alluxio's
+	// alluxio-mount.sh; the worker falls back to the directory as it is
+	// when the mount is refused, and unmounts it on Close.
+	Ramdisk           bool
 	AsyncCacheThreads int           // 0 → DefaultAsyncCacheThreads
 	HeartbeatInterval time.Duration // 0 → DefaultHeartbeatInterval
 }

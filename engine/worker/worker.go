@@ -18,6 +18,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/ramdisk"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
 )
 
@@ -37,6 +38,7 @@ type Worker struct {
 	webSrv    *http.Server
 	master    apiv1.BlockMasterClient
 	conn      *grpc.ClientConn
+	ramdisk   *ramdisk.Disk // mounted by this worker, or nil
 	cacher    *asyncCacher
 	persister *persister
 
@@ -53,11 +55,15 @@ func New(cfg Config) (*Worker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("configure worker: %w", err)
 	}
+	rd := mountRamdisk(cfg)
 	store, err := blockstore.Open(context.Background(), cfg.Tiers)
 	if err != nil {
+		if rd != nil {
+			rd.Unmount()
+		}
 		return nil, fmt.Errorf("create worker: %w", err)
 	}
-	return &Worker{cfg: cfg, store: store, metrics: newMetrics(store), log: klog.Background()}, nil
+	return &Worker{cfg: cfg, store: store, ramdisk: rd, metrics: newMetrics(store), log: klog.Background()}, nil
 }
 
 // Start listens (gRPC, web, domain socket), registers with the master and
@@ -228,6 +234,32 @@ func (w *Worker) Close() error {
 			os.Remove(w.cfg.DomainSocket)
 		}
 		w.closeErr = w.store.Close()
+		if w.ramdisk != nil {
+			if err := w.ramdisk.Unmount(); err != nil && w.closeErr == nil {
+				w.closeErr = err
+			}
+		}
 	})
 	return w.closeErr
+}
+
+// mountRamdisk mounts the MEM tier's tmpfs when cfg asks for it; a refusal
+// (no privilege, a foreign mount there) leaves the directory as it is.
+func mountRamdisk(cfg Config) *ramdisk.Disk {
+	if !cfg.Ramdisk {
+		return nil
+	}
+	for _, t := range cfg.Tiers {
+		if t.Alias != "MEM" {
+			continue
+		}
+		d, err := ramdisk.Mount(t.Dir, t.QuotaBytes)
+		if err != nil {
+			klog.Background().Info("MEM tier stays a plain directory: cannot mount its ramdisk", "dir", t.Dir, "err", err)
+			return nil
+		}
+		klog.Background().Info("MEM tier on its own tmpfs ramdisk", "dir", d.Dir, "hugePages", d.Huge, "reused", d.Reused)
+		return d
+	}
+	return nil
 }
