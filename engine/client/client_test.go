@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -124,35 +125,47 @@ func TestConcurrentReadAt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var wg sync.WaitGroup
-		errs := make(chan error, 8)
-		for g := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(uint64(g), 1))
-				buf := make([]byte, 200<<10)
-				for range 40 {
-					off := rng.Int64N(int64(len(data)))
-					n, err := r.ReadAt(buf, off)
-					if err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == int64(len(data))) {
-						errs <- err
-						return
-					}
-					if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
-						errs <- errors.New("ReadAt returned wrong bytes")
-						return
-					}
-				}
-			}()
+		offs := make([][]int64, 8)
+		for g := range offs {
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 40 {
+				offs[g] = append(offs[g], rng.Int64N(int64(len(data))))
+			}
 		}
-		wg.Wait()
+		err = checkReadAt(r, data, 200<<10, offs)
 		r.Close()
-		close(errs)
-		for err := range errs {
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// checkReadAt runs one goroutine per offsets[g], each calling ReadAt with
+// a buffer of size at its offsets, and compares every result with data.
+func checkReadAt(r *client.Reader, data []byte, size int, offsets [][]int64) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(offsets))
+	for _, offs := range offsets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, size)
+			for _, off := range offs {
+				n, err := r.ReadAt(buf, off)
+				if err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == int64(len(data))) {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+					errs <- fmt.Errorf("ReadAt at %d returned wrong bytes", off)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 func TestWriterErrors(t *testing.T) {

@@ -1,16 +1,12 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
@@ -71,31 +67,13 @@ func TestReadAtLoadsBlocksIntoTheLocalWorker(t *testing.T) {
 				offs = append(offs, off)
 			}
 			rand.New(rand.NewPCG(7, 7)).Shuffle(len(offs), func(i, j int) { offs[i], offs[j] = offs[j], offs[i] })
-			var wg sync.WaitGroup
-			errs := make(chan error, 8)
-			for g := range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					buf := make([]byte, piece)
-					for i := g; i < len(offs); i += 8 {
-						off := offs[i]
-						n, err := r.ReadAt(buf, off)
-						if err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == int64(len(data))) {
-							errs <- err
-							return
-						}
-						if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
-							errs <- fmt.Errorf("ReadAt at %d returned wrong bytes", off)
-							return
-						}
-					}
-				}()
+			offsets := make([][]int64, 8)
+			for i, off := range offs {
+				offsets[i%8] = append(offsets[i%8], off)
 			}
-			wg.Wait()
+			err = checkReadAt(r, data, piece, offsets)
 			r.Close()
-			close(errs)
-			for err := range errs {
+			if err != nil {
 				t.Fatal(err)
 			}
 
