@@ -55,7 +55,7 @@ func newFsCmd(g *globals) *cobra.Command {
 	fs.AddCommand(
 		fsLs(g), fsMkdir(g), fsStat(g), fsRm(g), fsMv(g), fsDu(g), fsCount(g),
 		fsCopyFromLocal(g), fsCopyToLocal(g), fsCat(g), fsChecksum(g),
-		fsMount(g), fsUnmount(g), fsFree(g), fsPin(g, true), fsPin(g, false), fsSetTTL(g), fsLeader(g), fsLoad(g),
+		fsMount(g), fsUnmount(g), fsFree(g), fsPin(g, true), fsPin(g, false), fsSetTTL(g), fsLeader(g), fsLoad(g), fsPersist(g),
 	)
 	return fs
 }

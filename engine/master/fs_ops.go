@@ -490,9 +490,12 @@ func (m *Master) setAttribute(ctx context.Context, req *apiv1.SetAttributeReques
 	if err != nil {
 		return fmt.Errorf("set attribute: %w", err)
 	}
+	if req.GetPersist() && !n.inode.Folder && !n.inode.Completed {
+		return fmt.Errorf("%w: persist %s: the file is still being written", meta.ErrFailedPrecondition, p)
+	}
 	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{
 		Id: n.inode.Id, Pinned: req.Pinned, TtlMs: req.TtlMs, TtlAction: req.TtlAction, Mode: req.Mode,
-		Owner: req.Owner, Group: req.Group, MtimeMs: req.MtimeMs, Recursive: req.GetRecursive(),
+		Owner: req.Owner, Group: req.Group, MtimeMs: req.MtimeMs, Recursive: req.GetRecursive(), Persist: req.GetPersist(),
 	}}})
 	if err != nil {
 		return fmt.Errorf("set attribute %s: %w", p, err)

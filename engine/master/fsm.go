@@ -473,6 +473,9 @@ func applySetAttribute(tx *bbolt.Tx, s *apiv1.SetAttributeEntry) (any, error) {
 			if s.MtimeMs != nil {
 				n.LastModificationTimeMs = s.GetMtimeMs()
 			}
+			if s.GetPersist() && !n.Folder && n.Completed && n.PersistenceState == apiv1.PersistenceState_NOT_PERSISTED {
+				n.PersistenceState = apiv1.PersistenceState_TO_BE_PERSISTED
+			}
 		}
 		return putInode(tx, old, n)
 	}

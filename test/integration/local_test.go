@@ -179,6 +179,38 @@ func TestAsyncThroughPersists(t *testing.T) {
 	}
 }
 
+// fs persist writes MUST_CACHE files (one-block and multi-block) to the UFS
+// and returns once the master records them PERSISTED; a free afterwards
+// is allowed and the data reads back from the UFS.
+func TestFsPersist(t *testing.T) {
+	c := newCluster(t)
+	src, want := randomFile(t, 9<<20, 5)
+	c.mustRun("fs", "mkdir", "/p")
+	c.mustRun("fs", "copyFromLocal", "--write-type", "MUST_CACHE", src, "/p/one")
+	c.mustRun("fs", "copyFromLocal", "--write-type", "MUST_CACHE", "--block-size", "4MB", src, "/p/three")
+	if _, err := c.run("fs", "free", "/p/one"); err == nil {
+		t.Fatal("free of a MUST_CACHE file before persist succeeded")
+	}
+	if out := c.mustRun("fs", "persist", "--timeout", "60s", "/p"); !strings.Contains(out, "/p persisted") {
+		t.Fatalf("fs persist: %q", out)
+	}
+	for _, name := range []string{"one", "three"} {
+		if st := c.stat("/p/" + name); st.PersistenceState != "PERSISTED" {
+			t.Fatalf("/p/%s after fs persist: %+v", name, st)
+		}
+		if got := fileSum(t, filepath.Join(c.dir, "ufs", "p", name)); got != want {
+			t.Fatalf("UFS copy of /p/%s: sha256 %s, want %s", name, got, want)
+		}
+	}
+	c.mustRun("fs", "free", "/p")
+	if got, err := c.catSum("/p/three"); err != nil || got != want {
+		t.Fatalf("cat after free: %s, %v", got, err)
+	}
+	if _, err := c.run("fs", "persist", "/p/missing"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("persist of a missing path: %v", err)
+	}
+}
+
 // Acceptance 5: bad input gives a one-line error naming the problem and a
 // non-zero exit, and the daemon keeps running.
 func TestBadInput(t *testing.T) {

@@ -690,6 +690,7 @@ type SetAttributeEntry struct {
 	Group         *string                `protobuf:"bytes,7,opt,name=group,proto3,oneof" json:"group,omitempty"`
 	MtimeMs       *int64                 `protobuf:"varint,8,opt,name=mtime_ms,json=mtimeMs,proto3,oneof" json:"mtime_ms,omitempty"`
 	Recursive     bool                   `protobuf:"varint,9,opt,name=recursive,proto3" json:"recursive,omitempty"` // also apply to every descendant
+	Persist       bool                   `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`    // complete NOT_PERSISTED files become TO_BE_PERSISTED (fs persist)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -783,6 +784,13 @@ func (x *SetAttributeEntry) GetMtimeMs() int64 {
 func (x *SetAttributeEntry) GetRecursive() bool {
 	if x != nil {
 		return x.Recursive
+	}
+	return false
+}
+
+func (x *SetAttributeEntry) GetPersist() bool {
+	if x != nil {
+		return x.Persist
 	}
 	return false
 }
@@ -1049,7 +1057,7 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\"\n" +
 	"\rnew_parent_id\x18\x02 \x01(\x03R\vnewParentId\x12\x19\n" +
 	"\bnew_name\x18\x03 \x01(\tR\anewName\x12\x18\n" +
-	"\areplace\x18\x04 \x01(\bR\areplace\"\xf2\x02\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\"\x8c\x03\n" +
 	"\x11SetAttributeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -1060,7 +1068,9 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x05owner\x18\x06 \x01(\tH\x04R\x05owner\x88\x01\x01\x12\x19\n" +
 	"\x05group\x18\a \x01(\tH\x05R\x05group\x88\x01\x01\x12\x1e\n" +
 	"\bmtime_ms\x18\b \x01(\x03H\x06R\amtimeMs\x88\x01\x01\x12\x1c\n" +
-	"\trecursive\x18\t \x01(\bR\trecursiveB\t\n" +
+	"\trecursive\x18\t \x01(\bR\trecursive\x12\x18\n" +
+	"\apersist\x18\n" +
+	" \x01(\bR\apersistB\t\n" +
 	"\a_pinnedB\t\n" +
 	"\a_ttl_msB\r\n" +
 	"\v_ttl_actionB\a\n" +

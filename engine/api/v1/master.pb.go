@@ -830,16 +830,20 @@ func (*RenameResponse) Descriptor() ([]byte, []int) {
 }
 
 type SetAttributeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Pinned        *bool                  `protobuf:"varint,2,opt,name=pinned,proto3,oneof" json:"pinned,omitempty"`
-	TtlMs         *int64                 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3,oneof" json:"ttl_ms,omitempty"`
-	TtlAction     *TtlAction             `protobuf:"varint,4,opt,name=ttl_action,json=ttlAction,proto3,enum=alcove.v1.TtlAction,oneof" json:"ttl_action,omitempty"`
-	Mode          *uint32                `protobuf:"varint,5,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
-	Owner         *string                `protobuf:"bytes,6,opt,name=owner,proto3,oneof" json:"owner,omitempty"`
-	Group         *string                `protobuf:"bytes,7,opt,name=group,proto3,oneof" json:"group,omitempty"`
-	Recursive     bool                   `protobuf:"varint,8,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	MtimeMs       *int64                 `protobuf:"varint,9,opt,name=mtime_ms,json=mtimeMs,proto3,oneof" json:"mtime_ms,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Path      string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Pinned    *bool                  `protobuf:"varint,2,opt,name=pinned,proto3,oneof" json:"pinned,omitempty"`
+	TtlMs     *int64                 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3,oneof" json:"ttl_ms,omitempty"`
+	TtlAction *TtlAction             `protobuf:"varint,4,opt,name=ttl_action,json=ttlAction,proto3,enum=alcove.v1.TtlAction,oneof" json:"ttl_action,omitempty"`
+	Mode      *uint32                `protobuf:"varint,5,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
+	Owner     *string                `protobuf:"bytes,6,opt,name=owner,proto3,oneof" json:"owner,omitempty"`
+	Group     *string                `protobuf:"bytes,7,opt,name=group,proto3,oneof" json:"group,omitempty"`
+	Recursive bool                   `protobuf:"varint,8,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	MtimeMs   *int64                 `protobuf:"varint,9,opt,name=mtime_ms,json=mtimeMs,proto3,oneof" json:"mtime_ms,omitempty"`
+	// Schedule persistence (Alluxio's scheduleAsyncPersistence): complete
+	// files not in the UFS yet are written there by a worker holding all
+	// their blocks; GetStatus shows PERSISTED once done.
+	Persist       bool `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -935,6 +939,13 @@ func (x *SetAttributeRequest) GetMtimeMs() int64 {
 		return *x.MtimeMs
 	}
 	return 0
+}
+
+func (x *SetAttributeRequest) GetPersist() bool {
+	if x != nil {
+		return x.Persist
+	}
+	return false
 }
 
 type SetAttributeResponse struct {
@@ -2580,7 +2591,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x1c\n" +
 	"\toverwrite\x18\x03 \x01(\bR\toverwrite\"\x10\n" +
-	"\x0eRenameResponse\"\xf8\x02\n" +
+	"\x0eRenameResponse\"\x92\x03\n" +
 	"\x13SetAttributeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -2591,7 +2602,9 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x05owner\x18\x06 \x01(\tH\x04R\x05owner\x88\x01\x01\x12\x19\n" +
 	"\x05group\x18\a \x01(\tH\x05R\x05group\x88\x01\x01\x12\x1c\n" +
 	"\trecursive\x18\b \x01(\bR\trecursive\x12\x1e\n" +
-	"\bmtime_ms\x18\t \x01(\x03H\x06R\amtimeMs\x88\x01\x01B\t\n" +
+	"\bmtime_ms\x18\t \x01(\x03H\x06R\amtimeMs\x88\x01\x01\x12\x18\n" +
+	"\apersist\x18\n" +
+	" \x01(\bR\apersistB\t\n" +
 	"\a_pinnedB\t\n" +
 	"\a_ttl_msB\r\n" +
 	"\v_ttl_actionB\a\n" +
