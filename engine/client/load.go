@@ -142,16 +142,12 @@ func (r *Reader) loadBlock(w *apiv1.WorkerInfo, idx int64) error {
 func (r *Reader) cacheBlock(w *apiv1.WorkerInfo, idx int64) error {
 	info := r.Info()
 	bi, blen := blockInfo(info, idx)
-	bs := info.GetBlockSizeBytes()
 	wc, err := r.c.workerConn(w.GetAddress())
 	if err != nil {
 		return err
 	}
 	_, err = wc.CacheBlock(r.ctx, &apiv1.CacheBlockRequest{
-		BlockId: bi.GetBlockId(), BlockLength: blen, BlockSizeBytes: bs,
-		Ufs: &apiv1.UfsBlockSource{
-			UfsPath: info.GetUfsPath(), BlockOffset: idx * bs, MountId: info.GetMountId(), Persisted: true,
-		},
+		BlockId: bi.GetBlockId(), BlockLength: blen, BlockSizeBytes: info.GetBlockSizeBytes(), Ufs: ufsSource(info, idx),
 	})
 	if err != nil {
 		return fmt.Errorf("load block %d of %s into worker %s: %w", bi.GetBlockId(), info.GetPath(), w.GetAddress(), meta.FromStatus(err))

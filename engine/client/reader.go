@@ -333,6 +333,14 @@ func blockInfo(info *apiv1.FileInfo, idx int64) (*apiv1.BlockInfo, int64) {
 	return &apiv1.BlockInfo{BlockId: meta.BlockID(info.GetFileId(), idx), Length: blen}, blen
 }
 
+// ufsSource is where block idx of the file lies in the UFS.
+func ufsSource(info *apiv1.FileInfo, idx int64) *apiv1.UfsBlockSource {
+	return &apiv1.UfsBlockSource{
+		UfsPath: info.GetUfsPath(), BlockOffset: idx * info.GetBlockSizeBytes(), MountId: info.GetMountId(),
+		Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED,
+	}
+}
+
 func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 	info := r.Info()
 	bi, blen := blockInfo(info, idx)
@@ -362,11 +370,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 	}
 	req := &apiv1.ReadBlockRequest{
 		BlockId: bi.GetBlockId(), Offset: inb, Length: length, BlockLength: blen,
-		BlockSizeBytes: bs, ReadType: r.readType,
-		Ufs: &apiv1.UfsBlockSource{
-			UfsPath: info.GetUfsPath(), BlockOffset: idx * bs, MountId: info.GetMountId(),
-			Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED,
-		},
+		BlockSizeBytes: bs, ReadType: r.readType, Ufs: ufsSource(info, idx),
 	}
 	// Cached copies, the local node's first.
 	locs := bi.GetLocations()

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
-	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/ufs"
 )
@@ -93,15 +92,9 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 	if err != nil {
 		return "", false, fmt.Errorf("cache block %d: %w", t.blockID, err)
 	}
-	bw, err := w.createOrWait(ctx, t)
+	bw, err := w.store.CreateBlock(t.blockID, t.blockSize, t.length)
 	if err != nil {
 		return "", false, err
-	}
-	if bw == nil { // cached by another writer meanwhile
-		if info, ok := w.store.Get(t.blockID); ok {
-			return info.Tier, true, nil
-		}
-		return "", false, fmt.Errorf("cache block %d: %w: evicted right after it was cached (the cache is too small for the working set)", t.blockID, meta.ErrNoSpace)
 	}
 	r, err := fs.OpenRange(ctx, p, t.src.GetBlockOffset(), t.length)
 	if err != nil {
@@ -125,32 +118,21 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 	return tier, false, nil
 }
 
-// createOrWait starts writing the block, or — when a read-through or
-// another load is writing it right now — waits for that to finish and
-// returns nil if it committed (a load that was aborted is taken over).
-func (w *Worker) createOrWait(ctx context.Context, t cacheTask) (*blockstore.Writer, error) {
-	for range 3 {
-		bw, err := w.store.CreateBlock(t.blockID, t.blockSize, t.length)
-		if !errors.Is(err, meta.ErrAlreadyExists) {
-			return bw, err
-		}
-		committed, werr := w.store.WaitBlock(ctx, t.blockID)
-		if werr != nil {
-			return nil, werr
-		}
-		if committed {
-			return nil, nil
-		}
-	}
-	return nil, fmt.Errorf("cache block %d: %w: its other writers keep failing", t.blockID, meta.ErrAborted)
-}
-
 // CacheBlock implements apiv1.BlockWorkerServer.
 func (s *blockService) CacheBlock(ctx context.Context, req *apiv1.CacheBlockRequest) (*apiv1.CacheBlockResponse, error) {
 	t := cacheTask{blockID: req.GetBlockId(), length: req.GetBlockLength(), blockSize: req.GetBlockSizeBytes(), src: req.GetUfs()}
 	tier, already, err := s.w.loadBlock(ctx, t)
-	if errors.Is(err, meta.ErrAlreadyExists) { // being cached by someone else right now
-		return &apiv1.CacheBlockResponse{AlreadyCached: true}, nil
+	// A read-through or another load is writing the block right now: the
+	// caller wants it cached, so wait for that writer (and take over if it
+	// was aborted). The async cacher does not wait: it just skips.
+	for try := 0; errors.Is(err, meta.ErrAlreadyExists) && try < 3; try++ {
+		if _, werr := s.w.store.WaitBlock(ctx, t.blockID); werr != nil {
+			return nil, meta.ToStatus(werr)
+		}
+		tier, already, err = s.w.loadBlock(ctx, t)
+	}
+	if errors.Is(err, meta.ErrAlreadyExists) {
+		err = fmt.Errorf("cache block %d: %w: its other writers keep failing", t.blockID, meta.ErrAborted)
 	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
