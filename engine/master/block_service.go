@@ -113,7 +113,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 			}
 			resp.Persist = append(resp.Persist, &apiv1.PersistCommand{
 				FileId: f, Path: p, UfsPath: ufsPath(mnt, p), Length: ino.Length,
-				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode,
+				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f),
 			})
 		}
 		return nil
@@ -155,28 +155,10 @@ func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneReq
 		logger.Info("Persist failed; will retry", "error", req.GetError())
 		return &apiv1.PersistDoneResponse{}, nil
 	}
-	var ino *apiv1.Inode
-	err := m.store.View(func(tx *bbolt.Tx) error {
-		var err error
-		ino, err = getInode(tx, req.GetFileId())
-		return err
-	})
-	if err != nil {
-		return nil, meta.ToStatus(err)
-	}
-	if ino == nil {
+	if err := m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath()); err != nil {
 		m.persist.done(req.GetFileId())
-		return nil, meta.ToStatus(fmt.Errorf("persist done: file %d: %w", req.GetFileId(), meta.ErrNotFound))
-	}
-	if ino.PersistenceState != apiv1.PersistenceState_PERSISTED {
-		_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
-			Id: ino.Id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: req.GetUfsMtimeMs(),
-		}}})
-		if err != nil {
-			return nil, meta.ToStatus(fmt.Errorf("persist done for file %d: %w", ino.Id, err))
-		}
+		return nil, meta.ToStatus(fmt.Errorf("persist done for file %d: %w", req.GetFileId(), err))
 	}
 	m.persist.done(req.GetFileId())
-	logger.V(2).Info("File persisted")
 	return &apiv1.PersistDoneResponse{}, nil
 }

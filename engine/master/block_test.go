@@ -1,6 +1,7 @@
 package master
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -198,11 +199,27 @@ func TestPersistCommandFlow(t *testing.T) {
 	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 1 {
 		t.Fatal("persist not re-issued after the retry interval")
 	}
-	c.writeUFS("/async/f", 3<<20)
-	if _, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: fi.FileId, UfsMtimeMs: 42}); err != nil {
+	// The worker writes the temporary object named in the command; a report
+	// naming anything else is refused and moves nothing.
+	tmp := r.Persist[0].UfsTempPath
+	if !strings.HasPrefix(tmp, c.ufs+"/.alcove-tmp-persist-") {
+		t.Fatalf("persist temporary object %q", tmp)
+	}
+	c.writeUFS(strings.TrimPrefix(tmp, c.ufs), 3<<20)
+	for _, bad := range []string{"", c.ufs + "/async/f", c.ufs + "/../etc/passwd", c.ufs + "/.alcove-tmp-persist-999-0123456789abcdef", tmp + "0"} {
+		_, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: fi.FileId, UfsTempPath: bad})
+		wantCode(t, err, codes.InvalidArgument, "persist done naming "+bad)
+	}
+	if got := c.stat("/async/f"); got.PersistenceState != apiv1.PersistenceState_TO_BE_PERSISTED || exists(c.ufs+"/async/f") {
+		t.Fatalf("a refused persist report changed the file: %v", got.PersistenceState)
+	}
+	if _, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: fi.FileId, UfsTempPath: tmp}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: fi.FileId}); err != nil {
+	if !exists(c.ufs+"/async/f") || exists(tmp) {
+		t.Fatal("persist commit did not move the temporary object into place")
+	}
+	if _, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: fi.FileId, UfsTempPath: tmp}); err != nil {
 		t.Fatalf("repeated persist done: %v", err)
 	}
 	if got := c.stat("/async/f"); got.PersistenceState != apiv1.PersistenceState_PERSISTED || c.stat("/async").PersistenceState != apiv1.PersistenceState_PERSISTED {
@@ -211,10 +228,12 @@ func TestPersistCommandFlow(t *testing.T) {
 	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 0 || len(r.UnpersistedFileIds) != 0 {
 		t.Fatalf("after persist: %v", r)
 	}
-	wantCode(t, func() error {
-		_, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: 424242})
-		return err
-	}(), codes.NotFound, "persist done of unknown file")
+	// The persist of a file deleted meanwhile drops the worker's object.
+	gone := strings.Replace(tmp, fmt.Sprintf("-%d-", fi.FileId), "-424242-", 1)
+	c.writeUFS(strings.TrimPrefix(gone, c.ufs), 10)
+	if _, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: 424242, UfsTempPath: gone}); err != nil || exists(gone) {
+		t.Fatalf("persist done of a deleted file: %v, temporary object left: %v", err, exists(gone))
+	}
 	// An empty async file is persisted by the master itself.
 	if e := c.writeFile("/async/empty", 0, apiv1.WriteType_ASYNC_THROUGH); e.PersistenceState != apiv1.PersistenceState_PERSISTED || !exists(c.ufs+"/async/empty") {
 		t.Fatalf("empty async file: %v", e.PersistenceState)

@@ -210,7 +210,15 @@ func (m *Master) createFile(ctx context.Context, req *apiv1.CreateFileRequest) (
 		return nil, fmt.Errorf("create file %s: %w", p, meta.ErrAlreadyExists)
 	case err == nil:
 		replace = true
-		if ex.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
+		nodes, unlock, err := m.lockPaths(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("overwrite %s: %w", p, err)
+		}
+		defer unlock()
+		if ex = nodes[0]; ex != nil && ex.inode.Folder {
+			return nil, fmt.Errorf("create file %s: %w: it is a directory", p, meta.ErrAlreadyExists)
+		}
+		if ex != nil && ex.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
 			// The old UFS copy must not come back if the new file is never persisted.
 			if err := m.deleteUFS(ctx, ex, false); err != nil {
 				return nil, fmt.Errorf("overwrite %s: %w", p, err)
@@ -263,7 +271,16 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 	case req.GetPersisted():
 		state = apiv1.PersistenceState_PERSISTED
 	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH && req.GetLength() == 0 && !ino.Completed:
-		// Nothing is cached for a worker to persist: write the empty file here.
+		// Nothing is cached for a worker to persist: write the empty file
+		// here, under the lock that orders it with deletes and renames.
+		nodes, unlock, err := m.lockPaths(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("complete file %s: %w", p, err)
+		}
+		defer unlock()
+		if nodes[0] == nil || nodes[0].inode.Id != ino.Id {
+			return nil, fmt.Errorf("%w: complete file %s: it was deleted or replaced meanwhile", meta.ErrNotFound, p)
+		}
 		fs, up, err := m.ufsOf(n.mount, p)
 		if err != nil {
 			return nil, err
@@ -352,11 +369,25 @@ func (m *Master) delete(ctx context.Context, req *apiv1.DeleteRequest) error {
 			return fmt.Errorf("delete %s: %w (delete recursively)", p, meta.ErrDirectoryNotEmpty)
 		}
 	}
-	if !req.GetAlcoveOnly() && persisted {
+	// Decide on the UFS under the lock, from the inode as it is now: a
+	// persist committing meanwhile may just have made it PERSISTED.
+	nodes, unlock, err := m.lockPaths(ctx, p)
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", p, err)
+	}
+	defer unlock()
+	if n = nodes[0]; n == nil {
+		return fmt.Errorf("delete: %s: %w", p, meta.ErrNotFound)
+	}
+	if n.inode.MountPoint {
+		return fmt.Errorf("%w: %s is a mount point: unmount it instead", meta.ErrFailedPrecondition, p)
+	}
+	if !req.GetAlcoveOnly() && n.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
 		if err := writable(n); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
-		if err := m.deleteUFS(ctx, n, n.inode.Folder); err != nil {
+		// Non-recursive: the UFS refuses a directory that is not empty there.
+		if err := m.deleteUFS(ctx, n, req.GetRecursive()); err != nil {
 			return err
 		}
 	}
@@ -406,21 +437,37 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 	if err := writable(sn); err != nil {
 		return fmt.Errorf("rename: %w", err)
 	}
-	dn, err := m.getOrLoad(ctx, dst)
-	switch {
-	case err == nil && dn.inode.MountPoint:
-		return fmt.Errorf("%w: %s is a mount point", meta.ErrFailedPrecondition, dst)
-	case err == nil && !req.GetOverwrite():
-		return fmt.Errorf("rename %s to %s: %w", src, dst, meta.ErrAlreadyExists)
-	case err != nil && !errors.Is(err, meta.ErrNotFound):
+	// Load dst's metadata from the UFS if it is only there, so it is replaced
+	// (or refused) rather than shadowed.
+	if _, err := m.getOrLoad(ctx, dst); err != nil && !errors.Is(err, meta.ErrNotFound) {
 		return fmt.Errorf("rename %s: %w", src, err)
-	case err != nil:
-		dn = nil
+	}
+	// Decide on the UFS under the lock, from the inodes as they are now.
+	nodes, unlock, err := m.lockPaths(ctx, src, dst)
+	if err != nil {
+		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
+	}
+	defer unlock()
+	sn, dn := nodes[0], nodes[1]
+	switch {
+	case sn == nil:
+		return fmt.Errorf("rename: %s: %w", src, meta.ErrNotFound)
+	case sn.inode.MountPoint:
+		return fmt.Errorf("%w: %s is a mount point", meta.ErrFailedPrecondition, src)
+	case dn != nil && dn.inode.MountPoint:
+		return fmt.Errorf("%w: %s is a mount point", meta.ErrFailedPrecondition, dst)
+	case dn != nil && !req.GetOverwrite():
+		return fmt.Errorf("rename %s to %s: %w", src, dst, meta.ErrAlreadyExists)
 	}
 	if dn != nil {
 		if err := m.checkReplace(sn, dn); err != nil {
 			return err
 		}
+	}
+	// dst's parent is read-locked (an ancestor on dst's chain): it is the
+	// directory checked above unless it was replaced before the lock.
+	if cur, err := m.lookup(meta.Parent(dst)); err != nil || cur.inode.Id != dp.inode.Id {
+		return fmt.Errorf("rename %s to %s: %w: the destination directory changed meanwhile", src, dst, meta.ErrAborted)
 	}
 	srcPersisted := sn.inode.PersistenceState == apiv1.PersistenceState_PERSISTED
 	if srcPersisted {

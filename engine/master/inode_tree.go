@@ -76,7 +76,7 @@ func (m *Master) getOrLoad(ctx context.Context, p string) (*node, error) {
 		}
 		cp := meta.Join(prefix, comps[k])
 		mnt := mountOf(all, cp)
-		if mnt == nil {
+		if mnt == nil || ufs.IsTempName(comps[k]) {
 			return nil, fmt.Errorf("%s: %w", p, meta.ErrNotFound)
 		}
 		fs, up, err := m.ufsOf(mnt, cp)
@@ -176,7 +176,7 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 	inUFS := make(map[string]bool, len(sts))
 	var drops, creates []*apiv1.JournalEntry
 	for _, st := range sts {
-		if validName(st.Name) != nil {
+		if validName(st.Name) != nil || ufs.IsTempName(st.Name) {
 			continue
 		}
 		inUFS[st.Name] = true

@@ -74,6 +74,7 @@ type Master struct {
 	epoch   string        // identifies this run's node cache index
 	done    chan struct{} // closed when the master stops
 	persist *persistTracker
+	locks   *inodeLocks // orders UFS-and-journal operations on a path
 	metrics *metrics
 	started time.Time
 
@@ -123,7 +124,7 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("configure root UFS: %w", err)
 	}
 	cidx := newCacheIndex()
-	m := &Master{cfg: cfg, reg: newRegistry(cidx), cidx: cidx, done: make(chan struct{}), persist: newPersistTracker(cfg.PersistRetryInterval)}
+	m := &Master{cfg: cfg, reg: newRegistry(cidx), cidx: cidx, done: make(chan struct{}), persist: newPersistTracker(cfg.PersistRetryInterval), locks: newInodeLocks()}
 	m.metrics = newMetrics(m)
 	return m, nil
 }

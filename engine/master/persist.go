@@ -1,8 +1,19 @@
 package master
 
 import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/klog/v2"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 // persistTracker remembers which files were handed to a worker to persist,
@@ -47,4 +58,104 @@ func (t *persistTracker) forget(files []int64) {
 	for _, f := range files {
 		delete(t.issued, f)
 	}
+}
+
+// persistTempPrefix names the temporary object a worker persists a file to,
+// at the root of the file's mount; it is a ufs temporary, so listings skip it.
+const persistTempPrefix = ufs.TempPrefix + "-persist-"
+
+// persistTempURI is a fresh temporary object for persisting file id.
+func persistTempURI(mnt *apiv1.MountPointInfo, id int64) string {
+	return ufs.JoinURI(mnt.GetUfsUri(), fmt.Sprintf("%s%d-%016x", persistTempPrefix, id, rand.Uint64()))
+}
+
+// checkPersistTemp accepts only a temporary object the master could have
+// issued for file id in mnt: a worker's report never makes the master move
+// or delete anything else.
+func checkPersistTemp(mnt *apiv1.MountPointInfo, id int64, uri string) error {
+	prefix := ufs.JoinURI(mnt.GetUfsUri(), fmt.Sprintf("%s%d-", persistTempPrefix, id))
+	nonce, ok := strings.CutPrefix(uri, prefix)
+	if ok && len(nonce) == 16 {
+		if _, err := strconv.ParseUint(nonce, 16, 64); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: persist of file %d: %q is not a temporary object of mount %s", meta.ErrInvalidArgument, id, uri, mnt.GetAlcovePath())
+}
+
+// commitPersist moves a worker's completed temporary object into the
+// file's place and records the file PERSISTED, or removes the object when
+// the file was deleted (or persisted by another worker) meanwhile. It holds
+// the file's lock, so no delete or rename of the file or its directories
+// interleaves (see inodeLocks).
+func (m *Master) commitPersist(ctx context.Context, id int64, tmpURI string) error {
+	n, unlock, err := m.lockFile(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	logger := klog.FromContext(ctx).WithValues("fileID", id)
+	if n == nil || n.inode.PersistenceState == apiv1.PersistenceState_PERSISTED || !n.inode.Completed {
+		mnt, err := m.mountOfTemp(id, tmpURI)
+		if err != nil {
+			return err
+		}
+		logger.V(2).Info("Persisted file is gone or already persisted; dropping the worker's copy", "temp", tmpURI)
+		return m.removeTemp(ctx, mnt, tmpURI)
+	}
+	if err := checkPersistTemp(n.mount, id, tmpURI); err != nil {
+		return err
+	}
+	if err := writable(n); err != nil {
+		_ = m.removeTemp(ctx, n.mount, tmpURI)
+		return fmt.Errorf("commit persist: %w", err)
+	}
+	fs, tmp, err := ufs.Resolve(tmpURI, n.mount.GetProperties())
+	if err != nil {
+		return fmt.Errorf("commit persist of %s: %w", n.path, err)
+	}
+	_, dst, err := m.ufsOf(n.mount, n.path)
+	if err != nil {
+		return err
+	}
+	if err := fs.Rename(ctx, tmp, dst); err != nil {
+		return fmt.Errorf("commit persist of %s: move %s into place: %w", n.path, tmp, err)
+	}
+	var mtime int64
+	if st, err := fs.Stat(ctx, dst); err == nil {
+		mtime = st.ModTime.UnixMilli()
+	}
+	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
+		Id: id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: mtime,
+	}}})
+	if err != nil {
+		return fmt.Errorf("commit persist of %s: %w", n.path, err)
+	}
+	logger.V(2).Info("File persisted", "path", n.path)
+	return nil
+}
+
+// mountOfTemp finds the mount a temporary object of file id belongs to.
+func (m *Master) mountOfTemp(id int64, tmpURI string) (*apiv1.MountPointInfo, error) {
+	all, err := m.mountTable()
+	if err != nil {
+		return nil, err
+	}
+	for _, mnt := range all {
+		if checkPersistTemp(mnt, id, tmpURI) == nil {
+			return mnt, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: persist of file %d: %q is not a temporary object of any mount", meta.ErrInvalidArgument, id, tmpURI)
+}
+
+func (m *Master) removeTemp(ctx context.Context, mnt *apiv1.MountPointInfo, tmpURI string) error {
+	fs, tmp, err := ufs.Resolve(tmpURI, mnt.GetProperties())
+	if err != nil {
+		return err
+	}
+	if err := fs.Delete(ctx, tmp, false); err != nil {
+		return fmt.Errorf("remove persist temporary %s: %w", tmp, err)
+	}
+	return nil
 }

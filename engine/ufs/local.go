@@ -68,7 +68,9 @@ func (Local) Create(_ context.Context, p string, mode uint32) (Writer, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return nil, wrapLocal("mkdir", filepath.Dir(p), err)
 	}
-	tmp := filepath.Join(filepath.Dir(p), ".alcove-tmp-"+filepath.Base(p)+"-"+strconv.FormatInt(time.Now().UnixNano()+tmpSeq.Add(1), 36))
+	// The temporary name does not grow with the real one: a 255-byte name
+	// must work (NAME_MAX).
+	tmp := filepath.Join(filepath.Dir(p), TempPrefix+"-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"-"+strconv.FormatInt(tmpSeq.Add(1), 36))
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fs.FileMode(mode&0o7777))
 	if err != nil {
 		return nil, wrapLocal("create", p, err)
@@ -141,7 +143,7 @@ func (Local) List(_ context.Context, p string) ([]Status, error) {
 	}
 	out := make([]Status, 0, len(ents))
 	for _, e := range ents {
-		if len(e.Name()) > 11 && e.Name()[:11] == ".alcove-tmp" {
+		if IsTempName(e.Name()) {
 			continue
 		}
 		fi, err := e.Info()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/alcove-io/alcove/engine/meta"
@@ -69,5 +70,28 @@ func TestResolveErrors(t *testing.T) {
 		if _, _, err := Resolve(uri, nil); err == nil {
 			t.Errorf("Resolve(%q) succeeded", uri)
 		}
+	}
+}
+
+// TestLocalLongName: a NAME_MAX (255-byte) name works; the temporary name a
+// write goes through must not be built from it.
+func TestLocalLongName(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	name := strings.Repeat("n", meta.MaxNameLength)
+	p := filepath.Join(dir, name)
+	w, err := Local{}.Create(ctx, p, 0o644)
+	if err != nil {
+		t.Fatalf("create a %d-byte name: %v", len(name), err)
+	}
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("commit a %d-byte name: %v", len(name), err)
+	}
+	sts, err := Local{}.List(ctx, dir)
+	if err != nil || len(sts) != 1 || sts[0].Name != name {
+		t.Fatalf("list: %v %v", sts, err)
 	}
 }

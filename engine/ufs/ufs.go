@@ -15,6 +15,14 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
+// TempPrefix starts the names of Alcove's temporary UFS objects (writes in
+// progress, persists waiting for the master to move them into place).
+// Listings never show them.
+const TempPrefix = ".alcove-tmp"
+
+// IsTempName reports whether a UFS object name is one of Alcove's temporaries.
+func IsTempName(name string) bool { return strings.HasPrefix(name, TempPrefix) }
+
 // Status describes one UFS object.
 type Status struct {
 	Name    string

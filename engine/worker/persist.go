@@ -52,49 +52,53 @@ func (p *persister) run(cmd *apiv1.PersistCommand) {
 	w := p.w
 	ctx := w.bg // canceled by Close: an interrupted persist is retried by the master
 	log := w.log.WithValues("fileID", cmd.GetFileId(), "path", cmd.GetPath(), "ufsPath", cmd.GetUfsPath())
-	mtime, err := w.persistFile(ctx, cmd)
-	done := &apiv1.PersistDoneRequest{WorkerId: w.ID(), FileId: cmd.GetFileId(), UfsMtimeMs: mtime}
+	err := w.persistFile(ctx, cmd)
+	done := &apiv1.PersistDoneRequest{WorkerId: w.ID(), FileId: cmd.GetFileId(), UfsTempPath: cmd.GetUfsTempPath()}
 	if err != nil {
 		log.Error(err, "persist file")
 		done.Error = err.Error()
-	} else {
-		log.V(1).Info("persisted file", "length", cmd.GetLength())
-		w.store.MarkPersisted(cmd.GetFileId())
 	}
 	rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
-	if _, err := w.master.PersistDone(rctx, done); err != nil {
-		log.Error(meta.FromStatus(err), "report persist result to the master")
+	if _, rerr := w.master.PersistDone(rctx, done); rerr != nil {
+		log.Error(meta.FromStatus(rerr), "report persist result to the master")
+		return
+	}
+	if err == nil {
+		// Only now is the UFS copy in place: until then the cached blocks
+		// stay the protected only copy.
+		log.V(1).Info("persisted file", "length", cmd.GetLength())
+		w.store.MarkPersisted(cmd.GetFileId())
 	}
 }
 
-// persistFile writes the file's cached blocks, in order, to a new UFS file
-// committed atomically. It returns the UFS mtime.
-func (w *Worker) persistFile(ctx context.Context, cmd *apiv1.PersistCommand) (int64, error) {
+// persistFile writes the file's cached blocks, in order, to the temporary
+// UFS object the master named, committed atomically; the master moves it
+// into place (or drops it if the file was deleted meanwhile).
+func (w *Worker) persistFile(ctx context.Context, cmd *apiv1.PersistCommand) error {
 	if err := meta.ValidateBlockSize(cmd.GetBlockSizeBytes()); err != nil {
-		return 0, fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
+		return fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
 	}
-	fs, path, err := ufs.Resolve(cmd.GetUfsPath(), nil)
+	if cmd.GetUfsTempPath() == "" {
+		return fmt.Errorf("persist file %d: %w: the master named no temporary object", cmd.GetFileId(), meta.ErrInvalidArgument)
+	}
+	fs, path, err := ufs.Resolve(cmd.GetUfsTempPath(), nil)
 	if err != nil {
-		return 0, fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
+		return fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
 	}
 	wr, err := fs.Create(ctx, path, cmd.GetMode())
 	if err != nil {
-		return 0, fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
+		return fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
 	}
 	if err := w.copyBlocks(wr, cmd); err != nil {
 		wr.Abort()
-		return 0, fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
+		return fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
 	}
 	if err := wr.Close(); err != nil {
-		return 0, fmt.Errorf("persist file %d: commit %s: %w", cmd.GetFileId(), path, err)
+		return fmt.Errorf("persist file %d: commit %s: %w", cmd.GetFileId(), path, err)
 	}
 	w.metrics.bytesWrittenUFS.Add(float64(cmd.GetLength()))
-	st, err := fs.Stat(ctx, path)
-	if err != nil {
-		return 0, nil
-	}
-	return st.ModTime.UnixMilli(), nil
+	return nil
 }
 
 func (w *Worker) copyBlocks(dst io.Writer, cmd *apiv1.PersistCommand) error {

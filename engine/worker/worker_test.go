@@ -259,8 +259,11 @@ func TestPersistCommand(t *testing.T) {
 	if _, err := e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 50, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_ASYNC_THROUGH}, data); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(e.ufsDir, "sub", "persisted")
-	e.fm.queue(&apiv1.HeartbeatResponse{Persist: []*apiv1.PersistCommand{{FileId: 50, Path: "/p", UfsPath: p, Length: int64(len(data)), BlockSizeBytes: testBS, Mode: 0o600}}})
+	// The worker writes the temporary object the master names; the master
+	// moves it into place (engine/master commitPersist).
+	final := filepath.Join(e.ufsDir, "sub", "persisted")
+	p := filepath.Join(e.ufsDir, ".alcove-tmp-persist-50-00000000000000aa")
+	e.fm.queue(&apiv1.HeartbeatResponse{Persist: []*apiv1.PersistCommand{{FileId: 50, Path: "/p", UfsPath: final, UfsTempPath: p, Length: int64(len(data)), BlockSizeBytes: testBS, Mode: 0o600}}})
 	eventually(t, "PersistDone", func() bool {
 		e.fm.mu.Lock()
 		defer e.fm.mu.Unlock()
@@ -269,14 +272,17 @@ func TestPersistCommand(t *testing.T) {
 	e.fm.mu.Lock()
 	done := e.fm.persistDone[0]
 	e.fm.mu.Unlock()
-	if done.GetError() != "" || done.GetFileId() != 50 || done.GetWorkerId() != 42 || done.GetUfsMtimeMs() == 0 {
+	if done.GetError() != "" || done.GetFileId() != 50 || done.GetWorkerId() != 42 || done.GetUfsTempPath() != p {
 		t.Fatalf("PersistDone = %v", done)
 	}
 	got, _ := os.ReadFile(p)
 	equal(t, "persisted UFS file", got, data)
+	if _, err := os.Stat(final); !os.IsNotExist(err) {
+		t.Fatalf("the worker wrote the final UFS path itself (%v); only the master may move the object there", err)
+	}
 
 	// Persisting a file whose blocks are not here reports the error.
-	e.fm.queue(&apiv1.HeartbeatResponse{Persist: []*apiv1.PersistCommand{{FileId: 51, UfsPath: p + "2", Length: 10, BlockSizeBytes: testBS}}})
+	e.fm.queue(&apiv1.HeartbeatResponse{Persist: []*apiv1.PersistCommand{{FileId: 51, UfsPath: final + "2", UfsTempPath: p + "2", Length: 10, BlockSizeBytes: testBS}}})
 	eventually(t, "failed PersistDone", func() bool {
 		e.fm.mu.Lock()
 		defer e.fm.mu.Unlock()

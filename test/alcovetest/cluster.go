@@ -28,8 +28,20 @@ type Cluster struct {
 	clients    map[string]*client.Client
 }
 
+// Options tune StartWith; zero values take the defaults.
+type Options struct {
+	// RootUFS is mounted at / (default: a new temporary directory).
+	RootUFS string
+}
+
 // Start runs a master and one worker per node (1 GiB MEM tier each).
 func Start(t testing.TB, nodes ...string) *Cluster {
+	t.Helper()
+	return StartWith(t, Options{}, nodes...)
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,7 +49,10 @@ func Start(t testing.TB, nodes ...string) *Cluster {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c := &Cluster{t: t, dir: t.TempDir(), ufs: t.TempDir(), MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}}
+	c := &Cluster{t: t, dir: t.TempDir(), ufs: opts.RootUFS, MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}}
+	if c.ufs == "" {
+		c.ufs = t.TempDir()
+	}
 	c.StartMaster()
 	for _, n := range nodes {
 		w, err := worker.New(worker.Config{

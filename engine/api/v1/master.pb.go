@@ -1976,8 +1976,13 @@ type PersistCommand struct {
 	Length         int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
 	BlockSizeBytes int64                  `protobuf:"varint,5,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"`
 	Mode           uint32                 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// ufs_temp_path is where the worker writes the file (a temporary object
+	// at the root of the file's mount). The master moves it into place when
+	// the worker reports success, under the same lock as deletes and
+	// renames, so a persist never resurrects a file deleted or moved meanwhile.
+	UfsTempPath   string `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PersistCommand) Reset() {
@@ -2050,6 +2055,13 @@ func (x *PersistCommand) GetMode() uint32 {
 		return x.Mode
 	}
 	return 0
+}
+
+func (x *PersistCommand) GetUfsTempPath() string {
+	if x != nil {
+		return x.UfsTempPath
+	}
+	return ""
 }
 
 type CommitBlockRequest struct {
@@ -2160,8 +2172,9 @@ type PersistDoneRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"` // non-empty: persisting failed; the master retries later
-	UfsMtimeMs    int64                  `protobuf:"varint,4,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`                                  // non-empty: persisting failed; the master retries later
+	UfsMtimeMs    int64                  `protobuf:"varint,4,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`   // unused since ufs_temp_path: the master stats the final object
+	UfsTempPath   string                 `protobuf:"bytes,5,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"` // the PersistCommand's temporary object, now complete
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2222,6 +2235,13 @@ func (x *PersistDoneRequest) GetUfsMtimeMs() int64 {
 		return x.UfsMtimeMs
 	}
 	return 0
+}
+
+func (x *PersistDoneRequest) GetUfsTempPath() string {
+	if x != nil {
+		return x.UfsTempPath
+	}
+	return ""
 }
 
 type PersistDoneResponse struct {
@@ -2684,26 +2704,28 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x0efree_block_ids\x18\x02 \x03(\x03R\ffreeBlockIds\x12&\n" +
 	"\x0fpinned_file_ids\x18\x03 \x03(\x03R\rpinnedFileIds\x123\n" +
 	"\apersist\x18\x04 \x03(\v2\x19.alcove.v1.PersistCommandR\apersist\x120\n" +
-	"\x14unpersisted_file_ids\x18\x05 \x03(\x03R\x12unpersistedFileIds\"\xae\x01\n" +
+	"\x14unpersisted_file_ids\x18\x05 \x03(\x03R\x12unpersistedFileIds\"\xd2\x01\n" +
 	"\x0ePersistCommand\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
 	"\bufs_path\x18\x03 \x01(\tR\aufsPath\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\x12(\n" +
 	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
-	"\x04mode\x18\x06 \x01(\rR\x04mode\"x\n" +
+	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\"\n" +
+	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\"x\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x12\n" +
 	"\x04tier\x18\x04 \x01(\tR\x04tier\"\x15\n" +
-	"\x13CommitBlockResponse\"\x82\x01\n" +
+	"\x13CommitBlockResponse\"\xa6\x01\n" +
 	"\x12PersistDoneRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x17\n" +
 	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
-	"ufsMtimeMs\"\x15\n" +
+	"ufsMtimeMs\x12\"\n" +
+	"\rufs_temp_path\x18\x05 \x01(\tR\vufsTempPath\"\x15\n" +
 	"\x13PersistDoneResponse\"N\n" +
 	"\x0eNodeCacheEntry\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
