@@ -63,8 +63,10 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	memDir := filepath.Join("/dev/shm", "alcove-fuse-test-"+filepath.Base(dir))
-	if _, err := os.Stat("/dev/shm"); err != nil {
+	// A unique directory: test processes of other packages or checkouts may
+	// run at the same time (t.TempDir's base name is the same in each).
+	memDir, err := os.MkdirTemp("/dev/shm", "alcove-fuse-test-")
+	if err != nil {
 		memDir = filepath.Join(dir, "mem")
 	}
 	t.Cleanup(func() { os.RemoveAll(memDir) })
