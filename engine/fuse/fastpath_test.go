@@ -69,7 +69,7 @@ func TestPassthrough(t *testing.T) {
 	if got := e.srv.ReadRequests() - before; got != 0 {
 		t.Fatalf("the daemon received %d READ requests for a passthrough file, want 0", got)
 	}
-	if n := counter(e.srv.fsys.metrics.passthroughOpens); n < 3 {
+	if n := counter(e.srv.vfs.Metrics().PassthroughOpens); n < 3 {
 		t.Fatalf("passthrough opens = %v", n)
 	}
 
@@ -81,7 +81,7 @@ func TestPassthrough(t *testing.T) {
 	if e2.srv.ReadRequests() == 0 {
 		t.Fatal("no READ requests without passthrough: the counter does not count")
 	}
-	if n := counter(e2.srv.fsys.metrics.bytesShortCircuit); n < float64(len(data)) {
+	if n := counter(e2.srv.vfs.Metrics().BytesShortCircuit); n < float64(len(data)) {
 		t.Fatalf("short-circuit bytes = %v, want >= %d", n, len(data))
 	}
 }
@@ -95,7 +95,7 @@ func TestUFSRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustEqual(t, "first read", mustRead(t, e.p("fromufs.bin")), data)
-	if n := counter(e.srv.fsys.metrics.bytesUFS); n == 0 {
+	if n := counter(e.srv.vfs.Metrics().BytesUFS); n == 0 {
 		t.Fatal("no bytes counted from the UFS")
 	}
 	e.waitLocal(t, "/fromufs.bin")

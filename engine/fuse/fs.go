@@ -1,19 +1,15 @@
-// Package fuse is Alcove's POSIX view: a go-fuse filesystem over the Go
-// client, with kernel passthrough for files cached on the local worker,
-// stage-and-commit writes (append, overwrite, truncate), and a live
-// handover of the /dev/fuse connection to a successor daemon. See README.md
-// for exactly what is and is not supported.
+// Package fuse mounts Alcove's POSIX view: a thin adapter of go-fuse's
+// node API onto engine/vfs (which owns handles, stages, commits and the
+// passthrough decisions), kernel passthrough for files cached on the local
+// worker, and a live handover of the /dev/fuse connection to a successor
+// daemon. See README.md for exactly what is and is not supported.
 package fuse
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/user"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +22,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/vfs"
 )
 
 // Config configures a mount.
@@ -91,202 +88,42 @@ func (c *Config) setDefaults() error {
 	return os.MkdirAll(c.StageDir, 0o700)
 }
 
-// filesystem is the state the nodes share.
-type filesystem struct {
-	cfg     Config
-	c       *client.Client
-	metrics *metrics
-	logger  klog.Logger
-	root    *node
+// Timeouts of the mount's life cycle.
+const (
+	// rootStatTimeout bounds the stat of the mounted Alcove root.
+	rootStatTimeout = 30 * time.Second
+	// readyTimeout bounds the wait for a new mount to answer; the kernel
+	// sends no event when it has processed INIT, so Mount stats the mount
+	// point every readyPoll until it answers.
+	readyTimeout = 10 * time.Second
+	readyPoll    = 5 * time.Millisecond
+	// unmountTimeout bounds the wait for the serve loop after unmount.
+	unmountTimeout = 10 * time.Second
+	// probeTimeout bounds CheckMount's statfs: a hung daemon counts as
+	// broken.
+	probeTimeout = 5 * time.Second
+	// handshakeTimeout bounds reading a handover request (TAKEOVER).
+	handshakeTimeout = 10 * time.Second
+	// drainTimeout bounds how long a handover waits for running requests.
+	drainTimeout = 30 * time.Second
+	// successorTimeout bounds how long the daemon waits for the
+	// successor's READY (it rebuilds every node and open file meanwhile).
+	successorTimeout = 2 * time.Minute
+	// takeoverTimeout bounds the successor's receiving of the state.
+	takeoverTimeout = time.Minute
+)
 
-	// restore maps kernel node ids to nodes rebuilt from a predecessor's
-	// handover; LookupNode serves them.
-	restoreMu sync.Mutex
-	restore   map[uint64]*node
-
-	// nodes are the live nodes by inode number (= kernel node id).
-	nodesMu sync.Mutex
-	nodes   map[uint64]*node
-
-	usersMu sync.Mutex
-	users   map[string]uint32
-	groups  map[string]uint32
-}
-
-func newFilesystem(cfg Config, logger klog.Logger) *filesystem {
-	return &filesystem{cfg: cfg, c: cfg.Client, metrics: newMetrics(), logger: logger,
-		users: map[string]uint32{}, groups: map[string]uint32{}, restore: map[uint64]*node{}, nodes: map[uint64]*node{}}
-}
-
-func (f *filesystem) track(n *node) {
-	f.nodesMu.Lock()
-	defer f.nodesMu.Unlock()
-	ino := n.StableAttr().Ino
-	//lint:ignore SA1019 OnForget also untracks; this covers the window between the kernel's FORGET and OnForget.
-	if old, ok := f.nodes[ino]; !ok || old.Forgotten() {
-		f.nodes[ino] = n
-	}
-}
-
-func (f *filesystem) untrack(n *node) {
-	f.nodesMu.Lock()
-	defer f.nodesMu.Unlock()
-	ino := n.StableAttr().Ino
-	if f.nodes[ino] == n {
-		delete(f.nodes, ino)
-	}
-}
-
-func (f *filesystem) node(ino uint64) *node {
-	f.nodesMu.Lock()
-	defer f.nodesMu.Unlock()
-	return f.nodes[ino]
-}
-
-// ctx returns a context for a Alcove call made on behalf of a FUSE request.
-func opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-}
-
-// errno maps an Alcove error to the errno the caller sees.
-func errno(err error) syscall.Errno {
-	if err == nil {
-		return 0
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return syscall.EINTR
-	}
-	return meta.Errno(err)
-}
-
-// checkName rejects names the namespace cannot hold.
-func checkName(name string) syscall.Errno {
-	if len(name) > meta.MaxNameLength {
-		return syscall.ENAMETOOLONG
-	}
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-		return syscall.EINVAL
-	}
-	return 0
-}
-
-// ino is the inode number shown for an Alcove file: its file id. The root
-// of the mount is always FUSE's root id.
-func ino(info *apiv1.FileInfo) uint64 { return uint64(info.GetFileId()) }
-
-func (f *filesystem) uid(owner string) uint32 {
-	return f.idOf(owner, f.users, func(s string) (string, error) {
-		u, err := user.Lookup(s)
-		if err != nil {
-			return "", err
-		}
-		return u.Uid, nil
-	})
-}
-
-func (f *filesystem) gid(group string) uint32 {
-	return f.idOf(group, f.groups, func(s string) (string, error) {
-		g, err := user.LookupGroup(s)
-		if err != nil {
-			return "", err
-		}
-		return g.Gid, nil
-	})
-}
-
-// idOf turns a stored owner (numeric, or a name resolved locally) into an id.
-func (f *filesystem) idOf(s string, cache map[string]uint32, lookup func(string) (string, error)) uint32 {
-	if s == "" {
-		return 0
-	}
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return uint32(n)
-	}
-	f.usersMu.Lock()
-	defer f.usersMu.Unlock()
-	if id, ok := cache[s]; ok {
-		return id
-	}
-	var id uint32
-	if v, err := lookup(s); err == nil {
-		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-			id = uint32(n)
-		}
-	}
-	cache[s] = id
-	return id
-}
-
-// fillAttr converts Alcove metadata to a FUSE attribute.
-func (f *filesystem) fillAttr(info *apiv1.FileInfo, out *gofuse.Attr) {
-	mode := info.GetMode() & 0o7777
-	if info.GetFolder() {
-		if mode == 0 {
-			mode = 0o755
-		}
-		out.Mode = syscall.S_IFDIR | mode
-		out.Nlink = 2
-		out.Size = 4096
-	} else {
-		if mode == 0 {
-			mode = 0o644
-		}
-		out.Mode = syscall.S_IFREG | mode
-		out.Nlink = 1
-		out.Size = uint64(max(info.GetLength(), 0))
-	}
-	out.Ino = ino(info)
-	ms := info.GetLastModificationTimeMs()
-	out.SetTimes(nil, ptrTime(ms), ptrTime(ms))
-	out.Uid = f.uid(info.GetOwner())
-	out.Gid = f.gid(info.GetGroup())
-	out.Blksize = 1 << 20
-}
-
-func ptrTime(ms int64) *time.Time {
-	t := time.UnixMilli(ms)
-	return &t
-}
-
-// statfs reports the local worker's cache (all workers' when none is local).
-func (f *filesystem) statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno {
-	ws, err := f.c.Workers(ctx)
-	if err != nil {
-		return errno(err)
-	}
-	var capacity, used int64
-	node := f.c.Config().Node
-	local := false
-	for _, w := range ws {
-		if w.GetNode() == node && w.GetState() != "LOST" {
-			local = true
-		}
-	}
-	for _, w := range ws {
-		if w.GetState() == "LOST" || (local && w.GetNode() != node) {
-			continue
-		}
-		for _, t := range w.GetTiers() {
-			capacity += t.GetCapacityBytes()
-			used += t.GetUsedBytes()
-		}
-	}
-	const bsize = 4096
-	out.Bsize = bsize
-	out.Frsize = bsize
-	out.NameLen = meta.MaxNameLength
-	out.Blocks = uint64(capacity / bsize)
-	free := max(capacity-used, 0)
-	out.Bfree = uint64(free / bsize)
-	out.Bavail = out.Bfree
-	out.Files = 1 << 40
-	out.Ffree = 1 << 40
-	return 0
-}
+// FUSE protocol numbers go-fuse does not export (include/uapi/linux/fuse.h).
+const (
+	opcodeInit       = 26 // FUSE_INIT
+	notifyCodeResend = 7  // FUSE_NOTIFY_RESEND (Linux 6.9+), sent as the error field
+)
 
 // Server is a mounted (or taken over) Alcove filesystem.
 type Server struct {
-	fsys   *filesystem
+	cfg    Config
+	vfs    *vfs.VFS
+	root   *node
 	raw    *rawFS
 	srv    *gofuse.Server
 	fd     int // the /dev/fuse connection
@@ -302,10 +139,10 @@ type Server struct {
 }
 
 // Registry is the mount's metrics registry.
-func (s *Server) Registry() *prometheus.Registry { return s.fsys.metrics.reg }
+func (s *Server) Registry() *prometheus.Registry { return s.vfs.Metrics().Registry }
 
 // ReadRequests is how many READ requests reached the daemon.
-func (s *Server) ReadRequests() int64 { return s.fsys.metrics.readRequests.Load() }
+func (s *Server) ReadRequests() int64 { return s.vfs.Metrics().ReadRequests.Load() }
 
 // MountPoint is where the filesystem is mounted.
 func (s *Server) MountPoint() string { return s.mnt }
@@ -347,7 +184,7 @@ func (s *Server) Unmount() error {
 	}
 	select {
 	case <-s.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(unmountTimeout):
 		return fmt.Errorf("unmount %s: serve loop did not stop", s.mnt)
 	}
 	return nil

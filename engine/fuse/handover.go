@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/vfs"
 )
 
 // The handover protocol, on a unix stream socket the running daemon
@@ -57,21 +57,11 @@ type handoverState struct {
 	StageDir   string      `json:"stageDir"`
 }
 
+// nodeState is a node as the VFS hands it over, with the kernel's lookup
+// count (the same JSON as before the VFS existed: the fields are inlined).
 type nodeState struct {
-	Ino     uint64      `json:"ino"`
-	Parent  uint64      `json:"parent,omitempty"`
-	Name    string      `json:"name,omitempty"`
-	Path    string      `json:"path"`
-	Dir     bool        `json:"dir,omitempty"`
-	FileID  int64       `json:"fileId"`
-	Lookups uint64      `json:"lookups"`
-	Stage   *stageState `json:"stage,omitempty"`
-}
-
-type stageState struct {
-	Path  string `json:"path"`
-	Size  int64  `json:"size"`
-	Dirty bool   `json:"dirty"`
+	vfs.NodeState
+	Lookups uint64 `json:"lookups"`
 }
 
 type fileState struct {
@@ -130,7 +120,7 @@ func (s *Server) serveHandover(c *net.UnixConn) (handedOver bool) {
 		}
 	}()
 	logger := s.logger.WithValues("handover", c.RemoteAddr())
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
 	br := bufio.NewReader(c)
 	line, err := br.ReadString('\n')
 	if err != nil || line != "TAKEOVER\n" {
@@ -138,21 +128,26 @@ func (s *Server) serveHandover(c *net.UnixConn) (handedOver bool) {
 		return false
 	}
 	logger.Info("Successor asks for the mount; draining requests")
-	if !s.raw.gate.freeze(30 * time.Second) {
+	if !s.raw.gate.freeze(drainTimeout) {
 		s.raw.gate.thaw()
-		fmt.Fprintf(c, "FAIL requests still running after 30s\n")
+		fmt.Fprintf(c, "FAIL requests still running after %v\n", drainTimeout)
 		logger.Info("Handover refused: requests still running")
 		return false
 	}
-	// Let replies of the last requests reach the kernel.
-	time.Sleep(20 * time.Millisecond)
+	// No request runs now, though go-fuse may still be writing the last
+	// replies (it writes after the handler returns). The snapshot does
+	// not depend on them: it holds what the handlers did, the kernel gets
+	// those replies from this process, which lives until READY and
+	// beyond, and a request this process never answers is queued again
+	// by the successor's FUSE_NOTIFY_RESEND, sent only once this process
+	// has exited.
 	st := s.snapshot()
 	body, err := json.Marshal(st)
 	if err == nil {
 		err = sendWithFd(c, body, s.fd)
 	}
 	if err == nil {
-		c.SetDeadline(time.Now().Add(2 * time.Minute))
+		c.SetDeadline(time.Now().Add(successorTimeout))
 		line, err = br.ReadString('\n')
 		if err == nil && line != "READY\n" {
 			err = fmt.Errorf("successor: %s", strings.TrimSpace(line))
@@ -172,10 +167,9 @@ func (s *Server) serveHandover(c *net.UnixConn) (handedOver bool) {
 
 func (s *Server) snapshot() *handoverState {
 	r := s.raw
-	fsys := s.fsys
 	st := &handoverState{
-		Version: handoverVersion, MountPoint: s.mnt, Root: fsys.cfg.Root,
-		WriteType: int32(fsys.cfg.WriteType), StageDir: fsys.cfg.StageDir,
+		Version: handoverVersion, MountPoint: s.mnt, Root: s.cfg.Root,
+		WriteType: int32(s.cfg.WriteType), StageDir: s.cfg.StageDir,
 	}
 	ks := s.srv.KernelSettings()
 	st.Init = append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(ks)), unsafe.Sizeof(*ks))...)
@@ -199,25 +193,13 @@ func (s *Server) snapshot() *handoverState {
 			return
 		}
 		seen[id] = true
-		n := fsys.node(id)
+		n := s.vfs.Node(id)
 		if n == nil {
 			return
 		}
-		ns := nodeState{Ino: id, Path: n.path(), Dir: n.dir, Lookups: want[id]}
-		n.mu.Lock()
-		ns.FileID = n.fileID
-		if n.stage != nil {
-			ns.Stage = &stageState{Path: n.stage.path, Size: n.stage.Size(), Dirty: n.stage.dirty}
-		}
-		n.mu.Unlock()
-		if name, parent := n.Parent(); parent != nil {
-			ns.Name = name
-			ns.Parent = parent.StableAttr().Ino
-			if parent == fsys.root.EmbeddedInode() {
-				ns.Parent = gofuse.FUSE_ROOT_ID
-			} else {
-				add(ns.Parent)
-			}
+		ns := nodeState{NodeState: n.State(), Lookups: want[id]}
+		if ns.Parent != 0 {
+			add(ns.Parent)
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
@@ -239,7 +221,7 @@ func Takeover(ctx context.Context, cfg Config, socket string) (*Server, error) {
 	}
 	c := conn.(*net.UnixConn)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Minute))
+	c.SetDeadline(time.Now().Add(takeoverTimeout))
 	if _, err := io.WriteString(c, "TAKEOVER\n"); err != nil {
 		return nil, fmt.Errorf("ask for handover: %w", err)
 	}
@@ -267,14 +249,17 @@ func Takeover(ctx context.Context, cfg Config, socket string) (*Server, error) {
 		return fail(err)
 	}
 	logger := klog.FromContext(ctx).WithValues("mountPoint", cfg.MountPoint, "root", cfg.Root)
-	s, raw, opts := newServer(cfg, logger)
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx = klog.NewContext(ctx, logger)
+	octx, cancel := context.WithTimeout(ctx, rootStatTimeout)
 	defer cancel()
 	info, err := cfg.Client.GetStatus(octx, cfg.Root)
 	if err != nil {
 		return fail(fmt.Errorf("stat root %s: %w", cfg.Root, err))
 	}
-	s.fsys.root.fileID = info.GetFileId()
+	s, raw, opts, err := newServer(ctx, cfg, info.GetFileId())
+	if err != nil {
+		return fail(err)
+	}
 
 	srv, sfd, err := serverFromInit(raw, opts, st.Init, fd)
 	if err != nil {
@@ -322,7 +307,7 @@ func serverFromInit(raw gofuse.RawFileSystem, opts *fs.Options, init []byte, fus
 	}
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&in)), unsafe.Sizeof(in)), init)
 	in.Length = uint32(unsafe.Sizeof(in))
-	in.Opcode = 26 // FUSE_INIT
+	in.Opcode = opcodeInit
 	in.Unique = 1
 	in.NodeId = 0
 	in.TotalExtlen = 0
@@ -342,30 +327,18 @@ func serverFromInit(raw gofuse.RawFileSystem, opts *fs.Options, init []byte, fus
 	return srv, sp[0], nil
 }
 
-// restore rebuilds the predecessor's nodes (with the kernel's lookup
-// counts), stages and open files.
+// restore rebuilds the predecessor's nodes (in the VFS, then in go-fuse
+// with the kernel's lookup counts), stages and open files.
 func (s *Server) restore(ctx context.Context, st *handoverState) error {
-	fsys, r := s.fsys, s.raw
-	bridge := r.RawFileSystem
-	sort.Slice(st.Nodes, func(i, j int) bool {
-		return strings.Count(st.Nodes[i].Path, "/") < strings.Count(st.Nodes[j].Path, "/")
-	})
-	fsys.restoreMu.Lock()
-	for _, ns := range st.Nodes {
-		n := &node{fsys: fsys, dir: ns.Dir, fileID: ns.FileID}
-		p := ns.Path
-		n.restorePath.Store(&p)
-		if ns.Stage != nil {
-			f, err := os.OpenFile(ns.Stage.Path, os.O_RDWR, 0)
-			if err != nil {
-				fsys.restoreMu.Unlock()
-				return fmt.Errorf("reopen staging file of %s: %w", ns.Path, err)
-			}
-			n.stage = &stage{f: f, path: ns.Stage.Path, size: ns.Stage.Size, dirty: ns.Stage.Dirty}
-		}
-		fsys.restore[ns.Ino] = n
+	r := s.raw
+	bridge := r.bridge
+	nodes := make([]vfs.NodeState, len(st.Nodes))
+	for i, ns := range st.Nodes {
+		nodes[i] = ns.NodeState
 	}
-	fsys.restoreMu.Unlock()
+	if err := s.vfs.Restore(nodes); err != nil {
+		return err
+	}
 	for _, ns := range st.Nodes {
 		var out gofuse.EntryOut
 		for i := uint64(0); i < max(ns.Lookups, 1); i++ {
@@ -377,21 +350,21 @@ func (s *Server) restore(ctx context.Context, st *handoverState) error {
 			r.lookups[ns.Ino] = ns.Lookups
 		}
 	}
-	// Link nodes under their parents so paths follow later renames.
+	// Link the go-fuse inodes under their parents too, as the kernel
+	// sees them (the VFS has its own tree already).
 	for _, ns := range st.Nodes {
 		if ns.Parent == 0 || ns.Name == "" {
 			continue
 		}
-		child := fsys.node(ns.Ino)
-		parent := fsys.root
+		parent := s.root.EmbeddedInode()
+		cin := s.root.m.restored(ns.Ino)
 		if ns.Parent != gofuse.FUSE_ROOT_ID {
-			parent = fsys.node(ns.Parent)
+			parent = s.root.m.restored(ns.Parent)
 		}
-		if child == nil || parent == nil {
+		if cin == nil || parent == nil {
 			continue
 		}
-		parent.AddChild(ns.Name, child.EmbeddedInode(), true)
-		child.restorePath.Store(nil)
+		parent.AddChild(ns.Name, cin, true)
 	}
 	for _, f := range st.Files {
 		out := gofuse.OpenOut{}
@@ -409,22 +382,7 @@ func (s *Server) restore(ctx context.Context, st *handoverState) error {
 		r.files[f.Fh] = &kfile{bridgeFh: out.Fh, NodeID: f.NodeID, Flags: f.Flags, Dir: f.Dir}
 	}
 	r.nextFh = max(r.nextFh, st.NextFh)
-	// Stages no open file references any more still carry data.
-	for _, ns := range st.Nodes {
-		n := fsys.node(ns.Ino)
-		if n == nil || ns.Stage == nil {
-			continue
-		}
-		n.mu.Lock()
-		stg := n.stage
-		n.mu.Unlock()
-		if stg != nil && stg.refs == 0 {
-			stg.refs = 1
-			if e := n.releaseStage(ctx, stg); e != 0 {
-				s.logger.Error(e, "Commit of a handed-over staging file failed", "path", ns.Path)
-			}
-		}
-	}
+	s.vfs.FinishRestore(ctx)
 	return nil
 }
 
@@ -433,7 +391,7 @@ func (s *Server) restore(ctx context.Context, st *handoverState) error {
 func notifyResend(fd int) error {
 	var hdr [16]byte
 	binary.LittleEndian.PutUint32(hdr[0:], 16)
-	binary.LittleEndian.PutUint32(hdr[4:], 7) // FUSE_NOTIFY_RESEND as the error field
+	binary.LittleEndian.PutUint32(hdr[4:], notifyCodeResend)
 	_, err := syscall.Write(fd, hdr[:])
 	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EINVAL) {
 		return fmt.Errorf("kernel lacks FUSE_NOTIFY_RESEND: %w", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/worker"
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 const testNode = "fuse-test-node"
@@ -42,12 +43,8 @@ type clusterOpts struct {
 
 func startCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE tests mount with mount(2) and need root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
+	prereq.Root(t) // mount(2)
+	prereq.DevFuse(t)
 	if o.quota == 0 {
 		o.quota = 256 << 20
 	}

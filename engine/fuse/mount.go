@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/vfs"
 )
 
 // Mount mounts cfg.Root of Alcove at cfg.MountPoint and serves it until
@@ -32,6 +33,7 @@ func Mount(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.MountPoint = mnt
 	logger := klog.FromContext(ctx).WithValues("mountPoint", mnt, "root", cfg.Root)
+	ctx = klog.NewContext(ctx, logger)
 	switch state, err := CheckMount(mnt); {
 	case err != nil:
 		return nil, err
@@ -43,7 +45,7 @@ func Mount(ctx context.Context, cfg Config) (*Server, error) {
 	case state == MountHealthy:
 		return nil, fmt.Errorf("mount %s: %w: a live filesystem is already mounted there", mnt, syscall.EBUSY)
 	}
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	octx, cancel := context.WithTimeout(ctx, rootStatTimeout)
 	defer cancel()
 	info, err := cfg.Client.GetStatus(octx, cfg.Root)
 	if err != nil {
@@ -52,8 +54,10 @@ func Mount(ctx context.Context, cfg Config) (*Server, error) {
 	if !info.GetFolder() {
 		return nil, fmt.Errorf("mount %s: %w", cfg.Root, meta.ErrNotDirectory)
 	}
-	s, raw, opts := newServer(cfg, logger)
-	s.fsys.root.fileID = info.GetFileId()
+	s, raw, opts, err := newServer(ctx, cfg, info.GetFileId())
+	if err != nil {
+		return nil, err
+	}
 
 	fd, err := mountDirect(mnt, &opts.MountOptions)
 	if err != nil {
@@ -75,16 +79,27 @@ func Mount(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// newServer builds the node tree and raw layer shared by Mount and Takeover.
-func newServer(cfg Config, logger klog.Logger) (*Server, *rawFS, *fs.Options) {
-	fsys := newFilesystem(cfg, logger)
-	root := &node{fsys: fsys, dir: true}
-	fsys.root = root
+// newServer builds the VFS, node tree and raw layer shared by Mount and
+// Takeover; rootID is the Alcove file id of cfg.Root.
+func newServer(ctx context.Context, cfg Config, rootID int64) (*Server, *rawFS, *fs.Options, error) {
+	logger := klog.FromContext(ctx)
+	v, err := vfs.New(ctx, vfs.Config{Root: cfg.Root, WriteType: cfg.WriteType, StageDir: cfg.StageDir,
+		Node: cfg.Client.Config().Node, DisablePassthrough: cfg.DisablePassthrough}, cfg.Client, rootID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m := &mount{v: v, rebuilt: map[uint64]*fs.Inode{}}
+	root := &node{m: m, v: v, vn: v.Root()}
 	opts := mountOptions(&cfg)
 	bridge := fs.NewNodeFS(root, opts)
-	raw := newRawFS(bridge, fsys.metrics)
-	s := &Server{fsys: fsys, raw: raw, mnt: cfg.MountPoint, logger: logger, done: make(chan struct{})}
-	return s, raw, opts
+	raw := newRawFS(bridge, v.Metrics(), func(ino uint64) func() {
+		if vn := v.Node(ino); vn != nil {
+			return vn.BeginRelease()
+		}
+		return func() {}
+	})
+	s := &Server{cfg: cfg, vfs: v, root: root, raw: raw, mnt: cfg.MountPoint, logger: logger, done: make(chan struct{})}
+	return s, raw, opts, nil
 }
 
 // start serves srv, whose /dev/fuse fd is fd.
@@ -95,10 +110,10 @@ func (s *Server) start(srv *gofuse.Server, fd int) {
 		srv.Serve()
 		s.finish(nil)
 	}()
-	if s.fsys.cfg.HandoverSocket != "" {
-		h, err := s.listenHandover(s.fsys.cfg.HandoverSocket)
+	if s.cfg.HandoverSocket != "" {
+		h, err := s.listenHandover(s.cfg.HandoverSocket)
 		if err != nil {
-			s.logger.Error(err, "Cannot offer handover", "socket", s.fsys.cfg.HandoverSocket)
+			s.logger.Error(err, "Cannot offer handover", "socket", s.cfg.HandoverSocket)
 		} else {
 			s.handover = h
 		}
@@ -107,13 +122,13 @@ func (s *Server) start(srv *gofuse.Server, fd int) {
 
 // waitReady waits until the mount answers and raises its readahead.
 func (s *Server) waitReady() error {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(readyTimeout)
 	for {
 		var st unix.Stat_t
 		err := unix.Stat(s.mnt, &st)
 		if err == nil {
 			pollHack(s.mnt)
-			if kb := s.fsys.cfg.ReadAheadKB; kb > 0 {
+			if kb := s.cfg.ReadAheadKB; kb > 0 {
 				p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
 				if werr := os.WriteFile(p, []byte(fmt.Sprint(kb)), 0); werr != nil {
 					s.logger.V(2).Info("Cannot raise readahead", "path", p, "err", werr)
@@ -124,7 +139,7 @@ func (s *Server) waitReady() error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("mount %s does not answer: %w", s.mnt, err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(readyPoll)
 	}
 }
 
@@ -240,7 +255,7 @@ func probe(mnt string) error {
 	select {
 	case err := <-ch:
 		return err
-	case <-time.After(5 * time.Second):
+	case <-time.After(probeTimeout):
 		return syscall.ENOTCONN
 	}
 }

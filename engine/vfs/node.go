@@ -1,0 +1,187 @@
+package vfs
+
+import (
+	"slices"
+	"sync"
+	"syscall"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// Node is a file or directory, identified by its inode number: the Alcove
+// file id it was first seen with. The inode number stays while the node
+// lives, even when a commit gives the file a new id. Its place in the tree
+// (parent and name) is the VFS's, kept up to date by Lookup, Create,
+// Mkdir, Rename, Unlink and Rmdir; its Alcove path is derived from it.
+type Node struct {
+	v   *VFS
+	ino uint64
+	dir bool
+
+	// Tree links, guarded by v.treeMu. A node with no parent is the root,
+	// unlinked (removed or replaced by a rename), or a node handed over
+	// without its parent (orphanPath set).
+	parent     *Node
+	name       string
+	children   map[string]*Node
+	orphanPath string
+
+	openMu sync.Mutex // serializes opens: the io-mode decision must see the other opens
+	mu     sync.Mutex
+	cond   *sync.Cond // on mu; broadcast when an open count or releasing drops
+	fileID int64      // current Alcove file id
+	stage  *stage     // written, possibly uncommitted content
+	// openPassthrough / openCached count open handles by kernel io mode:
+	// the kernel refuses to mix passthrough and page-cache opens of one
+	// inode.
+	openPassthrough int
+	openCached      int
+	pt              *client.LocalFile // leased cache file while openPassthrough > 0
+	// releasing counts RELEASE requests of this node in progress at the
+	// FUSE layer (BeginRelease); opens wait for them.
+	releasing int
+	// cachedVersion is the (file id, length, mtime) last served with
+	// KeepCache; a change drops the kernel's page cache.
+	cachedVersion string
+}
+
+func (v *VFS) newNode(ino uint64, dir bool, fileID int64) *Node {
+	n := &Node{v: v, ino: ino, dir: dir, fileID: fileID}
+	n.cond = sync.NewCond(&n.mu)
+	return n
+}
+
+// Ino is the node's inode number.
+func (n *Node) Ino() uint64 { return n.ino }
+
+// IsDir reports whether the node is a directory.
+func (n *Node) IsDir() bool { return n.dir }
+
+// path is the node's Alcove path; false when the node is no longer in
+// the namespace (unlinked, or under an unlinked directory).
+func (n *Node) path() (string, bool) {
+	n.v.treeMu.RLock()
+	defer n.v.treeMu.RUnlock()
+	return n.pathLocked()
+}
+
+func (n *Node) pathLocked() (string, bool) {
+	var names []string
+	x := n
+	for x != n.v.root {
+		if x.parent == nil {
+			if x.orphanPath == "" {
+				return "", false
+			}
+			return meta.Join(x.orphanPath, reversed(names)...), true
+		}
+		names = append(names, x.name)
+		x = x.parent
+	}
+	return meta.Join(n.v.cfg.Root, reversed(names)...), true
+}
+
+func reversed(s []string) []string {
+	slices.Reverse(s)
+	return s
+}
+
+// childPath is the Alcove path of name in directory n.
+func (n *Node) childPath(name string) (string, syscall.Errno) {
+	p, ok := n.path()
+	if !ok {
+		return "", syscall.ENOENT
+	}
+	return meta.Join(p, name), 0
+}
+
+// pathOrErr is n's path, or ENOENT for an unlinked node.
+func (n *Node) pathOrErr() (string, syscall.Errno) {
+	p, ok := n.path()
+	if !ok {
+		return "", syscall.ENOENT
+	}
+	return p, 0
+}
+
+// linkChild returns the node for info at name in n, reusing the node the
+// VFS has for it: the one at name when it still is the same Alcove file (a
+// commit keeps the node, not the id), else the one with its inode number.
+func (n *Node) linkChild(name string, info *apiv1.FileInfo) *Node {
+	v := n.v
+	v.treeMu.Lock()
+	defer v.treeMu.Unlock()
+	if ch := n.children[name]; ch != nil && ch.dir == info.GetFolder() && ch.currentID() == info.GetFileId() {
+		return ch
+	}
+	ch := v.nodes[inoOf(info)]
+	if ch == nil || ch.dir != info.GetFolder() {
+		ch = v.newNode(inoOf(info), info.GetFolder(), info.GetFileId())
+		v.nodes[ch.ino] = ch
+	}
+	v.attachLocked(n, name, ch)
+	return ch
+}
+
+func (n *Node) currentID() int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.fileID
+}
+
+// attachLocked links ch as name in parent, unlinking whatever was there
+// and wherever ch was before. v.treeMu is held.
+func (v *VFS) attachLocked(parent *Node, name string, ch *Node) {
+	if old := parent.children[name]; old != nil && old != ch {
+		v.detachLocked(old)
+	}
+	v.detachLocked(ch)
+	if parent.children == nil {
+		parent.children = map[string]*Node{}
+	}
+	parent.children[name] = ch
+	ch.parent, ch.name, ch.orphanPath = parent, name, ""
+}
+
+// detachLocked unlinks n from its parent. v.treeMu is held.
+func (v *VFS) detachLocked(n *Node) {
+	if n.parent != nil && n.parent.children[n.name] == n {
+		delete(n.parent.children, n.name)
+	}
+	n.parent, n.name = nil, ""
+}
+
+// unlinkChild drops name from n's children (after a successful remove).
+func (n *Node) unlinkChild(name string) {
+	n.v.treeMu.Lock()
+	defer n.v.treeMu.Unlock()
+	if ch := n.children[name]; ch != nil {
+		n.v.detachLocked(ch)
+	}
+}
+
+// Forget drops a node nobody references any more (the kernel forgot it).
+func (v *VFS) Forget(n *Node) {
+	if n == v.root {
+		return
+	}
+	v.treeMu.Lock()
+	defer v.treeMu.Unlock()
+	if v.nodes[n.ino] == n {
+		delete(v.nodes, n.ino)
+	}
+	v.detachLocked(n)
+}
+
+// Parent returns n's parent's inode number and n's name in it; false when
+// n is the root or not linked.
+func (n *Node) Parent() (uint64, string, bool) {
+	n.v.treeMu.RLock()
+	defer n.v.treeMu.RUnlock()
+	if n.parent == nil {
+		return 0, "", false
+	}
+	return n.parent.ino, n.name, true
+}

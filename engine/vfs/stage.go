@@ -1,0 +1,238 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// stage is a local file holding a file's content while it is written:
+// writes land here at any offset, reads of the node are served from here,
+// and commit replaces the Alcove file with it.
+type stage struct {
+	mu     sync.RWMutex
+	f      *os.File
+	path   string
+	size   int64 // guarded by mu
+	closed bool  // guarded by mu
+	// dirty: written since the last commit. Set and cleared under mu;
+	// atomic so releaseStage can check it under the node's mu.
+	dirty atomic.Bool
+	refs  int // open references; guarded by the node's mu
+}
+
+func (s *stage) Size() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.size
+}
+
+// errStageClosed: the stage was committed and released during the read.
+var errStageClosed = errors.New("staging file released")
+
+func (s *stage) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, errStageClosed
+	}
+	if off >= s.size {
+		return 0, io.EOF
+	}
+	if rest := s.size - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	return s.f.ReadAt(p, off)
+}
+
+func (s *stage) WriteAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.f.WriteAt(p, off)
+	if end := off + int64(n); end > s.size {
+		s.size = end
+	}
+	if n > 0 {
+		s.dirty.Store(true)
+	}
+	return n, err
+}
+
+func (s *stage) Truncate(size int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.f.Truncate(size); err != nil {
+		return err
+	}
+	s.size = size
+	s.dirty.Store(true)
+	return nil
+}
+
+func (s *stage) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.f.Close()
+	s.mu.Unlock()
+	os.Remove(s.path)
+}
+
+func (n *Node) currentStage() *stage {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stage
+}
+
+// openStage returns the node's stage with a reference, creating it (with
+// the file's current content unless empty) if needed.
+func (n *Node) openStage(ctx context.Context, empty bool) (*stage, syscall.Errno) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stage != nil {
+		n.stage.refs++
+		return n.stage, 0
+	}
+	f, err := os.CreateTemp(n.v.cfg.StageDir, fmt.Sprintf("ino%d-", n.ino))
+	if err != nil {
+		return nil, errno(err)
+	}
+	st := &stage{f: f, path: f.Name(), refs: 1}
+	if !empty {
+		err := n.copyInto(ctx, f, &st.size)
+		if err != nil {
+			f.Close()
+			os.Remove(st.path)
+			return nil, errno(err)
+		}
+	}
+	n.stage = st
+	return st, 0
+}
+
+// copyInto copies the file's committed content into f.
+func (n *Node) copyInto(ctx context.Context, f *os.File, size *int64) error {
+	p, e := n.pathOrErr()
+	if e != 0 {
+		return e
+	}
+	r, err := n.v.c.OpenFile(ctx, p, apiv1.ReadType_READ_TYPE_UNSPECIFIED)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	*size, err = io.Copy(f, r)
+	return err
+}
+
+// releaseStage drops a reference; the last one commits what is left and
+// removes the staging file. Only the holder of the last reference
+// commits, and it looks again after the commit: a writer that opened the
+// stage during the commit holds a reference of its own then (and commits
+// later), one that wrote and released meanwhile left it dirty.
+func (n *Node) releaseStage(ctx context.Context, st *stage) syscall.Errno {
+	var e syscall.Errno
+	for {
+		n.mu.Lock()
+		if st.refs > 1 {
+			st.refs--
+			n.mu.Unlock()
+			return e
+		}
+		if e != 0 || !st.dirty.Load() {
+			st.refs = 0
+			if n.stage == st {
+				n.stage = nil
+			}
+			n.mu.Unlock()
+			st.close()
+			return e
+		}
+		n.mu.Unlock()
+		e = n.commit(ctx, st)
+	}
+}
+
+// commit replaces the Alcove file with the stage's content when it has
+// changes: written to a temporary sibling, then renamed over the file, so
+// a failed commit leaves the previous content in place.
+func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.dirty.Load() {
+		return 0
+	}
+	c := n.v.c
+	p, ok := n.path()
+	if !ok {
+		st.dirty.Store(false) // unlinked while open: the data goes with it
+		return 0
+	}
+	old, err := c.GetStatus(ctx, p)
+	if errors.Is(err, meta.ErrNotFound) {
+		st.dirty.Store(false) // removed behind the mount's back
+		return 0
+	}
+	if err != nil {
+		return errno(err)
+	}
+	if old.GetFolder() {
+		return syscall.EISDIR
+	}
+	tmp := meta.Join(meta.Parent(p), fmt.Sprintf("%s%d-%x", commitPrefix, old.GetFileId(), rand.Uint64()))
+	w, err := c.Create(ctx, tmp, client.WriteOptions{Mode: old.GetMode() & 0o7777, WriteType: n.v.cfg.WriteType, BlockSize: old.GetBlockSizeBytes()})
+	if err != nil {
+		return errno(err)
+	}
+	if _, err := w.ReadFrom(io.NewSectionReader(st.f, 0, st.size)); err != nil {
+		w.Abort()
+		n.v.logger.Error(err, "Commit failed", "path", p)
+		return errno(err)
+	}
+	if err := w.Close(); err != nil {
+		n.v.logger.Error(err, "Commit failed", "path", p)
+		return errno(err)
+	}
+	if err := c.Rename(ctx, tmp, p, true); err != nil {
+		_ = c.Delete(context.WithoutCancel(ctx), tmp, false, false)
+		return errno(err)
+	}
+	if old.GetOwner() != w.Info().GetOwner() || old.GetGroup() != w.Info().GetGroup() {
+		o, g := old.GetOwner(), old.GetGroup()
+		if err := c.SetAttribute(ctx, &apiv1.SetAttributeRequest{Path: p, Owner: &o, Group: &g}); err != nil {
+			n.v.logger.Error(err, "Restore owner after commit", "path", p)
+		}
+	}
+	n.mu.Lock()
+	n.fileID = w.Info().GetFileId()
+	n.mu.Unlock()
+	st.dirty.Store(false)
+	n.v.metrics.Commits.Inc()
+	n.v.metrics.CommitBytes.Add(float64(st.size))
+	return 0
+}
+
+// checkSpace fails a write with ENOSPC when the staged size can never fit
+// the cache and the write type needs the cache (MUST_CACHE).
+func (v *VFS) checkSpace(ctx context.Context, size int64) syscall.Errno {
+	if v.cfg.WriteType != apiv1.WriteType_MUST_CACHE || size < 1<<20 || size&(1<<20-1) > 1<<17 {
+		return 0 // checked about once per MiB
+	}
+	var out Statfs
+	if e := v.statfs(ctx, &out); e != 0 {
+		return 0
+	}
+	if total := int64(out.Blocks) * int64(out.Bsize); total > 0 && size > total {
+		return syscall.ENOSPC
+	}
+	return 0
+}

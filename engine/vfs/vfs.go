@@ -1,0 +1,291 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/meta"
+)
+
+// Client is what the VFS needs of Alcove's client; *client.Client
+// satisfies it.
+type Client interface {
+	GetStatus(ctx context.Context, path string) (*apiv1.FileInfo, error)
+	ListStatus(ctx context.Context, path string, recursive, syncUfs bool) ([]*apiv1.FileInfo, error)
+	Mkdir(ctx context.Context, path string, recursive, allowExists bool, mode uint32) (*apiv1.FileInfo, error)
+	Create(ctx context.Context, path string, opts client.WriteOptions) (*client.Writer, error)
+	Delete(ctx context.Context, path string, recursive, alcoveOnly bool) error
+	Rename(ctx context.Context, src, dst string, overwrite bool) error
+	SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error
+	OpenFile(ctx context.Context, path string, readType apiv1.ReadType) (*client.Reader, error)
+	OpenLocalFile(ctx context.Context, info *apiv1.FileInfo) (*client.LocalFile, error)
+	Workers(ctx context.Context) ([]*apiv1.WorkerInfo, error)
+}
+
+var _ Client = (*client.Client)(nil)
+
+// RootIno is the root directory's inode number (FUSE's root node id).
+const RootIno uint64 = 1
+
+// opTimeout bounds one Alcove call made for an operation; the caller then
+// sees EINTR. Operations do not follow the request's cancellation: a
+// commit must not stop half-way because the process was interrupted.
+const opTimeout = 5 * time.Minute
+
+// Config configures a VFS.
+type Config struct {
+	// Root is the Alcove path shown as the root directory (cleaned; "/").
+	Root string
+	// WriteType is used when staged files are committed.
+	WriteType apiv1.WriteType
+	// StageDir holds the staging files of files being written; it must
+	// exist.
+	StageDir string
+	// Node is this machine's node name: whether a worker is local.
+	Node string
+	// DisablePassthrough serves every read through the VFS.
+	DisablePassthrough bool
+}
+
+// Caller is the process an operation is made for (FUSE passes it with
+// every request). Permission checks (see access) take it.
+type Caller struct {
+	Uid, Gid, Pid uint32
+}
+
+// VFS is Alcove's POSIX filesystem state: nodes by inode number, their
+// open handles, stages and io modes. It is safe for concurrent use.
+type VFS struct {
+	cfg     Config
+	c       Client
+	metrics *Metrics
+	logger  klog.Logger
+	root    *Node
+
+	// treeMu guards every node's parent, name, children and orphanPath.
+	treeMu sync.RWMutex
+	nodes  map[uint64]*Node // live nodes by inode number; guarded by treeMu
+
+	usersMu sync.Mutex
+	users   map[string]uint32
+	groups  map[string]uint32
+}
+
+// New returns a VFS over c; rootID is the Alcove file id of cfg.Root.
+func New(ctx context.Context, cfg Config, c Client, rootID int64) (*VFS, error) {
+	root, err := meta.CleanPath(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("vfs root %q: %w", cfg.Root, err)
+	}
+	cfg.Root = root
+	if cfg.StageDir == "" {
+		return nil, fmt.Errorf("%w: vfs needs a stage directory", meta.ErrInvalidArgument)
+	}
+	v := &VFS{cfg: cfg, c: c, metrics: NewMetrics(), logger: klog.FromContext(ctx),
+		nodes: map[uint64]*Node{}, users: map[string]uint32{}, groups: map[string]uint32{}}
+	v.root = v.newNode(RootIno, true, rootID)
+	v.nodes[RootIno] = v.root
+	return v, nil
+}
+
+// Root is the root directory's node.
+func (v *VFS) Root() *Node { return v.root }
+
+// Metrics are the VFS's counters (per VFS, in their own registry).
+func (v *VFS) Metrics() *Metrics { return v.metrics }
+
+// Config is the VFS's configuration (defaults applied).
+func (v *VFS) Config() Config { return v.cfg }
+
+// Node returns the live node with inode number ino, or nil.
+func (v *VFS) Node(ino uint64) *Node {
+	v.treeMu.RLock()
+	defer v.treeMu.RUnlock()
+	return v.nodes[ino]
+}
+
+// opCtx returns the context for the Alcove calls of one operation.
+func opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+}
+
+// errno maps an Alcove error to the errno the caller sees.
+func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return syscall.EINTR
+	}
+	return meta.Errno(err)
+}
+
+// checkName rejects names the namespace cannot hold.
+func checkName(name string) syscall.Errno {
+	if len(name) > meta.MaxNameLength {
+		return syscall.ENAMETOOLONG
+	}
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return syscall.EINVAL
+	}
+	return 0
+}
+
+// Access modes for access.
+const (
+	mayExec  = 1
+	mayWrite = 2
+	mayRead  = 4
+)
+
+// access is where permission checks belong: may c use n for mask
+// (mayRead|mayWrite|mayExec)? Alcove does not check permissions yet (the
+// mount is allow_other without default_permissions, as before the VFS
+// existed); every operation already calls it with its caller.
+func (v *VFS) access(c Caller, n *Node, mask uint32) syscall.Errno {
+	_, _, _ = c, n, mask
+	return 0
+}
+
+// Attr is a node's attributes as stat(2) shows them.
+type Attr struct {
+	Ino     uint64
+	Mode    uint32 // S_IFDIR or S_IFREG | permission bits
+	Nlink   uint32
+	Size    uint64
+	Mtime   time.Time
+	Uid     uint32
+	Gid     uint32
+	Blksize uint32
+}
+
+// IsDir reports whether the attributes are a directory's.
+func (a *Attr) IsDir() bool { return a.Mode&syscall.S_IFMT == syscall.S_IFDIR }
+
+// fillAttr converts Alcove metadata to attributes.
+func (v *VFS) fillAttr(info *apiv1.FileInfo, out *Attr) {
+	mode := info.GetMode() & 0o7777
+	if info.GetFolder() {
+		if mode == 0 {
+			mode = 0o755
+		}
+		out.Mode = syscall.S_IFDIR | mode
+		out.Nlink = 2
+		out.Size = 4096
+	} else {
+		if mode == 0 {
+			mode = 0o644
+		}
+		out.Mode = syscall.S_IFREG | mode
+		out.Nlink = 1
+		out.Size = uint64(max(info.GetLength(), 0))
+	}
+	out.Ino = inoOf(info)
+	out.Mtime = time.UnixMilli(info.GetLastModificationTimeMs())
+	out.Uid = v.uid(info.GetOwner())
+	out.Gid = v.gid(info.GetGroup())
+	out.Blksize = 1 << 20
+}
+
+// inoOf is the inode number a node for an Alcove file gets: its file id.
+func inoOf(info *apiv1.FileInfo) uint64 { return uint64(info.GetFileId()) }
+
+func (v *VFS) uid(owner string) uint32 {
+	return v.idOf(owner, v.users, func(s string) (string, error) {
+		u, err := user.Lookup(s)
+		if err != nil {
+			return "", err
+		}
+		return u.Uid, nil
+	})
+}
+
+func (v *VFS) gid(group string) uint32 {
+	return v.idOf(group, v.groups, func(s string) (string, error) {
+		g, err := user.LookupGroup(s)
+		if err != nil {
+			return "", err
+		}
+		return g.Gid, nil
+	})
+}
+
+// idOf turns a stored owner (numeric, or a name resolved locally) into an id.
+func (v *VFS) idOf(s string, cache map[string]uint32, lookup func(string) (string, error)) uint32 {
+	if s == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n)
+	}
+	v.usersMu.Lock()
+	defer v.usersMu.Unlock()
+	if id, ok := cache[s]; ok {
+		return id
+	}
+	var id uint32
+	if val, err := lookup(s); err == nil {
+		if n, err := strconv.ParseUint(val, 10, 32); err == nil {
+			id = uint32(n)
+		}
+	}
+	cache[s] = id
+	return id
+}
+
+// Statfs is what statfs(2) shows.
+type Statfs struct {
+	Bsize, NameLen                      uint32
+	Blocks, Bfree, Bavail, Files, Ffree uint64
+}
+
+// Statfs reports the local worker's cache (all workers' when none is local).
+func (v *VFS) Statfs(ctx context.Context, out *Statfs) syscall.Errno {
+	octx, cancel := opCtx(ctx)
+	defer cancel()
+	return v.statfs(octx, out)
+}
+
+func (v *VFS) statfs(ctx context.Context, out *Statfs) syscall.Errno {
+	ws, err := v.c.Workers(ctx)
+	if err != nil {
+		return errno(err)
+	}
+	var capacity, used int64
+	node := v.cfg.Node
+	local := false
+	for _, w := range ws {
+		if w.GetNode() == node && w.GetState() != "LOST" {
+			local = true
+		}
+	}
+	for _, w := range ws {
+		if w.GetState() == "LOST" || (local && w.GetNode() != node) {
+			continue
+		}
+		for _, t := range w.GetTiers() {
+			capacity += t.GetCapacityBytes()
+			used += t.GetUsedBytes()
+		}
+	}
+	const bsize = 4096
+	out.Bsize = bsize
+	out.NameLen = meta.MaxNameLength
+	out.Blocks = uint64(capacity / bsize)
+	out.Bfree = uint64(max(capacity-used, 0) / bsize)
+	out.Bavail = out.Bfree
+	out.Files = 1 << 40
+	out.Ffree = 1 << 40
+	return 0
+}
