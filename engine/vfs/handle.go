@@ -75,9 +75,12 @@ func (n *Node) waitLocked(timeout time.Duration, ok func() bool) bool {
 	t := time.AfterFunc(timeout, func() { n.mu.Lock(); n.cond.Broadcast(); n.mu.Unlock() })
 	defer t.Stop()
 	deadline := time.Now().Add(timeout)
+	n.waiting++
+	n.cond.Broadcast()
 	for !ok() && time.Now().Before(deadline) {
 		n.cond.Wait()
 	}
+	n.waiting--
 	return ok()
 }
 

@@ -42,6 +42,7 @@ type Node struct {
 	// releasing counts RELEASE requests of this node in progress at the
 	// FUSE layer (BeginRelease); opens wait for them.
 	releasing int
+	waiting   int // opens waiting in waitLocked (tests watch it)
 	// cachedVersion is the (file id, length, mtime) last served with
 	// KeepCache; a change drops the kernel's page cache.
 	cachedVersion string
