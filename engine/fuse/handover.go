@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/alcove-io/alcove/engine/internal/fdpass"
 	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/vfs"
 )
@@ -402,8 +403,8 @@ func notifyResend(fd int) error {
 func sendWithFd(c *net.UnixConn, body []byte, fd int) error {
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(body)))
-	if _, _, err := c.WriteMsgUnix(n[:], unix.UnixRights(fd), nil); err != nil {
-		return fmt.Errorf("send fd: %w", err)
+	if err := fdpass.Send(c, n[:], fd); err != nil {
+		return err
 	}
 	_, err := c.Write(body)
 	return err
@@ -411,21 +412,9 @@ func sendWithFd(c *net.UnixConn, body []byte, fd int) error {
 
 func recvWithFd(c *net.UnixConn) ([]byte, int, error) {
 	var n [8]byte
-	oob := make([]byte, unix.CmsgSpace(4))
-	got, oobn, _, _, err := c.ReadMsgUnix(n[:], oob)
+	got, fd, err := fdpass.Recv(c, n[:])
 	if err != nil {
 		return nil, -1, err
-	}
-	fd := -1
-	if oobn > 0 {
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err == nil {
-			for _, m := range msgs {
-				if fds, err := unix.ParseUnixRights(&m); err == nil && len(fds) > 0 {
-					fd = fds[0]
-				}
-			}
-		}
 	}
 	if fd < 0 {
 		return nil, -1, fmt.Errorf("%w: no /dev/fuse fd received", meta.ErrUnavailable)
@@ -444,6 +433,5 @@ func recvWithFd(c *net.UnixConn) ([]byte, int, error) {
 		syscall.Close(fd)
 		return nil, -1, err
 	}
-	unix.CloseOnExec(fd)
 	return body, fd, nil
 }

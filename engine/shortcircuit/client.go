@@ -15,6 +15,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/frame"
+	"github.com/alcove-io/alcove/engine/internal/fdpass"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -129,18 +130,17 @@ func (c *Client) exchange(req *apiv1.ShortCircuitRequest) (*apiv1.ShortCircuitRe
 		return nil, nil, fmt.Errorf("send request: %w", err)
 	}
 	// The fd rides on the first bytes of the response: read the header with
-	// ReadMsgUnix so the control message is not lost.
+	// fdpass.Recv so the control message is not lost.
 	var hdr [4]byte
-	oob := make([]byte, unix.CmsgSpace(4))
 	var f *os.File
 	for got := 0; got < len(hdr); {
-		n, oobn, _, _, err := c.conn.ReadMsgUnix(hdr[got:], oob)
-		if oobn > 0 {
-			fd, perr := parseFd(oob[:oobn])
-			if perr != nil {
-				return nil, nil, perr
+		n, fd, err := fdpass.Recv(c.conn, hdr[got:])
+		if fd >= 0 {
+			if f != nil {
+				unix.Close(fd) // one fd per response: do not leak a second
+			} else {
+				f = os.NewFile(uintptr(fd), "alcove-block")
 			}
-			f = os.NewFile(uintptr(fd), "alcove-block")
 		}
 		if err != nil {
 			if f != nil {
@@ -158,29 +158,4 @@ func (c *Client) exchange(req *apiv1.ShortCircuitRequest) (*apiv1.ShortCircuitRe
 		return nil, nil, err
 	}
 	return resp, f, nil
-}
-
-func parseFd(oob []byte) (int, error) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return -1, fmt.Errorf("parse control message: %w", err)
-	}
-	fd := -1
-	for _, m := range msgs {
-		fds, err := unix.ParseUnixRights(&m)
-		if err != nil {
-			continue
-		}
-		for _, x := range fds {
-			if fd < 0 {
-				fd = x
-			} else {
-				unix.Close(x) // never expected: do not leak
-			}
-		}
-	}
-	if fd < 0 {
-		return -1, fmt.Errorf("parse control message: no fd")
-	}
-	return fd, nil
 }

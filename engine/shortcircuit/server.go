@@ -8,12 +8,12 @@ import (
 	"os"
 	"sync"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/frame"
+	"github.com/alcove-io/alcove/engine/internal/fdpass"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -120,11 +120,11 @@ func serveConn(log klog.Logger, c *net.UnixConn, h Handler) {
 			log.Error(err, "encode short-circuit response")
 			return
 		}
-		var oob []byte
+		fd := -1
 		if f != nil {
-			oob = unix.UnixRights(int(f.Fd()))
+			fd = int(f.Fd())
 		}
-		_, _, err = c.WriteMsgUnix(out, oob, nil)
+		err = fdpass.Send(c, out, fd)
 		if f != nil {
 			f.Close()
 		}
