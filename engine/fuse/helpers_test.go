@@ -1,7 +1,6 @@
 package fuse
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand"
@@ -20,6 +19,7 @@ import (
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/worker"
+	"github.com/alcove-io/alcove/test/fsx"
 	"github.com/alcove-io/alcove/test/prereq"
 )
 
@@ -192,13 +192,7 @@ func mustRead(t testing.TB, p string) []byte {
 
 func mustEqual(t testing.TB, what string, got, want []byte) {
 	t.Helper()
-	if !bytes.Equal(got, want) {
-		i := 0
-		for i < len(got) && i < len(want) && got[i] == want[i] {
-			i++
-		}
-		t.Fatalf("%s: got %d bytes, want %d; first difference at %d", what, len(got), len(want), i)
-	}
+	fsx.Equal(t, what, got, want)
 }
 
 // ensureFusectl mounts the fusectl filesystem when it is not mounted yet

@@ -1,7 +1,6 @@
 package vfs
 
 import (
-	"bytes"
 	"context"
 	"math/rand"
 	"os"
@@ -13,6 +12,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/test/alcovetest"
+	"github.com/alcove-io/alcove/test/fsx"
 )
 
 const testNode = "vfs-test-node"
@@ -238,13 +238,7 @@ func randData(seed int64, n int) []byte {
 
 func mustEqual(t testing.TB, what string, got, want []byte) {
 	t.Helper()
-	if !bytes.Equal(got, want) {
-		i := 0
-		for i < len(got) && i < len(want) && got[i] == want[i] {
-			i++
-		}
-		t.Fatalf("%s: got %d bytes, want %d; first difference at %d", what, len(got), len(want), i)
-	}
+	fsx.Equal(t, what, got, want)
 }
 
 func checkErrno(t testing.TB, what string, got, want syscall.Errno) {
