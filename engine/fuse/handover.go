@@ -367,6 +367,9 @@ func (s *Server) restore(ctx context.Context, st *handoverState) error {
 		}
 		parent.AddChild(ns.Name, cin, true)
 	}
+	s.root.m.rebuiltMu.Lock()
+	clear(s.root.m.rebuilt) // go-fuse owns the inodes from here on
+	s.root.m.rebuiltMu.Unlock()
 	for _, f := range st.Files {
 		out := gofuse.OpenOut{}
 		in := &gofuse.OpenIn{InHeader: gofuse.InHeader{NodeId: f.NodeID}, Flags: f.Flags &^ (syscall.O_TRUNC | syscall.O_CREAT | syscall.O_EXCL)}

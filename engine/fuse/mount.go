@@ -88,7 +88,7 @@ func newServer(ctx context.Context, cfg Config, rootID int64) (*Server, *rawFS, 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	m := &mount{v: v, rebuilt: map[uint64]*fs.Inode{}}
+	m := &mount{rebuilt: map[uint64]*fs.Inode{}}
 	root := &node{m: m, v: v, vn: v.Root()}
 	opts := mountOptions(&cfg)
 	bridge := fs.NewNodeFS(root, opts)

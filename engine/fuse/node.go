@@ -23,8 +23,8 @@ type node struct {
 
 // mount is what the nodes of one mount share.
 type mount struct {
-	v *vfs.VFS
-	// rebuilt are the go-fuse inodes LookupNode made for a handover.
+	// rebuilt are the go-fuse inodes LookupNode made while a handover is
+	// restored (restore clears it).
 	rebuiltMu sync.Mutex
 	rebuilt   map[uint64]*fs.Inode
 }

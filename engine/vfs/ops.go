@@ -31,20 +31,26 @@ func (n *Node) attr(info *apiv1.FileInfo, out *Attr) {
 	out.Ino = n.ino
 }
 
+// entry checks name and the caller's access (mask) to directory dir, and
+// returns the Alcove path of name in it.
+func (v *VFS) entry(c Caller, dir *Node, name string, mask uint32) (string, syscall.Errno) {
+	if e := checkName(name); e != 0 {
+		return "", e
+	}
+	if e := v.access(c, dir, mask); e != 0 {
+		return "", e
+	}
+	return dir.childPath(name)
+}
+
 // Lookup finds name in directory n.
 func (v *VFS) Lookup(ctx context.Context, c Caller, n *Node, name string, out *Attr) (*Node, syscall.Errno) {
-	if e := checkName(name); e != 0 {
-		return nil, e
-	}
-	if e := v.access(c, n, mayExec); e != 0 {
+	p, e := v.entry(c, n, name, mayExec)
+	if e != 0 {
 		return nil, e
 	}
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	p, e := n.childPath(name)
-	if e != 0 {
-		return nil, e
-	}
 	info, err := v.c.GetStatus(octx, p)
 	if err != nil {
 		return nil, errno(err)
@@ -193,18 +199,12 @@ func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, sysca
 
 // Mkdir creates directory name in n.
 func (v *VFS) Mkdir(ctx context.Context, c Caller, n *Node, name string, mode uint32, out *Attr) (*Node, syscall.Errno) {
-	if e := checkName(name); e != 0 {
-		return nil, e
-	}
-	if e := v.access(c, n, mayWrite|mayExec); e != 0 {
+	p, e := v.entry(c, n, name, mayWrite|mayExec)
+	if e != 0 {
 		return nil, e
 	}
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	p, e := n.childPath(name)
-	if e != 0 {
-		return nil, e
-	}
 	info, err := v.c.Mkdir(octx, p, false, false, mode&0o7777)
 	if err != nil {
 		return nil, errno(err)
@@ -217,18 +217,12 @@ func (v *VFS) Mkdir(ctx context.Context, c Caller, n *Node, name string, mode ui
 // Create creates file name in n and opens it with flags (open(2) with
 // O_CREAT).
 func (v *VFS) Create(ctx context.Context, c Caller, n *Node, name string, flags, mode uint32, out *Attr) (*Node, *Handle, OpenFlags, syscall.Errno) {
-	if e := checkName(name); e != 0 {
-		return nil, nil, 0, e
-	}
-	if e := v.access(c, n, mayWrite|mayExec); e != 0 {
+	p, e := v.entry(c, n, name, mayWrite|mayExec)
+	if e != 0 {
 		return nil, nil, 0, e
 	}
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	p, e := n.childPath(name)
-	if e != 0 {
-		return nil, nil, 0, e
-	}
 	w, err := v.c.Create(octx, p, client.WriteOptions{Mode: mode & 0o7777, WriteType: v.cfg.WriteType})
 	if err == nil {
 		err = w.Close()
@@ -297,18 +291,12 @@ func (v *VFS) Rmdir(ctx context.Context, c Caller, n *Node, name string) syscall
 }
 
 func (v *VFS) remove(ctx context.Context, c Caller, n *Node, name string, dir bool) syscall.Errno {
-	if e := checkName(name); e != 0 {
-		return e
-	}
-	if e := v.access(c, n, mayWrite|mayExec); e != 0 {
+	p, e := v.entry(c, n, name, mayWrite|mayExec)
+	if e != 0 {
 		return e
 	}
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	p, e := n.childPath(name)
-	if e != 0 {
-		return e
-	}
 	info, err := v.c.GetStatus(octx, p)
 	if err != nil {
 		return errno(err)
@@ -328,31 +316,19 @@ func (v *VFS) remove(ctx context.Context, c Caller, n *Node, name string, dir bo
 
 // Rename moves name in n to newName in np (rename(2), renameat2 flags).
 func (v *VFS) Rename(ctx context.Context, c Caller, n *Node, name string, np *Node, newName string, flags uint32) syscall.Errno {
-	if e := checkName(name); e != 0 {
+	src, e := v.entry(c, n, name, mayWrite|mayExec)
+	if e != 0 {
 		return e
 	}
-	if e := checkName(newName); e != 0 {
+	dst, e := v.entry(c, np, newName, mayWrite|mayExec)
+	if e != 0 {
 		return e
 	}
 	if flags&unix.RENAME_EXCHANGE != 0 {
 		return syscall.EINVAL
 	}
-	if e := v.access(c, n, mayWrite|mayExec); e != 0 {
-		return e
-	}
-	if e := v.access(c, np, mayWrite|mayExec); e != 0 {
-		return e
-	}
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	src, e := n.childPath(name)
-	if e != 0 {
-		return e
-	}
-	dst, e := np.childPath(newName)
-	if e != 0 {
-		return e
-	}
 	if src == dst {
 		return 0
 	}
