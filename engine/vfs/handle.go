@@ -39,13 +39,15 @@ const (
 //     writer that finds passthrough handles open waits for their RELEASE
 //     (n.cond), at most passthroughCloseWait: a reader that really is
 //     still open sends none, and then the open fails with ETXTBSY.
-//   - go-fuse's bridge calls the handle's Release before it unregisters
-//     the passthrough backing id (go-fuse v2.12.1 fs/bridge.go, Release →
-//     releaseBackingIDRef), so a concurrent open could still be handed the
-//     old backing file. The FUSE layer brackets each RELEASE with
-//     BeginRelease/its end, and opens wait until no RELEASE of the inode
-//     is running (at most releaseWait; RELEASE commits a staged file, so
-//     it can take a while, and the open then goes on without it).
+//   - go-fuse's bridge calls the handle's Release (which updates the open
+//     counts here) before it finishes its own release work, including the
+//     inode's passthrough backing id (go-fuse v2.12.1 fs/bridge.go,
+//     Release → releaseBackingIDRef). An open that decided its io mode in
+//     that window failed in the kernel with EIO (TestReopenAfterClose,
+//     3 runs of 3 without this wait, 0 with it). The FUSE layer brackets
+//     each RELEASE with BeginRelease/its end, and opens wait until no
+//     RELEASE of the inode runs (at most releaseWait: RELEASE commits a
+//     staged file, so it can take a while, and the open then goes on).
 const (
 	releaseWait          = 2 * time.Second
 	passthroughCloseWait = 200 * time.Millisecond
