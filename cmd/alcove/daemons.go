@@ -121,6 +121,7 @@ type workerFlags struct {
 	port, webPort, dataPort, asyncThreads int
 	tiers                                 []string
 	ramdisk                               bool
+	drainTimeout                          time.Duration
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
@@ -134,6 +135,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.ramdisk, "mem-ramdisk", true, "mount a dedicated tmpfs with transparent huge pages on the MEM tier directory (needs root; without it the directory is used as it is)")
 	cmd.Flags().StringArrayVar(&f.tiers, "tier", nil, "extra tier ALIAS:DIR:SIZE (repeatable), e.g. SSD:/mnt/ssd/alcove:100GB")
 	cmd.Flags().IntVar(&f.asyncThreads, "async-cache-threads", 8, "bound on background block caching (alluxio.worker.network.async.cache.manager.threads.max)")
+	cmd.Flags().DurationVar(&f.drainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "on SIGTERM, refuse new writes and wait this long for in-flight writes and persists before exiting (keep it under the pod's terminationGracePeriodSeconds)")
 }
 
 func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAddr string) (worker.Config, error) {
@@ -194,6 +196,7 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 		Tiers:             tiers,
 		Ramdisk:           f.ramdisk,
 		AsyncCacheThreads: f.asyncThreads,
+		DrainTimeout:      f.drainTimeout,
 	}, nil
 }
 
@@ -226,7 +229,7 @@ func newFormatCmd(g *globals) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "format",
-		Short: "Erase the master's journal and metadata and the worker cache under --dir (the UFS is kept)",
+		Short: "Erase the master's journal and metadata and the worker cache under --dir (the UFS is kept); the next master mints a new cluster id, so workers elsewhere drop their caches too",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := ramdisk.UnmountAt(memDir(dir)); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -96,6 +97,12 @@ mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
 			fmt.Fprintf(out, "Try: alcove fs copyFromLocal FILE /FILE && alcove fs stat /FILE && alcove fsadmin report capacity\n")
 			<-ctx.Done()
 			klog.InfoS("Shutting down")
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wcfg.DrainTimeout)
+			derr := w.Drain(dctx)
+			cancel()
+			if derr != nil {
+				klog.ErrorS(derr, "Worker drain incomplete")
+			}
 			if err := errors.Join(w.Close(), m.Close()); err != nil {
 				return fmt.Errorf("shut down: %w", err)
 			}

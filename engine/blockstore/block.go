@@ -78,8 +78,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Commit makes the block visible with the written length (fsynced unless in
-// MEM) and returns it.
+// Commit makes the block visible with the written length and returns it.
+// When it returns, the block survives a restart of the worker: its data is
+// fsynced (unless in MEM) before its manifest record is appended, and the
+// record is fsynced before Commit returns.
 func (w *Writer) Commit() (BlockInfo, error) {
 	if w.done {
 		return BlockInfo{}, fmt.Errorf("commit block %d: %w: writer finished", w.b.id, meta.ErrFailedPrecondition)
@@ -98,19 +100,33 @@ func (w *Writer) Commit() (BlockInfo, error) {
 	w.done = true
 	s, b := w.s, w.b
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	b.tier.used -= b.length - w.written
 	b.length = w.written
+	if !b.doomed {
+		err = b.tier.man.add(b.id, b.blockSize, b.length)
+	}
+	if err != nil {
+		s.dropLocked(b)
+		s.mu.Unlock()
+		return BlockInfo{}, fmt.Errorf("commit block %d: %w", b.id, err)
+	}
 	b.state = stateCommitted
 	close(b.written)
 	b.elem = b.tier.lru.PushFront(b)
 	info := BlockInfo{ID: b.id, Length: b.length, Tier: b.tier.cfg.Alias}
 	if b.doomed {
 		s.dropLocked(b)
+		s.mu.Unlock()
 		return BlockInfo{}, fmt.Errorf("commit block %d: %w: removed while being written", b.id, meta.ErrAborted)
 	}
 	delete(s.removed, b.id)
 	s.added[b.id] = info
+	s.compactLocked(b.tier)
+	s.mu.Unlock()
+	if err := b.tier.man.flush(); err != nil {
+		s.Remove(b.id)
+		return BlockInfo{}, fmt.Errorf("commit block %d: %w", b.id, err)
+	}
 	return info, nil
 }
 
@@ -149,17 +165,18 @@ func (s *Store) WaitBlock(ctx context.Context, blockID int64) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.blocks[blockID]
-	return ok && cur.state == stateCommitted, nil
+	return ok && cur.readable(), nil
 }
 
 // Handle is a leased, open cached block: File holds the block at Offset
 // (the file's cache file, readable at the whole file's offsets). The block
 // is not evicted, moved or punched until Release.
 type Handle struct {
-	File   *os.File
-	Offset int64
-	Length int64
-	Tier   string
+	File      *os.File
+	Offset    int64
+	Length    int64
+	BlockSize int64 // the file's block size (Offset is index × BlockSize)
+	Tier      string
 
 	s    *Store
 	b    *block
@@ -171,7 +188,7 @@ type Handle struct {
 func (s *Store) OpenBlock(blockID int64) (*Handle, error) {
 	s.mu.Lock()
 	b, ok := s.blocks[blockID]
-	if !ok || b.state != stateCommitted || b.doomed {
+	if !ok || !b.readable() {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("open block %d: %w: not cached on this worker", blockID, meta.ErrNotFound)
 	}
@@ -179,7 +196,7 @@ func (s *Store) OpenBlock(blockID int64) (*Handle, error) {
 	b.tier.lru.MoveToFront(b.elem)
 	t := b.tier
 	s.mu.Unlock()
-	h := &Handle{Offset: b.offset(), Length: b.length, Tier: t.cfg.Alias, s: s, b: b}
+	h := &Handle{Offset: b.offset(), Length: b.length, BlockSize: b.blockSize, Tier: t.cfg.Alias, s: s, b: b}
 	f, err := os.Open(t.path(b.fileID))
 	if err != nil {
 		h.Release()
@@ -215,10 +232,12 @@ func (s *Store) unlock(b *block) {
 func (s *Store) Remove(blockID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.blocks[blockID]
-	if !ok {
-		return
+	if b, ok := s.blocks[blockID]; ok {
+		s.removeLocked(b)
 	}
+}
+
+func (s *Store) removeLocked(b *block) {
 	if b.locks > 0 || b.moving || b.state == stateWriting {
 		b.doomed = true
 		return
@@ -226,12 +245,18 @@ func (s *Store) Remove(blockID int64) {
 	s.dropLocked(b)
 }
 
+// readable reports whether b may be served: committed, not removed, and
+// (when restored) accepted by the master.
+func (b *block) readable() bool {
+	return b.state == stateCommitted && !b.doomed && !b.unverified
+}
+
 // Get returns a committed block's info.
 func (s *Store) Get(blockID int64) (BlockInfo, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.blocks[blockID]
-	if !ok || b.state != stateCommitted || b.doomed {
+	if !ok || !b.readable() {
 		return BlockInfo{}, false
 	}
 	return BlockInfo{ID: b.id, Length: b.length, Tier: b.tier.cfg.Alias}, true

@@ -98,6 +98,9 @@ func (s *Store) dropLocked(b *block) {
 	if b.state == stateCommitted {
 		delete(s.added, b.id)
 		s.removed[b.id] = struct{}{}
+		if err := b.tier.man.drop(b.id); err != nil {
+			s.log.Error(err, "record dropped block", "blockID", b.id)
+		}
 	} else {
 		close(b.written)
 	}

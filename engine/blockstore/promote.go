@@ -15,7 +15,7 @@ import (
 func (s *Store) Promote(blockID int64) (bool, error) {
 	s.mu.Lock()
 	b, ok := s.blocks[blockID]
-	if !ok || b.state != stateCommitted || b.doomed {
+	if !ok || !b.readable() {
 		s.mu.Unlock()
 		return false, fmt.Errorf("promote block %d: %w: not cached on this worker", blockID, meta.ErrNotFound)
 	}
@@ -43,6 +43,14 @@ func (s *Store) Promote(blockID int64) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b.moving = false
+	if err == nil && b.locks == 0 && !b.doomed {
+		// Recorded in the top tier before the source drops it: a crash in
+		// between leaves two records, and restore keeps the top one.
+		err = top.man.add(b.id, b.blockSize, b.length)
+		if err == nil {
+			err = top.man.flush()
+		}
+	}
 	if err != nil || b.locks > 0 || b.doomed {
 		s.releaseSpaceLocked(top, b.fileID, b.offset(), b.blockSize, b.length)
 		if b.doomed && b.locks == 0 {
@@ -54,6 +62,9 @@ func (s *Store) Promote(blockID int64) (bool, error) {
 		return false, nil
 	}
 	src.lru.Remove(b.elem)
+	if err := src.man.drop(b.id); err != nil {
+		s.log.Error(err, "record promoted block's old tier", "blockID", b.id)
+	}
 	s.releaseSpaceLocked(src, b.fileID, b.offset(), b.blockSize, b.length)
 	b.tier = top
 	b.elem = top.lru.PushFront(b)

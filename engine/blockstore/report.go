@@ -1,6 +1,9 @@
 package blockstore
 
-import "sort"
+import (
+	"sort"
+	"time"
+)
 
 // SetPinned replaces the set of pinned files; their blocks are never evicted.
 func (s *Store) SetPinned(fileIDs []int64) {
@@ -17,21 +20,36 @@ func (s *Store) Pin(fileID int64) {
 }
 
 // SetUnpersisted replaces the master's set of files whose cached copy is the
-// only copy; their blocks are evicted only as a last resort. Files marked
-// locally with MarkUnpersisted stay marked regardless (the master may not
-// know a file being written yet).
-func (s *Store) SetUnpersisted(fileIDs []int64) {
+// only copy; their blocks are evicted only as a last resort. asOf is when
+// the master's answer was asked for: a local mark (MarkUnpersisted) the
+// master knew about by then and no longer lists is cleared (the file was
+// persisted, maybe by another worker, or deleted); marks the master may not
+// know yet stay.
+func (s *Store) SetUnpersisted(fileIDs []int64, asOf time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unpersisted = toSet(fileIDs)
+	for f, known := range s.localUnpersisted {
+		if _, listed := s.unpersisted[f]; !listed && !known.IsZero() && known.Before(asOf) {
+			delete(s.localUnpersisted, f)
+		}
+	}
 }
 
-// MarkUnpersisted marks a file written here as unpersisted until
-// MarkPersisted, whatever SetUnpersisted says meanwhile.
-func (s *Store) MarkUnpersisted(fileID int64) {
+// MarkUnpersisted marks a file cached here without a UFS copy, so its
+// blocks are evicted last whatever SetUnpersisted says, until the master
+// knows. known says the master has been told of a block of the file here
+// (a committed block); until a call with known, the mark stays.
+func (s *Store) MarkUnpersisted(fileID int64, known bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.localUnpersisted[fileID] = struct{}{}
+	t, ok := s.localUnpersisted[fileID]
+	switch {
+	case known:
+		s.localUnpersisted[fileID] = time.Now()
+	case !ok:
+		s.localUnpersisted[fileID] = t
+	}
 }
 
 // MarkPersisted clears a file's unpersisted marks.

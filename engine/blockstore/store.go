@@ -9,12 +9,26 @@
 // of it remains in the tier.
 //
 // Blocks are created (space reserved, evicting LRU blocks as needed),
-// written, then committed (fsync on non-MEM tiers) or aborted. Readers hold
-// a lease (Handle) while they read: a leased block is never evicted, moved
-// or punched, so a held fd never reads a hole as zeros.
+// written, then committed or aborted. Readers hold a lease (Handle) while
+// they read: a leased block is never evicted, moved or punched, so a held fd
+// never reads a hole as zeros.
 //
-// Persistence across restarts is not implemented yet: Open wipes stale cache
-// files in the tier directories and the worker registers an empty store.
+// The cache survives restarts of the worker. Each tier directory holds a
+// manifest (.alcove-manifest, see manifest.go): an append-only log of block
+// commits and drops, headed by the id of the cluster the cache belongs to.
+// A commit fsyncs the block's data (non-MEM tiers), then appends and fsyncs
+// its record; only then is the write acknowledged. Open replays the
+// manifests: recorded blocks whose ranges are intact come back, and
+// everything else in the cache files (blocks being written when the worker
+// died, unrecorded files) is punched or removed, never served. A MEM tier
+// keeps its manifest on its own tmpfs, so data and record live and die
+// together (a worker restart keeps both; a reboot loses both).
+//
+// Restored blocks stay unreadable until the worker has registered them with
+// its master and called Accept: a master of another cluster (or a
+// reformatted one) makes Accept drop the whole cache, and blocks the master
+// rejects (their file is gone, or the length or index does not fit it) are
+// dropped one by one.
 package blockstore
 
 import (
@@ -26,6 +40,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/klog/v2"
 
@@ -63,6 +78,7 @@ type TierUsage struct {
 
 type tier struct {
 	cfg   TierConfig
+	man   *manifest
 	used  int64
 	lru   *list.List // of *block, committed only; front = most recently used
 	files map[int64]*cacheFile
@@ -88,6 +104,7 @@ type block struct {
 	locks                        int
 	moving                       bool
 	doomed                       bool // removed while in use: dropped when the last user leaves
+	unverified                   bool // restored at Open, not yet accepted by the master
 	elem                         *list.Element
 	written                      chan struct{} // closed when a writing block commits or is dropped
 }
@@ -99,12 +116,14 @@ type Store struct {
 	log klog.Logger
 
 	mu          sync.Mutex
+	clusterID   string // the cluster the cached blocks belong to ("" unknown)
 	tiers       []*tier
 	blocks      map[int64]*block
 	pinned      map[int64]struct{}
 	unpersisted map[int64]struct{} // from the master
-	// localUnpersisted are files written here without a UFS copy yet.
-	localUnpersisted map[int64]struct{}
+	// localUnpersisted are files cached here without a UFS copy yet, with
+	// when the master last learned of a block of them here (zero: not yet).
+	localUnpersisted map[int64]time.Time
 	added            map[int64]BlockInfo
 	removed          map[int64]struct{}
 
@@ -117,8 +136,8 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-// Open creates a store over tiers, fastest first. It wipes stale cache files
-// (numeric names) left in the tier directories by a previous run.
+// Open creates a store over tiers, fastest first, and restores the blocks
+// a previous run left committed in them (unreadable until Accept).
 func Open(ctx context.Context, tiers []TierConfig) (*Store, error) {
 	if len(tiers) == 0 {
 		return nil, fmt.Errorf("open block store: %w: no tiers configured", meta.ErrInvalidArgument)
@@ -128,7 +147,7 @@ func Open(ctx context.Context, tiers []TierConfig) (*Store, error) {
 		blocks:           map[int64]*block{},
 		pinned:           map[int64]struct{}{},
 		unpersisted:      map[int64]struct{}{},
-		localUnpersisted: map[int64]struct{}{},
+		localUnpersisted: map[int64]time.Time{},
 		added:            map[int64]BlockInfo{},
 		removed:          map[int64]struct{}{},
 		kick:             make(chan struct{}, 1),
@@ -158,38 +177,54 @@ func Open(ctx context.Context, tiers []TierConfig) (*Store, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create tier directory %s: %w", dir, err)
 		}
-		if err := wipeStale(dir); err != nil {
-			return nil, err
-		}
-		s.tiers = append(s.tiers, &tier{cfg: c, lru: list.New(), files: map[int64]*cacheFile{}})
+		s.tiers = append(s.tiers, &tier{cfg: c, man: &manifest{dir: dir, sync: c.Alias != "MEM"}, lru: list.New(), files: map[int64]*cacheFile{}})
+	}
+	if err := s.restore(); err != nil {
+		s.closeManifests()
+		return nil, fmt.Errorf("open block store: %w", err)
 	}
 	go s.watermarkLoop()
 	return s, nil
 }
 
-// wipeStale removes cache files of a previous run. Only numeric names (file
-// ids) are touched so a misconfigured directory loses nothing else.
-func wipeStale(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("list tier directory %s: %w", dir, err)
+// restore rebuilds every tier; tiers recorded for different clusters
+// (a tier directory swapped in from elsewhere) are all dropped.
+func (s *Store) restore() error {
+	restored := map[int64]bool{}
+	ids := map[string]bool{}
+	for _, t := range s.tiers {
+		id, err := s.restoreTier(t, restored)
+		if err != nil {
+			return err
+		}
+		if id != "" || t.lru.Len() > 0 {
+			ids[id] = true
+		}
+		if id != "" {
+			s.clusterID = id
+		}
 	}
-	for _, e := range ents {
-		if _, err := strconv.ParseInt(e.Name(), 10, 64); err != nil || !e.Type().IsRegular() {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("remove stale cache file %s: %w", e.Name(), err)
-		}
+	if len(ids) > 1 {
+		s.clusterID = "\x00mixed"
 	}
 	return nil
 }
 
-// Close stops background eviction. Cache files stay until the next Open.
+func (s *Store) closeManifests() {
+	for _, t := range s.tiers {
+		t.man.close()
+	}
+}
+
+// Close stops background eviction and closes the manifests. Cache files
+// and manifests stay for the next Open.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.done
+		s.mu.Lock()
+		s.closeManifests()
+		s.mu.Unlock()
 	})
 	return nil
 }

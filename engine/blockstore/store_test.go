@@ -181,7 +181,7 @@ func TestNeverEvictsPinnedOrLocked(t *testing.T) {
 func TestUnpersistedEvictedLast(t *testing.T) {
 	s := open(t, tierCfg(t, "MEM", 2))
 	only, safe := meta.BlockID(1, 0), meta.BlockID(2, 0)
-	s.MarkUnpersisted(1)
+	s.MarkUnpersisted(1, false)
 	put(t, s, only) // older: LRU would pick it first
 	put(t, s, safe)
 	put(t, s, meta.BlockID(3, 0))
@@ -354,13 +354,13 @@ func TestEventsAndAbort(t *testing.T) {
 	}
 }
 
-func TestOpenWipesStaleFiles(t *testing.T) {
+func TestOpenRemovesUnrecordedFiles(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "42"), []byte("x"), 0o644)
 	os.WriteFile(filepath.Join(dir, "keep.txt"), []byte("x"), 0o644)
 	open(t, TierConfig{Alias: "MEM", Dir: dir, QuotaBytes: bs})
 	if _, err := os.Stat(filepath.Join(dir, "42")); !os.IsNotExist(err) {
-		t.Fatal("stale cache file kept")
+		t.Fatal("unrecorded cache file kept")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "keep.txt")); err != nil {
 		t.Fatal("non-cache file removed")
@@ -417,7 +417,7 @@ func TestConcurrent(t *testing.T) {
 
 func TestNeverEvictsOwnUnpersistedSiblings(t *testing.T) {
 	s := open(t, tierCfg(t, "MEM", 2))
-	s.MarkUnpersisted(1)
+	s.MarkUnpersisted(1, false)
 	put(t, s, meta.BlockID(1, 0))
 	put(t, s, meta.BlockID(1, 1))
 	if _, err := tryPut(s, meta.BlockID(1, 2), bs); !errors.Is(err, meta.ErrNoSpace) {

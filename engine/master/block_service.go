@@ -24,23 +24,6 @@ type blockServer struct {
 
 var _ apiv1.BlockMasterServer = (*blockServer)(nil)
 
-// existingFiles reports which of the files of blocks exist in the store. It
-// runs before the registry lock is taken (store reads never nest in it).
-func (m *Master) existingFiles(blocks []int64) (func(int64) bool, error) {
-	exists := map[int64]bool{}
-	for _, b := range blocks {
-		exists[meta.FileIDOf(b)] = false
-	}
-	err := m.store.View(func(tx *bbolt.Tx) error {
-		inodes := tx.Bucket(bInodes)
-		for f := range exists {
-			exists[f] = inodes.Get(idKey(f)) != nil
-		}
-		return nil
-	})
-	return func(f int64) bool { return exists[f] }, err
-}
-
 func blockIDs(bs []*apiv1.WorkerBlock) []int64 {
 	out := make([]int64, len(bs))
 	for i, b := range bs {
@@ -53,24 +36,38 @@ func (s *blockServer) RegisterWorker(ctx context.Context, req *apiv1.RegisterWor
 	if req.GetAddress() == "" {
 		return nil, meta.ToStatus(fmt.Errorf("%w: register worker: empty address", meta.ErrInvalidArgument))
 	}
-	known, err := s.m.existingFiles(blockIDs(req.GetBlocks()))
+	cluster, err := s.m.clusterID()
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
+	files, err := s.m.filesOf(blockIDs(req.GetBlocks()))
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	accept := acceptFunc(files)
+	if req.GetClusterId() != cluster {
+		// Another namespace's cache: the worker drops all of it.
+		accept = func(*apiv1.WorkerBlock) bool { return false }
+	}
 	s.m.resolvePaths(blockIDs(req.GetBlocks()))
-	id := s.m.reg.register(req, known, s.m.now())
-	klog.FromContext(ctx).Info("Worker registered", "workerID", id, "address", req.GetAddress(), "node", req.GetNode(), "blocks", len(req.GetBlocks()))
-	return &apiv1.RegisterWorkerResponse{WorkerId: id}, nil
+	id, rejected := s.m.reg.register(req, accept, s.m.now())
+	klog.FromContext(ctx).Info("Worker registered", "workerID", id, "address", req.GetAddress(), "node", req.GetNode(),
+		"blocks", len(req.GetBlocks()), "refused", len(rejected), "sameCluster", req.GetClusterId() == cluster)
+	resp := &apiv1.RegisterWorkerResponse{WorkerId: id, ClusterId: cluster}
+	if req.GetClusterId() == cluster {
+		resp.FreeBlockIds = rejected
+	}
+	return resp, nil
 }
 
 func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest) (*apiv1.HeartbeatResponse, error) {
 	m := s.m
-	known, err := m.existingFiles(blockIDs(req.GetAddedBlocks()))
+	added, err := m.filesOf(blockIDs(req.GetAddedBlocks()))
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	m.resolvePaths(blockIDs(req.GetAddedBlocks()))
-	ok, free := m.reg.heartbeat(req, known, m.now())
+	ok, free := m.reg.heartbeat(req, acceptFunc(added), m.now())
 	if !ok {
 		return &apiv1.HeartbeatResponse{Register: true}, nil
 	}
@@ -122,6 +119,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 		return nil, meta.ToStatus(err)
 	}
 	sort.Slice(resp.UnpersistedFileIds, func(i, j int) bool { return resp.UnpersistedFileIds[i] < resp.UnpersistedFileIds[j] })
+	resp.Replicate = m.replicateCommands(req.GetWorkerId(), m.now())
 	for _, c := range resp.Persist {
 		klog.FromContext(ctx).V(2).Info("Persist command issued", "workerID", req.GetWorkerId(), "path", c.Path, "fileID", c.FileId)
 	}
@@ -132,19 +130,29 @@ func (s *blockServer) CommitBlock(ctx context.Context, req *apiv1.CommitBlockReq
 	if req.GetBlockId() <= 0 || req.GetLength() < 0 {
 		return nil, meta.ToStatus(fmt.Errorf("%w: commit block %d of length %d", meta.ErrInvalidArgument, req.GetBlockId(), req.GetLength()))
 	}
-	known, err := s.m.existingFiles([]int64{req.GetBlockId()})
+	files, err := s.m.filesOf([]int64{req.GetBlockId()})
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
-	if !known(meta.FileIDOf(req.GetBlockId())) {
+	f := files[meta.FileIDOf(req.GetBlockId())]
+	if !f.exists {
 		return nil, meta.ToStatus(fmt.Errorf("commit block %d: file %d: %w", req.GetBlockId(), meta.FileIDOf(req.GetBlockId()), meta.ErrNotFound))
 	}
-	s.m.resolvePaths([]int64{req.GetBlockId()})
 	b := &apiv1.WorkerBlock{BlockId: req.GetBlockId(), Length: req.GetLength(), Tier: req.GetTier()}
+	if !acceptBlock(files, b) {
+		return nil, meta.ToStatus(fmt.Errorf("%w: commit block %d of length %d: it does not fit file %d (length %d, block size %d, complete %v)",
+			meta.ErrInvalidArgument, req.GetBlockId(), req.GetLength(), meta.FileIDOf(req.GetBlockId()), f.length, f.blockSize, f.completed))
+	}
+	s.m.resolvePaths([]int64{req.GetBlockId()})
 	if !s.m.reg.commit(req.GetWorkerId(), b, s.m.now()) {
 		return nil, meta.ToStatus(fmt.Errorf("%w: commit block %d: worker %d is not registered (register again)", meta.ErrFailedPrecondition, req.GetBlockId(), req.GetWorkerId()))
 	}
-	return &apiv1.CommitBlockResponse{}, nil
+	resp := &apiv1.CommitBlockResponse{}
+	if req.GetWantReplicas() && f.async && f.durable > 1 {
+		need, targets := s.m.reg.replicaTargets(req.GetBlockId(), int(f.durable))
+		resp.ReplicasNeeded, resp.ReplicaTargets = int32(max(need, 0)), targets
+	}
+	return resp, nil
 }
 
 func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneRequest) (*apiv1.PersistDoneResponse, error) {

@@ -17,15 +17,31 @@ import (
 
 func (c *cluster) register(addr, node string, blocks ...*apiv1.WorkerBlock) int64 {
 	c.t.Helper()
+	return c.registerIn(c.clusterID(), addr, node, blocks...).WorkerId
+}
+
+// registerIn registers a worker whose cache was recorded for cluster.
+func (c *cluster) registerIn(cluster, addr, node string, blocks ...*apiv1.WorkerBlock) *apiv1.RegisterWorkerResponse {
+	c.t.Helper()
 	r, err := c.block.RegisterWorker(c.ctx, &apiv1.RegisterWorkerRequest{
 		Address: addr, Node: node, DomainSocket: "/run/" + node + ".sock", WebAddress: addr + "0",
-		Tiers:  []*apiv1.TierInfo{{Alias: "MEM", CapacityBytes: 1 << 30, UsedBytes: 1 << 20}},
-		Blocks: blocks,
+		Tiers:     []*apiv1.TierInfo{{Alias: "MEM", CapacityBytes: 1 << 30, UsedBytes: 1 << 20}},
+		Blocks:    blocks,
+		ClusterId: cluster,
 	})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return r.WorkerId
+	return r
+}
+
+func (c *cluster) clusterID() string {
+	c.t.Helper()
+	id, err := c.m.clusterID()
+	if err != nil || id == "" {
+		c.t.Fatalf("cluster id %q: %v", id, err)
+	}
+	return id
 }
 
 func (c *cluster) heartbeat(req *apiv1.HeartbeatRequest) *apiv1.HeartbeatResponse {
@@ -120,25 +136,25 @@ func TestBlockLocationsAndLostWorker(t *testing.T) {
 		t.Fatal("unknown worker not asked to register")
 	}
 	wantCode(t, func() error {
-		_, err := c.block.CommitBlock(c.ctx, &apiv1.CommitBlockRequest{WorkerId: w1, BlockId: fi.BlockIds[0], Length: 1})
+		_, err := c.block.CommitBlock(c.ctx, &apiv1.CommitBlockRequest{WorkerId: w1, BlockId: fi.BlockIds[0], Length: 1 << 20})
 		return err
 	}(), codes.FailedPrecondition, "commit from lost worker")
 
 	// Re-registering with its previous id restores its blocks; blocks of
 	// unknown files are sent back to be freed.
 	orphan := meta.BlockID(999999, 0)
-	again := c.register("10.0.0.1:29999", "node-a",
+	resp := c.registerIn(c.clusterID(), "10.0.0.1:29999", "node-a",
 		&apiv1.WorkerBlock{BlockId: fi.BlockIds[0], Length: 1 << 20, Tier: "MEM"},
 		&apiv1.WorkerBlock{BlockId: fi.BlockIds[1], Length: 1 << 20, Tier: "MEM"},
 		&apiv1.WorkerBlock{BlockId: fi.BlockIds[2], Length: 1, Tier: "MEM"},
 		&apiv1.WorkerBlock{BlockId: orphan, Length: 1, Tier: "MEM"})
-	if again != w1 {
-		t.Fatalf("re-register id %d, want %d", again, w1)
+	if resp.WorkerId != w1 || !slices.Equal(resp.FreeBlockIds, []int64{orphan}) {
+		t.Fatalf("re-register: id %d (want %d), refused %v (want the orphan)", resp.WorkerId, w1, resp.FreeBlockIds)
 	}
 	if got := c.stat("/f"); got.PersistenceState != apiv1.PersistenceState_NOT_PERSISTED || got.InAlcovePercentage != 100 {
 		t.Fatalf("after re-register: %v %d%%", got.PersistenceState, got.InAlcovePercentage)
 	}
-	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); !slices.Equal(r.FreeBlockIds, []int64{orphan}) ||
+	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.FreeBlockIds) != 0 ||
 		!slices.Contains(r.UnpersistedFileIds, fi.FileId) {
 		t.Fatalf("heartbeat after re-register: %v", r)
 	}

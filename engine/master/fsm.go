@@ -45,6 +45,8 @@ func applyEntry(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 		return applySetPersistence(tx, x.SetPersistence)
 	case *apiv1.JournalEntry_SetChildrenLoaded:
 		return applySetChildrenLoaded(tx, x.SetChildrenLoaded)
+	case *apiv1.JournalEntry_SetClusterId:
+		return applySetClusterID(tx, x.SetClusterId)
 	}
 	return nil, fmt.Errorf("%w: unknown journal entry %T", meta.ErrInvalidArgument, e.GetEntry())
 }

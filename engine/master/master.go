@@ -167,6 +167,9 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if err := m.mountRoot(ctx); err != nil {
 		return err
 	}
+	if err := m.ensureClusterID(ctx); err != nil {
+		return err
+	}
 	if err := m.refreshMounts(); err != nil {
 		return err
 	}
@@ -352,9 +355,11 @@ func (m *Master) lostWorkerLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			for _, id := range m.reg.detectLost(now, m.cfg.WorkerTimeout) {
+			lost, blocks := m.reg.detectLost(now, m.cfg.WorkerTimeout)
+			for _, id := range lost {
 				m.logger.Info("Worker lost: no heartbeat", "workerID", id, "timeout", m.cfg.WorkerTimeout)
 			}
+			m.queueUnderReplicated(blocks)
 		}
 	}
 }

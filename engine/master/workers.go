@@ -48,6 +48,9 @@ type registry struct {
 	fileBlocks map[int64]map[int64]struct{}
 	nodeBytes  map[string]int64 // cached bytes per node, kept incrementally
 	cidx       *cacheIndex      // cached bytes per (node, path prefix)
+	// recheck are blocks that may be below their replication.durable
+	// copies, with when a push was last commanded (see replication.go).
+	recheck map[int64]time.Time
 }
 
 func newRegistry(cidx *cacheIndex) *registry {
@@ -57,13 +60,14 @@ func newRegistry(cidx *cacheIndex) *registry {
 		blocks:     map[int64]*blockEntry{},
 		fileBlocks: map[int64]map[int64]struct{}{},
 		nodeBytes:  map[string]int64{},
+		recheck:    map[int64]time.Time{},
 	}
 }
 
-// register records a worker and replaces its block list with blocks. known
-// says whether a block's file exists; blocks of unknown files are queued to
-// be freed instead. It returns the worker id (previous one kept if given).
-func (r *registry) register(req *apiv1.RegisterWorkerRequest, known func(fileID int64) bool, now time.Time) int64 {
+// register records a worker and replaces its block list with the blocks
+// accept takes. It returns the worker id (previous one kept if given) and
+// the blocks refused, which the worker must remove.
+func (r *registry) register(req *apiv1.RegisterWorkerRequest, accept func(*apiv1.WorkerBlock) bool, now time.Time) (int64, []int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := req.GetWorkerId()
@@ -103,14 +107,15 @@ func (r *registry) register(req *apiv1.RegisterWorkerRequest, known func(fileID 
 		}
 	}
 	r.workers[id] = w
+	var rejected []int64
 	for _, b := range req.GetBlocks() {
-		if known(meta.FileIDOf(b.GetBlockId())) {
+		if accept(b) {
 			r.addLocked(w, b)
 		} else {
-			w.toFree[b.GetBlockId()] = struct{}{}
+			rejected = append(rejected, b.GetBlockId())
 		}
 	}
-	return id
+	return id, rejected
 }
 
 func cloneTiers(in []*apiv1.TierInfo) []*apiv1.TierInfo {
@@ -124,7 +129,7 @@ func cloneTiers(in []*apiv1.TierInfo) []*apiv1.TierInfo {
 // heartbeat applies a worker's block changes. It returns false when the
 // worker is unknown or was declared lost (it must register again), and the
 // blocks queued for it to free.
-func (r *registry) heartbeat(req *apiv1.HeartbeatRequest, known func(fileID int64) bool, now time.Time) (bool, []int64) {
+func (r *registry) heartbeat(req *apiv1.HeartbeatRequest, accept func(*apiv1.WorkerBlock) bool, now time.Time) (bool, []int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, ok := r.workers[req.GetWorkerId()]
@@ -140,7 +145,7 @@ func (r *registry) heartbeat(req *apiv1.HeartbeatRequest, known func(fileID int6
 		delete(w.toFree, id)
 	}
 	for _, b := range req.GetAddedBlocks() {
-		if known(meta.FileIDOf(b.GetBlockId())) {
+		if accept(b) {
 			r.addLocked(w, b)
 		} else {
 			w.toFree[b.GetBlockId()] = struct{}{}
@@ -165,6 +170,9 @@ func (r *registry) commit(workerID int64, b *apiv1.WorkerBlock, now time.Time) b
 	}
 	w.lastContact = now
 	r.addLocked(w, b)
+	if _, queued := r.recheck[b.GetBlockId()]; queued {
+		r.recheck[b.GetBlockId()] = time.Time{} // a copy arrived: check again at once
+	}
 	return true
 }
 
@@ -256,20 +264,29 @@ func (r *registry) freeFiles(fileIDs []int64) int64 {
 }
 
 // detectLost marks workers silent for longer than timeout as lost and drops
-// their block locations. It returns the ids newly lost.
-func (r *registry) detectLost(now time.Time, timeout time.Duration) []int64 {
+// their block locations. It returns the ids newly lost and the blocks they
+// held that still have a copy elsewhere.
+func (r *registry) detectLost(now time.Time, timeout time.Duration) (lost, blocks []int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var lost []int64
 	for _, w := range r.workers {
 		if !w.lost && now.Sub(w.lastContact) > timeout {
 			w.lost = true
+			held := make([]int64, 0, len(w.blocks))
+			for b := range w.blocks {
+				held = append(held, b)
+			}
 			r.dropAllLocked(w)
 			clear(w.toFree)
 			lost = append(lost, w.id)
+			for _, b := range held {
+				if r.blocks[b] != nil {
+					blocks = append(blocks, b)
+				}
+			}
 		}
 	}
-	return lost
+	return lost, blocks
 }
 
 // locations returns the cached copies of a block and its reported length.

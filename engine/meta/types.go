@@ -42,3 +42,8 @@ func WritesUfsSync(wt apiv1.WriteType) bool {
 
 // Tier aliases, ordered from fastest to slowest.
 var TierOrder = []string{"MEM", "SSD", "HDD"}
+
+// WriteAcceptedHeader is the response header a worker sends on a WriteFile
+// stream once it takes the write, before any data: a client that gets the
+// stream's status instead (a draining worker) writes through another one.
+const WriteAcceptedHeader = "alcove-write-accepted"

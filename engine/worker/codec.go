@@ -2,10 +2,12 @@ package worker
 
 import (
 	"encoding/binary"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 )
 
@@ -50,8 +52,20 @@ func (c chunkCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(hdr), body}, nil
 }
 
+// Keepalives on worker streams: a peer that stops answering (SIGSTOP, a
+// partition) is detected within about Time + Timeout even while a stream
+// waits for data, so neither side holds a lease or a half-written block
+// forever. The server allows client pings this often.
+var (
+	clientKeepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}
+	serverKeepalive = keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}
+	keepalivePolicy = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}
+)
+
 func serverOptions(m *metrics) []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.KeepaliveParams(serverKeepalive),
+		grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
 		grpc.ForceServerCodecV2(newChunkCodec()),
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),

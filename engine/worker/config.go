@@ -41,10 +41,14 @@ type Config struct {
 	// Ramdisk mounts a dedicated tmpfs with transparent huge pages on the
 	// MEM tier's directory (needs CAP_SYS_ADMIN), like Alluxio's
 	// alluxio-mount.sh; the worker falls back to the directory as it is
-	// when the mount is refused, and unmounts it on Close.
+	// when the mount is refused. The ramdisk outlives the worker (its blocks
+	// are kept across restarts); `alcove format` unmounts it.
 	Ramdisk           bool
 	AsyncCacheThreads int           // 0 → DefaultAsyncCacheThreads
 	HeartbeatInterval time.Duration // 0 → DefaultHeartbeatInterval
+	// DrainTimeout bounds the graceful exit of Run (finishing writes and
+	// persists after SIGTERM); 0 → DefaultDrainTimeout.
+	DrainTimeout time.Duration
 }
 
 // DefaultConfig returns a Config with the default addresses and tuning; the
@@ -56,6 +60,7 @@ func DefaultConfig() Config {
 		DataAddress:       DefaultDataAddress,
 		AsyncCacheThreads: DefaultAsyncCacheThreads,
 		HeartbeatInterval: DefaultHeartbeatInterval,
+		DrainTimeout:      DefaultDrainTimeout,
 	}
 }
 
@@ -74,6 +79,9 @@ func (c *Config) validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Node == "" {
 		h, err := os.Hostname()

@@ -42,27 +42,40 @@ func (w *Worker) register(ctx context.Context) error {
 		Tiers:        tiersProto(w.store.Usage()),
 		Blocks:       blocksProto(w.store.Blocks()),
 		WorkerId:     w.id.Load(),
+		ClusterId:    w.store.ClusterID(),
 	})
 	if err != nil {
 		return fmt.Errorf("register with master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
+	}
+	// Settle the cache before the id is set (writes wait for it) and
+	// before clients can find this worker through the master.
+	wiped, err := w.store.Accept(resp.GetClusterId(), resp.GetFreeBlockIds())
+	if err != nil {
+		return fmt.Errorf("register with master %s: %w", w.cfg.MasterAddress, err)
+	}
+	if wiped {
+		w.log.Info("cache dropped: recorded for another cluster", "clusterID", resp.GetClusterId())
+	} else if n := len(resp.GetFreeBlockIds()); n > 0 {
+		w.log.Info("master refused cached blocks (file gone or block does not fit it); dropped them", "blocks", n)
 	}
 	w.id.Store(resp.GetWorkerId())
 	return nil
 }
 
-// commitBlock tells the master a block is cached here.
-func (w *Worker) commitBlock(ctx context.Context, b blockstore.BlockInfo) error {
+// commitBlock tells the master a block is cached here. wantReplicas asks
+// where to push replication.durable copies (the writer of the block).
+func (w *Worker) commitBlock(ctx context.Context, b blockstore.BlockInfo, wantReplicas bool) (*apiv1.CommitBlockResponse, error) {
 	id := w.id.Load()
 	if id == 0 {
-		return fmt.Errorf("commit block %d: %w: worker not registered", b.ID, meta.ErrUnavailable)
+		return nil, fmt.Errorf("commit block %d: %w: worker not registered", b.ID, meta.ErrUnavailable)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rpcTimeout)
 	defer cancel()
-	_, err := w.master.CommitBlock(ctx, &apiv1.CommitBlockRequest{WorkerId: id, BlockId: b.ID, Length: b.Length, Tier: b.Tier})
+	resp, err := w.master.CommitBlock(ctx, &apiv1.CommitBlockRequest{WorkerId: id, BlockId: b.ID, Length: b.Length, Tier: b.Tier, WantReplicas: wantReplicas})
 	if err != nil {
-		return fmt.Errorf("commit block %d: %w", b.ID, meta.FromStatus(err))
+		return nil, fmt.Errorf("commit block %d: %w", b.ID, meta.FromStatus(err))
 	}
-	return nil
+	return resp, nil
 }
 
 // heartbeatLoop heartbeats every interval; while the master is unreachable
@@ -137,6 +150,7 @@ func (h *heartbeater) beat(ctx context.Context) error {
 	for id := range h.removed {
 		req.RemovedBlockIds = append(req.RemovedBlockIds, id)
 	}
+	sent := time.Now()
 	resp, err := w.master.Heartbeat(ctx, req)
 	if err != nil {
 		return fmt.Errorf("heartbeat to master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
@@ -152,9 +166,12 @@ func (h *heartbeater) beat(ctx context.Context) error {
 		w.store.Remove(id)
 	}
 	w.store.SetPinned(resp.GetPinnedFileIds())
-	w.store.SetUnpersisted(resp.GetUnpersistedFileIds())
+	w.store.SetUnpersisted(resp.GetUnpersistedFileIds(), sent)
 	for _, cmd := range resp.GetPersist() {
 		w.persister.start(cmd)
+	}
+	for _, cmd := range resp.GetReplicate() {
+		w.repl.start(cmd)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ type metrics struct {
 	cacheHits         prometheus.Counter
 	cacheMisses       prometheus.Counter
 	asyncCacheDropped prometheus.Counter
+	replicaBytesSent  prometheus.Counter
 	rpcDuration       *prometheus.HistogramVec
 }
 
@@ -44,6 +45,7 @@ func newMetrics(store *blockstore.Store) *metrics {
 		cacheHits:         f("cache_hits_total", "Block reads served from the cache."),
 		cacheMisses:       f("cache_misses_total", "Block reads that missed the cache."),
 		asyncCacheDropped: f("async_cache_dropped_total", "Async cache requests dropped because the queue was full."),
+		replicaBytesSent:  f("replica_bytes_sent_total", "Bytes of blocks pushed to other workers as replication.durable copies."),
 		rpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "alcove", Subsystem: "worker", Name: "rpc_duration_seconds",
 			Help: "Latency of worker RPCs (whole stream for streaming RPCs).", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),

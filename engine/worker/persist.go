@@ -15,12 +15,15 @@ import (
 const maxConcurrentPersists = 2
 
 // persister runs the master's persist commands, one per file at a time.
+// While the worker drains it takes no new command and its running ones are
+// waited for (not canceled: an interrupted persist would only be redone).
 type persister struct {
 	w        *Worker
 	sem      chan struct{}
 	mu       sync.Mutex
 	inflight map[int64]bool
 	wg       sync.WaitGroup
+	g        gate
 }
 
 func newPersister(w *Worker) *persister {
@@ -30,13 +33,14 @@ func newPersister(w *Worker) *persister {
 func (p *persister) start(cmd *apiv1.PersistCommand) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.inflight[cmd.GetFileId()] {
+	if p.inflight[cmd.GetFileId()] || !p.g.enter() {
 		return
 	}
 	p.inflight[cmd.GetFileId()] = true
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
+		defer p.g.leave()
 		p.sem <- struct{}{}
 		defer func() { <-p.sem }()
 		p.run(cmd)
@@ -47,6 +51,10 @@ func (p *persister) start(cmd *apiv1.PersistCommand) {
 }
 
 func (p *persister) wait() { p.wg.Wait() }
+
+// drain stops taking commands and waits for the running ones until ctx
+// ends; it returns how many were still running.
+func (p *persister) drain(ctx context.Context) int { return p.g.drain(ctx) }
 
 func (p *persister) run(cmd *apiv1.PersistCommand) {
 	w := p.w

@@ -78,7 +78,14 @@ func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, sin
 			w.log.Error(err, "promote block", "blockID", id)
 		}
 	}
-	if h, err := w.store.OpenBlock(id); err == nil {
+	if h, err := w.store.OpenBlock(id); err == nil && req.GetBlockLength() > 0 && h.Length != req.GetBlockLength() {
+		// Defense in depth (the master refuses such blocks at registration):
+		// a cached block that does not fit the file the client reads is
+		// never served.
+		w.log.Info("cached block does not fit the file read; dropping it", "blockID", id, "cached", h.Length, "want", req.GetBlockLength())
+		h.Close()
+		w.store.Remove(id)
+	} else if err == nil {
 		defer h.File.Close() // the mapping outlives the fd
 		n, err := rangeLen(id, off, req.GetLength(), h.Length)
 		if err != nil {
@@ -146,7 +153,7 @@ func (w *Worker) commitCached(ctx context.Context, bw *blockstore.Writer) {
 		return
 	}
 	w.metrics.bytesWrittenCache.Add(float64(info.Length))
-	if err := w.commitBlock(ctx, info); err != nil {
+	if _, err := w.commitBlock(ctx, info, false); err != nil {
 		// The next heartbeat reports the block too.
 		w.log.V(1).Info("report cached block to the master", "blockID", info.ID, "err", err)
 	}

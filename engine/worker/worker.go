@@ -38,9 +38,14 @@ type Worker struct {
 	webSrv    *http.Server
 	master    apiv1.BlockMasterClient
 	conn      *grpc.ClientConn
-	ramdisk   *ramdisk.Disk // mounted by this worker, or nil
+	ramdisk   *ramdisk.Disk // the MEM tier's tmpfs, or nil; never unmounted here (see Close)
 	cacher    *asyncCacher
 	persister *persister
+	repl      *replicator
+	work      gate // writes and incoming replicas, waited for by Drain
+
+	peersMu sync.Mutex
+	peers   map[string]*grpc.ClientConn // other workers (replication pushes)
 
 	bg        context.Context // lives until Close
 	cancel    context.CancelFunc
@@ -50,7 +55,8 @@ type Worker struct {
 	closeErr  error
 }
 
-// New validates cfg and opens the block store (wiping stale cache files).
+// New validates cfg and opens the block store, restoring the blocks a
+// previous run left (served once the master accepted them).
 func New(cfg Config) (*Worker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("configure worker: %w", err)
@@ -58,9 +64,6 @@ func New(cfg Config) (*Worker, error) {
 	rd := mountRamdisk(cfg)
 	store, err := blockstore.Open(context.Background(), cfg.Tiers)
 	if err != nil {
-		if rd != nil {
-			rd.Unmount()
-		}
 		return nil, fmt.Errorf("create worker: %w", err)
 	}
 	return &Worker{cfg: cfg, store: store, ramdisk: rd, metrics: newMetrics(store), log: klog.Background()}, nil
@@ -88,6 +91,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.conn, w.master = conn, apiv1.NewBlockMasterClient(conn)
 	w.cacher = newAsyncCacher(bg, w, w.cfg.AsyncCacheThreads)
 	w.persister = newPersister(w)
+	w.repl = newReplicator(w)
 	rctx, rcancel := context.WithTimeout(bg, 5*time.Second)
 	regErr := w.register(rctx)
 	rcancel()
@@ -187,17 +191,26 @@ func (w *Worker) WebAddr() string { return w.webAddr }
 // ID returns the id the master assigned (0 until registered).
 func (w *Worker) ID() int64 { return w.id.Load() }
 
-// Run starts the worker, serves until ctx is done, then closes it.
+// Run starts the worker and serves until ctx is done (SIGTERM); it then
+// drains (Drain, bounded by the configured drain timeout) and closes.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
 	<-ctx.Done()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.DrainTimeout)
+	derr := w.Drain(dctx)
+	cancel()
+	if derr != nil {
+		w.log.Error(derr, "drain incomplete; closing anyway (the master retries interrupted persists)")
+	}
 	return w.Close()
 }
 
 // Close stops serving gracefully (in-flight streams get a few seconds),
-// stops background work and closes the store. Idempotent.
+// stops background work and closes the store. The cache stays on disk for
+// the next start, and so does the MEM tier's ramdisk (only `alcove format`
+// unmounts it): a restarted worker finds its blocks there. Idempotent.
 func (w *Worker) Close() error {
 	w.closeOnce.Do(func() {
 		if w.cancel != nil {
@@ -226,25 +239,25 @@ func (w *Worker) Close() error {
 		if w.persister != nil {
 			w.persister.wait()
 		}
+		if w.repl != nil {
+			w.repl.wait()
+		}
 		w.wg.Wait()
 		if w.conn != nil {
 			w.conn.Close()
 		}
+		w.closePeers()
 		if w.cfg.DomainSocket != "" && w.started.Load() {
 			os.Remove(w.cfg.DomainSocket)
 		}
 		w.closeErr = w.store.Close()
-		if w.ramdisk != nil {
-			if err := w.ramdisk.Unmount(); err != nil && w.closeErr == nil {
-				w.closeErr = err
-			}
-		}
 	})
 	return w.closeErr
 }
 
-// mountRamdisk mounts the MEM tier's tmpfs when cfg asks for it; a refusal
-// (no privilege, a foreign mount there) leaves the directory as it is.
+// mountRamdisk mounts the MEM tier's tmpfs when cfg asks for it (a
+// restarted worker reuses the one it left, with its blocks); a refusal (no
+// privilege, a foreign mount there) leaves the directory as it is.
 func mountRamdisk(cfg Config) *ramdisk.Disk {
 	if !cfg.Ramdisk {
 		return nil

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
@@ -45,12 +46,23 @@ func (w *Worker) writeFile(ctx context.Context, stream grpc.ClientStreamingServe
 	if err := validateHeader(h); err != nil {
 		return nil, err
 	}
+	if !w.work.enter() {
+		return nil, errDraining("write file " + h.GetPath())
+	}
+	defer w.work.leave()
 	fw := &fileWriter{w: w, h: h, cache: meta.Caches(h.GetWriteType())}
 	if fw.cache && w.ID() == 0 {
 		return nil, fmt.Errorf("write file %s: %w: worker not registered with the master yet", h.GetPath(), meta.ErrUnavailable)
 	}
 	if err := fw.open(ctx); err != nil {
 		return nil, err
+	}
+	// Tell the client the write is taken: a refusal (draining, not
+	// registered) reaches it before it sends data, so it can go to
+	// another worker.
+	if err := stream.SendHeader(metadata.Pairs(meta.WriteAcceptedHeader, "1")); err != nil {
+		fw.abort()
+		return nil, fmt.Errorf("write file %s: accept: %w", h.GetPath(), err)
 	}
 	resp, err := fw.copy(ctx, stream)
 	if err != nil {
@@ -88,7 +100,7 @@ func (fw *fileWriter) open(ctx context.Context) error {
 			fw.w.store.Pin(h.GetFileId())
 		}
 		if !meta.WritesUfsSync(h.GetWriteType()) {
-			fw.w.store.MarkUnpersisted(h.GetFileId())
+			fw.w.store.MarkUnpersisted(h.GetFileId(), false)
 		}
 	}
 	if !meta.WritesUfsSync(h.GetWriteType()) {
@@ -206,8 +218,18 @@ func (fw *fileWriter) finishBlock(ctx context.Context) error {
 		return err
 	}
 	fw.blocks = append(fw.blocks, &apiv1.WorkerBlock{BlockId: info.ID, Length: info.Length, Tier: info.Tier})
-	if err := fw.w.commitBlock(ctx, info); err != nil {
+	async := fw.h.GetWriteType() == apiv1.WriteType_ASYNC_THROUGH
+	resp, err := fw.w.commitBlock(ctx, info, async)
+	if err != nil {
 		return fmt.Errorf("commit block %d to the master: %w", info.ID, err)
+	}
+	if !meta.WritesUfsSync(fw.h.GetWriteType()) {
+		fw.w.store.MarkUnpersisted(fw.h.GetFileId(), true)
+	}
+	if need := int(resp.GetReplicasNeeded()); need > 0 {
+		if err := fw.w.replicateTo(ctx, info.ID, need, resp.GetReplicaTargets()); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -243,6 +243,7 @@ type JournalEntry struct {
 	//	*JournalEntry_DeleteMount
 	//	*JournalEntry_SetPersistence
 	//	*JournalEntry_SetChildrenLoaded
+	//	*JournalEntry_SetClusterId
 	Entry         isJournalEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -373,6 +374,15 @@ func (x *JournalEntry) GetSetChildrenLoaded() *SetChildrenLoadedEntry {
 	return nil
 }
 
+func (x *JournalEntry) GetSetClusterId() *SetClusterIdEntry {
+	if x != nil {
+		if x, ok := x.Entry.(*JournalEntry_SetClusterId); ok {
+			return x.SetClusterId
+		}
+	}
+	return nil
+}
+
 type isJournalEntry_Entry interface {
 	isJournalEntry_Entry()
 }
@@ -413,6 +423,10 @@ type JournalEntry_SetChildrenLoaded struct {
 	SetChildrenLoaded *SetChildrenLoadedEntry `protobuf:"bytes,10,opt,name=set_children_loaded,json=setChildrenLoaded,proto3,oneof"`
 }
 
+type JournalEntry_SetClusterId struct {
+	SetClusterId *SetClusterIdEntry `protobuf:"bytes,20,opt,name=set_cluster_id,json=setClusterId,proto3,oneof"`
+}
+
 func (*JournalEntry_CreateInode) isJournalEntry_Entry() {}
 
 func (*JournalEntry_CompleteFile) isJournalEntry_Entry() {}
@@ -430,6 +444,8 @@ func (*JournalEntry_DeleteMount) isJournalEntry_Entry() {}
 func (*JournalEntry_SetPersistence) isJournalEntry_Entry() {}
 
 func (*JournalEntry_SetChildrenLoaded) isJournalEntry_Entry() {}
+
+func (*JournalEntry_SetClusterId) isJournalEntry_Entry() {}
 
 type CreateInodeEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -995,6 +1011,53 @@ func (x *SetChildrenLoadedEntry) GetLoaded() bool {
 	return false
 }
 
+// SetClusterIdEntry names the namespace: minted once when the store is
+// created (a reformatted master mints a new one). Workers record it with
+// their cache and drop the cache when their master's id differs.
+type SetClusterIdEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClusterIdEntry) Reset() {
+	*x = SetClusterIdEntry{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClusterIdEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClusterIdEntry) ProtoMessage() {}
+
+func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClusterIdEntry.ProtoReflect.Descriptor instead.
+func (*SetClusterIdEntry) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetClusterIdEntry) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
 var File_engine_api_v1_journal_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_journal_proto_rawDesc = "" +
@@ -1026,7 +1089,7 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\vmount_point\x18\x14 \x01(\bR\n" +
 	"mountPoint\x12 \n" +
 	"\fufs_mtime_ms\x18\x15 \x01(\x03R\n" +
-	"ufsMtimeMs\"\x8b\x05\n" +
+	"ufsMtimeMs\"\xd1\x05\n" +
 	"\fJournalEntry\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12@\n" +
 	"\fcreate_inode\x18\x02 \x01(\v2\x1b.alcove.v1.CreateInodeEntryH\x00R\vcreateInode\x12C\n" +
@@ -1038,7 +1101,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\fdelete_mount\x18\b \x01(\v2\x1b.alcove.v1.DeleteMountEntryH\x00R\vdeleteMount\x12I\n" +
 	"\x0fset_persistence\x18\t \x01(\v2\x1e.alcove.v1.SetPersistenceEntryH\x00R\x0esetPersistence\x12S\n" +
 	"\x13set_children_loaded\x18\n" +
-	" \x01(\v2!.alcove.v1.SetChildrenLoadedEntryH\x00R\x11setChildrenLoadedB\a\n" +
+	" \x01(\v2!.alcove.v1.SetChildrenLoadedEntryH\x00R\x11setChildrenLoaded\x12D\n" +
+	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterIdB\a\n" +
 	"\x05entry\"q\n" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
@@ -1090,7 +1154,10 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"ufsMtimeMs\"@\n" +
 	"\x16SetChildrenLoadedEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
-	"\x06loaded\x18\x02 \x01(\bR\x06loadedB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
+	"\x06loaded\x18\x02 \x01(\bR\x06loaded\"2\n" +
+	"\x11SetClusterIdEntry\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterIdB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
 
 var (
 	file_engine_api_v1_journal_proto_rawDescOnce sync.Once
@@ -1104,7 +1171,7 @@ func file_engine_api_v1_journal_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_journal_proto_rawDescData
 }
 
-var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*Inode)(nil),                  // 0: alcove.v1.Inode
 	(*JournalEntry)(nil),           // 1: alcove.v1.JournalEntry
@@ -1117,15 +1184,16 @@ var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*DeleteMountEntry)(nil),       // 8: alcove.v1.DeleteMountEntry
 	(*SetPersistenceEntry)(nil),    // 9: alcove.v1.SetPersistenceEntry
 	(*SetChildrenLoadedEntry)(nil), // 10: alcove.v1.SetChildrenLoadedEntry
-	(PersistenceState)(0),          // 11: alcove.v1.PersistenceState
-	(TtlAction)(0),                 // 12: alcove.v1.TtlAction
-	(WriteType)(0),                 // 13: alcove.v1.WriteType
-	(*MountPointInfo)(nil),         // 14: alcove.v1.MountPointInfo
+	(*SetClusterIdEntry)(nil),      // 11: alcove.v1.SetClusterIdEntry
+	(PersistenceState)(0),          // 12: alcove.v1.PersistenceState
+	(TtlAction)(0),                 // 13: alcove.v1.TtlAction
+	(WriteType)(0),                 // 14: alcove.v1.WriteType
+	(*MountPointInfo)(nil),         // 15: alcove.v1.MountPointInfo
 }
 var file_engine_api_v1_journal_proto_depIdxs = []int32{
-	11, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
-	12, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
-	13, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
+	12, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
+	13, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
+	14, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
 	2,  // 3: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
 	3,  // 4: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
 	4,  // 5: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
@@ -1135,16 +1203,17 @@ var file_engine_api_v1_journal_proto_depIdxs = []int32{
 	8,  // 9: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
 	9,  // 10: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
 	10, // 11: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
-	0,  // 12: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
-	11, // 13: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
-	12, // 14: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
-	14, // 15: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
-	11, // 16: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	11, // 12: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
+	0,  // 13: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
+	12, // 14: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
+	13, // 15: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
+	15, // 16: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
+	12, // 17: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_journal_proto_init() }
@@ -1163,6 +1232,7 @@ func file_engine_api_v1_journal_proto_init() {
 		(*JournalEntry_DeleteMount)(nil),
 		(*JournalEntry_SetPersistence)(nil),
 		(*JournalEntry_SetChildrenLoaded)(nil),
+		(*JournalEntry_SetClusterId)(nil),
 	}
 	file_engine_api_v1_journal_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -1171,7 +1241,7 @@ func file_engine_api_v1_journal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_journal_proto_rawDesc), len(file_engine_api_v1_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

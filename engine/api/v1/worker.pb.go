@@ -67,7 +67,7 @@ func (x ShortCircuitRequest_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ShortCircuitRequest_Op.Descriptor instead.
 func (ShortCircuitRequest_Op) EnumDescriptor() ([]byte, []int) {
-	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{8, 0}
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{11, 0}
 }
 
 // UfsBlockSource says where a block lives in the UFS, for read-through.
@@ -609,6 +609,200 @@ func (x *CacheBlockRequest) GetPromote() bool {
 	return false
 }
 
+type ReplicateBlockHeader struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	BlockId        int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
+	BlockSizeBytes int64                  `protobuf:"varint,2,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"`
+	Length         int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReplicateBlockHeader) Reset() {
+	*x = ReplicateBlockHeader{}
+	mi := &file_engine_api_v1_worker_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateBlockHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateBlockHeader) ProtoMessage() {}
+
+func (x *ReplicateBlockHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_worker_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateBlockHeader.ProtoReflect.Descriptor instead.
+func (*ReplicateBlockHeader) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReplicateBlockHeader) GetBlockId() int64 {
+	if x != nil {
+		return x.BlockId
+	}
+	return 0
+}
+
+func (x *ReplicateBlockHeader) GetBlockSizeBytes() int64 {
+	if x != nil {
+		return x.BlockSizeBytes
+	}
+	return 0
+}
+
+func (x *ReplicateBlockHeader) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+type ReplicateBlockRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Value:
+	//
+	//	*ReplicateBlockRequest_Header
+	//	*ReplicateBlockRequest_Data
+	Value         isReplicateBlockRequest_Value `protobuf_oneof:"value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateBlockRequest) Reset() {
+	*x = ReplicateBlockRequest{}
+	mi := &file_engine_api_v1_worker_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateBlockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateBlockRequest) ProtoMessage() {}
+
+func (x *ReplicateBlockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_worker_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateBlockRequest.ProtoReflect.Descriptor instead.
+func (*ReplicateBlockRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReplicateBlockRequest) GetValue() isReplicateBlockRequest_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *ReplicateBlockRequest) GetHeader() *ReplicateBlockHeader {
+	if x != nil {
+		if x, ok := x.Value.(*ReplicateBlockRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateBlockRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Value.(*ReplicateBlockRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isReplicateBlockRequest_Value interface {
+	isReplicateBlockRequest_Value()
+}
+
+type ReplicateBlockRequest_Header struct {
+	Header *ReplicateBlockHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type ReplicateBlockRequest_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*ReplicateBlockRequest_Header) isReplicateBlockRequest_Value() {}
+
+func (*ReplicateBlockRequest_Data) isReplicateBlockRequest_Value() {}
+
+type ReplicateBlockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AlreadyCached bool                   `protobuf:"varint,1,opt,name=already_cached,json=alreadyCached,proto3" json:"already_cached,omitempty"`
+	Tier          string                 `protobuf:"bytes,2,opt,name=tier,proto3" json:"tier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateBlockResponse) Reset() {
+	*x = ReplicateBlockResponse{}
+	mi := &file_engine_api_v1_worker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateBlockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateBlockResponse) ProtoMessage() {}
+
+func (x *ReplicateBlockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_worker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateBlockResponse.ProtoReflect.Descriptor instead.
+func (*ReplicateBlockResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReplicateBlockResponse) GetAlreadyCached() bool {
+	if x != nil {
+		return x.AlreadyCached
+	}
+	return false
+}
+
+func (x *ReplicateBlockResponse) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
 type CacheBlockResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AlreadyCached bool                   `protobuf:"varint,1,opt,name=already_cached,json=alreadyCached,proto3" json:"already_cached,omitempty"`
@@ -619,7 +813,7 @@ type CacheBlockResponse struct {
 
 func (x *CacheBlockResponse) Reset() {
 	*x = CacheBlockResponse{}
-	mi := &file_engine_api_v1_worker_proto_msgTypes[7]
+	mi := &file_engine_api_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +825,7 @@ func (x *CacheBlockResponse) String() string {
 func (*CacheBlockResponse) ProtoMessage() {}
 
 func (x *CacheBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_worker_proto_msgTypes[7]
+	mi := &file_engine_api_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +838,7 @@ func (x *CacheBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheBlockResponse.ProtoReflect.Descriptor instead.
 func (*CacheBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{7}
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CacheBlockResponse) GetAlreadyCached() bool {
@@ -678,7 +872,7 @@ type ShortCircuitRequest struct {
 
 func (x *ShortCircuitRequest) Reset() {
 	*x = ShortCircuitRequest{}
-	mi := &file_engine_api_v1_worker_proto_msgTypes[8]
+	mi := &file_engine_api_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +884,7 @@ func (x *ShortCircuitRequest) String() string {
 func (*ShortCircuitRequest) ProtoMessage() {}
 
 func (x *ShortCircuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_worker_proto_msgTypes[8]
+	mi := &file_engine_api_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +897,7 @@ func (x *ShortCircuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShortCircuitRequest.ProtoReflect.Descriptor instead.
 func (*ShortCircuitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{8}
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ShortCircuitRequest) GetOp() ShortCircuitRequest_Op {
@@ -748,7 +942,7 @@ type ShortCircuitResponse struct {
 
 func (x *ShortCircuitResponse) Reset() {
 	*x = ShortCircuitResponse{}
-	mi := &file_engine_api_v1_worker_proto_msgTypes[9]
+	mi := &file_engine_api_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +954,7 @@ func (x *ShortCircuitResponse) String() string {
 func (*ShortCircuitResponse) ProtoMessage() {}
 
 func (x *ShortCircuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_worker_proto_msgTypes[9]
+	mi := &file_engine_api_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +967,7 @@ func (x *ShortCircuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShortCircuitResponse.ProtoReflect.Descriptor instead.
 func (*ShortCircuitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ShortCircuitResponse) GetCode() int32 {
@@ -829,7 +1023,7 @@ type DataFrameHeader struct {
 
 func (x *DataFrameHeader) Reset() {
 	*x = DataFrameHeader{}
-	mi := &file_engine_api_v1_worker_proto_msgTypes[10]
+	mi := &file_engine_api_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1035,7 @@ func (x *DataFrameHeader) String() string {
 func (*DataFrameHeader) ProtoMessage() {}
 
 func (x *DataFrameHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_worker_proto_msgTypes[10]
+	mi := &file_engine_api_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1048,7 @@ func (x *DataFrameHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataFrameHeader.ProtoReflect.Descriptor instead.
 func (*DataFrameHeader) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_engine_api_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DataFrameHeader) GetCode() int32 {
@@ -925,7 +1119,18 @@ const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"\fblock_length\x18\x02 \x01(\x03R\vblockLength\x12(\n" +
 	"\x10block_size_bytes\x18\x03 \x01(\x03R\x0eblockSizeBytes\x12+\n" +
 	"\x03ufs\x18\x04 \x01(\v2\x19.alcove.v1.UfsBlockSourceR\x03ufs\x12\x18\n" +
-	"\apromote\x18\x05 \x01(\bR\apromote\"O\n" +
+	"\apromote\x18\x05 \x01(\bR\apromote\"s\n" +
+	"\x14ReplicateBlockHeader\x12\x19\n" +
+	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12(\n" +
+	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\"q\n" +
+	"\x15ReplicateBlockRequest\x129\n" +
+	"\x06header\x18\x01 \x01(\v2\x1f.alcove.v1.ReplicateBlockHeaderH\x00R\x06header\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\a\n" +
+	"\x05value\"S\n" +
+	"\x16ReplicateBlockResponse\x12%\n" +
+	"\x0ealready_cached\x18\x01 \x01(\bR\ralreadyCached\x12\x12\n" +
+	"\x04tier\x18\x02 \x01(\tR\x04tier\"O\n" +
 	"\x12CacheBlockResponse\x12%\n" +
 	"\x0ealready_cached\x18\x01 \x01(\bR\ralreadyCached\x12\x12\n" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\"\xd6\x01\n" +
@@ -947,12 +1152,13 @@ const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"\x0fDataFrameHeader\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
-	"\x06length\x18\x03 \x01(\x03R\x06length2\xe4\x01\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length2\xbd\x02\n" +
 	"\vBlockWorker\x12@\n" +
 	"\tReadBlock\x12\x1b.alcove.v1.ReadBlockRequest\x1a\x14.alcove.v1.DataChunk0\x01\x12H\n" +
 	"\tWriteFile\x12\x1b.alcove.v1.WriteFileRequest\x1a\x1c.alcove.v1.WriteFileResponse(\x01\x12I\n" +
 	"\n" +
-	"CacheBlock\x12\x1c.alcove.v1.CacheBlockRequest\x1a\x1d.alcove.v1.CacheBlockResponseB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
+	"CacheBlock\x12\x1c.alcove.v1.CacheBlockRequest\x1a\x1d.alcove.v1.CacheBlockResponse\x12W\n" +
+	"\x0eReplicateBlock\x12 .alcove.v1.ReplicateBlockRequest\x1a!.alcove.v1.ReplicateBlockResponse(\x01B1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
 
 var (
 	file_engine_api_v1_worker_proto_rawDescOnce sync.Once
@@ -967,43 +1173,49 @@ func file_engine_api_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_api_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_engine_api_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_engine_api_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_engine_api_v1_worker_proto_goTypes = []any{
-	(ShortCircuitRequest_Op)(0),  // 0: alcove.v1.ShortCircuitRequest.Op
-	(*UfsBlockSource)(nil),       // 1: alcove.v1.UfsBlockSource
-	(*ReadBlockRequest)(nil),     // 2: alcove.v1.ReadBlockRequest
-	(*DataChunk)(nil),            // 3: alcove.v1.DataChunk
-	(*WriteFileHeader)(nil),      // 4: alcove.v1.WriteFileHeader
-	(*WriteFileRequest)(nil),     // 5: alcove.v1.WriteFileRequest
-	(*WriteFileResponse)(nil),    // 6: alcove.v1.WriteFileResponse
-	(*CacheBlockRequest)(nil),    // 7: alcove.v1.CacheBlockRequest
-	(*CacheBlockResponse)(nil),   // 8: alcove.v1.CacheBlockResponse
-	(*ShortCircuitRequest)(nil),  // 9: alcove.v1.ShortCircuitRequest
-	(*ShortCircuitResponse)(nil), // 10: alcove.v1.ShortCircuitResponse
-	(*DataFrameHeader)(nil),      // 11: alcove.v1.DataFrameHeader
-	(ReadType)(0),                // 12: alcove.v1.ReadType
-	(WriteType)(0),               // 13: alcove.v1.WriteType
-	(*WorkerBlock)(nil),          // 14: alcove.v1.WorkerBlock
+	(ShortCircuitRequest_Op)(0),    // 0: alcove.v1.ShortCircuitRequest.Op
+	(*UfsBlockSource)(nil),         // 1: alcove.v1.UfsBlockSource
+	(*ReadBlockRequest)(nil),       // 2: alcove.v1.ReadBlockRequest
+	(*DataChunk)(nil),              // 3: alcove.v1.DataChunk
+	(*WriteFileHeader)(nil),        // 4: alcove.v1.WriteFileHeader
+	(*WriteFileRequest)(nil),       // 5: alcove.v1.WriteFileRequest
+	(*WriteFileResponse)(nil),      // 6: alcove.v1.WriteFileResponse
+	(*CacheBlockRequest)(nil),      // 7: alcove.v1.CacheBlockRequest
+	(*ReplicateBlockHeader)(nil),   // 8: alcove.v1.ReplicateBlockHeader
+	(*ReplicateBlockRequest)(nil),  // 9: alcove.v1.ReplicateBlockRequest
+	(*ReplicateBlockResponse)(nil), // 10: alcove.v1.ReplicateBlockResponse
+	(*CacheBlockResponse)(nil),     // 11: alcove.v1.CacheBlockResponse
+	(*ShortCircuitRequest)(nil),    // 12: alcove.v1.ShortCircuitRequest
+	(*ShortCircuitResponse)(nil),   // 13: alcove.v1.ShortCircuitResponse
+	(*DataFrameHeader)(nil),        // 14: alcove.v1.DataFrameHeader
+	(ReadType)(0),                  // 15: alcove.v1.ReadType
+	(WriteType)(0),                 // 16: alcove.v1.WriteType
+	(*WorkerBlock)(nil),            // 17: alcove.v1.WorkerBlock
 }
 var file_engine_api_v1_worker_proto_depIdxs = []int32{
-	12, // 0: alcove.v1.ReadBlockRequest.read_type:type_name -> alcove.v1.ReadType
+	15, // 0: alcove.v1.ReadBlockRequest.read_type:type_name -> alcove.v1.ReadType
 	1,  // 1: alcove.v1.ReadBlockRequest.ufs:type_name -> alcove.v1.UfsBlockSource
-	13, // 2: alcove.v1.WriteFileHeader.write_type:type_name -> alcove.v1.WriteType
+	16, // 2: alcove.v1.WriteFileHeader.write_type:type_name -> alcove.v1.WriteType
 	4,  // 3: alcove.v1.WriteFileRequest.header:type_name -> alcove.v1.WriteFileHeader
-	14, // 4: alcove.v1.WriteFileResponse.blocks:type_name -> alcove.v1.WorkerBlock
+	17, // 4: alcove.v1.WriteFileResponse.blocks:type_name -> alcove.v1.WorkerBlock
 	1,  // 5: alcove.v1.CacheBlockRequest.ufs:type_name -> alcove.v1.UfsBlockSource
-	0,  // 6: alcove.v1.ShortCircuitRequest.op:type_name -> alcove.v1.ShortCircuitRequest.Op
-	2,  // 7: alcove.v1.BlockWorker.ReadBlock:input_type -> alcove.v1.ReadBlockRequest
-	5,  // 8: alcove.v1.BlockWorker.WriteFile:input_type -> alcove.v1.WriteFileRequest
-	7,  // 9: alcove.v1.BlockWorker.CacheBlock:input_type -> alcove.v1.CacheBlockRequest
-	3,  // 10: alcove.v1.BlockWorker.ReadBlock:output_type -> alcove.v1.DataChunk
-	6,  // 11: alcove.v1.BlockWorker.WriteFile:output_type -> alcove.v1.WriteFileResponse
-	8,  // 12: alcove.v1.BlockWorker.CacheBlock:output_type -> alcove.v1.CacheBlockResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	8,  // 6: alcove.v1.ReplicateBlockRequest.header:type_name -> alcove.v1.ReplicateBlockHeader
+	0,  // 7: alcove.v1.ShortCircuitRequest.op:type_name -> alcove.v1.ShortCircuitRequest.Op
+	2,  // 8: alcove.v1.BlockWorker.ReadBlock:input_type -> alcove.v1.ReadBlockRequest
+	5,  // 9: alcove.v1.BlockWorker.WriteFile:input_type -> alcove.v1.WriteFileRequest
+	7,  // 10: alcove.v1.BlockWorker.CacheBlock:input_type -> alcove.v1.CacheBlockRequest
+	9,  // 11: alcove.v1.BlockWorker.ReplicateBlock:input_type -> alcove.v1.ReplicateBlockRequest
+	3,  // 12: alcove.v1.BlockWorker.ReadBlock:output_type -> alcove.v1.DataChunk
+	6,  // 13: alcove.v1.BlockWorker.WriteFile:output_type -> alcove.v1.WriteFileResponse
+	11, // 14: alcove.v1.BlockWorker.CacheBlock:output_type -> alcove.v1.CacheBlockResponse
+	10, // 15: alcove.v1.BlockWorker.ReplicateBlock:output_type -> alcove.v1.ReplicateBlockResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_worker_proto_init() }
@@ -1016,13 +1228,17 @@ func file_engine_api_v1_worker_proto_init() {
 		(*WriteFileRequest_Header)(nil),
 		(*WriteFileRequest_Data)(nil),
 	}
+	file_engine_api_v1_worker_proto_msgTypes[8].OneofWrappers = []any{
+		(*ReplicateBlockRequest_Header)(nil),
+		(*ReplicateBlockRequest_Data)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_worker_proto_rawDesc), len(file_engine_api_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

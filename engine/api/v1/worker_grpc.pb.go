@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BlockWorker_ReadBlock_FullMethodName  = "/alcove.v1.BlockWorker/ReadBlock"
-	BlockWorker_WriteFile_FullMethodName  = "/alcove.v1.BlockWorker/WriteFile"
-	BlockWorker_CacheBlock_FullMethodName = "/alcove.v1.BlockWorker/CacheBlock"
+	BlockWorker_ReadBlock_FullMethodName      = "/alcove.v1.BlockWorker/ReadBlock"
+	BlockWorker_WriteFile_FullMethodName      = "/alcove.v1.BlockWorker/WriteFile"
+	BlockWorker_CacheBlock_FullMethodName     = "/alcove.v1.BlockWorker/CacheBlock"
+	BlockWorker_ReplicateBlock_FullMethodName = "/alcove.v1.BlockWorker/ReplicateBlock"
 )
 
 // BlockWorkerClient is the client API for BlockWorker service.
@@ -39,6 +40,9 @@ type BlockWorkerClient interface {
 	WriteFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteFileRequest, WriteFileResponse], error)
 	// CacheBlock loads a block from the UFS into this worker's cache.
 	CacheBlock(ctx context.Context, in *CacheBlockRequest, opts ...grpc.CallOption) (*CacheBlockResponse, error)
+	// ReplicateBlock takes a committed block pushed by a peer worker (a
+	// replication.durable copy of an unpersisted file): a header then data.
+	ReplicateBlock(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReplicateBlockRequest, ReplicateBlockResponse], error)
 }
 
 type blockWorkerClient struct {
@@ -91,6 +95,19 @@ func (c *blockWorkerClient) CacheBlock(ctx context.Context, in *CacheBlockReques
 	return out, nil
 }
 
+func (c *blockWorkerClient) ReplicateBlock(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReplicateBlockRequest, ReplicateBlockResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BlockWorker_ServiceDesc.Streams[2], BlockWorker_ReplicateBlock_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReplicateBlockRequest, ReplicateBlockResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BlockWorker_ReplicateBlockClient = grpc.ClientStreamingClient[ReplicateBlockRequest, ReplicateBlockResponse]
+
 // BlockWorkerServer is the server API for BlockWorker service.
 // All implementations must embed UnimplementedBlockWorkerServer
 // for forward compatibility.
@@ -106,6 +123,9 @@ type BlockWorkerServer interface {
 	WriteFile(grpc.ClientStreamingServer[WriteFileRequest, WriteFileResponse]) error
 	// CacheBlock loads a block from the UFS into this worker's cache.
 	CacheBlock(context.Context, *CacheBlockRequest) (*CacheBlockResponse, error)
+	// ReplicateBlock takes a committed block pushed by a peer worker (a
+	// replication.durable copy of an unpersisted file): a header then data.
+	ReplicateBlock(grpc.ClientStreamingServer[ReplicateBlockRequest, ReplicateBlockResponse]) error
 	mustEmbedUnimplementedBlockWorkerServer()
 }
 
@@ -124,6 +144,9 @@ func (UnimplementedBlockWorkerServer) WriteFile(grpc.ClientStreamingServer[Write
 }
 func (UnimplementedBlockWorkerServer) CacheBlock(context.Context, *CacheBlockRequest) (*CacheBlockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CacheBlock not implemented")
+}
+func (UnimplementedBlockWorkerServer) ReplicateBlock(grpc.ClientStreamingServer[ReplicateBlockRequest, ReplicateBlockResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReplicateBlock not implemented")
 }
 func (UnimplementedBlockWorkerServer) mustEmbedUnimplementedBlockWorkerServer() {}
 func (UnimplementedBlockWorkerServer) testEmbeddedByValue()                     {}
@@ -182,6 +205,13 @@ func _BlockWorker_CacheBlock_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlockWorker_ReplicateBlock_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BlockWorkerServer).ReplicateBlock(&grpc.GenericServerStream[ReplicateBlockRequest, ReplicateBlockResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BlockWorker_ReplicateBlockServer = grpc.ClientStreamingServer[ReplicateBlockRequest, ReplicateBlockResponse]
+
 // BlockWorker_ServiceDesc is the grpc.ServiceDesc for BlockWorker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -203,6 +233,11 @@ var BlockWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WriteFile",
 			Handler:       _BlockWorker_WriteFile_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ReplicateBlock",
+			Handler:       _BlockWorker_ReplicateBlock_Handler,
 			ClientStreams: true,
 		},
 	},
