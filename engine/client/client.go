@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ type Config struct {
 	// Owner and Group stamp new files and directories (default: the
 	// process's user and primary group).
 	Owner, Group string
+	// DataTimeout is the longest a read waits for the next bytes from a
+	// worker before it goes to another copy or the UFS (default
+	// DefaultDataTimeout; alluxio.user.streaming.data.read.timeout).
+	DataTimeout time.Duration
 }
 
 // Client is safe for concurrent use.
@@ -59,6 +64,7 @@ type Client struct {
 	dataIdle  map[string][]net.Conn // idle data-port connections by worker
 	wcache    []*apiv1.WorkerInfo
 	wcacheAt  time.Time
+	slow      map[string]time.Time // workers that timed out, until when (see deadline.go)
 }
 
 // New returns a client; connections are made on first use.
@@ -86,6 +92,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RetryTimeout == 0 {
 		cfg.RetryTimeout = 5 * time.Second
+	}
+	if cfg.DataTimeout <= 0 {
+		cfg.DataTimeout = DefaultDataTimeout
 	}
 	return &Client{cfg: cfg, workers: map[string]*grpc.ClientConn{}, sc: map[string]*shortcircuit.Client{}}, nil
 }
@@ -127,6 +136,7 @@ func dataDialOptions() []grpc.DialOption {
 		grpc.WithInitialConnWindowSize(64 << 20),
 		grpc.WithReadBufferSize(1 << 20),
 		grpc.WithWriteBufferSize(1 << 20),
+		grpc.WithKeepaliveParams(workerKeepalive),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20), grpc.ForceCodecV2(chunkCodec{})),
 	}
 }
@@ -268,13 +278,28 @@ func (c *Client) liveWorkers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
 
 // pickWorker prefers the worker on this client's node, else a stable
 // choice by key so that repeated misses of one block go to one worker.
-func (c *Client) pickWorker(ctx context.Context, key int64) (*apiv1.WorkerInfo, error) {
-	ws, err := c.liveWorkers(ctx)
+// Workers in skip, and workers that timed out recently while others are
+// there, are not picked.
+func (c *Client) pickWorker(ctx context.Context, key int64, skip ...string) (*apiv1.WorkerInfo, error) {
+	all, err := c.liveWorkers(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var ws, slow []*apiv1.WorkerInfo
+	for _, w := range all {
+		switch {
+		case slices.Contains(skip, w.GetAddress()):
+		case c.isSlow(w.GetAddress()):
+			slow = append(slow, w)
+		default:
+			ws = append(ws, w)
+		}
+	}
 	if len(ws) == 0 {
-		return nil, fmt.Errorf("no live worker is registered with the master: %w", meta.ErrUnavailable)
+		ws = slow
+	}
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("no live worker is registered with the master (%d tried): %w", len(skip), meta.ErrUnavailable)
 	}
 	for _, w := range ws {
 		if w.GetNode() == c.cfg.Node {

@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -56,13 +58,18 @@ func (r *Reader) dataStream(addr string, req *apiv1.ReadBlockRequest, idx, blen 
 		return nil, err
 	}
 	var hdr apiv1.DataFrameHeader
+	conn.SetDeadline(time.Now().Add(r.c.cfg.DataTimeout))
 	if err = frame.Write(conn, req); err == nil {
 		err = frame.Read(conn, &hdr)
 	}
 	if err != nil {
 		conn.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = errSilent(addr, r.c.cfg.DataTimeout)
+		}
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, err)
 	}
+	conn.SetWriteDeadline(time.Time{})
 	if hdr.GetCode() != 0 {
 		r.c.releaseDataConn(addr, conn) // still in step: the worker answered
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr,
@@ -80,12 +87,16 @@ func (s *source) readConn(p []byte) (int, error) {
 	if s.remaining <= 0 {
 		return 0, fmt.Errorf("block data ended at %d of %d: %w", s.next, s.blockLen, meta.ErrAborted)
 	}
+	s.conn.SetReadDeadline(time.Now().Add(s.c.cfg.DataTimeout))
 	n, err := s.conn.Read(p[:min(int64(len(p)), s.remaining)])
 	s.remaining -= int64(n)
 	s.next += int64(n)
 	if err != nil {
 		s.conn.Close()
 		s.conn = nil
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = errSilent(s.connAddr, s.c.cfg.DataTimeout)
+		}
 		return n, fmt.Errorf("read block data: %w", err)
 	}
 	if s.remaining == 0 {

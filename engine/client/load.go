@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"k8s.io/klog/v2"
 
@@ -42,7 +43,7 @@ func (c *Client) localWorker(ctx context.Context) *apiv1.WorkerInfo {
 		return nil
 	}
 	for _, w := range ws {
-		if w.GetNode() == c.cfg.Node && w.GetDomainSocket() != "" {
+		if w.GetNode() == c.cfg.Node && w.GetDomainSocket() != "" && !c.isSlow(w.GetAddress()) {
 			return w
 		}
 	}
@@ -87,7 +88,9 @@ func (r *Reader) loadLocal(idx int64) (src *source, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	b, err := sc.Open(r.ctx, bi.GetBlockId(), info.GetBlockSizeBytes(), r.readType == apiv1.ReadType_CACHE_PROMOTE)
+	octx, cancel := r.c.withDataTimeout(r.ctx)
+	b, err := sc.Open(octx, bi.GetBlockId(), info.GetBlockSizeBytes(), r.readType == apiv1.ReadType_CACHE_PROMOTE)
+	cancel()
 	if err != nil {
 		if !errors.Is(err, meta.ErrNotFound) {
 			r.c.dropShortCircuit(w.GetDomainSocket())
@@ -146,9 +149,16 @@ func (r *Reader) cacheBlock(w *apiv1.WorkerInfo, idx int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = wc.CacheBlock(r.ctx, &apiv1.CacheBlockRequest{
+	// The worker reads the whole block from the UFS: allow it a slow UFS
+	// (1 MB/s) on top of the data timeout; a silent worker is left then.
+	ctx, cancel := context.WithTimeout(r.ctx, r.c.cfg.DataTimeout+time.Duration(blen)*time.Microsecond)
+	defer cancel()
+	_, err = wc.CacheBlock(ctx, &apiv1.CacheBlockRequest{
 		BlockId: bi.GetBlockId(), BlockLength: blen, BlockSizeBytes: info.GetBlockSizeBytes(), Ufs: ufsSource(info, idx),
 	})
+	if ctx.Err() != nil && r.ctx.Err() == nil {
+		r.c.markSlow(w.GetAddress())
+	}
 	if err != nil {
 		return fmt.Errorf("load block %d of %s into worker %s: %w", bi.GetBlockId(), info.GetPath(), w.GetAddress(), meta.FromStatus(err))
 	}

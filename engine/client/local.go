@@ -76,7 +76,9 @@ func (c *Client) OpenLocalFile(ctx context.Context, info *apiv1.FileInfo) (*Loca
 		if err != nil {
 			return fail(err)
 		}
-		b, err := sc.Open(ctx, bi.GetBlockId(), bs, false)
+		octx, cancel := c.withDataTimeout(ctx)
+		b, err := sc.Open(octx, bi.GetBlockId(), bs, false)
+		cancel()
 		if err != nil {
 			if !errors.Is(err, meta.ErrNotFound) {
 				c.dropShortCircuit(socket)

@@ -120,15 +120,22 @@ func (p *prefetcher) fetch(s *segment) {
 	defer close(s.done)
 	r := p.r
 	bs := r.Info().GetBlockSizeBytes()
-	src, err := r.open(s.off/bs, s.off%bs, s.n)
-	if err != nil {
-		s.err = err
-		return
-	}
-	defer src.close()
-	s.kind = src.kind
-	if _, err := io.ReadFull(&readerAt{src, s.off % bs}, (*s.buf)[:s.n]); err != nil {
-		s.err = err
+	var got int64
+	for attempt := 0; ; attempt++ {
+		off := s.off + got
+		src, err := r.open(off/bs, off%bs, s.n-got)
+		if err == nil {
+			s.kind = src.kind
+			var n int
+			n, err = io.ReadFull(&readerAt{src, off % bs}, (*s.buf)[got:s.n])
+			got += int64(n)
+			src.close()
+			r.sourceFailed(src, err)
+		}
+		if err == nil || attempt >= maxReadRetries || !r.retryable(err) {
+			s.err = err
+			return
+		}
 	}
 }
 

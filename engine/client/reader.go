@@ -83,23 +83,31 @@ func (r *Reader) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if r.src == nil || r.src.index != idx || !r.src.canRead(inb) {
-		r.closeSource()
-		src, err := r.open(idx, inb, -1)
-		if err != nil {
-			return 0, err
+	for attempt := 0; ; attempt++ {
+		if r.src == nil || r.src.index != idx || !r.src.canRead(inb) {
+			r.closeSource()
+			src, err := r.open(idx, inb, -1)
+			if err != nil {
+				return 0, err
+			}
+			r.src = src
 		}
-		r.src = src
-	}
-	want := min(int64(len(p)), r.src.blockLen-inb)
-	n, err := r.src.read(p[:want], inb)
-	r.pos += int64(n)
-	r.count(r.src.kind, n)
-	if err != nil {
+		want := min(int64(len(p)), r.src.blockLen-inb)
+		n, err := r.src.read(p[:want], inb)
+		r.pos += int64(n)
+		r.count(r.src.kind, n)
+		if err == nil {
+			return n, nil
+		}
+		r.sourceFailed(r.src, err)
 		r.closeSource()
-		return n, fmt.Errorf("read %s at %d: %w", r.info.GetPath(), r.pos, err)
+		if n > 0 {
+			return n, nil // the next Read opens a new source from here
+		}
+		if attempt >= maxReadRetries || !r.retryable(err) {
+			return 0, fmt.Errorf("read %s at %d: %w", r.info.GetPath(), r.pos, err)
+		}
 	}
-	return n, nil
 }
 
 // prefetching reports whether the next bytes come through the prefetcher
@@ -174,7 +182,7 @@ func (r *Reader) Seek(off int64, whence int) (int64, error) {
 // where the previous one ended.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	length, bs := r.Info().GetLength(), r.Info().GetBlockSizeBytes()
-	total := 0
+	total, retries := 0, 0
 	for total < len(p) {
 		pos := off + int64(total)
 		if pos >= length {
@@ -191,7 +199,11 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		total += n
 		if err != nil {
 			src.close()
-			return total, fmt.Errorf("read %s at %d: %w", r.Info().GetPath(), pos, err)
+			r.sourceFailed(src, err)
+			if retries++; retries > maxReadRetries || !r.retryable(err) {
+				return total, fmt.Errorf("read %s at %d: %w", r.Info().GetPath(), pos, err)
+			}
+			continue
 		}
 		r.putSource(src)
 	}
@@ -357,8 +369,15 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 				errs = append(errs, err)
 				continue
 			}
-			b, err := sc.Open(r.ctx, bi.GetBlockId(), bs, r.readType == apiv1.ReadType_CACHE_PROMOTE)
+			octx, cancel := r.c.withDataTimeout(r.ctx)
+			b, err := sc.Open(octx, bi.GetBlockId(), bs, r.readType == apiv1.ReadType_CACHE_PROMOTE)
+			timedOut := octx.Err() != nil && r.ctx.Err() == nil
+			cancel()
 			if err != nil {
+				if timedOut {
+					err = errSilent(loc.GetDomainSocket(), r.c.cfg.DataTimeout)
+					r.c.markSlow(loc.GetWorkerAddress())
+				}
 				if !errors.Is(err, meta.ErrNotFound) {
 					r.c.dropShortCircuit(loc.GetDomainSocket())
 				}
@@ -372,17 +391,19 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 		BlockId: bi.GetBlockId(), Offset: inb, Length: length, BlockLength: blen,
 		BlockSizeBytes: bs, ReadType: r.readType, Ufs: ufsSource(info, idx),
 	}
-	// Cached copies, the local node's first.
+	// Cached copies, the local node's first, workers that timed out last.
 	locs := bi.GetLocations()
 	ordered := make([]*apiv1.BlockLocation, 0, len(locs))
-	for _, l := range locs {
-		if l.GetNode() == node {
-			ordered = append(ordered, l)
-		}
-	}
-	for _, l := range locs {
-		if l.GetNode() != node {
-			ordered = append(ordered, l)
+	var tried []string
+	for _, pass := range []func(*apiv1.BlockLocation) bool{
+		func(l *apiv1.BlockLocation) bool { return l.GetNode() == node && !r.c.isSlow(l.GetWorkerAddress()) },
+		func(l *apiv1.BlockLocation) bool { return l.GetNode() != node && !r.c.isSlow(l.GetWorkerAddress()) },
+		func(l *apiv1.BlockLocation) bool { return r.c.isSlow(l.GetWorkerAddress()) },
+	} {
+		for _, l := range locs {
+			if pass(l) {
+				ordered = append(ordered, l)
+			}
 		}
 	}
 	for _, loc := range ordered {
@@ -390,29 +411,49 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 		if err == nil {
 			return s, nil
 		}
+		if errors.Is(err, meta.ErrUnavailable) {
+			r.c.markSlow(loc.GetWorkerAddress())
+			tried = append(tried, loc.GetWorkerAddress())
+		}
 		errs = append(errs, err)
 	}
 	if !req.Ufs.Persisted {
 		return nil, fmt.Errorf("block %d of %s is lost: it is not cached on any worker and the file was never persisted to the UFS (written with %s): %w",
 			bi.GetBlockId(), info.GetPath(), info.GetWriteType(), meta.ErrDataLost)
 	}
-	w, err := r.c.pickWorker(r.ctx, bi.GetBlockId())
-	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
+	// Through a worker that reads the UFS; one that times out is replaced.
+	for range maxReadRetries {
+		w, err := r.c.pickWorker(r.ctx, bi.GetBlockId(), tried...)
+		if err != nil {
+			return nil, errors.Join(append(errs, err)...)
+		}
+		s, err := r.remote(w.GetDataAddress(), w.GetAddress(), req, idx, blen, kindUFS)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, err)
+		if !errors.Is(err, meta.ErrUnavailable) || r.ctx.Err() != nil {
+			break
+		}
+		r.c.markSlow(w.GetAddress())
+		tried = append(tried, w.GetAddress())
 	}
-	s, err := r.remote(w.GetDataAddress(), w.GetAddress(), req, idx, blen, kindUFS)
-	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
-	}
-	return s, nil
+	return nil, errors.Join(errs...)
 }
 
 // remote reads from a worker's data port when it has one, else over gRPC.
 func (r *Reader) remote(dataAddr, grpcAddr string, req *apiv1.ReadBlockRequest, idx, blen int64, kind string) (*source, error) {
+	var s *source
+	var err error
 	if dataAddr != "" && !r.c.cfg.DisableDataPort {
-		return r.dataStream(dataAddr, req, idx, blen, kind)
+		s, err = r.dataStream(dataAddr, req, idx, blen, kind)
+	} else {
+		s, err = r.stream(grpcAddr, req, idx, blen, kind)
 	}
-	return r.stream(grpcAddr, req, idx, blen, kind)
+	if s != nil {
+		s.worker = grpcAddr
+	}
+	return s, err
 }
 
 // stream opens a ReadBlock stream and waits for its first chunk, so a worker
@@ -428,9 +469,13 @@ func (r *Reader) stream(addr string, req *apiv1.ReadBlockRequest, idx, blen int6
 		cancel()
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, meta.FromStatus(err))
 	}
-	s := &source{index: idx, blockLen: blen, end: streamEnd(req, blen), kind: kind, stream: st, cancel: cancel, next: req.GetOffset(), chunk: &apiv1.DataChunk{}}
-	if err := st.RecvMsg(s.chunk); err != nil && !(errors.Is(err, io.EOF) && req.GetOffset() >= blen) {
+	s := &source{index: idx, blockLen: blen, end: streamEnd(req, blen), kind: kind, stream: st, cancel: cancel, next: req.GetOffset(), chunk: &apiv1.DataChunk{}, c: r.c, worker: addr}
+	timedOut, err := recvWithin(st, s.chunk, r.c.cfg.DataTimeout, cancel)
+	if err != nil && !(errors.Is(err, io.EOF) && req.GetOffset() >= blen) {
 		cancel()
+		if timedOut {
+			err = errSilent(addr, r.c.cfg.DataTimeout)
+		}
 		return nil, fmt.Errorf("read block %d from worker %s: %w", req.GetBlockId(), addr, meta.FromStatus(err))
 	}
 	s.buf = s.chunk.GetData()
@@ -455,6 +500,7 @@ type source struct {
 	next     int64 // in-block offset of buf[0] (streams are sequential)
 	buf      []byte
 	chunk    *apiv1.DataChunk // reused receive buffer; buf points into it
+	worker   string           // gRPC address of the worker serving a remote source
 	// Raw data-port reads.
 	c         *Client
 	conn      net.Conn
@@ -484,10 +530,13 @@ func (s *source) read(p []byte, inb int64) (int, error) {
 		return s.readConn(p)
 	}
 	for len(s.buf) == 0 {
-		if err := s.stream.RecvMsg(s.chunk); err != nil {
-			if errors.Is(err, io.EOF) {
-				return 0, fmt.Errorf("block stream ended at %d of %d: %w", s.next, s.blockLen, io.ErrUnexpectedEOF)
-			}
+		timedOut, err := recvWithin(s.stream, s.chunk, s.c.cfg.DataTimeout, s.cancel)
+		switch {
+		case timedOut && err != nil:
+			return 0, errSilent(s.worker, s.c.cfg.DataTimeout)
+		case errors.Is(err, io.EOF):
+			return 0, fmt.Errorf("block stream ended at %d of %d: %w", s.next, s.blockLen, io.ErrUnexpectedEOF)
+		case err != nil:
 			return 0, meta.FromStatus(err)
 		}
 		s.buf = s.chunk.GetData()

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
+
+	"google.golang.org/grpc/metadata"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
@@ -71,25 +74,65 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if err != nil {
 		return nil, err
 	}
-	wc, err := c.workerConn(w.GetAddress())
+	hdr := &apiv1.WriteFileHeader{
+		FileId: info.GetFileId(), Path: p, UfsPath: info.GetUfsPath(), BlockSizeBytes: info.GetBlockSizeBytes(),
+		WriteType: opts.WriteType, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
+	}
+	// A worker that refuses the write (draining for a restart, not
+	// registered yet) or does not answer is replaced by another one.
+	var tried []string
+	var errs []error
+	for attempt := 0; ; attempt++ {
+		stream, cancel, err := c.openWrite(ctx, w.GetAddress(), hdr)
+		if err == nil {
+			return &Writer{c: c, info: info, stream: stream, cancel: cancel, ctx: ctx}, nil
+		}
+		errs = append(errs, err)
+		tried = append(tried, w.GetAddress())
+		if !errors.Is(err, meta.ErrUnavailable) || attempt >= maxReadRetries || ctx.Err() != nil {
+			break
+		}
+		if w, err = c.pickWorker(ctx, -1, tried...); err != nil {
+			errs = append(errs, err)
+			break
+		}
+	}
+	c.abandon(ctx, p)
+	return nil, fmt.Errorf("write %s: %w", p, errors.Join(errs...))
+}
+
+// openWrite opens a WriteFile stream to the worker at addr, sends the
+// header and waits (bounded) until the worker accepts the write.
+func (c *Client) openWrite(ctx context.Context, addr string, hdr *apiv1.WriteFileHeader) (apiv1.BlockWorker_WriteFileClient, context.CancelFunc, error) {
+	wc, err := c.workerConn(addr)
 	if err != nil {
-		c.abandon(ctx, p)
-		return nil, err
+		return nil, nil, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	stream, err := wc.WriteFile(sctx)
 	if err == nil {
-		err = stream.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Header{Header: &apiv1.WriteFileHeader{
-			FileId: info.GetFileId(), Path: p, UfsPath: info.GetUfsPath(), BlockSizeBytes: info.GetBlockSizeBytes(),
-			WriteType: opts.WriteType, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
-		}}})
+		err = stream.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Header{Header: hdr}})
+	}
+	if err == nil {
+		// Accepting may create the UFS file first: allow a few data timeouts.
+		t := time.AfterFunc(3*c.cfg.DataTimeout, cancel)
+		var md metadata.MD
+		md, err = stream.Header()
+		if md.Get(meta.WriteAcceptedHeader) == nil {
+			if _, err = stream.CloseAndRecv(); err == nil {
+				err = fmt.Errorf("%w: the worker ended the write without taking it", meta.ErrUnavailable)
+			}
+		}
+		if !t.Stop() && sctx.Err() != nil {
+			err = errSilent(addr, 3*c.cfg.DataTimeout)
+			c.markSlow(addr)
+		}
 	}
 	if err != nil {
 		cancel()
-		c.abandon(ctx, p)
-		return nil, fmt.Errorf("open write stream to worker %s for %s: %w", w.GetAddress(), p, meta.FromStatus(err))
+		return nil, nil, fmt.Errorf("open write stream to worker %s for %s: %w", addr, hdr.GetPath(), meta.FromStatus(err))
 	}
-	return &Writer{c: c, info: info, stream: stream, cancel: cancel, ctx: ctx}, nil
+	return stream, cancel, nil
 }
 
 // abandon removes an incomplete file after a failed write.

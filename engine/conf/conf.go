@@ -37,6 +37,7 @@ const (
 	UserReplicationDurable = "alluxio.user.file.replication.durable"
 	UserBlockSize          = "alluxio.user.block.size.bytes.default"
 	UserHostname           = "alluxio.user.hostname"
+	UserDataReadTimeout    = "alluxio.user.streaming.data.read.timeout"
 )
 
 var known = map[string]func(string) error{
@@ -57,6 +58,7 @@ var known = map[string]func(string) error{
 	UserReplicationDurable: positiveInt,
 	UserBlockSize:          size,
 	UserHostname:           nonEmpty,
+	UserDataReadTimeout:    duration,
 }
 
 // Properties is a parsed properties file plus where it came from.

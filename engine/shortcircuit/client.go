@@ -19,6 +19,9 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
+// closeTimeout bounds the CLOSE round trip of a lease.
+const closeTimeout = 5 * time.Second
+
 // Client talks to one worker's domain socket. It is safe for concurrent
 // use; requests on one connection are serialized.
 type Client struct {
@@ -70,7 +73,11 @@ func (b *Block) Close() error {
 	var err error
 	b.once.Do(func() {
 		err = b.File.Close()
-		_, _, cerr := b.c.roundTrip(context.Background(), &apiv1.ShortCircuitRequest{Op: apiv1.ShortCircuitRequest_CLOSE, BlockId: b.blockID})
+		// A silent worker must not hang the closer: past the timeout the
+		// connection is dropped, which ends every lease it held.
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		_, _, cerr := b.c.roundTrip(ctx, &apiv1.ShortCircuitRequest{Op: apiv1.ShortCircuitRequest_CLOSE, BlockId: b.blockID})
 		if err == nil && cerr != nil {
 			err = fmt.Errorf("short-circuit close block %d: %w", b.blockID, cerr)
 		}
