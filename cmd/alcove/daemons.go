@@ -226,16 +226,21 @@ func newWorkerCmd(g *globals) *cobra.Command {
 }
 
 func newFormatCmd(g *globals) *cobra.Command {
-	var dir string
+	var dir, mem string
 	cmd := &cobra.Command{
 		Use:   "format",
 		Short: "Erase the master's journal and metadata and the worker cache under --dir (the UFS is kept); the next master mints a new cluster id, so workers elsewhere drop their caches too",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := ramdisk.UnmountAt(memDir(dir)); err != nil {
+			if mem == "" {
+				mem = memDir(dir)
+			}
+			// Workers leave their ramdisk mounted (their cache outlives
+			// them); formatting is what unmounts it.
+			if err := ramdisk.UnmountAt(mem); err != nil {
 				return fmt.Errorf("format: %w", err)
 			}
-			for _, d := range []string{filepath.Join(dir, "master"), filepath.Join(dir, "worker"), filepath.Dir(memDir(dir))} {
+			for _, d := range []string{filepath.Join(dir, "master"), filepath.Join(dir, "worker"), filepath.Dir(memDir(dir)), mem} {
 				if err := os.RemoveAll(d); err != nil {
 					return fmt.Errorf("format %s: %w", d, err)
 				}
@@ -245,5 +250,6 @@ func newFormatCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory of `alcove local`")
+	cmd.Flags().StringVar(&mem, "mem-dir", "", "MEM tier directory, when the worker was given --mem-dir (its ramdisk is unmounted, its cache erased)")
 	return cmd
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/alcove-io/alcove/engine/fsutil"
 )
 
 // manifestName is a tier's record of its committed blocks. It lives in the
@@ -119,7 +121,7 @@ func (m *manifest) rewrite(clusterID string, live []manifestRecord) error {
 	if err := os.Rename(tmp, m.path()); err != nil {
 		return fmt.Errorf("install block manifest in %s: %w", m.dir, err)
 	}
-	if err := syncDir(m.dir); err != nil {
+	if err := fsutil.SyncDir(m.dir); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(m.path(), os.O_WRONLY|os.O_APPEND, 0)
@@ -213,16 +215,4 @@ func writeFileSync(p string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/ramdisk"
 	"github.com/alcove-io/alcove/engine/worker"
 	"github.com/alcove-io/alcove/test/fsx"
 	"github.com/alcove-io/alcove/test/prereq"
@@ -66,7 +67,8 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 	if err != nil {
 		memDir = filepath.Join(dir, "mem")
 	}
-	t.Cleanup(func() { os.RemoveAll(memDir) })
+	// The worker leaves its ramdisk mounted for a restart; the test unmounts it.
+	t.Cleanup(func() { ramdisk.UnmountAt(memDir); os.RemoveAll(memDir) })
 	sock := filepath.Join(dir, "w.sock")
 	w, err := worker.New(worker.Config{
 		MasterAddress: m.Addr(), Address: "127.0.0.1:0", Node: testNode, DomainSocket: sock,

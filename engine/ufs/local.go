@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -98,7 +99,7 @@ func (w *localWriter) Close() error {
 		os.Remove(w.tmp)
 		return wrapLocal("rename into", w.dst, err)
 	}
-	return syncDir(filepath.Dir(w.dst))
+	return fsutil.SyncDir(filepath.Dir(w.dst))
 }
 
 func (w *localWriter) Abort() error {
@@ -108,18 +109,6 @@ func (w *localWriter) Abort() error {
 	w.done = true
 	w.f.Close()
 	return os.Remove(w.tmp)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	return nil
 }
 
 func statusOf(fi fs.FileInfo) Status {

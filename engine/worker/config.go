@@ -3,6 +3,13 @@
 // over the domain socket by passing cache file fds (engine/shortcircuit),
 // reads through to the UFS on a miss, writes files by write type, and
 // heartbeats its blocks and capacity to the master.
+//
+// The cache outlives the process (engine/blockstore's manifests): a
+// restarted worker registers the blocks it restored, with the cluster id
+// they were recorded for, and serves them once the master accepted them.
+// On SIGTERM it drains (drain.go): new writes are refused with Unavailable,
+// writes and persists in flight finish. ASYNC_THROUGH blocks are pushed to
+// replication.durable peers before a write is acknowledged (replicate.go).
 package worker
 
 import (

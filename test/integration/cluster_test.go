@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/alcove-io/alcove/engine/ramdisk"
 )
 
 var (
@@ -79,6 +81,9 @@ type cluster struct {
 func newCluster(t *testing.T, extra ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, bin: alcoveBin(t), dir: t.TempDir(), ports: freePorts(t, 5), extra: extra, node: "node-it"}
+	// The worker leaves its MEM ramdisk mounted for a restart; unmount it
+	// (after stop, before the directory is removed).
+	t.Cleanup(func() { ramdisk.UnmountAt(filepath.Join(c.dir, "mem")) })
 	c.master = "127.0.0.1:" + strconv.Itoa(c.ports[0])
 	c.start()
 	t.Cleanup(c.stop)
