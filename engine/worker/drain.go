@@ -68,12 +68,6 @@ func (g *gate) drain(ctx context.Context) int {
 	}
 }
 
-func (g *gate) isDraining() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.draining
-}
-
 // errDraining is what new writes get while the worker shuts down: clients
 // take it as a cue to write through another worker.
 func errDraining(what string) error {
