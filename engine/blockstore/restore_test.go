@@ -17,6 +17,18 @@ func reopen(t *testing.T, s *Store, tiers ...TierConfig) *Store {
 	return open(t, tiers...)
 }
 
+// cachedIn opens a store over a new tier of cluster c1 holding blocks.
+func cachedIn(t *testing.T, alias string, blocks ...int64) (*Store, TierConfig) {
+	t.Helper()
+	cfg := tierCfg(t, alias, 8)
+	s := open(t, cfg)
+	accept(t, s, "c1")
+	for _, id := range blocks {
+		put(t, s, id)
+	}
+	return s, cfg
+}
+
 func accept(t *testing.T, s *Store, cluster string, rejected ...int64) bool {
 	t.Helper()
 	wiped, err := s.Accept(cluster, rejected)
@@ -93,12 +105,8 @@ func assertHole(t *testing.T, p string, off, n int64) {
 }
 
 func TestRestoreAcceptRejectsAndWipes(t *testing.T) {
-	cfg := tierCfg(t, "MEM", 8)
-	s := open(t, cfg)
-	accept(t, s, "c1")
 	a, b := meta.BlockID(5, 0), meta.BlockID(6, 0)
-	put(t, s, a)
-	put(t, s, b)
+	s, cfg := cachedIn(t, "MEM", a, b)
 
 	s = reopen(t, s, cfg)
 	accept(t, s, "c1", b)
@@ -149,12 +157,8 @@ func TestRestoreAfterDamage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := tierCfg(t, "SSD", 8)
-			s := open(t, cfg)
-			accept(t, s, "c1")
 			a, b := meta.BlockID(3, 0), meta.BlockID(3, 1)
-			put(t, s, a)
-			put(t, s, b)
+			s, cfg := cachedIn(t, "SSD", a, b)
 			s.Close()
 			tc.damage(t, cfg.Dir)
 			s = open(t, cfg)
