@@ -119,6 +119,13 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+func writeFile(t *testing.T, p string, size int) {
+	t.Helper()
+	if err := os.WriteFile(p, bytes.Repeat([]byte{'z'}, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mustList(t *testing.T, c *client.Client, p string) []*apiv1.FileInfo {
 	t.Helper()
 	infos, err := c.ListStatus(context.Background(), p, true, false)
