@@ -27,7 +27,7 @@ type globals struct {
 	master    string
 	jobMaster string
 	confFile  string
-	props    *conf.Properties
+	props     *conf.Properties
 }
 
 func main() {

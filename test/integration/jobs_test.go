@@ -423,4 +423,3 @@ func TestDistributedCopyAndMove(t *testing.T) {
 		t.Fatal("a copy into its own source was accepted")
 	}
 }
-
