@@ -61,6 +61,8 @@ func newJobMasterCmd(g *globals) *cobra.Command {
 	var cfg job.MasterConfig
 	var host string
 	var port, webPort int
+	var dataloads bool
+	var kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "job-master",
 		Short: "Run the job master (durable load/persist/free/replicate/copy/move jobs)",
@@ -87,6 +89,13 @@ func newJobMasterCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer m.Close()
+			if dataloads {
+				wait, err := startDataLoadController(ctx, kubeconfig, m.Addr())
+				if err != nil {
+					return err
+				}
+				defer wait()
+			}
 			<-ctx.Done()
 			return m.Close()
 		},
@@ -97,6 +106,8 @@ func newJobMasterCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&webPort, "web-port", 20002, "web page and /metrics port (alluxio.job.master.web.port)")
 	cmd.Flags().DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "a job worker silent this long is lost; its tasks are planned again")
 	cmd.Flags().IntVar(&cfg.Retries, "retries", 3, "attempts per file before a job reports it failed")
+	cmd.Flags().BoolVar(&dataloads, "dataload-controller", false, "reconcile DataLoad resources (alcove.io/v1alpha1) of a Kubernetes cluster")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig for the DataLoad controller (default: in-cluster configuration)")
 	cmd.Flags().IntVar(&cfg.ReplicationMin, "replication-min", 0, "keep this many copies of every block (alluxio.user.file.replication.min; 0: off)")
 	return cmd
 }
