@@ -10,7 +10,7 @@ TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
 .PHONY: all build test unit sanity test-takeover bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e cluster-up cluster-down
+	manifests manifests-check e2e cluster-up cluster-down test-load bench-load
 
 all: build
 
@@ -53,6 +53,17 @@ proto-check:
 ## bench: read-throughput ratios (short-circuit vs tmpfs, remote vs raw TCP)
 bench:
 	./hack/bench-read.sh
+
+## test-load: the job tier's acceptance load: distributedLoad of a 4 GiB tree onto two workers (separate
+## processes), --percent 50, --nodes (make test runs the same test on 256 MiB); LOAD_BYTES tunes the size
+LOAD_BYTES ?= 4GB
+test-load:
+	ALCOVE_LOAD_BYTES=$(LOAD_BYTES) $(GO) test -count=1 -timeout 30m -run '^TestDistributedLoad$$' -v ./test/integration/
+
+## bench-load: LOAD job throughput of a cold tree vs reading it straight from the UFS, and a reader's
+## latency during a load with and without the bandwidth cap (ALCOVE_BENCH_LOAD_MB, ALCOVE_BENCH_CAP_MB)
+bench-load:
+	ALCOVE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^TestLoadThroughput$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
 
 ## test-takeover: the FUSE live-upgrade test alone, TAKEOVER_RUNS times (default 10; also part of `make test`)
 TAKEOVER_RUNS ?= 10
