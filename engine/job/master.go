@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -60,10 +58,7 @@ type Master struct {
 	sched  *scheduler
 	mx     *metrics
 
-	grpcSrv *grpc.Server
-	lis     net.Listener
-	webSrv  *http.Server
-	webLis  net.Listener
+	srv servers
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -118,37 +113,14 @@ func (m *Master) Start(ctx context.Context) (err error) {
 		return err
 	}
 	m.mx.register(m.sched)
-	m.lis, err = net.Listen("tcp", m.cfg.Address)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", m.cfg.Address, err)
-	}
-	m.grpcSrv = grpc.NewServer(grpc.ChainUnaryInterceptor(m.mx.interceptor))
-	apiv1.RegisterJobMasterServer(m.grpcSrv, &jobServer{m: m})
-	if m.cfg.WebAddress != "" {
-		m.webLis, err = net.Listen("tcp", m.cfg.WebAddress)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", m.cfg.WebAddress, err)
-		}
-		m.webSrv = &http.Server{Handler: m.webHandler(), ReadHeaderTimeout: 10 * time.Second}
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(m.mx.interceptor))
+	apiv1.RegisterJobMasterServer(g, &jobServer{m: m})
+	if err := m.srv.listen(m.cfg.Address, m.cfg.WebAddress, g, m.webHandler()); err != nil {
+		return err
 	}
 	rctx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), m.logger))
 	m.cancel = cancel
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		if err := m.grpcSrv.Serve(m.lis); err != nil {
-			m.logger.Error(err, "job master RPC server stopped")
-		}
-	}()
-	if m.webSrv != nil {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			if err := m.webSrv.Serve(m.webLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				m.logger.Error(err, "job master web server stopped")
-			}
-		}()
-	}
+	m.srv.serve(&m.wg, m.logger)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -173,20 +145,10 @@ func (m *Master) Run(ctx context.Context) error {
 }
 
 // Addr is the RPC address being served.
-func (m *Master) Addr() string {
-	if m.lis == nil {
-		return m.cfg.Address
-	}
-	return m.lis.Addr().String()
-}
+func (m *Master) Addr() string { return m.srv.addr(m.cfg.Address) }
 
 // WebAddr is the web address being served ("" when off).
-func (m *Master) WebAddr() string {
-	if m.webLis == nil {
-		return ""
-	}
-	return m.webLis.Addr().String()
-}
+func (m *Master) WebAddr() string { return m.srv.webAddr() }
 
 // Submit starts a job (the in-process DataLoad controller uses it).
 func (m *Master) Submit(ctx context.Context, spec *apiv1.JobSpec) (int64, error) {
@@ -201,16 +163,7 @@ func (m *Master) Close() error {
 		if m.cancel != nil {
 			m.cancel()
 		}
-		if m.grpcSrv != nil {
-			m.grpcSrv.Stop()
-		} else if m.lis != nil {
-			m.lis.Close()
-		}
-		if m.webSrv != nil {
-			errs = append(errs, m.webSrv.Close())
-		} else if m.webLis != nil {
-			m.webLis.Close()
-		}
+		errs = append(errs, m.srv.stop())
 		m.wg.Wait()
 		if m.fs != nil {
 			errs = append(errs, m.fs.Close())

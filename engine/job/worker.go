@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -57,10 +56,7 @@ type Worker struct {
 	reg     *prometheus.Registry
 	bytes   *prometheus.CounterVec
 
-	lis     net.Listener
-	grpcSrv *grpc.Server
-	webLis  net.Listener
-	webSrv  *http.Server
+	srv servers
 
 	kick   chan struct{}
 	cancel context.CancelFunc
@@ -122,38 +118,17 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if w.jm, err = client.NewJobClient(w.cfg.JobMasterAddress); err != nil {
 		return err
 	}
-	if w.lis, err = net.Listen("tcp", w.cfg.Address); err != nil {
-		return fmt.Errorf("listen on %s: %w", w.cfg.Address, err)
-	}
-	w.grpcSrv = grpc.NewServer()
-	healthpb.RegisterHealthServer(w.grpcSrv, health.NewServer())
-	if w.cfg.WebAddress != "" {
-		if w.webLis, err = net.Listen("tcp", w.cfg.WebAddress); err != nil {
-			return fmt.Errorf("listen on %s: %w", w.cfg.WebAddress, err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(w.reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("ok\n")) })
-		w.webSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g := grpc.NewServer()
+	healthpb.RegisterHealthServer(g, health.NewServer())
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(w.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("ok\n")) })
+	if err := w.srv.listen(w.cfg.Address, w.cfg.WebAddress, g, mux); err != nil {
+		return err
 	}
 	rctx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), w.logger))
 	w.cancel = cancel
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		if err := w.grpcSrv.Serve(w.lis); err != nil {
-			w.logger.Error(err, "job worker RPC server stopped")
-		}
-	}()
-	if w.webSrv != nil {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			if err := w.webSrv.Serve(w.webLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				w.logger.Error(err, "job worker web server stopped")
-			}
-		}()
-	}
+	w.srv.serve(&w.wg, w.logger)
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -173,20 +148,10 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // Addr is the RPC address being served.
-func (w *Worker) Addr() string {
-	if w.lis == nil {
-		return w.cfg.Address
-	}
-	return w.lis.Addr().String()
-}
+func (w *Worker) Addr() string { return w.srv.addr(w.cfg.Address) }
 
 // WebAddr is the web address being served ("" when off).
-func (w *Worker) WebAddr() string {
-	if w.webLis == nil {
-		return ""
-	}
-	return w.webLis.Addr().String()
-}
+func (w *Worker) WebAddr() string { return w.srv.webAddr() }
 
 // Close stops heartbeating, cancels running tasks and joins everything.
 func (w *Worker) Close() error {
@@ -195,16 +160,7 @@ func (w *Worker) Close() error {
 		if w.cancel != nil {
 			w.cancel()
 		}
-		if w.grpcSrv != nil {
-			w.grpcSrv.Stop()
-		} else if w.lis != nil {
-			w.lis.Close()
-		}
-		if w.webSrv != nil {
-			errs = append(errs, w.webSrv.Close())
-		} else if w.webLis != nil {
-			w.webLis.Close()
-		}
+		errs = append(errs, w.srv.stop())
 		w.wg.Wait()
 		w.tasks.Wait()
 		if w.jm != nil {
