@@ -117,14 +117,19 @@ func (s *scheduler) plan(ctx context.Context, id int64) {
 		return
 	}
 	j.info.Message = res.message
-	// Tasks the plan made while others started meanwhile: drop duplicates.
+	// Tasks that started while the plan ran were not in its picture: drop
+	// the plan's tasks for the same file or block (another copy of a block
+	// that just got one would overshoot the target).
 	busy := map[string]bool{}
 	for _, t := range j.inflight {
 		busy[taskKey(t)] = true
+		if b := t.pb.GetBlock(); b != nil && !t.started.Before(now) {
+			busy[fmt.Sprint(b.GetBlockId())] = true
+		}
 	}
 	j.pending = j.pending[:0]
 	for _, t := range res.tasks {
-		if busy[taskKey(t)] {
+		if busy[taskKey(t)] || (t.pb.GetBlock() != nil && busy[fmt.Sprint(t.pb.GetBlock().GetBlockId())]) {
 			continue
 		}
 		s.nextID++
