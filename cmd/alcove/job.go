@@ -412,7 +412,7 @@ func followJob(ctx context.Context, cmd *cobra.Command, jc *client.JobClient, id
 			}
 			_ = bar.Set64(j.GetBytesDone())
 			bar.Describe(fmt.Sprintf("job %d: %d/%d files", id, j.GetFilesDone(), j.GetFilesTotal()))
-		} else if time.Since(lastLine) >= lineEvery || client.JobFinished(j.GetState()) {
+		} else if finished := client.JobFinished(j.GetState()); finished || (j.GetFilesTotal() > 0 && time.Since(lastLine) >= lineEvery) {
 			lastLine = time.Now()
 			rate := float64(j.GetBytesMoved()) / max(time.Since(start).Seconds(), 0.001)
 			fmt.Fprintf(cmd.ErrOrStderr(), "job %d %s: %d%%, %d/%d files, %s/%s, %s/s\n", id, job.StateName(j.GetState()), j.GetPercent(),

@@ -257,6 +257,10 @@ func (c *jobCluster) nodeBytes(p string) map[string]int64 {
 	}
 	per := map[string]int64{}
 	for _, f := range files {
+		if f.BlockSizeBytes == 0 {
+			continue // a directory
+		}
+		f := c.treeStat(f.Path) // ls does not show block locations; stat does
 		for _, b := range f.Blocks {
 			for _, l := range b.Locations {
 				per[l.Node] += b.Length
