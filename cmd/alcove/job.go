@@ -392,12 +392,9 @@ func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 func followJob(ctx context.Context, cmd *cobra.Command, jc *client.JobClient, id int64) (*apiv1.JobInfo, error) {
 	rpc := context.WithoutCancel(ctx)
 	tty := isTerminal(os.Stderr)
+	// The bar is made once the job knows its size: a bar of unknown length
+	// would start a spinner goroutine of its own.
 	var bar *progressbar.ProgressBar
-	if tty {
-		bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowBytes(true),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionSetElapsedTime(true), progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionShowDescriptionAtLineEnd(), progressbar.OptionSetWidth(30), progressbar.OptionFullWidth())
-	}
 	interval, lineEvery := 200*time.Millisecond, 5*time.Second
 	lastLine := time.Time{}
 	start := time.Now()
@@ -406,10 +403,13 @@ func followJob(ctx context.Context, cmd *cobra.Command, jc *client.JobClient, id
 		if err != nil {
 			return nil, err
 		}
+		if tty && bar == nil && j.GetBytesTotal() > 0 {
+			bar = progressbar.NewOptions64(j.GetBytesTotal(), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowBytes(true),
+				progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionSetElapsedTime(true),
+				progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowDescriptionAtLineEnd(), progressbar.OptionSetWidth(30))
+		}
 		if bar != nil {
-			if j.GetBytesTotal() > 0 {
-				bar.ChangeMax64(j.GetBytesTotal())
-			}
+			bar.ChangeMax64(j.GetBytesTotal())
 			_ = bar.Set64(j.GetBytesDone())
 			bar.Describe(fmt.Sprintf("job %d: %d/%d files", id, j.GetFilesDone(), j.GetFilesTotal()))
 		} else if finished := client.JobFinished(j.GetState()); finished || (j.GetFilesTotal() > 0 && time.Since(lastLine) >= lineEvery) {
@@ -428,7 +428,7 @@ func followJob(ctx context.Context, cmd *cobra.Command, jc *client.JobClient, id
 		select {
 		case <-ctx.Done():
 			if bar != nil {
-				_ = bar.Clear()
+				_ = bar.Exit()
 			}
 			return interrupted(rpc, cmd, jc, id)
 		case <-time.After(interval):
