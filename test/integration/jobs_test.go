@@ -204,16 +204,6 @@ type jobJSON struct {
 	Message string `json:"message"`
 }
 
-func (c *jobCluster) jobStat(id string) jobJSON {
-	c.t.Helper()
-	var j jobJSON
-	out := c.mustRun("job", "stat", "-o", "json", id)
-	if err := json.Unmarshal([]byte(out), &j); err != nil {
-		c.t.Fatalf("job stat -o json: %v: %s", err, out)
-	}
-	return j
-}
-
 // submitted returns the job id from `--async` output.
 func submitted(t *testing.T, out string) string {
 	t.Helper()
@@ -228,12 +218,16 @@ func (c *jobCluster) waitJob(id string, timeout time.Duration) jobJSON {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		j := c.jobStat(id)
-		if j.State != "JOB_RUNNING" {
-			return j
+		// A job master that just restarted may not listen yet.
+		out, err := c.run("job", "stat", "-o", "json", id)
+		var j jobJSON
+		if err == nil {
+			if err = json.Unmarshal([]byte(out), &j); err == nil && j.State != "JOB_RUNNING" {
+				return j
+			}
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("job %s still running after %v: %+v\n%s", id, timeout, j, c.allLogs())
+			c.t.Fatalf("job %s still running after %v: %+v %v\n%s", id, timeout, j, err, c.allLogs())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
