@@ -125,7 +125,11 @@ func (c *Controller) next(ctx context.Context) bool {
 	after, err := c.reconcile(ctx, key)
 	switch {
 	case err != nil:
-		klog.FromContext(ctx).Error(err, "Reconcile failed; retrying", "dataload", key)
+		// A conflict means the cache was behind: the next event brings the
+		// newer object. Shutting down is not an error either.
+		if !apierrors.IsConflict(err) && ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "Reconcile failed; retrying", "dataload", key)
+		}
 		c.queue.AddRateLimited(key)
 	case after > 0:
 		c.queue.Forget(key)
