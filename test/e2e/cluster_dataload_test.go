@@ -16,7 +16,10 @@ func (c *cluster) dataLoads(ctx context.Context) error {
 	master := func(script string) (string, error) {
 		return c.kubectl(ctx, "exec", "-n", releaseNS, release+"-master-0", "--", "sh", "-c", script)
 	}
-	if _, err := master(`set -e; head -c 24M /dev/urandom > /tmp/dl && for d in /warm /slow; do alcove fs mkdir $d; done
+	// 24 MiB files (busybox head takes no "M" suffix).
+	if _, err := master(`set -e
+head -c 25165824 /dev/urandom > /tmp/dl
+for d in /warm /slow; do alcove fs mkdir $d; done
 for i in 1 2; do alcove fs copyFromLocal --write-type THROUGH /tmp/dl /warm/f$i; done
 for i in 1 2 3 4; do alcove fs copyFromLocal --write-type THROUGH /tmp/dl /slow/f$i; done`); err != nil {
 		return fmt.Errorf("write the UFS data: %w", err)
@@ -35,8 +38,8 @@ for i in 1 2 3 4; do alcove fs copyFromLocal --write-type THROUGH /tmp/dl /slow/
 		return err
 	}
 	fmt.Print(indent(get))
-	if progress, err := c.kubectl(ctx, "get", "dataload/warm", "-n", testNS, "-o", "jsonpath={.status.progress}"); err != nil || strings.TrimSpace(progress) != "100" {
-		return fmt.Errorf("status.progress %q (%v), want 100", progress, err)
+	if st, err := c.kubectl(ctx, "get", "dataload/warm", "-n", testNS, "-o", "jsonpath={.status.progress} {.status.bytesLoaded} {.status.bytesTotal}"); err != nil || strings.TrimSpace(st) != "100 50331648 50331648" {
+		return fmt.Errorf("status progress, bytesLoaded, bytesTotal %q (%v), want 100 50331648 50331648", st, err)
 	}
 	out, err := master("alcove fs stat -o json /warm")
 	if err != nil {
