@@ -12,7 +12,15 @@ import (
 // wait), its status shows 100 %, and `alcove fs stat` agrees; deleting a
 // running DataLoad cancels its job (the chart's job workers are capped at
 // 16 MB/s in the test values, so a 96 MiB load runs for seconds).
-func (c *cluster) dataLoads(ctx context.Context) error {
+func (c *cluster) dataLoads(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil { // what the DataLoads and the job tier said
+			dls, _ := c.kubectl(ctx, "get", "dataloads", "-n", testNS, "-o", "yaml")
+			logs, _ := c.kubectl(ctx, "logs", "-n", releaseNS, "-l", "app.kubernetes.io/name=alcove", "-c", "job-worker", "--prefix", "--tail=20")
+			jm, _ := c.kubectl(ctx, "logs", "-n", releaseNS, release+"-job-master-0", "--tail=30")
+			err = fmt.Errorf("%w\n%s\n%s\n%s", err, lastLines(dls, 40), logs, jm)
+		}
+	}()
 	master := func(script string) (string, error) {
 		return c.kubectl(ctx, "exec", "-n", releaseNS, release+"-master-0", "--", "sh", "-c", script)
 	}
