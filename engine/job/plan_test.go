@@ -90,3 +90,19 @@ func TestPlanBlocks(t *testing.T) {
 		})
 	}
 }
+
+func TestPickTask(t *testing.T) {
+	mk := func(node, prefer string) *task { return &task{pb: &apiv1.JobTask{Node: node}, prefer: prefer} }
+	pending := []*task{mk("b", ""), mk("", ""), mk("", "a"), mk("a", "")}
+	for _, tc := range []struct {
+		node string
+		want int
+	}{{"a", 2}, {"b", 0}, {"c", 1}} {
+		if got := pickTask(pending, tc.node); got != tc.want {
+			t.Errorf("pickTask for %s = %d, want %d", tc.node, got, tc.want)
+		}
+	}
+	if got := pickTask([]*task{mk("b", "")}, "a"); got != -1 {
+		t.Errorf("pickTask of another node's task = %d", got)
+	}
+}

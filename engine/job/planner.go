@@ -324,6 +324,7 @@ func (s *scheduler) planFiles(ctx context.Context, st planState) (planResult, er
 			WriteType: spec.GetWriteType(), Overwrite: spec.GetOverwrite(), TimeoutMs: spec.GetPersistTimeoutMs()}}
 		if copying {
 			t.pb.Dst = dstOf(spec, root, p)
+			t.prefer = mostCached(f)
 		}
 		res.tasks = append(res.tasks, t)
 	}
@@ -372,4 +373,19 @@ func withFailures(msg string, failed map[string]*apiv1.FailedFile) string {
 		return strings.TrimSuffix(b.String(), ";")
 	}
 	return msg + "; " + strings.TrimSuffix(b.String(), ";")
+}
+
+// mostCached is the node caching most of a file's bytes ("" if none).
+func mostCached(f *apiv1.FileInfo) string {
+	per := map[string]int64{}
+	best := ""
+	for _, b := range f.GetFileBlockInfos() {
+		for _, l := range b.GetBlockInfo().GetLocations() {
+			per[l.GetNode()] += b.GetBlockInfo().GetLength()
+			if n := l.GetNode(); best == "" || per[n] > per[best] || (per[n] == per[best] && n < best) {
+				best = n
+			}
+		}
+	}
+	return best
 }

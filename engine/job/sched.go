@@ -23,6 +23,7 @@ type task struct {
 	pb      *apiv1.JobTask
 	file    string // the file it works on (retries and failures are per file)
 	bytes   int64  // bytes it will cache (reserved on its node while in flight)
+	prefer  string // file tasks: the node caching most of the file (reads stay local)
 	worker  int64  // job worker running it (0: pending)
 	started time.Time
 }
@@ -409,10 +410,8 @@ func (s *scheduler) assignLocked(w *jobWorker) []*apiv1.JobTask {
 			if j.info.GetState() != apiv1.JobState_JOB_RUNNING {
 				continue
 			}
-			for i, t := range j.pending {
-				if t.pb.GetNode() != "" && t.pb.GetNode() != w.req.GetNode() {
-					continue
-				}
+			if i := pickTask(j.pending, w.req.GetNode()); i >= 0 {
+				t := j.pending[i]
 				j.pending = slices.Delete(j.pending, i, i+1)
 				t.worker, t.started = w.id, time.Now()
 				j.inflight[t.pb.GetTaskId()] = t
@@ -420,7 +419,6 @@ func (s *scheduler) assignLocked(w *jobWorker) []*apiv1.JobTask {
 				out = append(out, t.pb)
 				slots--
 				progress = true
-				break
 			}
 			if len(j.pending) == 0 {
 				j.replan = true
@@ -428,6 +426,22 @@ func (s *scheduler) assignLocked(w *jobWorker) []*apiv1.JobTask {
 		}
 	}
 	return out
+}
+
+// pickTask returns the index of the pending task a job worker on node
+// should run next: one for its node (a block copy there, or a file whose
+// blocks are cached there), else one any node may run; -1 if none.
+func pickTask(pending []*task, node string) int {
+	other := -1
+	for i, t := range pending {
+		switch {
+		case t.pb.GetNode() == node || (t.pb.GetNode() == "" && t.prefer == node):
+			return i
+		case t.pb.GetNode() == "" && other < 0:
+			other = i
+		}
+	}
+	return other
 }
 
 // expireWorkers drops job workers silent for WorkerTimeout; their tasks
