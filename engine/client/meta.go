@@ -40,13 +40,35 @@ func (c *Client) ListStatus(ctx context.Context, path string, recursive, syncUfs
 // Mkdir creates a directory; parents with recursive; an existing directory
 // is fine with allowExists.
 func (c *Client) Mkdir(ctx context.Context, path string, recursive, allowExists bool, mode uint32) (*apiv1.FileInfo, error) {
+	return c.MkdirWith(ctx, path, MkdirOptions{Recursive: recursive, AllowExists: allowExists, Mode: mode})
+}
+
+// MkdirOptions tune MkdirWith; zero values take the client's defaults.
+type MkdirOptions struct {
+	Recursive   bool // create missing parents
+	AllowExists bool // an existing directory is fine
+	Mode        uint32
+	ExactMode   bool // Mode as given, 0 included (else 0 means 0755)
+	// Owner and Group of the new directory (default: the client's).
+	Owner, Group string
+}
+
+// MkdirWith creates a directory with options.
+func (c *Client) MkdirWith(ctx context.Context, path string, o MkdirOptions) (*apiv1.FileInfo, error) {
 	p, err := meta.CleanPath(path)
 	if err != nil {
 		return nil, err
 	}
+	if o.Owner == "" {
+		o.Owner = c.cfg.Owner
+	}
+	if o.Group == "" {
+		o.Group = c.cfg.Group
+	}
 	var info *apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		r, err := m.CreateDirectory(ctx, &apiv1.CreateDirectoryRequest{Path: p, Recursive: recursive, AllowExists: allowExists, Mode: mode, WriteType: c.cfg.WriteType, Owner: c.cfg.Owner, Group: c.cfg.Group})
+		r, err := m.CreateDirectory(ctx, &apiv1.CreateDirectoryRequest{Path: p, Recursive: o.Recursive, AllowExists: o.AllowExists,
+			Mode: o.Mode, ExactMode: o.ExactMode, WriteType: c.cfg.WriteType, Owner: o.Owner, Group: o.Group})
 		info = r.GetFileInfo()
 		return err
 	})

@@ -25,6 +25,10 @@ type WriteOptions struct {
 	Overwrite bool // replace an existing file
 	TTLMs     int64
 	TTLAction apiv1.TtlAction
+	// ExactMode takes Mode as given, 0 included (else 0 means 0644).
+	ExactMode bool
+	// Owner and Group of the new file (default: the client's).
+	Owner, Group string
 }
 
 // Writer streams a new file to a worker. Close completes it; until then
@@ -56,6 +60,12 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if err := meta.ValidateBlockSize(opts.BlockSize); err != nil {
 		return nil, err
 	}
+	if opts.Owner == "" {
+		opts.Owner = c.cfg.Owner
+	}
+	if opts.Group == "" {
+		opts.Group = c.cfg.Group
+	}
 	// Pick the worker first: with none alive there is nothing to create.
 	w, err := c.pickWorker(ctx, -1)
 	if err != nil {
@@ -66,7 +76,7 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 		r, err := m.CreateFile(ctx, &apiv1.CreateFileRequest{
 			Path: p, BlockSizeBytes: opts.BlockSize, Mode: opts.Mode, WriteType: opts.WriteType,
 			Recursive: opts.Recursive, Overwrite: opts.Overwrite, TtlMs: opts.TTLMs, TtlAction: opts.TTLAction,
-			ReplicationDurable: c.cfg.ReplicationDurable, Owner: c.cfg.Owner, Group: c.cfg.Group,
+			ReplicationDurable: c.cfg.ReplicationDurable, Owner: opts.Owner, Group: opts.Group, ExactMode: opts.ExactMode,
 		})
 		info = r.GetFileInfo()
 		return err

@@ -201,6 +201,10 @@ func mountOptions(cfg *Config) *fs.Options {
 		EntryTimeout:    &ent,
 		NegativeTimeout: &neg,
 		ExternalNodeID:  true,
+		// Modes are reported as they are: mode 0000 is a mode (go-fuse
+		// would otherwise show 0644/0755), and the kernel checks them
+		// (default_permissions).
+		NullPermissions: true,
 		RootStableAttr:  &fs.StableAttr{Ino: gofuse.FUSE_ROOT_ID},
 		MountOptions: gofuse.MountOptions{
 			FsName:            "alcove:" + cfg.Root,

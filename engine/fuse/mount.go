@@ -180,6 +180,10 @@ func mountDirect(mnt string, o *gofuse.MountOptions) (int, error) {
 	if o.AllowOther {
 		opts = append(opts, "allow_other")
 	}
+	// The kernel checks modes and owners itself (the VFS checks again and
+	// owns what the kernel cannot know): without it allow_other lets any
+	// user open any file whatever its mode.
+	opts = append(opts, "default_permissions")
 	if err := syscall.Mount(o.FsName, mnt, "fuse."+o.Name, syscall.MS_NOSUID|syscall.MS_NODEV, strings.Join(opts, ",")); err != nil {
 		syscall.Close(fd)
 		return -1, fmt.Errorf("mount(2) fuse at %s: %w", mnt, err)

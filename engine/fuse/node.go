@@ -83,6 +83,7 @@ func fillAttr(a *vfs.Attr, out *gofuse.Attr) {
 	out.Uid = a.Uid
 	out.Gid = a.Gid
 	out.Blksize = a.Blksize
+	out.Blocks = a.Blocks
 }
 
 // OnForget drops a node the kernel no longer references.
@@ -139,6 +140,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *gofuse.SetAttr
 	if mt, ok := in.GetMTime(); ok {
 		ms := mt.UnixMilli()
 		sa.Mtime = &ms
+		sa.TimesNow = in.Valid&gofuse.FATTR_MTIME_NOW != 0
 	}
 	if sz, ok := in.GetSize(); ok {
 		sa.Size = &sz

@@ -108,7 +108,7 @@ func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *a
 		return nil, err
 	}
 	mode := req.GetMode() & 0o7777
-	if mode == 0 {
+	if mode == 0 && !req.GetExactMode() {
 		mode = 0o755
 	}
 	ino := &apiv1.Inode{Name: name, Folder: true, Mode: mode, Owner: req.GetOwner(), Group: req.GetGroup(),
@@ -228,7 +228,7 @@ func (m *Master) createFile(ctx context.Context, req *apiv1.CreateFileRequest) (
 		return nil, err
 	}
 	mode := req.GetMode() & 0o7777
-	if mode == 0 {
+	if mode == 0 && !req.GetExactMode() {
 		mode = 0o644
 	}
 	ttlAction := req.GetTtlAction()

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"syscall"
@@ -46,12 +47,31 @@ type Node struct {
 	// cachedVersion is the (file id, length, mtime) last served with
 	// KeepCache; a change drops the kernel's page cache.
 	cachedVersion string
+	// seen is the node's attributes as last seen (hasAttr): permission
+	// checks use them, as the kernel uses the attributes it cached.
+	seen    Attr
+	hasAttr bool
 }
 
 func (v *VFS) newNode(ino uint64, dir bool, fileID int64) *Node {
 	n := &Node{v: v, ino: ino, dir: dir, fileID: fileID}
 	n.cond = sync.NewCond(&n.mu)
 	return n
+}
+
+// lastAttr returns n's attributes as last seen, asking Alcove when none
+// were seen yet (the root, a node restored by a handover).
+func (n *Node) lastAttr(ctx context.Context) (Attr, syscall.Errno) {
+	n.mu.Lock()
+	a, ok := n.seen, n.hasAttr
+	n.mu.Unlock()
+	if ok {
+		return a, 0
+	}
+	octx, cancel := opCtx(ctx)
+	defer cancel()
+	e := n.getattr(octx, &a)
+	return a, e
 }
 
 // Ino is the node's inode number.

@@ -27,17 +27,21 @@ func (n *Node) attr(info *apiv1.FileInfo, out *Attr) {
 	n.mu.Unlock()
 	if st != nil {
 		out.Size = uint64(st.Size())
+		out.Blocks = (out.Size + 511) / 512
 	}
 	out.Ino = n.ino
+	n.mu.Lock()
+	n.seen, n.hasAttr = *out, true
+	n.mu.Unlock()
 }
 
 // entry checks name and the caller's access (mask) to directory dir, and
 // returns the Alcove path of name in it.
-func (v *VFS) entry(c Caller, dir *Node, name string, mask uint32) (string, syscall.Errno) {
+func (v *VFS) entry(ctx context.Context, c Caller, dir *Node, name string, mask uint32) (string, syscall.Errno) {
 	if e := checkName(name); e != 0 {
 		return "", e
 	}
-	if e := v.access(c, dir, mask); e != 0 {
+	if e := v.access(ctx, c, dir, mask); e != 0 {
 		return "", e
 	}
 	return dir.childPath(name)
@@ -45,7 +49,7 @@ func (v *VFS) entry(c Caller, dir *Node, name string, mask uint32) (string, sysc
 
 // Lookup finds name in directory n.
 func (v *VFS) Lookup(ctx context.Context, c Caller, n *Node, name string, out *Attr) (*Node, syscall.Errno) {
-	p, e := v.entry(c, n, name, mayExec)
+	p, e := v.entry(ctx, c, n, name, mayExec)
 	if e != 0 {
 		return nil, e
 	}
@@ -86,6 +90,9 @@ type SetAttrIn struct {
 	Uid, Gid *uint32
 	Mtime    *int64 // ms since the epoch
 	Size     *uint64
+	// TimesNow: the times are set to now (utimensat with UTIME_NOW),
+	// which write permission allows; explicit times need the owner.
+	TimesNow bool
 	// Handle is the open file the change is made through (ftruncate), or
 	// nil (truncate(2), which is durable on return).
 	Handle *Handle
@@ -93,8 +100,23 @@ type SetAttrIn struct {
 
 // Setattr changes n's attributes and returns the new ones.
 func (v *VFS) Setattr(ctx context.Context, c Caller, n *Node, in SetAttrIn, out *Attr) syscall.Errno {
-	if e := v.access(c, n, mayWrite); e != 0 {
+	if in.Uid != nil && *in.Uid == ^uint32(0) {
+		in.Uid = nil // chown(2) with -1: unchanged
+	}
+	if in.Gid != nil && *in.Gid == ^uint32(0) {
+		in.Gid = nil
+	}
+	a, e := n.lastAttr(ctx)
+	if e != 0 {
 		return e
+	}
+	if in, e = checkSetattr(c, &a, in); e != 0 {
+		return e
+	}
+	if in.Size != nil && in.Handle == nil {
+		if e := v.access(ctx, c, n, mayWrite); e != 0 {
+			return e
+		}
 	}
 	octx, cancel := opCtx(ctx)
 	defer cancel()
@@ -109,12 +131,12 @@ func (v *VFS) Setattr(ctx context.Context, c Caller, n *Node, in SetAttrIn, out 
 		req.Mode = &m
 		set = true
 	}
-	if in.Uid != nil && *in.Uid != ^uint32(0) {
+	if in.Uid != nil {
 		s := strconv.FormatUint(uint64(*in.Uid), 10)
 		req.Owner = &s
 		set = true
 	}
-	if in.Gid != nil && *in.Gid != ^uint32(0) {
+	if in.Gid != nil {
 		s := strconv.FormatUint(uint64(*in.Gid), 10)
 		req.Group = &s
 		set = true
@@ -168,7 +190,7 @@ type DirEntry struct {
 
 // Readdir lists directory n.
 func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, syscall.Errno) {
-	if e := v.access(c, n, mayRead); e != 0 {
+	if e := v.access(ctx, c, n, mayRead); e != 0 {
 		return nil, e
 	}
 	octx, cancel := opCtx(ctx)
@@ -199,13 +221,18 @@ func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, sysca
 
 // Mkdir creates directory name in n.
 func (v *VFS) Mkdir(ctx context.Context, c Caller, n *Node, name string, mode uint32, out *Attr) (*Node, syscall.Errno) {
-	p, e := v.entry(c, n, name, mayWrite|mayExec)
+	p, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return nil, e
 	}
+	pa, e := n.lastAttr(ctx)
+	if e != 0 {
+		return nil, e
+	}
+	uid, gid, mode := newOwnership(c, &pa, mode, true)
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	info, err := v.c.Mkdir(octx, p, false, false, mode&0o7777)
+	info, err := v.c.MkdirWith(octx, p, client.MkdirOptions{Mode: mode, ExactMode: true, Owner: idString(uid), Group: idString(gid)})
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -217,17 +244,23 @@ func (v *VFS) Mkdir(ctx context.Context, c Caller, n *Node, name string, mode ui
 // Create creates file name in n and opens it with flags (open(2) with
 // O_CREAT).
 func (v *VFS) Create(ctx context.Context, c Caller, n *Node, name string, flags, mode uint32, out *Attr) (*Node, *Handle, OpenFlags, syscall.Errno) {
-	p, e := v.entry(c, n, name, mayWrite|mayExec)
+	p, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return nil, nil, 0, e
 	}
+	pa, e := n.lastAttr(ctx)
+	if e != 0 {
+		return nil, nil, 0, e
+	}
+	uid, gid, mode := newOwnership(c, &pa, mode, false)
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	w, err := v.c.Create(octx, p, client.WriteOptions{Mode: mode & 0o7777, WriteType: v.cfg.WriteType})
+	w, err := v.c.Create(octx, p, client.WriteOptions{Mode: mode, ExactMode: true, WriteType: v.cfg.WriteType, Owner: idString(uid), Group: idString(gid)})
 	if err == nil {
 		err = w.Close()
 	}
 	var info *apiv1.FileInfo
+	existing := false
 	switch {
 	case errors.Is(err, meta.ErrAlreadyExists) && flags&syscall.O_EXCL == 0:
 		// A stale negative dentry: open the existing file instead.
@@ -237,6 +270,7 @@ func (v *VFS) Create(ctx context.Context, c Caller, n *Node, name string, flags,
 		if info.GetFolder() {
 			return nil, nil, 0, syscall.EISDIR
 		}
+		existing = true
 	case err != nil:
 		return nil, nil, 0, errno(err)
 	default:
@@ -244,6 +278,13 @@ func (v *VFS) Create(ctx context.Context, c Caller, n *Node, name string, flags,
 		flags |= syscall.O_TRUNC
 	}
 	ch := n.linkChild(name, info)
+	var a Attr
+	ch.attr(info, &a)
+	if existing {
+		if e := v.access(ctx, c, ch, openMask(flags)); e != 0 {
+			return nil, nil, 0, e
+		}
+	}
 	h, fl, e := ch.open(octx, flags, info)
 	if e != 0 {
 		return nil, nil, 0, e
@@ -257,14 +298,7 @@ func (v *VFS) Open(ctx context.Context, c Caller, n *Node, flags uint32) (*Handl
 	if n.dir {
 		return nil, 0, syscall.EISDIR
 	}
-	mask := uint32(mayRead)
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
-		mask = mayWrite
-		if flags&syscall.O_ACCMODE == syscall.O_RDWR {
-			mask |= mayRead
-		}
-	}
-	if e := v.access(c, n, mask); e != 0 {
+	if e := v.access(ctx, c, n, openMask(flags)); e != 0 {
 		return nil, 0, e
 	}
 	octx, cancel := opCtx(ctx)
@@ -280,6 +314,27 @@ func (v *VFS) Open(ctx context.Context, c Caller, n *Node, flags uint32) (*Handl
 	return n.open(octx, flags, info)
 }
 
+// openMask is the access an open(2) with flags needs: O_TRUNC needs
+// write permission whatever the access mode (may_open).
+func openMask(flags uint32) uint32 {
+	var mask uint32
+	switch flags & syscall.O_ACCMODE {
+	case syscall.O_RDONLY:
+		mask = mayRead
+	case syscall.O_WRONLY:
+		mask = mayWrite
+	default:
+		mask = mayRead | mayWrite
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		mask |= mayWrite
+	}
+	return mask
+}
+
+// idString is a uid or gid as Alcove stores owners.
+func idString(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
+
 // Unlink removes file name from n.
 func (v *VFS) Unlink(ctx context.Context, c Caller, n *Node, name string) syscall.Errno {
 	return v.remove(ctx, c, n, name, false)
@@ -291,7 +346,7 @@ func (v *VFS) Rmdir(ctx context.Context, c Caller, n *Node, name string) syscall
 }
 
 func (v *VFS) remove(ctx context.Context, c Caller, n *Node, name string, dir bool) syscall.Errno {
-	p, e := v.entry(c, n, name, mayWrite|mayExec)
+	p, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return e
 	}
@@ -307,6 +362,9 @@ func (v *VFS) remove(ctx context.Context, c Caller, n *Node, name string, dir bo
 	case !dir && info.GetFolder():
 		return syscall.EISDIR
 	}
+	if e := v.stickyCheck(ctx, c, n, info); e != 0 {
+		return e
+	}
 	if err := v.c.Delete(octx, p, false, false); err != nil {
 		return errno(err)
 	}
@@ -316,11 +374,11 @@ func (v *VFS) remove(ctx context.Context, c Caller, n *Node, name string, dir bo
 
 // Rename moves name in n to newName in np (rename(2), renameat2 flags).
 func (v *VFS) Rename(ctx context.Context, c Caller, n *Node, name string, np *Node, newName string, flags uint32) syscall.Errno {
-	src, e := v.entry(c, n, name, mayWrite|mayExec)
+	src, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return e
 	}
-	dst, e := v.entry(c, np, newName, mayWrite|mayExec)
+	dst, e := v.entry(ctx, c, np, newName, mayWrite|mayExec)
 	if e != 0 {
 		return e
 	}
@@ -332,7 +390,7 @@ func (v *VFS) Rename(ctx context.Context, c Caller, n *Node, name string, np *No
 	if src == dst {
 		return 0
 	}
-	if e := v.rename(octx, src, dst, flags); e != 0 {
+	if e := v.rename(octx, c, n, np, src, dst, flags); e != 0 {
 		return e
 	}
 	v.treeMu.Lock()
@@ -345,13 +403,35 @@ func (v *VFS) Rename(ctx context.Context, c Caller, n *Node, name string, np *No
 	return 0
 }
 
-func (v *VFS) rename(ctx context.Context, src, dst string, flags uint32) syscall.Errno {
+// stickyCheck enforces dir's sticky bit on removing or replacing the
+// entry info.
+func (v *VFS) stickyCheck(ctx context.Context, c Caller, dir *Node, info *apiv1.FileInfo) syscall.Errno {
+	da, e := dir.lastAttr(ctx)
+	if e != 0 {
+		return e
+	}
+	return sticky(c, &da, v.uid(info.GetOwner()))
+}
+
+func (v *VFS) rename(ctx context.Context, c Caller, n, np *Node, src, dst string, flags uint32) syscall.Errno {
 	sinfo, err := v.c.GetStatus(ctx, src)
 	if err != nil {
 		return errno(err)
 	}
 	if sinfo.GetFolder() && meta.HasPrefix(dst, src) {
 		return syscall.EINVAL
+	}
+	if e := v.stickyCheck(ctx, c, n, sinfo); e != 0 {
+		return e
+	}
+	if sinfo.GetFolder() && n != np && c.Uid != 0 {
+		// A directory moving elsewhere gets a new "..": it must be
+		// writable itself.
+		var sa Attr
+		v.fillAttr(sinfo, &sa)
+		if !permits(c, &sa, mayWrite, c.inGroup) {
+			return syscall.EACCES
+		}
 	}
 	dinfo, err := v.c.GetStatus(ctx, dst)
 	switch {
@@ -363,6 +443,9 @@ func (v *VFS) rename(ctx context.Context, src, dst string, flags uint32) syscall
 	if dinfo != nil {
 		if flags&unix.RENAME_NOREPLACE != 0 {
 			return syscall.EEXIST
+		}
+		if e := v.stickyCheck(ctx, c, np, dinfo); e != 0 {
+			return e
 		}
 		switch {
 		case sinfo.GetFolder() && !dinfo.GetFolder():

@@ -189,7 +189,8 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 		return syscall.EISDIR
 	}
 	tmp := meta.Join(meta.Parent(p), fmt.Sprintf("%s%d-%x", commitPrefix, old.GetFileId(), rand.Uint64()))
-	w, err := c.Create(ctx, tmp, client.WriteOptions{Mode: old.GetMode() & 0o7777, WriteType: n.v.cfg.WriteType, BlockSize: old.GetBlockSizeBytes()})
+	w, err := c.Create(ctx, tmp, client.WriteOptions{Mode: old.GetMode() & 0o7777, ExactMode: true, WriteType: n.v.cfg.WriteType,
+		BlockSize: old.GetBlockSizeBytes(), Owner: old.GetOwner(), Group: old.GetGroup()})
 	if err != nil {
 		return errno(err)
 	}
@@ -205,12 +206,6 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 	if err := c.Rename(ctx, tmp, p, true); err != nil {
 		_ = c.Delete(context.WithoutCancel(ctx), tmp, false, false)
 		return errno(err)
-	}
-	if old.GetOwner() != w.Info().GetOwner() || old.GetGroup() != w.Info().GetGroup() {
-		o, g := old.GetOwner(), old.GetGroup()
-		if err := c.SetAttribute(ctx, &apiv1.SetAttributeRequest{Path: p, Owner: &o, Group: &g}); err != nil {
-			n.v.logger.Error(err, "Restore owner after commit", "path", p)
-		}
 	}
 	n.mu.Lock()
 	n.fileID = w.Info().GetFileId()

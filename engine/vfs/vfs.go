@@ -23,7 +23,7 @@ import (
 type Client interface {
 	GetStatus(ctx context.Context, path string) (*apiv1.FileInfo, error)
 	ListStatus(ctx context.Context, path string, recursive, syncUfs bool) ([]*apiv1.FileInfo, error)
-	Mkdir(ctx context.Context, path string, recursive, allowExists bool, mode uint32) (*apiv1.FileInfo, error)
+	MkdirWith(ctx context.Context, path string, opts client.MkdirOptions) (*apiv1.FileInfo, error)
 	Create(ctx context.Context, path string, opts client.WriteOptions) (*client.Writer, error)
 	Delete(ctx context.Context, path string, recursive, alcoveOnly bool) error
 	Rename(ctx context.Context, src, dst string, overwrite bool) error
@@ -142,22 +142,6 @@ func checkName(name string) syscall.Errno {
 	return 0
 }
 
-// Access modes for access.
-const (
-	mayExec  = 1
-	mayWrite = 2
-	mayRead  = 4
-)
-
-// access is where permission checks belong: may c use n for mask
-// (mayRead|mayWrite|mayExec)? Alcove does not check permissions yet (the
-// mount is allow_other without default_permissions, as before the VFS
-// existed); every operation already calls it with its caller.
-func (v *VFS) access(c Caller, n *Node, mask uint32) syscall.Errno {
-	_, _, _ = c, n, mask
-	return 0
-}
-
 // Attr is a node's attributes as stat(2) shows them.
 type Attr struct {
 	Ino     uint64
@@ -168,6 +152,7 @@ type Attr struct {
 	Uid     uint32
 	Gid     uint32
 	Blksize uint32
+	Blocks  uint64 // 512-byte units allocated
 }
 
 // IsDir reports whether the attributes are a directory's.
@@ -177,16 +162,10 @@ func (a *Attr) IsDir() bool { return a.Mode&syscall.S_IFMT == syscall.S_IFDIR }
 func (v *VFS) fillAttr(info *apiv1.FileInfo, out *Attr) {
 	mode := info.GetMode() & 0o7777
 	if info.GetFolder() {
-		if mode == 0 {
-			mode = 0o755
-		}
 		out.Mode = syscall.S_IFDIR | mode
 		out.Nlink = 2
 		out.Size = 4096
 	} else {
-		if mode == 0 {
-			mode = 0o644
-		}
 		out.Mode = syscall.S_IFREG | mode
 		out.Nlink = 1
 		out.Size = uint64(max(info.GetLength(), 0))
@@ -196,6 +175,7 @@ func (v *VFS) fillAttr(info *apiv1.FileInfo, out *Attr) {
 	out.Uid = v.uid(info.GetOwner())
 	out.Gid = v.gid(info.GetGroup())
 	out.Blksize = 1 << 20
+	out.Blocks = (out.Size + 511) / 512
 }
 
 // inoOf is the inode number a node for an Alcove file gets: its file id.

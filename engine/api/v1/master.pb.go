@@ -214,14 +214,17 @@ func (x *ListStatusResponse) GetFileInfos() []*FileInfo {
 }
 
 type CreateDirectoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`                        // create missing parents
-	AllowExists   bool                   `protobuf:"varint,3,opt,name=allow_exists,json=allowExists,proto3" json:"allow_exists,omitempty"` // succeed if it already exists as a directory
-	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                                  // 0: default 0755
-	Owner         string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
-	Group         string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
-	WriteType     WriteType              `protobuf:"varint,7,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // THROUGH/CACHE_THROUGH also mkdir in the UFS
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Path        string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive   bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`                        // create missing parents
+	AllowExists bool                   `protobuf:"varint,3,opt,name=allow_exists,json=allowExists,proto3" json:"allow_exists,omitempty"` // succeed if it already exists as a directory
+	Mode        uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                                  // 0: default 0755
+	Owner       string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group       string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	WriteType   WriteType              `protobuf:"varint,7,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // THROUGH/CACHE_THROUGH also mkdir in the UFS
+	// exact_mode: mode is taken as given, 0 included (POSIX callers: FUSE
+	// applies the caller's umask and asks for exactly that mode).
+	ExactMode     bool `protobuf:"varint,8,opt,name=exact_mode,json=exactMode,proto3" json:"exact_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +308,13 @@ func (x *CreateDirectoryRequest) GetWriteType() WriteType {
 	return WriteType_WRITE_TYPE_UNSPECIFIED
 }
 
+func (x *CreateDirectoryRequest) GetExactMode() bool {
+	if x != nil {
+		return x.ExactMode
+	}
+	return false
+}
+
 type CreateDirectoryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
@@ -362,6 +372,7 @@ type CreateFileRequest struct {
 	TtlMs              int64                  `protobuf:"varint,9,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	TtlAction          TtlAction              `protobuf:"varint,10,opt,name=ttl_action,json=ttlAction,proto3,enum=alcove.v1.TtlAction" json:"ttl_action,omitempty"`
 	ReplicationDurable int32                  `protobuf:"varint,11,opt,name=replication_durable,json=replicationDurable,proto3" json:"replication_durable,omitempty"`
+	ExactMode          bool                   `protobuf:"varint,12,opt,name=exact_mode,json=exactMode,proto3" json:"exact_mode,omitempty"` // mode as given, 0 included (see CreateDirectoryRequest)
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -471,6 +482,13 @@ func (x *CreateFileRequest) GetReplicationDurable() int32 {
 		return x.ReplicationDurable
 	}
 	return 0
+}
+
+func (x *CreateFileRequest) GetExactMode() bool {
+	if x != nil {
+		return x.ExactMode
+	}
+	return false
 }
 
 type CreateFileResponse struct {
@@ -2678,7 +2696,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\"H\n" +
 	"\x12ListStatusResponse\x122\n" +
 	"\n" +
-	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\xe2\x01\n" +
+	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\x81\x02\n" +
 	"\x16CreateDirectoryRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12!\n" +
@@ -2687,9 +2705,11 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x14\n" +
 	"\x05group\x18\x06 \x01(\tR\x05group\x123\n" +
 	"\n" +
-	"write_type\x18\a \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\"K\n" +
+	"write_type\x18\a \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x1d\n" +
+	"\n" +
+	"exact_mode\x18\b \x01(\bR\texactMode\"K\n" +
 	"\x17CreateDirectoryResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xff\x02\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x9e\x03\n" +
 	"\x11CreateFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12(\n" +
 	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
@@ -2704,7 +2724,9 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"ttl_action\x18\n" +
 	" \x01(\x0e2\x14.alcove.v1.TtlActionR\tttlAction\x12/\n" +
-	"\x13replication_durable\x18\v \x01(\x05R\x12replicationDurable\"F\n" +
+	"\x13replication_durable\x18\v \x01(\x05R\x12replicationDurable\x12\x1d\n" +
+	"\n" +
+	"exact_mode\x18\f \x01(\bR\texactMode\"F\n" +
 	"\x12CreateFileResponse\x120\n" +
 	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x9a\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
