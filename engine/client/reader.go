@@ -45,6 +45,12 @@ func (c *Client) OpenFile(ctx context.Context, path string, readType apiv1.ReadT
 	if err != nil {
 		return nil, err
 	}
+	return c.OpenInfo(ctx, info, readType)
+}
+
+// OpenInfo opens the complete file info describes (from GetStatus or
+// StatusByID, with block locations) for reading.
+func (c *Client) OpenInfo(ctx context.Context, info *apiv1.FileInfo, readType apiv1.ReadType) (*Reader, error) {
 	if info.GetFolder() {
 		return nil, fmt.Errorf("open %s: %w", info.GetPath(), meta.ErrIsDirectory)
 	}
@@ -324,7 +330,13 @@ func (r *Reader) open(idx, inb, length int64) (*source, error) {
 		return src, err
 	}
 	old := r.Info()
-	info, serr := r.c.GetStatus(r.ctx, old.GetPath())
+	var info *apiv1.FileInfo
+	var serr error
+	if old.GetOrphan() {
+		info, serr = r.c.StatusByID(r.ctx, old.GetFileId())
+	} else {
+		info, serr = r.c.GetStatus(r.ctx, old.GetPath())
+	}
 	if serr != nil || info.GetFileId() != old.GetFileId() {
 		return nil, err
 	}

@@ -30,6 +30,19 @@ type Status struct {
 	Length  int64
 	Mode    uint32
 	ModTime time.Time
+	// Target is a symbolic link's target ("" for other objects; only a
+	// Symlinker reports links).
+	Target string
+}
+
+// Symlinker is a UFS that stores symbolic links (the local UFS: real
+// links; an object store: a marker object). Alcove keeps links in its own
+// namespace either way; only a Symlinker gets them persisted.
+type Symlinker interface {
+	// Symlink creates a link at path to target (parents created).
+	Symlink(ctx context.Context, path, target string) error
+	// Readlink returns the target of the link at path.
+	Readlink(ctx context.Context, path string) (string, error)
 }
 
 // Writer is an object being created. Close commits it atomically (readers

@@ -457,6 +457,12 @@ type FileInfo struct {
 	ReplicationDurable     int32                  `protobuf:"varint,22,opt,name=replication_durable,json=replicationDurable,proto3" json:"replication_durable,omitempty"`
 	WriteType              WriteType              `protobuf:"varint,23,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // write type the file was created with
 	MountId                int64                  `protobuf:"varint,24,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
+	AccessTimeMs           int64                  `protobuf:"varint,25,opt,name=access_time_ms,json=accessTimeMs,proto3" json:"access_time_ms,omitempty"`
+	ChangeTimeMs           int64                  `protobuf:"varint,26,opt,name=change_time_ms,json=changeTimeMs,proto3" json:"change_time_ms,omitempty"`
+	Ino                    int64                  `protobuf:"varint,27,opt,name=ino,proto3" json:"ino,omitempty"`                                         // POSIX inode number (stable across commits)
+	SymlinkTarget          string                 `protobuf:"bytes,28,opt,name=symlink_target,json=symlinkTarget,proto3" json:"symlink_target,omitempty"` // non-empty: a symbolic link
+	Nlink                  uint32                 `protobuf:"varint,29,opt,name=nlink,proto3" json:"nlink,omitempty"`                                     // POSIX link count (directories: 2 + subdirectories; orphans: 0)
+	Orphan                 bool                   `protobuf:"varint,30,opt,name=orphan,proto3" json:"orphan,omitempty"`                                   // unlinked while open (see Inode.orphan_session)
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -657,6 +663,48 @@ func (x *FileInfo) GetMountId() int64 {
 		return x.MountId
 	}
 	return 0
+}
+
+func (x *FileInfo) GetAccessTimeMs() int64 {
+	if x != nil {
+		return x.AccessTimeMs
+	}
+	return 0
+}
+
+func (x *FileInfo) GetChangeTimeMs() int64 {
+	if x != nil {
+		return x.ChangeTimeMs
+	}
+	return 0
+}
+
+func (x *FileInfo) GetIno() int64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+func (x *FileInfo) GetSymlinkTarget() string {
+	if x != nil {
+		return x.SymlinkTarget
+	}
+	return ""
+}
+
+func (x *FileInfo) GetNlink() uint32 {
+	if x != nil {
+		return x.Nlink
+	}
+	return 0
+}
+
+func (x *FileInfo) GetOrphan() bool {
+	if x != nil {
+		return x.Orphan
+	}
+	return false
 }
 
 type TierInfo struct {
@@ -1006,7 +1054,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rFileBlockInfo\x123\n" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x14.alcove.v1.BlockInfoR\tblockInfo\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xe6\x06\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x99\b\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1035,7 +1083,13 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x13replication_durable\x18\x16 \x01(\x05R\x12replicationDurable\x123\n" +
 	"\n" +
 	"write_type\x18\x17 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x19\n" +
-	"\bmount_id\x18\x18 \x01(\x03R\amountId\"f\n" +
+	"\bmount_id\x18\x18 \x01(\x03R\amountId\x12$\n" +
+	"\x0eaccess_time_ms\x18\x19 \x01(\x03R\faccessTimeMs\x12$\n" +
+	"\x0echange_time_ms\x18\x1a \x01(\x03R\fchangeTimeMs\x12\x10\n" +
+	"\x03ino\x18\x1b \x01(\x03R\x03ino\x12%\n" +
+	"\x0esymlink_target\x18\x1c \x01(\tR\rsymlinkTarget\x12\x14\n" +
+	"\x05nlink\x18\x1d \x01(\rR\x05nlink\x12\x16\n" +
+	"\x06orphan\x18\x1e \x01(\bR\x06orphan\"f\n" +
 	"\bTierInfo\x12\x14\n" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\x12%\n" +
 	"\x0ecapacity_bytes\x18\x02 \x01(\x03R\rcapacityBytes\x12\x1d\n" +

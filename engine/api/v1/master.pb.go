@@ -24,6 +24,7 @@ const (
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // non-zero: the file with this id, wherever it is (orphans too); path is ignored
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -63,6 +64,13 @@ func (x *GetStatusRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *GetStatusRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
 }
 
 type GetStatusResponse struct {
@@ -656,10 +664,13 @@ func (x *CompleteFileResponse) GetFileInfo() *FileInfo {
 }
 
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	AlcoveOnly    bool                   `protobuf:"varint,3,opt,name=alcove_only,json=alcoveOnly,proto3" json:"alcove_only,omitempty"` // keep the UFS copy
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Path       string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive  bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	AlcoveOnly bool                   `protobuf:"varint,3,opt,name=alcove_only,json=alcoveOnly,proto3" json:"alcove_only,omitempty"` // keep the UFS copy
+	// orphan_session: the caller still has the file open; it loses its name
+	// but stays readable (by id) until ReleaseOrphans.
+	OrphanSession string `protobuf:"bytes,4,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -715,6 +726,13 @@ func (x *DeleteRequest) GetAlcoveOnly() bool {
 	return false
 }
 
+func (x *DeleteRequest) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
 type DeleteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -752,10 +770,16 @@ func (*DeleteResponse) Descriptor() ([]byte, []int) {
 }
 
 type RenameRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Src           string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
-	Dst           string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
-	Overwrite     bool                   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"` // replace an existing destination file
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Src       string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst       string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	Overwrite bool                   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"` // replace an existing destination file
+	// keep_identity: src is new content for dst (a FUSE commit): it takes
+	// dst's inode number, owner, group, mode, atime and creation time.
+	KeepIdentity bool `protobuf:"varint,4,opt,name=keep_identity,json=keepIdentity,proto3" json:"keep_identity,omitempty"`
+	// orphan_session: a replaced dst that the caller still has open becomes
+	// an orphan of this session instead of disappearing.
+	OrphanSession string `protobuf:"bytes,5,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -811,6 +835,20 @@ func (x *RenameRequest) GetOverwrite() bool {
 	return false
 }
 
+func (x *RenameRequest) GetKeepIdentity() bool {
+	if x != nil {
+		return x.KeepIdentity
+	}
+	return false
+}
+
+func (x *RenameRequest) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
 type RenameResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -861,7 +899,9 @@ type SetAttributeRequest struct {
 	// Schedule persistence (Alluxio's scheduleAsyncPersistence): complete
 	// files not in the UFS yet are written there by a worker holding all
 	// their blocks; GetStatus shows PERSISTED once done.
-	Persist       bool `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`
+	Persist       bool   `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`
+	AtimeMs       *int64 `protobuf:"varint,11,opt,name=atime_ms,json=atimeMs,proto3,oneof" json:"atime_ms,omitempty"`
+	FileId        int64  `protobuf:"varint,12,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // non-zero: the file with this id (orphans too); path is ignored
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -964,6 +1004,20 @@ func (x *SetAttributeRequest) GetPersist() bool {
 		return x.Persist
 	}
 	return false
+}
+
+func (x *SetAttributeRequest) GetAtimeMs() int64 {
+	if x != nil && x.AtimeMs != nil {
+		return *x.AtimeMs
+	}
+	return 0
+}
+
+func (x *SetAttributeRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
 }
 
 type SetAttributeResponse struct {
@@ -1298,6 +1352,222 @@ func (*UnmountResponse) Descriptor() ([]byte, []int) {
 	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{21}
 }
 
+type CreateSymlinkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"` // 1..4095 bytes, no NUL
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group         string                 `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	WriteType     WriteType              `protobuf:"varint,5,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // MUST_CACHE: only in Alcove; others also in the UFS (when it has symlinks)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSymlinkRequest) Reset() {
+	*x = CreateSymlinkRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSymlinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSymlinkRequest) ProtoMessage() {}
+
+func (x *CreateSymlinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSymlinkRequest.ProtoReflect.Descriptor instead.
+func (*CreateSymlinkRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CreateSymlinkRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetWriteType() WriteType {
+	if x != nil {
+		return x.WriteType
+	}
+	return WriteType_WRITE_TYPE_UNSPECIFIED
+}
+
+type CreateSymlinkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSymlinkResponse) Reset() {
+	*x = CreateSymlinkResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSymlinkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSymlinkResponse) ProtoMessage() {}
+
+func (x *CreateSymlinkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSymlinkResponse.ProtoReflect.Descriptor instead.
+func (*CreateSymlinkResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateSymlinkResponse) GetFileInfo() *FileInfo {
+	if x != nil {
+		return x.FileInfo
+	}
+	return nil
+}
+
+type ReleaseOrphansRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	FileIds       []int64                `protobuf:"varint,2,rep,packed,name=file_ids,json=fileIds,proto3" json:"file_ids,omitempty"` // empty: every orphan of the session
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseOrphansRequest) Reset() {
+	*x = ReleaseOrphansRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseOrphansRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseOrphansRequest) ProtoMessage() {}
+
+func (x *ReleaseOrphansRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseOrphansRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseOrphansRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReleaseOrphansRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ReleaseOrphansRequest) GetFileIds() []int64 {
+	if x != nil {
+		return x.FileIds
+	}
+	return nil
+}
+
+type ReleaseOrphansResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Released      int32                  `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseOrphansResponse) Reset() {
+	*x = ReleaseOrphansResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseOrphansResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseOrphansResponse) ProtoMessage() {}
+
+func (x *ReleaseOrphansResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseOrphansResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseOrphansResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReleaseOrphansResponse) GetReleased() int32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
 type GetMountTableRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1306,7 +1576,7 @@ type GetMountTableRequest struct {
 
 func (x *GetMountTableRequest) Reset() {
 	*x = GetMountTableRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	mi := &file_engine_api_v1_master_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1588,7 @@ func (x *GetMountTableRequest) String() string {
 func (*GetMountTableRequest) ProtoMessage() {}
 
 func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	mi := &file_engine_api_v1_master_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1601,7 @@ func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableRequest.ProtoReflect.Descriptor instead.
 func (*GetMountTableRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{22}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{26}
 }
 
 type GetMountTableResponse struct {
@@ -1343,7 +1613,7 @@ type GetMountTableResponse struct {
 
 func (x *GetMountTableResponse) Reset() {
 	*x = GetMountTableResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	mi := &file_engine_api_v1_master_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1625,7 @@ func (x *GetMountTableResponse) String() string {
 func (*GetMountTableResponse) ProtoMessage() {}
 
 func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	mi := &file_engine_api_v1_master_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1638,7 @@ func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableResponse.ProtoReflect.Descriptor instead.
 func (*GetMountTableResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{23}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetMountTableResponse) GetMountPoints() []*MountPointInfo {
@@ -1386,7 +1656,7 @@ type GetMasterInfoRequest struct {
 
 func (x *GetMasterInfoRequest) Reset() {
 	*x = GetMasterInfoRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	mi := &file_engine_api_v1_master_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1668,7 @@ func (x *GetMasterInfoRequest) String() string {
 func (*GetMasterInfoRequest) ProtoMessage() {}
 
 func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	mi := &file_engine_api_v1_master_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1681,7 @@ func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{24}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
 }
 
 type GetMasterInfoResponse struct {
@@ -1433,7 +1703,7 @@ type GetMasterInfoResponse struct {
 
 func (x *GetMasterInfoResponse) Reset() {
 	*x = GetMasterInfoResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	mi := &file_engine_api_v1_master_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1715,7 @@ func (x *GetMasterInfoResponse) String() string {
 func (*GetMasterInfoResponse) ProtoMessage() {}
 
 func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	mi := &file_engine_api_v1_master_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1728,7 @@ func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{25}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetMasterInfoResponse) GetLeaderAddress() string {
@@ -1546,7 +1816,7 @@ type GetWorkersRequest struct {
 
 func (x *GetWorkersRequest) Reset() {
 	*x = GetWorkersRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1828,7 @@ func (x *GetWorkersRequest) String() string {
 func (*GetWorkersRequest) ProtoMessage() {}
 
 func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1841,7 @@ func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{26}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
 }
 
 type GetWorkersResponse struct {
@@ -1583,7 +1853,7 @@ type GetWorkersResponse struct {
 
 func (x *GetWorkersResponse) Reset() {
 	*x = GetWorkersResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1865,7 @@ func (x *GetWorkersResponse) String() string {
 func (*GetWorkersResponse) ProtoMessage() {}
 
 func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1878,7 @@ func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{27}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -1626,7 +1896,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[28]
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1908,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[28]
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1921,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
 }
 
 type CheckpointResponse struct {
@@ -1663,7 +1933,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[29]
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1945,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[29]
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1958,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{29}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CheckpointResponse) GetIndex() int64 {
@@ -1718,7 +1988,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +2000,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +2013,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() string {
@@ -1820,7 +2090,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +2102,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +2115,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -1881,7 +2151,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2163,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2176,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() int64 {
@@ -1953,7 +2223,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1965,7 +2235,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1978,7 +2248,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HeartbeatResponse) GetRegister() bool {
@@ -2033,7 +2303,7 @@ type ReplicateCommand struct {
 
 func (x *ReplicateCommand) Reset() {
 	*x = ReplicateCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2315,7 @@ func (x *ReplicateCommand) String() string {
 func (*ReplicateCommand) ProtoMessage() {}
 
 func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2328,7 @@ func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCommand.ProtoReflect.Descriptor instead.
 func (*ReplicateCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReplicateCommand) GetBlockId() int64 {
@@ -2094,7 +2364,7 @@ type PersistCommand struct {
 
 func (x *PersistCommand) Reset() {
 	*x = PersistCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2376,7 @@ func (x *PersistCommand) String() string {
 func (*PersistCommand) ProtoMessage() {}
 
 func (x *PersistCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2389,7 @@ func (x *PersistCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistCommand.ProtoReflect.Descriptor instead.
 func (*PersistCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PersistCommand) GetFileId() int64 {
@@ -2186,7 +2456,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2468,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2481,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2259,7 +2529,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2541,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2554,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CommitBlockResponse) GetReplicasNeeded() int32 {
@@ -2314,7 +2584,7 @@ type PersistDoneRequest struct {
 
 func (x *PersistDoneRequest) Reset() {
 	*x = PersistDoneRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2596,7 @@ func (x *PersistDoneRequest) String() string {
 func (*PersistDoneRequest) ProtoMessage() {}
 
 func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2609,7 @@ func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneRequest.ProtoReflect.Descriptor instead.
 func (*PersistDoneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PersistDoneRequest) GetWorkerId() int64 {
@@ -2385,7 +2655,7 @@ type PersistDoneResponse struct {
 
 func (x *PersistDoneResponse) Reset() {
 	*x = PersistDoneResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2667,7 @@ func (x *PersistDoneResponse) String() string {
 func (*PersistDoneResponse) ProtoMessage() {}
 
 func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2680,7 @@ func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneResponse.ProtoReflect.Descriptor instead.
 func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
 }
 
 // NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
@@ -2425,7 +2695,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2707,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2720,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -2482,7 +2752,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2764,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2777,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
 }
 
 type NodeCacheEvent struct {
@@ -2530,7 +2800,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +2812,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +2825,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -2602,7 +2872,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2884,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2897,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -2646,7 +2916,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +2928,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +2941,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -2685,9 +2955,10 @@ var File_engine_api_v1_master_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"&\n" +
+	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"?\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"E\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\"E\n" +
 	"\x11GetStatusResponse\x120\n" +
 	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"`\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
@@ -2737,18 +3008,21 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\fufs_mtime_ms\x18\x05 \x01(\x03R\n" +
 	"ufsMtimeMs\"H\n" +
 	"\x14CompleteFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"b\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x89\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1f\n" +
 	"\valcove_only\x18\x03 \x01(\bR\n" +
-	"alcoveOnly\"\x10\n" +
-	"\x0eDeleteResponse\"Q\n" +
+	"alcoveOnly\x12%\n" +
+	"\x0eorphan_session\x18\x04 \x01(\tR\rorphanSession\"\x10\n" +
+	"\x0eDeleteResponse\"\x9d\x01\n" +
 	"\rRenameRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x1c\n" +
-	"\toverwrite\x18\x03 \x01(\bR\toverwrite\"\x10\n" +
-	"\x0eRenameResponse\"\x92\x03\n" +
+	"\toverwrite\x18\x03 \x01(\bR\toverwrite\x12#\n" +
+	"\rkeep_identity\x18\x04 \x01(\bR\fkeepIdentity\x12%\n" +
+	"\x0eorphan_session\x18\x05 \x01(\tR\rorphanSession\"\x10\n" +
+	"\x0eRenameResponse\"\xd8\x03\n" +
 	"\x13SetAttributeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -2761,14 +3035,17 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\trecursive\x18\b \x01(\bR\trecursive\x12\x1e\n" +
 	"\bmtime_ms\x18\t \x01(\x03H\x06R\amtimeMs\x88\x01\x01\x12\x18\n" +
 	"\apersist\x18\n" +
-	" \x01(\bR\apersistB\t\n" +
+	" \x01(\bR\apersist\x12\x1e\n" +
+	"\batime_ms\x18\v \x01(\x03H\aR\aatimeMs\x88\x01\x01\x12\x17\n" +
+	"\afile_id\x18\f \x01(\x03R\x06fileIdB\t\n" +
 	"\a_pinnedB\t\n" +
 	"\a_ttl_msB\r\n" +
 	"\v_ttl_actionB\a\n" +
 	"\x05_modeB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\v\n" +
-	"\t_mtime_ms\"\x16\n" +
+	"\t_mtime_msB\v\n" +
+	"\t_atime_ms\"\x16\n" +
 	"\x14SetAttributeResponse\"U\n" +
 	"\vFreeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
@@ -2792,7 +3069,21 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x0eUnmountRequest\x12\x1f\n" +
 	"\valcove_path\x18\x01 \x01(\tR\n" +
 	"alcovePath\"\x11\n" +
-	"\x0fUnmountResponse\"\x16\n" +
+	"\x0fUnmountResponse\"\xa3\x01\n" +
+	"\x14CreateSymlinkRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x123\n" +
+	"\n" +
+	"write_type\x18\x05 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\"I\n" +
+	"\x15CreateSymlinkResponse\x120\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"L\n" +
+	"\x15ReleaseOrphansRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x19\n" +
+	"\bfile_ids\x18\x02 \x03(\x03R\afileIds\"4\n" +
+	"\x16ReleaseOrphansResponse\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\x05R\breleased\"\x16\n" +
 	"\x14GetMountTableRequest\"U\n" +
 	"\x15GetMountTableResponse\x12<\n" +
 	"\fmount_points\x18\x01 \x03(\v2\x19.alcove.v1.MountPointInfoR\vmountPoints\"\x16\n" +
@@ -2890,7 +3181,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x13GetNodeCacheRequest\x12\x14\n" +
 	"\x05paths\x18\x01 \x03(\tR\x05paths\"K\n" +
 	"\x14GetNodeCacheResponse\x123\n" +
-	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xf5\x06\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xa0\b\n" +
 	"\x10FileSystemMaster\x12F\n" +
 	"\tGetStatus\x12\x1b.alcove.v1.GetStatusRequest\x1a\x1c.alcove.v1.GetStatusResponse\x12I\n" +
 	"\n" +
@@ -2905,7 +3196,9 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x04Free\x12\x16.alcove.v1.FreeRequest\x1a\x17.alcove.v1.FreeResponse\x12:\n" +
 	"\x05Mount\x12\x17.alcove.v1.MountRequest\x1a\x18.alcove.v1.MountResponse\x12@\n" +
 	"\aUnmount\x12\x19.alcove.v1.UnmountRequest\x1a\x1a.alcove.v1.UnmountResponse\x12R\n" +
-	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse2\x98\x03\n" +
+	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse\x12R\n" +
+	"\rCreateSymlink\x12\x1f.alcove.v1.CreateSymlinkRequest\x1a .alcove.v1.CreateSymlinkResponse\x12U\n" +
+	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse2\x98\x03\n" +
 	"\n" +
 	"MetaMaster\x12R\n" +
 	"\rGetMasterInfo\x12\x1f.alcove.v1.GetMasterInfoRequest\x1a .alcove.v1.GetMasterInfoResponse\x12I\n" +
@@ -2933,7 +3226,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),        // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),       // 1: alcove.v1.GetStatusResponse
@@ -2957,109 +3250,119 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*MountResponse)(nil),           // 19: alcove.v1.MountResponse
 	(*UnmountRequest)(nil),          // 20: alcove.v1.UnmountRequest
 	(*UnmountResponse)(nil),         // 21: alcove.v1.UnmountResponse
-	(*GetMountTableRequest)(nil),    // 22: alcove.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),   // 23: alcove.v1.GetMountTableResponse
-	(*GetMasterInfoRequest)(nil),    // 24: alcove.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),   // 25: alcove.v1.GetMasterInfoResponse
-	(*GetWorkersRequest)(nil),       // 26: alcove.v1.GetWorkersRequest
-	(*GetWorkersResponse)(nil),      // 27: alcove.v1.GetWorkersResponse
-	(*CheckpointRequest)(nil),       // 28: alcove.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),      // 29: alcove.v1.CheckpointResponse
-	(*RegisterWorkerRequest)(nil),   // 30: alcove.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),  // 31: alcove.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),        // 32: alcove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),       // 33: alcove.v1.HeartbeatResponse
-	(*ReplicateCommand)(nil),        // 34: alcove.v1.ReplicateCommand
-	(*PersistCommand)(nil),          // 35: alcove.v1.PersistCommand
-	(*CommitBlockRequest)(nil),      // 36: alcove.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),     // 37: alcove.v1.CommitBlockResponse
-	(*PersistDoneRequest)(nil),      // 38: alcove.v1.PersistDoneRequest
-	(*PersistDoneResponse)(nil),     // 39: alcove.v1.PersistDoneResponse
-	(*NodeCacheEntry)(nil),          // 40: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),   // 41: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),          // 42: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),     // 43: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),    // 44: alcove.v1.GetNodeCacheResponse
-	nil,                             // 45: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                // 46: alcove.v1.FileInfo
-	(WriteType)(0),                  // 47: alcove.v1.WriteType
-	(TtlAction)(0),                  // 48: alcove.v1.TtlAction
-	(*MountPointInfo)(nil),          // 49: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),              // 50: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                // 51: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),             // 52: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),           // 53: alcove.v1.BlockLocation
+	(*CreateSymlinkRequest)(nil),    // 22: alcove.v1.CreateSymlinkRequest
+	(*CreateSymlinkResponse)(nil),   // 23: alcove.v1.CreateSymlinkResponse
+	(*ReleaseOrphansRequest)(nil),   // 24: alcove.v1.ReleaseOrphansRequest
+	(*ReleaseOrphansResponse)(nil),  // 25: alcove.v1.ReleaseOrphansResponse
+	(*GetMountTableRequest)(nil),    // 26: alcove.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),   // 27: alcove.v1.GetMountTableResponse
+	(*GetMasterInfoRequest)(nil),    // 28: alcove.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),   // 29: alcove.v1.GetMasterInfoResponse
+	(*GetWorkersRequest)(nil),       // 30: alcove.v1.GetWorkersRequest
+	(*GetWorkersResponse)(nil),      // 31: alcove.v1.GetWorkersResponse
+	(*CheckpointRequest)(nil),       // 32: alcove.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),      // 33: alcove.v1.CheckpointResponse
+	(*RegisterWorkerRequest)(nil),   // 34: alcove.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),  // 35: alcove.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),        // 36: alcove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 37: alcove.v1.HeartbeatResponse
+	(*ReplicateCommand)(nil),        // 38: alcove.v1.ReplicateCommand
+	(*PersistCommand)(nil),          // 39: alcove.v1.PersistCommand
+	(*CommitBlockRequest)(nil),      // 40: alcove.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),     // 41: alcove.v1.CommitBlockResponse
+	(*PersistDoneRequest)(nil),      // 42: alcove.v1.PersistDoneRequest
+	(*PersistDoneResponse)(nil),     // 43: alcove.v1.PersistDoneResponse
+	(*NodeCacheEntry)(nil),          // 44: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),   // 45: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),          // 46: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),     // 47: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),    // 48: alcove.v1.GetNodeCacheResponse
+	nil,                             // 49: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                // 50: alcove.v1.FileInfo
+	(WriteType)(0),                  // 51: alcove.v1.WriteType
+	(TtlAction)(0),                  // 52: alcove.v1.TtlAction
+	(*MountPointInfo)(nil),          // 53: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),              // 54: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                // 55: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),             // 56: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),           // 57: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	46, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	46, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	47, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	46, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	47, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	48, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	46, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	46, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	48, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	45, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	49, // 10: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	50, // 11: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	51, // 12: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	52, // 13: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	51, // 14: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	52, // 15: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	35, // 16: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	34, // 17: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	53, // 18: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	53, // 19: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	40, // 20: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	40, // 21: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 22: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 23: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 24: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 25: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 26: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 27: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 28: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 29: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 30: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 31: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 32: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	22, // 33: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	24, // 34: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	26, // 35: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	28, // 36: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	41, // 37: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	43, // 38: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	30, // 39: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	32, // 40: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	36, // 41: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	38, // 42: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 43: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 44: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 45: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 46: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 47: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 48: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 49: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 50: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 51: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 52: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 53: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	23, // 54: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	25, // 55: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	27, // 56: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	29, // 57: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	42, // 58: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	44, // 59: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	31, // 60: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	33, // 61: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	37, // 62: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	39, // 63: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	43, // [43:64] is the sub-list for method output_type
-	22, // [22:43] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	50, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	50, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	51, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	50, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	51, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	52, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	50, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	50, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	52, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	49, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	51, // 10: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	50, // 11: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	53, // 12: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	54, // 13: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	55, // 14: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	56, // 15: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	55, // 16: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	56, // 17: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	39, // 18: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	38, // 19: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	57, // 20: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	57, // 21: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	44, // 22: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	44, // 23: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 24: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 25: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 26: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 27: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 28: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 29: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 30: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 31: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 32: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 33: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 34: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 35: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 36: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 37: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 38: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	30, // 39: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	32, // 40: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	45, // 41: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	47, // 42: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	34, // 43: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	36, // 44: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	40, // 45: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	42, // 46: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	1,  // 47: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 48: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 49: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 50: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 51: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 52: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 53: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 54: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 55: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 56: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 57: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 58: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 59: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 60: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 61: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	31, // 62: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	33, // 63: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	46, // 64: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	48, // 65: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	35, // 66: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	37, // 67: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	41, // 68: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	43, // 69: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	47, // [47:70] is the sub-list for method output_type
+	24, // [24:47] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -3075,7 +3378,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
