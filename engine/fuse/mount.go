@@ -58,6 +58,11 @@ func Mount(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A fresh mount has no open files: files a crashed predecessor kept
+	// open after unlinking them go now (a handover keeps them).
+	if err := s.vfs.PurgeOrphans(ctx); err != nil {
+		logger.Error(err, "Cannot release files a previous mount left unlinked but open; the next mount tries again")
+	}
 
 	fd, err := mountDirect(mnt, &opts.MountOptions)
 	if err != nil {
@@ -83,8 +88,11 @@ func Mount(ctx context.Context, cfg Config) (*Server, error) {
 // Takeover; rootID is the Alcove file id of cfg.Root.
 func newServer(ctx context.Context, cfg Config, rootID int64) (*Server, *rawFS, *fs.Options, error) {
 	logger := klog.FromContext(ctx)
+	nodeName := cfg.Client.Config().Node
 	v, err := vfs.New(ctx, vfs.Config{Root: cfg.Root, WriteType: cfg.WriteType, StageDir: cfg.StageDir,
-		Node: cfg.Client.Config().Node, DisablePassthrough: cfg.DisablePassthrough}, cfg.Client, rootID)
+		Node: nodeName, DisablePassthrough: cfg.DisablePassthrough,
+		// The same across restarts and handovers of this mount.
+		Session: "fuse:" + nodeName + ":" + cfg.MountPoint}, cfg.Client, rootID)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -50,6 +50,8 @@ var (
 	_ fs.NodeRenamer     = (*node)(nil)
 	_ fs.NodeStatfser    = (*node)(nil)
 	_ fs.NodeOnForgetter = (*node)(nil)
+	_ fs.NodeSymlinker   = (*node)(nil)
+	_ fs.NodeReadlinker  = (*node)(nil)
 )
 
 // caller is the process a request comes from.
@@ -61,11 +63,7 @@ func caller(ctx context.Context) vfs.Caller {
 }
 
 func stableAttr(vn *vfs.Node) fs.StableAttr {
-	mode := uint32(syscall.S_IFREG)
-	if vn.IsDir() {
-		mode = syscall.S_IFDIR
-	}
-	return fs.StableAttr{Mode: mode, Ino: vn.Ino()}
+	return fs.StableAttr{Mode: vn.Type(), Ino: vn.Ino()}
 }
 
 // inode returns the go-fuse inode of vn (go-fuse keeps one per inode
@@ -79,7 +77,7 @@ func fillAttr(a *vfs.Attr, out *gofuse.Attr) {
 	out.Mode = a.Mode
 	out.Nlink = a.Nlink
 	out.Size = a.Size
-	out.SetTimes(nil, &a.Mtime, &a.Mtime)
+	out.SetTimes(&a.Atime, &a.Mtime, &a.Ctime)
 	out.Uid = a.Uid
 	out.Gid = a.Gid
 	out.Blksize = a.Blksize
@@ -140,8 +138,16 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *gofuse.SetAttr
 	if mt, ok := in.GetMTime(); ok {
 		ms := mt.UnixMilli()
 		sa.Mtime = &ms
-		sa.TimesNow = in.Valid&gofuse.FATTR_MTIME_NOW != 0
 	}
+	if at, ok := in.GetATime(); ok {
+		ms := at.UnixMilli()
+		sa.Atime = &ms
+	}
+	// utimensat(UTIME_NOW) needs only write permission; explicit times
+	// need the owner.
+	sa.TimesNow = in.Valid&(gofuse.FATTR_MTIME|gofuse.FATTR_ATIME) != 0 &&
+		in.Valid&(gofuse.FATTR_MTIME|gofuse.FATTR_MTIME_NOW) != gofuse.FATTR_MTIME &&
+		in.Valid&(gofuse.FATTR_ATIME|gofuse.FATTR_ATIME_NOW) != gofuse.FATTR_ATIME
 	if sz, ok := in.GetSize(); ok {
 		sa.Size = &sz
 	}
@@ -163,11 +169,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	}
 	out := make([]gofuse.DirEntry, len(ents))
 	for i, ent := range ents {
-		mode := uint32(syscall.S_IFREG)
-		if ent.Dir {
-			mode = syscall.S_IFDIR
-		}
-		out[i] = gofuse.DirEntry{Name: ent.Name, Mode: mode, Ino: ent.Ino}
+		out[i] = gofuse.DirEntry{Name: ent.Name, Mode: ent.Type, Ino: ent.Ino}
 	}
 	return fs.NewListDirStream(out), 0
 }
@@ -200,6 +202,24 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 	fh, ffl := fileHandleOf(h, fl)
 	return fh, ffl, 0
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	var a vfs.Attr
+	vn, e := n.v.Symlink(ctx, caller(ctx), n.vn, name, target, &a)
+	if e != 0 {
+		return nil, e
+	}
+	fillAttr(&a, &out.Attr)
+	return n.inode(ctx, vn), 0
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, e := n.v.Readlink(ctx, caller(ctx), n.vn)
+	if e != 0 {
+		return nil, e
+	}
+	return []byte(t), 0
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {

@@ -119,13 +119,13 @@ func (n *Node) openStage(ctx context.Context, empty bool) (*stage, syscall.Errno
 	return st, 0
 }
 
-// copyInto copies the file's committed content into f.
+// copyInto copies the file's committed content into f; n.mu is held.
 func (n *Node) copyInto(ctx context.Context, f *os.File, size *int64) error {
-	p, e := n.pathOrErr()
+	info, e := n.statusOf(ctx, n.orphaned, n.fileID)
 	if e != 0 {
 		return e
 	}
-	r, err := n.v.c.OpenFile(ctx, p, apiv1.ReadType_READ_TYPE_UNSPECIFIED)
+	r, err := n.v.c.OpenInfo(ctx, info, apiv1.ReadType_READ_TYPE_UNSPECIFIED)
 	if err != nil {
 		return err
 	}
@@ -145,6 +145,14 @@ func (n *Node) releaseStage(ctx context.Context, st *stage) syscall.Errno {
 		n.mu.Lock()
 		if st.refs > 1 {
 			st.refs--
+			n.mu.Unlock()
+			return e
+		}
+		if n.orphaned && n.stage == st {
+			// No name to commit to: the stage is the file's content for
+			// the handles still open, and goes at the last close
+			// (releaseOrphan).
+			st.refs = 0
 			n.mu.Unlock()
 			return e
 		}
@@ -172,9 +180,12 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 		return 0
 	}
 	c := n.v.c
+	if n.gone() {
+		return 0 // an orphan: its content stays in the stage until the last close
+	}
 	p, ok := n.path()
 	if !ok {
-		st.dirty.Store(false) // unlinked while open: the data goes with it
+		st.dirty.Store(false) // removed behind the mount's back: the data goes with it
 		return 0
 	}
 	old, err := c.GetStatus(ctx, p)
@@ -203,8 +214,10 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 		n.v.logger.Error(err, "Commit failed", "path", p)
 		return errno(err)
 	}
-	if err := c.Rename(ctx, tmp, p, true); err != nil {
-		_ = c.Delete(context.WithoutCancel(ctx), tmp, false, false)
+	// The new content takes over the file's identity: inode number,
+	// owner, mode and atime stay (the master moves them in one entry).
+	if err := c.RenameWith(ctx, tmp, p, client.RenameOptions{Overwrite: true, KeepIdentity: true}); err != nil {
+		_ = c.DeleteWith(context.WithoutCancel(ctx), tmp, client.DeleteOptions{})
 		return errno(err)
 	}
 	n.mu.Lock()
