@@ -1,6 +1,7 @@
 package fuse
 
 import (
+	"bytes"
 	"os"
 	"sort"
 	"strings"
@@ -377,6 +378,38 @@ var posixCases = []posixCase{
 			s.err("rename", unix.Rename(name, "g"))
 			s.err("unlink", unix.Unlink("g"))
 			unix.Chdir(s.dir)
+		},
+	},
+	{
+		// One byte at 2 GiB + 1 of a new file: holes take no cache
+		// space (the test cluster's cache is 256 MiB).
+		name: "sparse",
+		run: func(s *script) {
+			const off = 2<<30 + 1
+			fd, err := unix.Open(s.p("f"), unix.O_CREAT|unix.O_RDWR, 0o644)
+			s.err("create", err)
+			if err != nil {
+				return
+			}
+			_, err = unix.Pwrite(fd, []byte("Z"), off)
+			s.err("pwrite at 2 GiB + 1", err)
+			s.err("close", unix.Close(fd))
+			s.stat("stat", "f")
+			fd, err = unix.Open(s.p("f"), unix.O_RDONLY, 0)
+			s.err("open", err)
+			if err != nil {
+				return
+			}
+			s.pread("the byte", fd, 1, off)
+			s.pread("past the end", fd, 4, off+1)
+			buf := make([]byte, 1<<20)
+			n, err := unix.Pread(fd, buf, 1<<30)
+			s.err("read 1 MiB of the hole", err)
+			s.rec("hole is zeros", "%v", n == len(buf) && bytes.Count(buf, []byte{0}) == n)
+			s.err("close again", unix.Close(fd))
+			s.err("truncate up (a hole at the end)", unix.Truncate(s.p("f"), 3<<30))
+			s.stat("stat after truncate", "f")
+			s.err("unlink", unix.Unlink(s.p("f")))
 		},
 	},
 	{

@@ -10,6 +10,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 func (m *Master) getStatus(ctx context.Context, p string) (*apiv1.FileInfo, error) {
@@ -265,14 +266,19 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 	case req.GetLength() < 0 || meta.BlockCount(req.GetLength(), ino.BlockSizeBytes) > meta.MaxBlocksPerFile:
 		return nil, fmt.Errorf("%w: complete file %s: length %d", meta.ErrInvalidArgument, p, req.GetLength())
 	}
+	blocks := meta.BlockCount(req.GetLength(), ino.BlockSizeBytes)
+	if err := meta.ValidateHoles(req.GetHoles(), blocks); err != nil {
+		return nil, fmt.Errorf("complete file %s: %w", p, err)
+	}
 	state := apiv1.PersistenceState_NOT_PERSISTED
 	mtime := req.GetUfsMtimeMs()
 	switch {
 	case req.GetPersisted():
 		state = apiv1.PersistenceState_PERSISTED
-	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH && req.GetLength() == 0 && !ino.Completed:
-		// Nothing is cached for a worker to persist: write the empty file
-		// here, under the lock that orders it with deletes and renames.
+	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH && blocks == meta.HoleBlocks(req.GetHoles()) && !ino.Completed:
+		// Nothing is cached for a worker to persist (an empty file, or
+		// one of holes only): write it here, under the lock that orders
+		// it with deletes and renames.
 		nodes, unlock, err := m.lockPaths(ctx, p)
 		if err != nil {
 			return nil, fmt.Errorf("complete file %s: %w", p, err)
@@ -289,6 +295,10 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		if err != nil {
 			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
 		}
+		if err := ufs.Skip(w, req.GetLength()); err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
+		}
 		if err := w.Close(); err != nil {
 			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
 		}
@@ -297,7 +307,7 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		state = apiv1.PersistenceState_TO_BE_PERSISTED
 	}
 	res, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
-		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime,
+		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, Holes: req.GetHoles(),
 	}}})
 	if err != nil {
 		return nil, fmt.Errorf("complete file %s: %w", p, err)

@@ -340,6 +340,9 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 	if c.GetLength() < 0 {
 		return nil, fmt.Errorf("%w: complete %q: negative length %d", meta.ErrInvalidArgument, ino.Name, c.GetLength())
 	}
+	if err := meta.ValidateHoles(c.GetHoles(), meta.BlockCount(c.GetLength(), ino.BlockSizeBytes)); err != nil {
+		return nil, fmt.Errorf("complete %q: %w", ino.Name, err)
+	}
 	if ino.Completed {
 		if ino.Length == c.GetLength() {
 			return applyResult{Inode: ino}, nil // a retried completion
@@ -354,6 +357,7 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 		ino.PersistenceState = apiv1.PersistenceState_NOT_PERSISTED
 	}
 	ino.UfsMtimeMs = c.GetUfsMtimeMs()
+	ino.Holes = meta.CloneHoles(c.GetHoles())
 	ino.LastModificationTimeMs = now
 	changed(ino, now)
 	if err := putInode(tx, old, ino); err != nil {

@@ -292,14 +292,18 @@ func (m *Master) fileInfo(n *node) *apiv1.FileInfo {
 	var ids []int64
 	if ino.Completed {
 		count := meta.BlockCount(ino.Length, ino.BlockSizeBytes)
-		ids = make([]int64, count)
-		for i := range ids {
-			ids[i] = meta.BlockID(ino.Id, int64(i))
+		ids = make([]int64, 0, count-meta.HoleBlocks(ino.Holes))
+		for i := range count {
+			if !meta.IsHole(ino.Holes, i) {
+				ids = append(ids, meta.BlockID(ino.Id, i))
+			}
 		}
+		fi.Holes = ino.Holes
 	} else {
 		ids = m.reg.fileBlockIDs(ino.Id)
 	}
-	var cached int64
+	// Holes are never cached and never lost: they count as present.
+	cached := meta.HoleBytes(ino.Holes, ino.Length, ino.BlockSizeBytes)
 	missing := false
 	fi.BlockIds = ids
 	fi.FileBlockInfos = make([]*apiv1.FileBlockInfo, len(ids))

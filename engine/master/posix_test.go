@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
 )
 
 // TestPOSIXTimes: ctime moves with every change of the inode, atime is
@@ -291,5 +292,37 @@ func TestPOSIXSymlinks(t *testing.T) {
 	}
 	if exists(filepath.Join(c.ufs, "l")) {
 		t.Fatal("deleting the directory left it in the UFS")
+	}
+}
+
+// TestPOSIXHoles: a file completed with holes has no blocks for them, is
+// fully "in Alcove" without any cached block of a hole, is never LOST for
+// a hole, and bad runs are refused.
+func TestPOSIXHoles(t *testing.T) {
+	c := newCluster(t)
+	r, err := c.fs.CreateFile(c.ctx, &apiv1.CreateFileRequest{Path: "/h", BlockSizeBytes: 1 << 20, WriteType: apiv1.WriteType_MUST_CACHE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []*apiv1.BlockRun{{Start: 2, Count: 5}}
+	_, err = c.fs.CompleteFile(c.ctx, &apiv1.CompleteFileRequest{Path: "/h", FileId: r.FileInfo.FileId, Length: 3 << 20, Holes: bad})
+	wantCode(t, err, codes.InvalidArgument, "a hole run beyond the file")
+	holes := []*apiv1.BlockRun{{Start: 0, Count: 3}}
+	done, err := c.fs.CompleteFile(c.ctx, &apiv1.CompleteFileRequest{Path: "/h", FileId: r.FileInfo.FileId, Length: 3 << 20, Holes: holes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi := done.FileInfo
+	if len(fi.BlockIds) != 0 || len(fi.Holes) != 1 || fi.InAlcovePercentage != 100 || fi.PersistenceState == apiv1.PersistenceState_LOST {
+		t.Fatalf("a file of holes: blocks %v holes %v in alcove %d%% state %v", fi.BlockIds, fi.Holes, fi.InAlcovePercentage, fi.PersistenceState)
+	}
+	// A file with one data block not cached anywhere is LOST; its hole is not.
+	r, _ = c.fs.CreateFile(c.ctx, &apiv1.CreateFileRequest{Path: "/g", BlockSizeBytes: 1 << 20, WriteType: apiv1.WriteType_MUST_CACHE})
+	done, err = c.fs.CompleteFile(c.ctx, &apiv1.CompleteFileRequest{Path: "/g", FileId: r.FileInfo.FileId, Length: 2 << 20, Holes: []*apiv1.BlockRun{{Start: 0, Count: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi := done.FileInfo; len(fi.BlockIds) != 1 || fi.BlockIds[0] != meta.BlockID(r.FileInfo.FileId, 1) || fi.PersistenceState != apiv1.PersistenceState_LOST {
+		t.Fatalf("one hole, one uncached block: blocks %v state %v", fi.BlockIds, fi.PersistenceState)
 	}
 }

@@ -92,8 +92,11 @@ type localWriter struct {
 	tmp  string // relative to r
 	dst  string // relative to r
 	name string // dst as given, for errors
+	off  int64  // bytes written or skipped
 	done bool
 }
+
+var _ Skipper = (*localWriter)(nil)
 
 // Create implements UFS: writes a temp file beside dst, fsyncs and renames on Close.
 func (Local) Create(_ context.Context, p string, mode uint32) (Writer, error) {
@@ -118,13 +121,31 @@ func (Local) Create(_ context.Context, p string, mode uint32) (Writer, error) {
 	return &localWriter{r: r, f: f, tmp: tmp, dst: rel, name: p}, nil
 }
 
-func (w *localWriter) Write(b []byte) (int, error) { return w.f.Write(b) }
+func (w *localWriter) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	w.off += int64(n)
+	return n, err
+}
+
+// Skip implements Skipper: a hole in the file.
+func (w *localWriter) Skip(n int64) error {
+	if _, err := w.f.Seek(n, io.SeekCurrent); err != nil {
+		return fmt.Errorf("skip %d bytes of %s: %w", n, w.name, err)
+	}
+	w.off += n
+	return nil
+}
 
 func (w *localWriter) Close() error {
 	if w.done {
 		return nil
 	}
 	w.done = true
+	if err := w.f.Truncate(w.off); err != nil { // a hole at the end
+		w.f.Close()
+		w.r.Remove(w.tmp)
+		return fmt.Errorf("size %s: %w", w.name, err)
+	}
 	if err := w.f.Sync(); err != nil {
 		w.f.Close()
 		w.r.Remove(w.tmp)

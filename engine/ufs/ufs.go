@@ -53,6 +53,34 @@ type Writer interface {
 	Abort() error
 }
 
+// Skipper is a Writer that can leave a run of zeros unwritten (a sparse
+// region; the local UFS seeks over it).
+type Skipper interface {
+	Skip(n int64) error
+}
+
+// zeros is the source of the zeros Skip writes to a Writer that cannot skip.
+var zeros [1 << 20]byte
+
+// Skip appends n zero bytes to w: as a sparse region when w is a
+// Skipper, else written out.
+func Skip(w io.Writer, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	if s, ok := w.(Skipper); ok {
+		return s.Skip(n)
+	}
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		if _, err := w.Write(zeros[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
 // UFS is one under storage, addressed by paths within it ("/a/b").
 type UFS interface {
 	// OpenRange reads length bytes from off (length < 0: to the end).

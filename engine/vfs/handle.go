@@ -341,7 +341,7 @@ func (h *Handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	if !h.write || h.st == nil {
 		return 0, syscall.EBADF
 	}
-	if e := h.n.v.checkSpace(ctx, off+int64(len(data))); e != 0 {
+	if e := h.n.v.checkSpace(ctx, h.st, off, int64(len(data))); e != 0 {
 		return 0, e
 	}
 	n, err := h.st.WriteAt(data, off)

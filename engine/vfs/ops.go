@@ -26,7 +26,7 @@ func (n *Node) attr(info *apiv1.FileInfo, out *Attr) {
 	defer n.mu.Unlock()
 	if n.stage != nil {
 		out.Size = uint64(n.stage.Size())
-		out.Blocks = (out.Size + 511) / 512
+		out.Blocks = uint64(n.stage.allocated()+511) / 512
 	}
 	if n.orphaned {
 		out.Nlink = 0

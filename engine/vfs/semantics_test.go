@@ -1,10 +1,14 @@
 package vfs
 
 import (
+	"bytes"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 )
 
 // The issue 16 defects at the VFS level (engine/fuse's TestPOSIXCompare
@@ -205,5 +209,77 @@ func TestDirLinks(t *testing.T) {
 	f.v.Rmdir(ctx, f.who, d, "x")
 	if st, _ := f.stat("/d"); st.Nlink != 3 {
 		t.Fatalf("nlink %d after rmdir, want 3", st.Nlink)
+	}
+}
+
+// TestSparse: one byte at 2 GiB + 1 of a new file commits without the
+// cache space of the hole (the test worker has 1 GiB), reads back, and
+// keeps its holes through a truncate-up and through persistence.
+func TestSparse(t *testing.T) {
+	for _, wt := range []apiv1.WriteType{apiv1.WriteType_MUST_CACHE, apiv1.WriteType_ASYNC_THROUGH, apiv1.WriteType_CACHE_THROUGH} {
+		t.Run(wt.String(), func(t *testing.T) {
+			f := newTFS(t, func(c *Config) { c.WriteType = wt })
+			const off = 2<<30 + 1
+			fl, e := f.open("/s", os.O_CREATE|os.O_RDWR, 0o644)
+			if e != 0 {
+				t.Fatal(e)
+			}
+			if e := fl.writeAt([]byte("Z"), off); e != 0 {
+				t.Fatalf("write at 2 GiB + 1: %v", e)
+			}
+			if e := fl.close(); e != 0 {
+				t.Fatalf("close (commit): %v", e)
+			}
+			info, err := f.c.GetStatus(f.ctx, "/s")
+			if err != nil || info.GetLength() != off+1 || len(info.GetHoles()) != 1 || info.GetInAlcovePercentage() != 100 {
+				t.Fatalf("alcove: length %d holes %v in alcove %d%% (%v)", info.GetLength(), info.GetHoles(), info.GetInAlcovePercentage(), err)
+			}
+			if info.GetPersistenceState() == apiv1.PersistenceState_LOST {
+				t.Fatal("a hole counted as a lost block")
+			}
+			r, e := f.open("/s", os.O_RDONLY, 0)
+			if e != 0 {
+				t.Fatal(e)
+			}
+			buf := make([]byte, 1<<20)
+			if n, e := r.readAt(buf, 1<<30); e != 0 || n != len(buf) || !bytes.Equal(buf, make([]byte, len(buf))) {
+				t.Fatalf("read in the hole: %d bytes, %v, zeros %v", n, e, bytes.Equal(buf, make([]byte, len(buf))))
+			}
+			if n, e := r.readAt(buf[:2], off); e != 0 || n != 1 || buf[0] != 'Z' {
+				t.Fatalf("the byte: %d %q %v", n, buf[:n], e)
+			}
+			r.close()
+			// Truncate up: a hole at the end, and the staged content
+			// keeps its holes (no 2 GiB copied into the stage).
+			n, _ := f.walk("/s")
+			size := uint64(3 << 30)
+			var a Attr
+			if e := f.v.Setattr(f.ctx, f.who, n, SetAttrIn{Size: &size}, &a); e != 0 {
+				t.Fatalf("truncate up: %v", e)
+			}
+			if a.Size != size || a.Blocks > 1<<12 {
+				t.Fatalf("after truncate up: size %d blocks %d (holes must take no space)", a.Size, a.Blocks)
+			}
+			if wt == apiv1.WriteType_MUST_CACHE {
+				return
+			}
+			// The UFS copy is sparse too.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				info, _ = f.c.GetStatus(f.ctx, "/s")
+				if info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not persisted: %v", info.GetPersistenceState())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			var st syscall.Stat_t
+			p := strings.TrimPrefix(info.GetUfsPath(), "file://")
+			if err := syscall.Stat(p, &st); err != nil || st.Size != int64(size) || st.Blocks > 1<<12 {
+				t.Fatalf("UFS copy %s: size %d blocks %d (%v)", p, st.Size, st.Blocks, err)
+			}
+		})
 	}
 }

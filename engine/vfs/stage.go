@@ -130,7 +130,7 @@ func (n *Node) copyInto(ctx context.Context, f *os.File, size *int64) error {
 		return err
 	}
 	defer r.Close()
-	*size, err = io.Copy(f, r)
+	*size, err = copySparse(f, r, info)
 	return err
 }
 
@@ -205,7 +205,7 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 	if err != nil {
 		return errno(err)
 	}
-	if _, err := w.ReadFrom(io.NewSectionReader(st.f, 0, st.size)); err != nil {
+	if err := writeSparse(w, st.f, st.size, w.Info().GetBlockSizeBytes()); err != nil {
 		w.Abort()
 		n.v.logger.Error(err, "Commit failed", "path", p)
 		return errno(err)
@@ -229,17 +229,21 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 	return 0
 }
 
-// checkSpace fails a write with ENOSPC when the staged size can never fit
-// the cache and the write type needs the cache (MUST_CACHE).
-func (v *VFS) checkSpace(ctx context.Context, size int64) syscall.Errno {
-	if v.cfg.WriteType != apiv1.WriteType_MUST_CACHE || size < 1<<20 || size&(1<<20-1) > 1<<17 {
+// checkSpace fails a write of n bytes at off into st with ENOSPC when the
+// staged data can never fit the cache and the write type needs the cache
+// (MUST_CACHE). Holes take no space: the stage's allocated bytes count,
+// not its size.
+func (v *VFS) checkSpace(ctx context.Context, st *stage, off, n int64) syscall.Errno {
+	end := off + n
+	if v.cfg.WriteType != apiv1.WriteType_MUST_CACHE || end < 1<<20 || end&(1<<20-1) > 1<<17 {
 		return 0 // checked about once per MiB
 	}
+	need := st.allocated() + n
 	var out Statfs
 	if e := v.statfs(ctx, &out); e != 0 {
 		return 0
 	}
-	if total := int64(out.Blocks) * int64(out.Bsize); total > 0 && size > total {
+	if total := int64(out.Blocks) * int64(out.Bsize); total > 0 && need > total {
 		return syscall.ENOSPC
 	}
 	return 0

@@ -215,7 +215,8 @@ func (v *VFS) fillAttr(info *apiv1.FileInfo, out *Attr) {
 	out.Uid = v.uid(info.GetOwner())
 	out.Gid = v.gid(info.GetGroup())
 	out.Blksize = 1 << 20
-	out.Blocks = (out.Size + 511) / 512
+	// Holes take no space (du of a sparse file).
+	out.Blocks = (out.Size - uint64(meta.HoleBytes(info.GetHoles(), info.GetLength(), info.GetBlockSizeBytes())) + 511) / 512
 }
 
 func timeOr(ms int64, or time.Time) time.Time {

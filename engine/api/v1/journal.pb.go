@@ -64,9 +64,10 @@ type Inode struct {
 	// still had it open: it has no name (parent_id 0), keeps its blocks, and
 	// is removed when its session releases it (last close) or purges its
 	// orphans (a new mount of that session).
-	OrphanSession string `protobuf:"bytes,27,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
-	OrphanPath    string `protobuf:"bytes,28,opt,name=orphan_path,json=orphanPath,proto3" json:"orphan_path,omitempty"`         // where it was when it lost its name
-	OrphanUfsUri  string `protobuf:"bytes,29,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"` // its UFS copy, moved aside to a temporary object ("": none)
+	OrphanSession string      `protobuf:"bytes,27,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanPath    string      `protobuf:"bytes,28,opt,name=orphan_path,json=orphanPath,proto3" json:"orphan_path,omitempty"`         // where it was when it lost its name
+	OrphanUfsUri  string      `protobuf:"bytes,29,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"` // its UFS copy, moved aside to a temporary object ("": none)
+	Holes         []*BlockRun `protobuf:"bytes,30,rep,name=holes,proto3" json:"holes,omitempty"`                                     // blocks never written (sparse files): no block, zeros
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -302,6 +303,13 @@ func (x *Inode) GetOrphanUfsUri() string {
 		return x.OrphanUfsUri
 	}
 	return ""
+}
+
+func (x *Inode) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
 }
 
 // JournalEntry is one replicated metadata mutation. The leader stamps time
@@ -606,6 +614,7 @@ type CompleteFileEntry struct {
 	Length           int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
 	PersistenceState PersistenceState       `protobuf:"varint,3,opt,name=persistence_state,json=persistenceState,proto3,enum=alcove.v1.PersistenceState" json:"persistence_state,omitempty"`
 	UfsMtimeMs       int64                  `protobuf:"varint,4,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Holes            []*BlockRun            `protobuf:"bytes,5,rep,name=holes,proto3" json:"holes,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -666,6 +675,13 @@ func (x *CompleteFileEntry) GetUfsMtimeMs() int64 {
 		return x.UfsMtimeMs
 	}
 	return 0
+}
+
+func (x *CompleteFileEntry) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
 }
 
 type DeleteInodeEntry struct {
@@ -1247,7 +1263,7 @@ var File_engine_api_v1_journal_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\n" +
-	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xf7\a\n" +
+	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xa2\b\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1284,7 +1300,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x0eorphan_session\x18\x1b \x01(\tR\rorphanSession\x12\x1f\n" +
 	"\vorphan_path\x18\x1c \x01(\tR\n" +
 	"orphanPath\x12$\n" +
-	"\x0eorphan_ufs_uri\x18\x1d \x01(\tR\forphanUfsUri\"\x9d\x06\n" +
+	"\x0eorphan_ufs_uri\x18\x1d \x01(\tR\forphanUfsUri\x12)\n" +
+	"\x05holes\x18\x1e \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x9d\x06\n" +
 	"\fJournalEntry\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12@\n" +
 	"\fcreate_inode\x18\x02 \x01(\v2\x1b.alcove.v1.CreateInodeEntryH\x00R\vcreateInode\x12C\n" +
@@ -1303,13 +1320,14 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
 	"\x05inode\x18\x02 \x01(\v2\x10.alcove.v1.InodeR\x05inode\x12\x18\n" +
-	"\areplace\x18\x03 \x01(\bR\areplace\"\xa7\x01\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\"\xd2\x01\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12H\n" +
 	"\x11persistence_state\x18\x03 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x10persistenceState\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
-	"ufsMtimeMs\"\x8d\x01\n" +
+	"ufsMtimeMs\x12)\n" +
+	"\x05holes\x18\x05 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x8d\x01\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12%\n" +
@@ -1393,33 +1411,36 @@ var file_engine_api_v1_journal_proto_goTypes = []any{
 	(PersistenceState)(0),          // 13: alcove.v1.PersistenceState
 	(TtlAction)(0),                 // 14: alcove.v1.TtlAction
 	(WriteType)(0),                 // 15: alcove.v1.WriteType
-	(*MountPointInfo)(nil),         // 16: alcove.v1.MountPointInfo
+	(*BlockRun)(nil),               // 16: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),         // 17: alcove.v1.MountPointInfo
 }
 var file_engine_api_v1_journal_proto_depIdxs = []int32{
 	13, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
 	14, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
 	15, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
-	2,  // 3: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
-	3,  // 4: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
-	4,  // 5: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
-	5,  // 6: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
-	6,  // 7: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
-	7,  // 8: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
-	8,  // 9: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
-	9,  // 10: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
-	11, // 11: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
-	12, // 12: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
-	10, // 13: alcove.v1.JournalEntry.count_child_dirs:type_name -> alcove.v1.CountChildDirsEntry
-	0,  // 14: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
-	13, // 15: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
-	14, // 16: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
-	16, // 17: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
-	13, // 18: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 3: alcove.v1.Inode.holes:type_name -> alcove.v1.BlockRun
+	2,  // 4: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
+	3,  // 5: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
+	4,  // 6: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
+	5,  // 7: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
+	6,  // 8: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
+	7,  // 9: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
+	8,  // 10: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
+	9,  // 11: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
+	11, // 12: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
+	12, // 13: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
+	10, // 14: alcove.v1.JournalEntry.count_child_dirs:type_name -> alcove.v1.CountChildDirsEntry
+	0,  // 15: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
+	13, // 16: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
+	16, // 17: alcove.v1.CompleteFileEntry.holes:type_name -> alcove.v1.BlockRun
+	14, // 18: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
+	17, // 19: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
+	13, // 20: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_journal_proto_init() }

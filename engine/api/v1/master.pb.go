@@ -550,6 +550,7 @@ type CompleteFileRequest struct {
 	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
 	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
 	UfsMtimeMs    int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Holes         []*BlockRun            `protobuf:"bytes,6,rep,name=holes,proto3" json:"holes,omitempty"` // blocks the writer skipped (zeros, no block)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -617,6 +618,13 @@ func (x *CompleteFileRequest) GetUfsMtimeMs() int64 {
 		return x.UfsMtimeMs
 	}
 	return 0
+}
+
+func (x *CompleteFileRequest) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
 }
 
 type CompleteFileResponse struct {
@@ -2357,7 +2365,8 @@ type PersistCommand struct {
 	// at the root of the file's mount). The master moves it into place when
 	// the worker reports success, under the same lock as deletes and
 	// renames, so a persist never resurrects a file deleted or moved meanwhile.
-	UfsTempPath   string `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
+	UfsTempPath   string      `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
+	Holes         []*BlockRun `protobuf:"bytes,8,rep,name=holes,proto3" json:"holes,omitempty"` // blocks that are zeros and were never cached
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2439,6 +2448,13 @@ func (x *PersistCommand) GetUfsTempPath() string {
 		return x.UfsTempPath
 	}
 	return ""
+}
+
+func (x *PersistCommand) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
 }
 
 type CommitBlockRequest struct {
@@ -2999,14 +3015,15 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"exact_mode\x18\f \x01(\bR\texactMode\"F\n" +
 	"\x12CreateFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x9a\x01\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xc5\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
 	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x1c\n" +
 	"\tpersisted\x18\x04 \x01(\bR\tpersisted\x12 \n" +
 	"\fufs_mtime_ms\x18\x05 \x01(\x03R\n" +
-	"ufsMtimeMs\"H\n" +
+	"ufsMtimeMs\x12)\n" +
+	"\x05holes\x18\x06 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"H\n" +
 	"\x14CompleteFileResponse\x120\n" +
 	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x89\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
@@ -3141,7 +3158,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\"a\n" +
 	"\x10ReplicateCommand\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x122\n" +
-	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xd2\x01\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xfd\x01\n" +
 	"\x0ePersistCommand\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
@@ -3149,7 +3166,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\x12(\n" +
 	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\"\n" +
-	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\"\x9d\x01\n" +
+	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\x12)\n" +
+	"\x05holes\x18\b \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x9d\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
@@ -3281,11 +3299,12 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*FileInfo)(nil),                // 50: alcove.v1.FileInfo
 	(WriteType)(0),                  // 51: alcove.v1.WriteType
 	(TtlAction)(0),                  // 52: alcove.v1.TtlAction
-	(*MountPointInfo)(nil),          // 53: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),              // 54: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                // 55: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),             // 56: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),           // 57: alcove.v1.BlockLocation
+	(*BlockRun)(nil),                // 53: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),          // 54: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),              // 55: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                // 56: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),             // 57: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),           // 58: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
 	50, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
@@ -3295,74 +3314,76 @@ var file_engine_api_v1_master_proto_depIdxs = []int32{
 	51, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
 	52, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
 	50, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	50, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	52, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	49, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	51, // 10: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
-	50, // 11: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
-	53, // 12: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	54, // 13: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	55, // 14: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	56, // 15: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	55, // 16: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	56, // 17: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	39, // 18: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	38, // 19: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	57, // 20: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	57, // 21: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	44, // 22: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	44, // 23: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 24: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 25: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 26: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 27: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 28: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 29: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 30: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 31: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 32: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 33: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 34: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	26, // 35: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	22, // 36: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
-	24, // 37: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
-	28, // 38: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	30, // 39: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	32, // 40: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	45, // 41: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	47, // 42: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	34, // 43: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	36, // 44: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	40, // 45: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	42, // 46: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 47: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 48: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 49: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 50: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 51: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 52: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 53: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 54: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 55: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 56: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 57: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	27, // 58: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	23, // 59: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
-	25, // 60: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
-	29, // 61: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	31, // 62: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	33, // 63: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	46, // 64: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	48, // 65: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	35, // 66: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	37, // 67: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	41, // 68: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	43, // 69: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	47, // [47:70] is the sub-list for method output_type
-	24, // [24:47] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	53, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	50, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	52, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	49, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	51, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	50, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	54, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	55, // 14: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	56, // 15: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	57, // 16: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	56, // 17: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	57, // 18: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	39, // 19: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	38, // 20: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	58, // 21: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	53, // 22: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	58, // 23: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	44, // 24: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	44, // 25: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 26: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 27: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 28: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 29: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 30: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 31: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 32: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 33: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 34: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 35: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 36: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 37: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 38: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 39: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 40: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	30, // 41: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	32, // 42: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	45, // 43: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	47, // 44: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	34, // 45: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	36, // 46: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	40, // 47: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	42, // 48: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	1,  // 49: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 50: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 51: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 52: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 53: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 54: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 55: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 56: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 57: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 58: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 59: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 60: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 61: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 62: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 63: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	31, // 64: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	33, // 65: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	46, // 66: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	48, // 67: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	35, // 68: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	37, // 69: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	41, // 70: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	43, // 71: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	49, // [49:72] is the sub-list for method output_type
+	26, // [26:49] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
