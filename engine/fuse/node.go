@@ -90,10 +90,16 @@ func (n *node) OnForget() { n.v.Forget(n.vn) }
 func (n *node) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	var a vfs.Attr
 	vn, e := n.v.Lookup(ctx, caller(ctx), n.vn, name, &a)
+	return n.entry(ctx, vn, &a, e, out)
+}
+
+// entry answers an operation that returns a child node (lookup, mkdir,
+// symlink) with its attributes.
+func (n *node) entry(ctx context.Context, vn *vfs.Node, a *vfs.Attr, e syscall.Errno, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if e != 0 {
 		return nil, e
 	}
-	fillAttr(&a, &out.Attr)
+	fillAttr(a, &out.Attr)
 	return n.inode(ctx, vn), 0
 }
 
@@ -177,11 +183,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	var a vfs.Attr
 	vn, e := n.v.Mkdir(ctx, caller(ctx), n.vn, name, mode, &a)
-	if e != 0 {
-		return nil, e
-	}
-	fillAttr(&a, &out.Attr)
-	return n.inode(ctx, vn), 0
+	return n.entry(ctx, vn, &a, e, out)
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
@@ -207,11 +209,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 func (n *node) Symlink(ctx context.Context, target, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	var a vfs.Attr
 	vn, e := n.v.Symlink(ctx, caller(ctx), n.vn, name, target, &a)
-	if e != 0 {
-		return nil, e
-	}
-	fillAttr(&a, &out.Attr)
-	return n.inode(ctx, vn), 0
+	return n.entry(ctx, vn, &a, e, out)
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {

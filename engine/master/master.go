@@ -257,8 +257,8 @@ func (m *Master) countChildDirs(ctx context.Context) error {
 	if err := m.store.View(func(tx *bbolt.Tx) error { done = counter(tx, kChildDirsCounted) != 0; return nil }); err != nil {
 		return err
 	}
-	if done {
-		return nil
+	if done || !m.journal.IsLeader() {
+		return nil // a standby gets the count from the leader's journal
 	}
 	_, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CountChildDirs{CountChildDirs: &apiv1.CountChildDirsEntry{}}})
 	if err != nil {
