@@ -45,6 +45,8 @@ type Config struct {
 	AttrTimeout, EntryTimeout time.Duration
 	// DisablePassthrough serves every read through the daemon.
 	DisablePassthrough bool
+	// NoAtime: reads never update atime (default: relatime).
+	NoAtime bool
 	// ReadAheadKB is set on the mount's BDI (default 4096; 0 keeps it).
 	ReadAheadKB int
 	// HandoverSocket, when set, is a unix socket on which this daemon

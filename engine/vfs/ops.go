@@ -328,7 +328,7 @@ func (v *VFS) Open(ctx context.Context, c Caller, n *Node, flags uint32) (*Handl
 		return nil, 0, e
 	}
 	h, fl, e := n.open(octx, flags, info)
-	if e == 0 && flags&syscall.O_ACCMODE != syscall.O_WRONLY && flags&syscall.O_TRUNC == 0 {
+	if e == 0 && !v.cfg.NoAtime && flags&syscall.O_ACCMODE != syscall.O_WRONLY && flags&syscall.O_TRUNC == 0 {
 		n.touchAtime(octx, info)
 	}
 	return h, fl, e

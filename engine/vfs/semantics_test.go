@@ -155,6 +155,16 @@ func TestTimes(t *testing.T) {
 	if a2, _ := f.stat("/t"); !a2.Atime.Equal(a1.Atime) {
 		t.Fatalf("a second read moved atime again (relatime: once per change): %v → %v", a1.Atime, a2.Atime)
 	}
+	// noatime: reads leave it.
+	if e := f.v.Setattr(ctx, f.who, n, SetAttrIn{Atime: &at}, &a); e != 0 {
+		t.Fatal(e)
+	}
+	g := newTFSOn(t, f)
+	g.v.cfg.NoAtime = true
+	g.mustRead("/t")
+	if a3, _ := g.stat("/t"); a3.Atime.UnixMilli() != at {
+		t.Fatalf("a read with NoAtime moved atime to %v", a3.Atime)
+	}
 }
 
 // TestSymlinks: links are created, read, listed and looked up as links.

@@ -70,6 +70,9 @@ type Config struct {
 	Node string
 	// DisablePassthrough serves every read through the VFS.
 	DisablePassthrough bool
+	// NoAtime: reads never update atime (mount -o noatime); by default
+	// an open for reading updates it by relatime's rule.
+	NoAtime bool
 	// Session names this filesystem's orphans (files unlinked while open,
 	// kept by the master until their last close). A mount uses the same
 	// one across restarts, so a new mount releases what a crashed one
