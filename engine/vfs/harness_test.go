@@ -30,7 +30,13 @@ type tfs struct {
 
 func newTFS(t testing.TB, mod func(*Config)) *tfs {
 	t.Helper()
-	cl := alcovetest.Start(t, testNode)
+	return newTFSWith(t, alcovetest.Options{}, mod)
+}
+
+// newTFSWith is newTFS over a cluster started with opts.
+func newTFSWith(t testing.TB, opts alcovetest.Options, mod func(*Config)) *tfs {
+	t.Helper()
+	cl := alcovetest.StartWith(t, opts, testNode)
 	c := cl.Client(testNode)
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)

@@ -109,8 +109,14 @@ func (v *VFS) Getattr(ctx context.Context, c Caller, n *Node, out *Attr) syscall
 func (n *Node) getattr(ctx context.Context, out *Attr) syscall.Errno {
 	info, e := n.status(ctx)
 	if e == syscall.ENOENT {
+		// A node this VFS unlinked (or orphaned) answers from its last
+		// attributes, as tmpfs does, and so does a directory removed behind
+		// the VFS's back: it may be a bind mount's source (issue 17), and
+		// ENOENT there makes kubelet leak the mount. A file removed behind
+		// the VFS's back is ENOENT, so the kernel drops its dentry.
+		_, linked := n.path()
 		n.mu.Lock()
-		a, ok := n.seen, n.hasAttr
+		a, ok := n.seen, n.hasAttr && (!linked || n.orphaned || n.IsDir())
 		n.mu.Unlock()
 		if ok {
 			*out = a

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/test/alcovetest"
 )
 
 // TestPOSIX runs every operation and errno against the VFS in process
@@ -357,16 +358,6 @@ func TestPOSIX(t *testing.T) {
 		}
 	})
 
-	t.Run("ENOSPC beyond the cache with MUST_CACHE", func(t *testing.T) {
-		fl, e := f.open("/huge", os.O_WRONLY|os.O_CREATE, 0o644)
-		if e != 0 {
-			t.Fatal(e)
-		}
-		_, e = fl.h.Write(ctx, []byte("x"), 2<<30)
-		checkErrno(t, "write past the cache's capacity", e, syscall.ENOSPC)
-		fl.close()
-	})
-
 	t.Run("readdir hides commit temporaries", func(t *testing.T) {
 		f.put("/hid/"+commitPrefix+"1-2", []byte("t"))
 		f.put("/hid/shown", []byte("s"))
@@ -415,4 +406,22 @@ func TestUnreadableStageDir(t *testing.T) {
 	_, e := f.open("/s", os.O_WRONLY, 0)
 	checkErrno(t, "open for write without a stage dir", e, syscall.ENOENT)
 	mustEqual(t, "unchanged", f.mustRead("/s"), []byte("kept"))
+}
+
+// TestMustCacheENOSPC: with MUST_CACHE, data that can never fit the cache
+// fails the write with ENOSPC (holes take no space: TestSparse).
+func TestMustCacheENOSPC(t *testing.T) {
+	f := newTFSWith(t, alcovetest.Options{TierBytes: 4 << 20}, nil)
+	fl, e := f.open("/huge", os.O_WRONLY|os.O_CREATE, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	defer fl.close()
+	chunk := make([]byte, 1<<20)
+	for i := int64(0); i < 8; i++ {
+		if _, e = fl.h.Write(f.ctx, chunk, i<<20); e != 0 {
+			break
+		}
+	}
+	checkErrno(t, "write past the cache's capacity", e, syscall.ENOSPC)
 }
