@@ -24,7 +24,9 @@ import (
 
 // knownDefects are suite specs that fail because of Alcove defects being
 // fixed elsewhere; they are kept out of the default runs (ALCOVE_CONFORMANCE_SUBSET=defects,
-// `make conformance-defects`, runs exactly them). Key: a unique part of the spec text.
+// `make conformance-defects`, runs exactly them). Key: the spec's text after
+// defectPattern (the only test pattern of the subPath suite this driver runs;
+// the suite skips the others itself, and the run lists why).
 var knownDefects = map[string]string{
 	"should be able to unmount after the subpath directory is deleted": "FUSE Getattr looks files up by path: a directory removed while a subPath bind mount still references it answers ENOENT, " +
 		"kubelet takes that for 'not mounted', leaks the bind mount and the pod stays Terminating (needs Getattr by node: engine/vfs)",
@@ -33,6 +35,8 @@ var knownDefects = map[string]string{
 	"should fail if non-existent subpath is outside the volume":      "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
 	"should fail if subpath with backstepping is outside the volume": "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
 }
+
+const defectPattern = "[Testpattern: Dynamic PV (default fs)] subPath "
 
 // Spec labels no subset runs: Disruptive specs stop kubelets or nodes,
 // Serial ones need the cluster to themselves, Feature: ones need features
@@ -58,7 +62,7 @@ func newSuiteConfig(c *cluster) (*suiteConfig, error) {
 	}
 	defects := make([]string, 0, len(knownDefects))
 	for spec := range knownDefects {
-		defects = append(defects, regexp.QuoteMeta(spec))
+		defects = append(defects, regexp.QuoteMeta(defectPattern+spec))
 	}
 	sort.Strings(defects)
 	defectRE := strings.Join(defects, "|")
@@ -154,8 +158,11 @@ type junitCase struct {
 	Error   *junitText `xml:"error"`
 }
 
+// junitText is a skipped, failure or error element: Ginkgo writes a
+// failure's message as the element's text.
 type junitText struct {
 	Message string `xml:"message,attr"`
+	Text    string `xml:",chardata"`
 }
 
 func readJUnit(path string) ([]junitCase, error) {
@@ -205,7 +212,7 @@ func skipReason(c junitCase, s *suiteConfig) string {
 		return "the suite skips it: " + firstLine(r)
 	}
 	for spec, defect := range knownDefects {
-		if strings.Contains(c.Name, spec) && s.subset != "defects" {
+		if strings.Contains(c.Name, defectPattern+spec) && s.subset != "defects" {
 			return "known Alcove defect (ALCOVE_CONFORMANCE_SUBSET=defects runs it): " + defect
 		}
 	}
@@ -256,8 +263,14 @@ func summarize(cases []junitCase, s *suiteConfig) *suiteSummary {
 
 func failMessage(c junitCase) string {
 	for _, t := range []*junitText{c.Failure, c.Error} {
-		if t != nil {
-			return firstLine(t.Message)
+		if t == nil {
+			continue
+		}
+		if m := firstLine(t.Message); m != "" {
+			return m
+		}
+		if m := firstLine(strings.TrimPrefix(strings.TrimSpace(t.Text), "[FAILED] ")); m != "" {
+			return m
 		}
 	}
 	return "(no message)"
@@ -303,4 +316,51 @@ func (sum *suiteSummary) String(s *suiteConfig, took time.Duration) string {
 		}
 	}
 	return b.String()
+}
+
+// TestSummarize: how a JUnit report of the suite is counted and what each
+// skipped spec is listed under (no cluster needed).
+func TestSummarize(t *testing.T) {
+	t.Setenv("ALCOVE_CONFORMANCE_SUBSET", "fast")
+	s, err := newSuiteConfig(&cluster{t: t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pre = "[It] External Storage [Driver: csi.alcove.io] "
+	skipped := func(msg string) *junitText { return &junitText{Message: msg} }
+	cases := []struct {
+		c      junitCase
+		reason string // "" for specs that ran
+	}{
+		{junitCase{Name: pre + "[Testpattern: Dynamic PV (default fs)] volumes should store data", Status: "passed"}, ""},
+		{junitCase{Name: pre + "[Testpattern: Dynamic PV (default fs)] volumes should allow exec", Status: "failed", Failure: &junitText{Text: "[FAILED] boom\nIn [It] at: x.go:1"}}, ""},
+		{junitCase{Name: pre + "[Testpattern: Dynamic PV (block volmode)] volumes should store data", Status: "skipped",
+			Skipped: skipped("skipped - Driver csi.alcove.io doesn't support Block -- skipping")}, "the suite skips it: Driver csi.alcove.io doesn't support Block"},
+		{junitCase{Name: pre + defectPattern + "should be able to unmount after the subpath directory is deleted [LinuxOnly]", Status: "skipped",
+			Skipped: skipped("skipped")}, "known Alcove defect (ALCOVE_CONFORMANCE_SUBSET=defects runs it): " + knownDefects["should be able to unmount after the subpath directory is deleted"]},
+		{junitCase{Name: pre + "[Testpattern: Dynamic PV (default fs)] snapshottable [Feature:VolumeSnapshotDataSource] x", Status: "skipped",
+			Skipped: skipped("skipped")}, "excluded: [Feature:VolumeSnapshotDataSource] (a feature the driver definition does not claim)"},
+		{junitCase{Name: pre + "[Testpattern: Dynamic PV (default fs)] subPath should support restarting containers [Slow]", Status: "skipped",
+			Skipped: skipped("skipped")}, "not in the fast subset: [Slow] (make conformance-slow)"},
+		{junitCase{Name: "[SynchronizedAfterSuite] ", Status: "passed"}, ""},
+	}
+	var report []junitCase
+	for _, tc := range cases {
+		report = append(report, tc.c)
+		if tc.reason != "" {
+			if got := skipReason(tc.c, s); got != tc.reason {
+				t.Errorf("skipReason(%s) = %q, want %q", tc.c.Name, got, tc.reason)
+			}
+		}
+	}
+	sum := summarize(report, s)
+	if sum.specs != 6 || sum.ran != 2 || len(sum.passed) != 1 || len(sum.failed) != 1 || len(sum.skipped) != 4 {
+		t.Errorf("summary: %d specs, %d ran, %d passed, %d failed, %d skip reasons; want 6, 2, 1, 1, 4", sum.specs, sum.ran, len(sum.passed), len(sum.failed), len(sum.skipped))
+	}
+	if want := "[Testpattern: Dynamic PV (default fs)] volumes should allow exec (failed, 0s): boom"; len(sum.failed) == 1 && sum.failed[0] != want {
+		t.Errorf("failure line %q, want %q", sum.failed[0], want)
+	}
+	if re := regexp.MustCompile(s.skip); !re.MatchString(cases[3].c.Name) || re.MatchString(cases[0].c.Name) {
+		t.Errorf("the fast subset's skip pattern %q must exclude the known defect and keep the others", s.skip)
+	}
 }
