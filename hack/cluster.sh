@@ -5,7 +5,8 @@
 #            (bridge CNI), routes to the other nodes' pods;
 #   mount    the paths a standard node has, bound to the node's directory:
 #            /var/lib/kubelet (kubelet's root), /var/lib/alcove, /var/log,
-#            /run/netns, /run/containerd, /etc/resolv.conf (cluster DNS);
+#            /run/netns, /run/containerd, /etc/resolv.conf (cluster DNS), and
+#            a tmpfs of its own at /dev/shm;
 #   PID      its /proc shows the node's processes only; PID 1 is the node's
 #            init (hack/pause), so tools that enter "the host" through
 #            /proc/1/ns/mnt (the storage suite's host-exec pods) reach the node.
@@ -150,6 +151,8 @@ node_init() {
   mount --bind "$nd/run-netns" /run/netns || exit 1
   mount --bind "$nd/run-containerd" /run/containerd || exit 1
   mount --bind "$nd/resolv.conf" /etc/resolv.conf || exit 1
+  # The node's own /dev/shm (the chart's MEM tier is a hostPath in it).
+  mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || exit 1
   # The copies of the cluster's own host mounts (netns files, every node's
   # kubelet dir) are not this node's business: private first, so the
   # unmount does not propagate, then gone.
