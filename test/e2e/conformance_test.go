@@ -28,8 +28,9 @@ import (
 // defectPattern (the only test pattern of the subPath suite this driver runs;
 // the suite skips the others itself, and the run lists why).
 var knownDefects = map[string]string{
-	"should be able to unmount after the subpath directory is deleted": "FUSE Getattr looks files up by path: a directory removed while a subPath bind mount still references it answers ENOENT, " +
-		"kubelet takes that for 'not mounted', leaks the bind mount and the pod stays Terminating (needs Getattr by node: engine/vfs)",
+	"should be able to unmount after the subpath directory is deleted": "the FUSE Getattr of a directory removed while a subPath bind mount still references it answers ENOENT " +
+		"(tmpfs answers with nlink 0), kubelet takes that for 'not mounted' ('mount cleanup skipped because path does not exist'), " +
+		"leaks the bind mount and the pod stays Terminating (needs Getattr from the open node, engine/vfs)",
 	"should fail if subpath directory is outside the volume":         "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
 	"should fail if subpath file is outside the volume":              "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
 	"should fail if non-existent subpath is outside the volume":      "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
