@@ -3,23 +3,19 @@
 # test/e2e/storage/external) against Alcove's chart, on its own cluster:
 #   make conformance           the fast subset (also part of make e2e)
 #   make conformance-slow      the [Slow] specs
-#   make conformance-defects   the specs known Alcove defects fail, and
-#                              Alcove's own checks of those defects
-#                              (test/e2e TestKnownDefects)
 # Disruptive, Serial and Feature: specs run in no subset. The driver
 # definition is test/e2e/testdata/storage-driver.yaml; the run prints specs
 # run / passed / failed / skipped, every failure and every skipped spec with
 # what excludes it, and leaves junit_01.xml, suite.log and summary.txt in
 # .cache/conformance/<subset>/ (ALCOVE_CONFORMANCE_RESULTS).
 # Steps, cluster and teardown are hack/e2e.sh's; ALCOVE_E2E_NODES (default 2).
-# Usage: hack/conformance.sh [fast|slow|defects]
+# Usage: hack/conformance.sh [fast|slow]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 subset=${1:-fast}
 tests='^TestConformance$'
 case "$subset" in
   fast|slow) ;;
-  defects) tests='^(TestKnownDefects|TestConformance)$'; export ALCOVE_E2E_DEFECTS=1 ;;
-  *) echo "usage: hack/conformance.sh [fast|slow|defects]" >&2; exit 2 ;;
+  *) echo "usage: hack/conformance.sh [fast|slow]" >&2; exit 2 ;;
 esac
 ALCOVE_E2E_TESTS=$tests ALCOVE_CONFORMANCE_SUBSET=$subset exec ./hack/e2e.sh

@@ -14,17 +14,19 @@
 #                            reads, uninstall leaves no mounts (PASS/FAIL lines)
 #       TestPlacement        a Spark-shaped application placed by the real
 #                            scheduler + extender next to its data (2 nodes)
+#       TestPodPOSIX         subPath of a directory another pod removed,
+#                            symlinks in a volume (issue 17's specs, our way)
 #       TestConformance      the Kubernetes storage suite, fast subset
 #                            (results in .cache/conformance/fast)
 #  4. tears the cluster down, whatever happened (also on Ctrl-C).
 # Environment: ALCOVE_E2E_NODES (default 2), ALCOVE_E2E_TESTS (a -test.run
-# regexp, default the three above), ALCOVE_CONFORMANCE_SUBSET (fast, slow,
-# defects; hack/conformance.sh sets these).
+# regexp, default the four above), ALCOVE_CONFORMANCE_SUBSET (fast or slow;
+# hack/conformance.sh sets these).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
 nodes=${ALCOVE_E2E_NODES:-2}
-tests=${ALCOVE_E2E_TESTS:-^(TestClusterEndToEnd|TestPlacement|TestConformance)$}
+tests=${ALCOVE_E2E_TESTS:-^(TestClusterEndToEnd|TestPlacement|TestPodPOSIX|TestConformance)$}
 subset=${ALCOVE_CONFORMANCE_SUBSET:-fast}
 ./hack/k8s-bins.sh cluster >/dev/null
 ./hack/manifests.sh --check

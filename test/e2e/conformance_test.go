@@ -22,23 +22,6 @@ import (
 	"time"
 )
 
-// knownDefects are suite specs that fail because of Alcove defects being
-// fixed elsewhere; they are kept out of the default runs (ALCOVE_CONFORMANCE_SUBSET=defects,
-// `make conformance-defects`, runs exactly them). Key: the spec's text after
-// defectPattern (the only test pattern of the subPath suite this driver runs;
-// the suite skips the others itself, and the run lists why).
-var knownDefects = map[string]string{
-	"should be able to unmount after the subpath directory is deleted": "the FUSE Getattr of a directory removed while a subPath bind mount still references it answers ENOENT " +
-		"(tmpfs answers with nlink 0), kubelet takes that for 'not mounted' ('mount cleanup skipped because path does not exist'), " +
-		"leaks the bind mount and the pod stays Terminating (needs Getattr from the open node, engine/vfs)",
-	"should fail if subpath directory is outside the volume":         "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
-	"should fail if subpath file is outside the volume":              "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
-	"should fail if non-existent subpath is outside the volume":      "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
-	"should fail if subpath with backstepping is outside the volume": "symlinks are ENOSYS: the spec's init container cannot create its symlink (needs symlinks: the POSIX issue)",
-}
-
-const defectPattern = "[Testpattern: Dynamic PV (default fs)] subPath "
-
 // Spec labels no subset runs: Disruptive specs stop kubelets or nodes,
 // Serial ones need the cluster to themselves, Feature: ones need features
 // (snapshots, volume groups, ...) the driver does not claim.
@@ -47,7 +30,7 @@ const excludedLabels = `\[Disruptive\]|\[Serial\]|\[Feature:`
 // suiteConfig is one run of the suite.
 type suiteConfig struct {
 	binary, driver, results string
-	subset                  string // fast, slow or defects
+	subset                  string // fast or slow
 	focus, skip             string
 }
 
@@ -61,22 +44,14 @@ func newSuiteConfig(c *cluster) (*suiteConfig, error) {
 	if s.results == "" {
 		s.results = filepath.Join(c.dir, "conformance")
 	}
-	defects := make([]string, 0, len(knownDefects))
-	for spec := range knownDefects {
-		defects = append(defects, regexp.QuoteMeta(defectPattern+spec))
-	}
-	sort.Strings(defects)
-	defectRE := strings.Join(defects, "|")
 	switch s.subset {
 	case "", "fast":
 		s.subset = "fast"
-		s.focus, s.skip = `External.Storage`, excludedLabels+`|\[Slow\]|`+defectRE
+		s.focus, s.skip = `External.Storage`, excludedLabels+`|\[Slow\]`
 	case "slow":
-		s.focus, s.skip = `External.Storage.*\[Slow\]`, excludedLabels+"|"+defectRE
-	case "defects":
-		s.focus, s.skip = `External.Storage.*(`+defectRE+`)`, excludedLabels
+		s.focus, s.skip = `External.Storage.*\[Slow\]`, excludedLabels
 	default:
-		return nil, fmt.Errorf("ALCOVE_CONFORMANCE_SUBSET=%q: want fast, slow or defects", s.subset)
+		return nil, fmt.Errorf("ALCOVE_CONFORMANCE_SUBSET=%q: want fast or slow", s.subset)
 	}
 	return s, nil
 }
@@ -212,11 +187,6 @@ func skipReason(c junitCase, s *suiteConfig) string {
 		r = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(r), "-- skipping"))
 		return "the suite skips it: " + firstLine(r)
 	}
-	for spec, defect := range knownDefects {
-		if strings.Contains(c.Name, defectPattern+spec) && s.subset != "defects" {
-			return "known Alcove defect (ALCOVE_CONFORMANCE_SUBSET=defects runs it): " + defect
-		}
-	}
 	if m := regexp.MustCompile(`\[Feature:[^\]]*\]`).FindString(c.Name); m != "" {
 		return "excluded: " + m + " (a feature the driver definition does not claim)"
 	}
@@ -229,8 +199,6 @@ func skipReason(c junitCase, s *suiteConfig) string {
 		return "not in the fast subset: [Slow] (make conformance-slow)"
 	case s.subset == "slow" && !strings.Contains(c.Name, "[Slow]"):
 		return "not in the slow subset (make conformance runs the others)"
-	case s.subset == "defects":
-		return "not a known-defect spec (make conformance runs the others)"
 	}
 	return "not selected: " + msg
 }
@@ -337,8 +305,6 @@ func TestSummarize(t *testing.T) {
 		{junitCase{Name: pre + "[Testpattern: Dynamic PV (default fs)] volumes should allow exec", Status: "failed", Failure: &junitText{Text: "[FAILED] boom\nIn [It] at: x.go:1"}}, ""},
 		{junitCase{Name: pre + "[Testpattern: Dynamic PV (block volmode)] volumes should store data", Status: "skipped",
 			Skipped: skipped("skipped - Driver csi.alcove.io doesn't support Block -- skipping")}, "the suite skips it: Driver csi.alcove.io doesn't support Block"},
-		{junitCase{Name: pre + defectPattern + "should be able to unmount after the subpath directory is deleted [LinuxOnly]", Status: "skipped",
-			Skipped: skipped("skipped")}, "known Alcove defect (ALCOVE_CONFORMANCE_SUBSET=defects runs it): " + knownDefects["should be able to unmount after the subpath directory is deleted"]},
 		{junitCase{Name: pre + "[Testpattern: Dynamic PV (default fs)] snapshottable [Feature:VolumeSnapshotDataSource] x", Status: "skipped",
 			Skipped: skipped("skipped")}, "excluded: [Feature:VolumeSnapshotDataSource] (a feature the driver definition does not claim)"},
 		{junitCase{Name: pre + "[Testpattern: Dynamic PV (default fs)] subPath should support restarting containers [Slow]", Status: "skipped",
@@ -355,8 +321,8 @@ func TestSummarize(t *testing.T) {
 		}
 	}
 	sum := summarize(report, s)
-	if sum.specs != 6 || sum.ran != 2 || len(sum.passed) != 1 || len(sum.failed) != 1 || len(sum.skipped) != 4 {
-		t.Errorf("summary: %d specs, %d ran, %d passed, %d failed, %d skip reasons; want 6, 2, 1, 1, 4", sum.specs, sum.ran, len(sum.passed), len(sum.failed), len(sum.skipped))
+	if sum.specs != 5 || sum.ran != 2 || len(sum.passed) != 1 || len(sum.failed) != 1 || len(sum.skipped) != 3 {
+		t.Errorf("summary: %d specs, %d ran, %d passed, %d failed, %d skip reasons; want 5, 2, 1, 1, 3", sum.specs, sum.ran, len(sum.passed), len(sum.failed), len(sum.skipped))
 	}
 	if want := "[Testpattern: Dynamic PV (default fs)] volumes should allow exec (failed, 0s): boom"; len(sum.failed) == 1 && sum.failed[0] != want {
 		t.Errorf("failure line %q, want %q", sum.failed[0], want)

@@ -1,14 +1,12 @@
 package e2e
 
-// Alcove's own checks of known defects being fixed elsewhere (the engine/vfs
-// rewrite of the FUSE layer, then the POSIX work). They fail until those
-// land, so `make e2e` does not run them; `make conformance-defects` runs them
-// with the storage suite's specs the same defects fail (ALCOVE_E2E_DEFECTS=1).
+// POSIX behaviour kubelet and pods rely on, checked in pods on the real
+// cluster: Alcove's own checks of what the storage suite's subPath specs
+// found (issue 17) before the POSIX work fixed it.
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,11 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func TestKnownDefects(t *testing.T) {
+func TestPodPOSIX(t *testing.T) {
 	c := newCluster(t)
-	if os.Getenv("ALCOVE_E2E_DEFECTS") != "1" {
-		t.Skip("known-defect checks run with ALCOVE_E2E_DEFECTS=1 (make conformance-defects)")
-	}
 	inst := c.installed()
 	c.check("subpath-of-removed-dir-pod-terminates", inst, c.subPathRemovedDir)
 	c.check("symlink-in-volume", inst, c.symlinkInVolume)
@@ -30,9 +25,10 @@ func TestKnownDefects(t *testing.T) {
 
 // subPathRemovedDir: a pod mounts a subPath of a PVC; another pod on the
 // same node removes that directory through the whole volume; deleting the
-// first pod must finish within 30 s. (Today the FUSE Getattr of the removed
-// directory answers ENOENT, kubelet takes the subPath bind mount for
-// unmounted, leaks it and the pod stays Terminating.)
+// first pod must finish within 30 s. (When the FUSE Getattr of the removed
+// directory answered ENOENT, kubelet took the subPath bind mount for
+// unmounted, leaked it and the pod stayed Terminating; now it answers with
+// nlink 0, as tmpfs does.)
 func (c *cluster) subPathRemovedDir(ctx context.Context) error {
 	user := pod("subpath-user", "busybox", "echo ready > /sub/marker; sleep 3600", false)
 	user = replaceOnce(user, "    - {name: data, mountPath: /data}\n", "    - {name: data, mountPath: /sub, subPath: sub1}\n")
