@@ -300,7 +300,7 @@ spec:
 		return done == executors, nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w (executors per node so far: %v)", err, on)
+		return fmt.Errorf("%w (executors per node so far: %v)%s", err, on, c.unfinished(context.WithoutCancel(ctx), "spark-role=executor,spark-app-name="+app))
 	}
 	if err := c.waitJob(ctx, app+"-driver"); err != nil {
 		return err
@@ -515,4 +515,41 @@ echo "REMOTE-OK: %d parts read on $ALCOVE_NODE, MD5s match"`, sparkParts)
 		return fmt.Errorf("the read on %s did not come from %s's worker (+%.0f bytes remote, want >= %d)", p.away, p.dataNode, after-before, sparkParts*partMiB<<20)
 	}
 	return nil
+}
+
+// unfinished describes the pods matching selector that have not succeeded:
+// phase, container states, recent events and the log's tail.
+func (c *cluster) unfinished(ctx context.Context, selector string) string {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	l, err := c.cs.CoreV1().Pods(testNS).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return "; listing pods: " + err.Error()
+	}
+	var b strings.Builder
+	for _, p := range l.Items {
+		if p.Status.Phase == corev1.PodSucceeded {
+			continue
+		}
+		fmt.Fprintf(&b, "\n        %s on %s: %s", p.Name, p.Spec.NodeName, p.Status.Phase)
+		for _, cs := range p.Status.ContainerStatuses {
+			switch {
+			case cs.State.Waiting != nil:
+				fmt.Fprintf(&b, "; %s waiting: %s %s", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
+			case cs.State.Running != nil:
+				fmt.Fprintf(&b, "; %s running since %s", cs.Name, cs.State.Running.StartedAt.Format(time.TimeOnly))
+			case cs.State.Terminated != nil:
+				fmt.Fprintf(&b, "; %s terminated: %s (exit %d)", cs.Name, cs.State.Terminated.Reason, cs.State.Terminated.ExitCode)
+			}
+		}
+		if ev, err := c.cs.CoreV1().Events(testNS).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name}); err == nil {
+			for _, e := range ev.Items[max(0, len(ev.Items)-3):] {
+				fmt.Fprintf(&b, "\n          event %s: %s", e.Reason, firstLine(e.Message))
+			}
+		}
+		if logs, err := c.logs(ctx, testNS, p.Name); err == nil && logs != "" {
+			fmt.Fprintf(&b, "\n          log: %s", firstLine(logs))
+		}
+	}
+	return b.String()
 }
