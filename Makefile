@@ -25,6 +25,7 @@ run: build
 test: proto-check manifests-check lint unit sanity
 
 unit:
+	./hack/python-venv.sh
 	$(GO) test $(TEST_FLAGS) $$($(GO) list $(PKGS) | grep -v /test/sanity)
 
 ## sanity: the CSI conformance suite (csi-sanity) against the real driver with real FUSE mounts
