@@ -1,7 +1,9 @@
 package crashfs_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -273,5 +275,55 @@ func TestUnmountWithOpenFile(t *testing.T) {
 	}
 	if _, err := f.WriteString("y"); !errors.Is(err, unix.ENOTCONN) {
 		t.Fatalf("write after the abort: %v, want ENOTCONN", err)
+	}
+}
+
+// TestPunchHole: a punched range (the worker's block store punches dropped
+// blocks) reads as zeros and is a hole for SEEK_HOLE/SEEK_DATA through the
+// mount; after a crash it is one only if an fsync followed the punch.
+func TestPunchHole(t *testing.T) {
+	for _, synced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fsync=%v", synced), func(t *testing.T) {
+			fsys := crashfs.New(t, crashfs.Options{})
+			data := bytes.Repeat([]byte{'d'}, 3*4096)
+			durable(t, fsys.Path("f"), string(data))
+			f, err := os.OpenFile(fsys.Path("f"), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := func(when string, wantHole bool) {
+				t.Helper()
+				hole, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_HOLE)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := make([]byte, len(data))
+				if _, err := f.ReadAt(got, 0); err != nil {
+					t.Fatal(err)
+				}
+				zeros := bytes.Equal(got[4096:8192], make([]byte, 4096))
+				if wantHole != (hole == 4096) || wantHole != zeros || !bytes.Equal(got[:4096], data[:4096]) {
+					t.Fatalf("%s: first hole at %d, middle page zero %v; want a hole there: %v", when, hole, zeros, wantHole)
+				}
+			}
+			err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 4096, 4096)
+			if err == nil && synced {
+				err = f.Sync()
+			}
+			if err != nil {
+				f.Close()
+				t.Fatal(err)
+			}
+			check("before the crash", true)
+			must(t, f.Close())
+			if _, err := fsys.Crash(); err != nil {
+				t.Fatal(err)
+			}
+			if f, err = os.Open(fsys.Path("f")); err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			check("after the crash", synced)
+		})
 	}
 }

@@ -5,13 +5,76 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
-// TestFileDataMatchesModel runs random writes, truncates, syncs and crashes
-// against two byte slices: the live file and the durable one.
+// fileModel is the reference for fileData: bytes plus which pages are
+// allocated (not holes), live and durable.
+type fileModel struct {
+	live, durable           []byte
+	liveAlloc, durableAlloc []bool // per page
+}
+
+func pages(n int) int { return (n + pageSize - 1) / pageSize }
+
+func (m *fileModel) resize(size int) {
+	if size < len(m.live) {
+		m.live = m.live[:size]
+		m.liveAlloc = m.liveAlloc[:pages(size)]
+		return
+	}
+	m.live = append(m.live, make([]byte, size-len(m.live))...)
+	m.liveAlloc = append(m.liveAlloc, make([]bool, pages(size)-len(m.liveAlloc))...)
+}
+
+func (m *fileModel) write(off int, buf []byte) {
+	if end := off + len(buf); end > len(m.live) {
+		m.resize(end)
+	}
+	copy(m.live[off:], buf)
+	for pg := off / pageSize; pg < pages(off+len(buf)); pg++ {
+		m.liveAlloc[pg] = true
+	}
+}
+
+func (m *fileModel) punch(off, n int) {
+	end := min(off+n, len(m.live))
+	if off >= end {
+		return
+	}
+	first, last := (off+pageSize-1)/pageSize, end/pageSize
+	if first >= last {
+		m.write(off, make([]byte, end-off))
+		return
+	}
+	m.write(off, make([]byte, first*pageSize-off))
+	m.write(last*pageSize, make([]byte, end-last*pageSize))
+	clear(m.live[first*pageSize : last*pageSize])
+	for pg := first; pg < last; pg++ {
+		m.liveAlloc[pg] = false
+	}
+}
+
+// seek is SEEK_DATA/SEEK_HOLE on the live model.
+func (m *fileModel) seek(off int, data bool) (int, bool) {
+	for pg := off / pageSize; pg < len(m.liveAlloc); pg++ {
+		if m.liveAlloc[pg] == data {
+			return max(off, pg*pageSize), true
+		}
+	}
+	if data {
+		return 0, false
+	}
+	return len(m.live), true
+}
+
+// TestFileDataMatchesModel runs random writes, punches, truncates, syncs
+// and crashes against the model, checking reads and SEEK_DATA/SEEK_HOLE.
 func TestFileDataMatchesModel(t *testing.T) {
-	for seed := uint64(1); seed <= 20; seed++ {
+	for seed := uint64(1); seed <= 30; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 0))
 		p := filepath.Join(t.TempDir(), "store")
 		store, err := os.Create(p)
@@ -19,61 +82,75 @@ func TestFileDataMatchesModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := newFileData(store, 0)
-		var live, durable []byte
+		m := &fileModel{}
 		for step := 0; step < 400; step++ {
-			switch op := rng.IntN(10); {
-			case op < 5: // write, often unaligned, sometimes past the end
-				off := rng.Int64N(int64(len(live)) + 3*pageSize)
+			switch op := rng.IntN(12); {
+			case op < 4: // write, often unaligned, sometimes past the end
+				off := rng.IntN(len(m.live) + 3*pageSize)
 				buf := make([]byte, 1+rng.IntN(3*pageSize))
 				for i := range buf {
 					buf[i] = byte(rng.IntN(255) + 1)
 				}
-				if err := d.writeAt(buf, off); err != nil {
+				if err := d.writeAt(buf, int64(off)); err != nil {
 					t.Fatal(err)
 				}
-				if end := off + int64(len(buf)); end > int64(len(live)) {
-					live = append(live, make([]byte, end-int64(len(live)))...)
+				m.write(off, buf)
+			case op < 6: // punch, aligned or not
+				off, n := rng.IntN(len(m.live)+pageSize), 1+rng.IntN(4*pageSize)
+				if rng.IntN(2) == 0 {
+					off, n = off/pageSize*pageSize, (n/pageSize+1)*pageSize
 				}
-				copy(live[off:], buf)
+				if err := d.punch(int64(off), int64(n)); err != nil {
+					t.Fatal(err)
+				}
+				m.punch(off, n)
 			case op < 7: // truncate up or down
-				size := rng.Int64N(int64(len(live)) + 2*pageSize)
-				d.truncate(size)
-				if size < int64(len(live)) {
-					live = live[:size]
-				} else {
-					live = append(live, make([]byte, size-int64(len(live)))...)
-				}
+				size := rng.IntN(len(m.live) + 2*pageSize)
+				d.truncate(int64(size))
+				m.resize(size)
 			case op < 8:
 				if err := d.sync(); err != nil {
 					t.Fatal(err)
 				}
-				durable = bytes.Clone(live)
+				m.durable, m.durableAlloc = bytes.Clone(m.live), slices.Clone(m.liveAlloc)
 			case op < 9: // crash: only the store file is left
 				st, err := store.Stat()
 				if err != nil {
 					t.Fatal(err)
 				}
 				d = newFileData(store, st.Size())
-				live = bytes.Clone(durable)
-			default:
-				got := make([]byte, len(live)+100)
+				m.live, m.liveAlloc = bytes.Clone(m.durable), slices.Clone(m.durableAlloc)
+			case op < 10:
+				got := make([]byte, len(m.live)+100)
 				n, err := d.readAt(got, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !bytes.Equal(got[:n], live) {
-					t.Fatalf("seed %d step %d: live view differs from the model (len %d vs %d)", seed, step, n, len(live))
+				if !bytes.Equal(got[:n], m.live) {
+					t.Fatalf("seed %d step %d: live view differs from the model (len %d vs %d)", seed, step, n, len(m.live))
+				}
+			default:
+				if len(m.live) == 0 {
+					continue
+				}
+				off := rng.IntN(len(m.live))
+				for _, whence := range []int{unix.SEEK_DATA, unix.SEEK_HOLE} {
+					got, err := d.seek(int64(off), whence)
+					want, ok := m.seek(off, whence == unix.SEEK_DATA)
+					if (err == nil) != ok || (ok && got != int64(want)) {
+						t.Fatalf("seed %d step %d: seek(%d, %d) = %d, %v; want %d, %v", seed, step, off, whence, got, err, want, ok)
+					}
 				}
 			}
-			if d.size != int64(len(live)) {
-				t.Fatalf("seed %d step %d: size %d, model %d", seed, step, d.size, len(live))
+			if d.size != int64(len(m.live)) {
+				t.Fatalf("seed %d step %d: size %d, model %d", seed, step, d.size, len(m.live))
 			}
 		}
 		onDisk, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(onDisk, durable) {
+		if !bytes.Equal(onDisk, m.durable) {
 			t.Fatalf("seed %d: store file differs from the durable model", seed)
 		}
 		store.Close()

@@ -12,25 +12,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 // Require skips the test when crashfs cannot mount here (not root, no
 // /dev/fuse); under CI=true it fails instead.
 func Require(t testing.TB) {
 	t.Helper()
-	var why string
-	if os.Geteuid() != 0 {
-		why = "crashfs mounts FUSE directly: run as root"
-	} else if _, err := os.Stat("/dev/fuse"); err != nil {
-		why = fmt.Sprintf("crashfs needs /dev/fuse: %v", err)
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
+	prereq.Root(t)
+	prereq.DevFuse(t)
 }
 
 // New mounts a crash filesystem for a test (backing directory and mount

@@ -2,12 +2,14 @@ package crashfs
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // attrs are the attributes every node keeps in memory. Mode and owner
@@ -92,6 +94,7 @@ var (
 	_ fs.NodeFsyncer    = (*fileNode)(nil)
 	_ fs.NodeFlusher    = (*fileNode)(nil)
 	_ fs.NodeAllocater  = (*fileNode)(nil)
+	_ fs.NodeLseeker    = (*fileNode)(nil)
 	_ fs.NodeStatfser   = (*fileNode)(nil)
 	_ fs.NodeGetattrer  = (*dirNode)(nil)
 	_ fs.NodeSetattrer  = (*dirNode)(nil)
@@ -177,19 +180,43 @@ func (f *fileNode) Fsync(_ context.Context, _ fs.FileHandle, flags uint32) sysca
 // Flush (close) makes nothing durable.
 func (f *fileNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return 0 }
 
-// Allocate supports plain preallocation (mode 0 extends the size; KEEP_SIZE
-// changes nothing visible); hole punching and other modes are refused.
+// Allocate supports preallocation (mode 0 extends the size; KEEP_SIZE
+// alone changes nothing visible) and hole punching (PUNCH_HOLE|KEEP_SIZE,
+// as the worker's block store does); other modes are refused.
 func (f *fileNode) Allocate(_ context.Context, _ fs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
-	const keepSize = 0x1 // FALLOC_FL_KEEP_SIZE
-	if mode&^keepSize != 0 {
-		return syscall.EOPNOTSUPP
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if end := int64(off + size); mode == 0 && end > f.data.size {
-		f.data.truncate(end)
+	switch mode {
+	case 0:
+		if end := int64(off + size); end > f.data.size {
+			f.data.truncate(end)
+		}
+	case unix.FALLOC_FL_KEEP_SIZE:
+	case unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE:
+		if err := f.data.punch(int64(off), int64(size)); err != nil {
+			return f.st.fail(err)
+		}
+	default:
+		return syscall.EOPNOTSUPP
 	}
+	f.attrs.mtime = time.Now()
+	f.attrs.ctime = f.attrs.mtime
 	return 0
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE (the kernel handles the others)
+// from the live view's holes: punched pages, unwritten ranges.
+func (f *fileNode) Lseek(_ context.Context, _ fs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pos, err := f.data.seek(int64(off), int(whence))
+	if errors.Is(err, unix.ENXIO) {
+		return 0, syscall.ENXIO
+	}
+	if err != nil {
+		return 0, f.st.fail(err)
+	}
+	return uint64(pos), 0
 }
 
 func (f *fileNode) Statfs(_ context.Context, out *fuse.StatfsOut) syscall.Errno {
