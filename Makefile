@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit sanity test-takeover bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+.PHONY: all build test unit sanity test-takeover test-crash bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
 	manifests manifests-check e2e cluster-up cluster-down
 
 all: build
@@ -58,6 +58,12 @@ bench:
 TAKEOVER_RUNS ?= 10
 test-takeover:
 	$(GO) test -count=$(TAKEOVER_RUNS) -timeout 30m -run '^TestTakeover$$' -v ./engine/fuse/
+
+## test-crash: the crash-consistency suites on crashfs with more rounds (CRASH_ROUNDS, default 40; make test runs a few);
+## replay a failure with ALCOVE_CRASH_SEED=<logged seed> (test/crashfs/README.md)
+CRASH_ROUNDS ?= 40
+test-crash:
+	ALCOVE_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test -count=1 -timeout 30m -v -run '^(TestMasterCrashConsistency|TestWorkerCacheCrashConsistency|TestRandomNamespace|TestBoltKill9)$$' ./test/integration/ ./test/crashfs/
 
 ## bench-fuse: FUSE sequential read (passthrough) vs tmpfs, first uncached read, 4 KiB random IOPS
 bench-fuse:
