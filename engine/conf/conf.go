@@ -46,6 +46,9 @@ const (
 	JobWorkerWebPort       = "alluxio.job.worker.web.port"
 	JobWorkerThreads       = "alluxio.job.worker.threadpool.size"
 	JobWorkerBandwidth     = "alluxio.job.worker.bandwidth"
+	// Alcove's own keys (written alcove.security.*).
+	SecurityTLSDir        = "alluxio.security.tls.dir"
+	SecurityTokenLifetime = "alluxio.security.block.token.lifetime"
 )
 
 var known = map[string]func(string) error{
@@ -75,6 +78,8 @@ var known = map[string]func(string) error{
 	JobWorkerWebPort:       port,
 	JobWorkerThreads:       positiveInt,
 	JobWorkerBandwidth:     size,
+	SecurityTLSDir:         nonEmpty,
+	SecurityTokenLifetime:  duration,
 }
 
 // Properties is a parsed properties file plus where it came from.
