@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
 )
 
@@ -50,6 +50,9 @@ type Config struct {
 	// worker before it goes to another copy or the UFS (default
 	// DefaultDataTimeout; alluxio.user.streaming.data.read.timeout).
 	DataTimeout time.Duration
+	// TLS is this client's certificate for mTLS to masters, workers (gRPC
+	// and data port) and the job master; nil: plaintext (TLS off).
+	TLS *security.Source
 }
 
 // Client is safe for concurrent use.
@@ -129,9 +132,9 @@ func (c *Client) Close() error {
 }
 
 // dataDialOptions are tuned for bulk block streams over loopback and LAN.
-func dataDialOptions() []grpc.DialOption {
+func (c *Client) dataDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		security.DialOption(c.cfg.TLS, security.RoleWorker),
 		grpc.WithInitialWindowSize(64 << 20),
 		grpc.WithInitialConnWindowSize(64 << 20),
 		grpc.WithReadBufferSize(1 << 20),
@@ -149,7 +152,7 @@ func (c *Client) masterConn() (*grpc.ClientConn, string, error) {
 		return c.master, addr, nil
 	}
 	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		security.DialOption(c.cfg.TLS, security.RoleMaster),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if err != nil {
 		return nil, addr, fmt.Errorf("connect to master %s: %w", addr, err)
@@ -219,7 +222,7 @@ func (c *Client) workerConn(addr string) (apiv1.BlockWorkerClient, error) {
 	if cc, ok := c.workers[addr]; ok {
 		return apiv1.NewBlockWorkerClient(cc), nil
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, dataDialOptions()...)
+	cc, err := grpc.NewClient("passthrough:///"+addr, c.dataDialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to worker %s: %w", addr, err)
 	}

@@ -22,6 +22,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/ufs"
 )
 
@@ -61,6 +62,12 @@ type Config struct {
 	JournalID          string
 	JournalBindAddress string
 	JournalPeers       []journal.Peer
+	// TokenLifetime is how long a block token is valid (default
+	// security.DefaultTokenLifetime).
+	TokenLifetime time.Duration
+	// TLS, when set, makes the gRPC server require client certificates
+	// from the cluster CA and apply security.Cluster; nil serves plaintext.
+	TLS *security.Source
 }
 
 // Master is a running metadata master.
@@ -74,7 +81,8 @@ type Master struct {
 	epoch   string        // identifies this run's node cache index
 	done    chan struct{} // closed when the master stops
 	persist *persistTracker
-	locks   *inodeLocks // orders UFS-and-journal operations on a path
+	tokens  *security.Signer // block tokens; its keys go to workers
+	locks   *inodeLocks      // orders UFS-and-journal operations on a path
 	metrics *metrics
 	started time.Time
 
@@ -124,8 +132,12 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("configure root UFS: %w", err)
 	}
 	cidx := newCacheIndex()
+	var err error
 	m := &Master{cfg: cfg, reg: newRegistry(cidx), cidx: cidx, done: make(chan struct{}), persist: newPersistTracker(cfg.PersistRetryInterval), locks: newInodeLocks()}
 	m.metrics = newMetrics(m)
+	if m.tokens, err = security.NewSigner(cfg.TokenLifetime); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -176,10 +188,10 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if m.lis, err = net.Listen("tcp", m.cfg.Address); err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Address, err)
 	}
-	m.grpcSrv = grpc.NewServer(
+	m.grpcSrv = grpc.NewServer(append(security.ServerOptions(m.cfg.TLS),
 		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
 		grpc.ChainUnaryInterceptor(m.metrics.interceptor, m.leaderInterceptor),
-	)
+	)...)
 	m.Register(m.grpcSrv)
 	if m.cfg.WebAddress != "" {
 		if m.webLis, err = net.Listen("tcp", m.cfg.WebAddress); err != nil {
@@ -399,3 +411,26 @@ func (m *Master) applyAll(ctx context.Context, entries []*apiv1.JournalEntry) ([
 }
 
 func (m *Master) now() time.Time { return time.Now() }
+
+// listingTokens: listings carry block tokens only for the job tier, whose
+// planner turns a listing into cache tasks (and with TLS off, where no
+// caller is authenticated anyway). Other readers get a file's token with
+// its own GetStatus.
+func listingTokens(ctx context.Context) bool {
+	p, ok := security.PeerFrom(ctx)
+	return !ok || p.Role == security.RoleJob
+}
+
+// grant attaches a block token for access a to a file's metadata (not to
+// a directory's).
+func (m *Master) grant(fi *apiv1.FileInfo, a security.Access) error {
+	if fi == nil || fi.GetFolder() {
+		return nil
+	}
+	tok, err := m.tokens.Sign(security.ScopeOf(fi, a))
+	if err != nil {
+		return err
+	}
+	fi.BlockToken = tok
+	return nil
+}

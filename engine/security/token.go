@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -268,4 +269,27 @@ func (r *Keyring) Verify(tok []byte, want Scope, ufs bool) error {
 		}
 	}
 	return nil
+}
+
+// KeysToProto converts keys for a RegisterWorker or Heartbeat answer.
+func KeysToProto(keys []Key) []*apiv1.BlockTokenKey {
+	out := make([]*apiv1.BlockTokenKey, len(keys))
+	for i, k := range keys {
+		out[i] = &apiv1.BlockTokenKey{Id: k.ID, Secret: k.Secret, ExpiresUnixMs: k.Expires.UnixMilli()}
+	}
+	return out
+}
+
+// KeysFromProto converts keys a worker received.
+func KeysFromProto(pk []*apiv1.BlockTokenKey) []Key {
+	out := make([]Key, len(pk))
+	for i, k := range pk {
+		out[i] = Key{ID: k.GetId(), Secret: k.GetSecret(), Expires: time.UnixMilli(k.GetExpiresUnixMs())}
+	}
+	return out
+}
+
+// ScopeOf is the scope of a token for a file's metadata.
+func ScopeOf(fi *apiv1.FileInfo, a Access) Scope {
+	return Scope{FileID: fi.GetFileId(), Access: a, MountID: fi.GetMountId(), UfsPath: fi.GetUfsPath(), BlockSize: fi.GetBlockSizeBytes()}
 }

@@ -24,7 +24,7 @@ type fileHandler struct {
 	promoted atomic.Int64
 }
 
-func (h *fileHandler) OpenLocal(blockID, _ int64, promote bool) (*os.File, int64, int64, string, func(), error) {
+func (h *fileHandler) OpenLocal(blockID, _ int64, promote bool, _ []byte) (*os.File, int64, int64, string, func(), error) {
 	f, err := os.Open(filepath.Join(h.dir, fmt.Sprint(blockID)))
 	if err != nil {
 		return nil, 0, 0, "", nil, fmt.Errorf("block %d: %w", blockID, meta.ErrNotFound)
@@ -49,7 +49,7 @@ func start(t *testing.T) (*fileHandler, string) {
 	h := &fileHandler{dir: dir}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, h) }()
+	go func() { done <- Serve(ctx, ln, h, Options{}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -79,7 +79,7 @@ func TestOpenPassesFdAndLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	b, err := c.Open(ctx, 17, 64, true)
+	b, err := c.Open(ctx, 17, 64, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,18 +98,18 @@ func TestOpenPassesFdAndLease(t *testing.T) {
 	}
 	waitLeases(t, h, 0)
 
-	if _, err := c.Open(ctx, 99, 64, false); !errors.Is(err, meta.ErrNotFound) {
+	if _, err := c.Open(ctx, 99, 64, false, nil); !errors.Is(err, meta.ErrNotFound) {
 		t.Fatalf("open of an uncached block: %v, want ErrNotFound", err)
 	}
 	// The connection is still usable after an error.
-	b, err = c.Open(ctx, 17, 64, false)
+	b, err = c.Open(ctx, 17, 64, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.File.Close()
 	c.Close() // connection end releases the lease
 	waitLeases(t, h, 0)
-	if _, err := c.Open(ctx, 17, 64, false); err == nil {
+	if _, err := c.Open(ctx, 17, 64, false, nil); err == nil {
 		t.Fatal("open on a closed client succeeded")
 	}
 }
@@ -133,7 +133,7 @@ func TestConcurrentClients(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
 				id := int64((g + i) % 4)
-				b, err := c.Open(ctx, id, 0, false)
+				b, err := c.Open(ctx, id, 0, false, nil)
 				if err != nil {
 					errs <- err
 					return
@@ -164,7 +164,7 @@ func TestCanceledContext(t *testing.T) {
 	}
 	defer c.Close()
 	cancel()
-	if _, err := c.Open(ctx, 1, 0, false); err == nil {
+	if _, err := c.Open(ctx, 1, 0, false, nil); err == nil {
 		t.Fatal("open with a canceled context succeeded")
 	}
 	if _, err := Dial(context.Background(), filepath.Join(t.TempDir(), "absent.sock")); !errors.Is(err, meta.ErrUnavailable) {

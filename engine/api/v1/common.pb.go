@@ -457,8 +457,13 @@ type FileInfo struct {
 	ReplicationDurable     int32                  `protobuf:"varint,22,opt,name=replication_durable,json=replicationDurable,proto3" json:"replication_durable,omitempty"`
 	WriteType              WriteType              `protobuf:"varint,23,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // write type the file was created with
 	MountId                int64                  `protobuf:"varint,24,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// A block token (engine/security) for this file, signed by the master:
+	// read access, or write access in CreateFile's answer. Workers refuse
+	// data requests without one. Only answers for one file carry it
+	// (GetStatus, CreateFile), never listings.
+	BlockToken    []byte `protobuf:"bytes,40,opt,name=block_token,json=blockToken,proto3" json:"block_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileInfo) Reset() {
@@ -657,6 +662,13 @@ func (x *FileInfo) GetMountId() int64 {
 		return x.MountId
 	}
 	return 0
+}
+
+func (x *FileInfo) GetBlockToken() []byte {
+	if x != nil {
+		return x.BlockToken
+	}
+	return nil
 }
 
 type TierInfo struct {
@@ -1006,7 +1018,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rFileBlockInfo\x123\n" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x14.alcove.v1.BlockInfoR\tblockInfo\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xe6\x06\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x87\a\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1035,7 +1047,9 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x13replication_durable\x18\x16 \x01(\x05R\x12replicationDurable\x123\n" +
 	"\n" +
 	"write_type\x18\x17 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x19\n" +
-	"\bmount_id\x18\x18 \x01(\x03R\amountId\"f\n" +
+	"\bmount_id\x18\x18 \x01(\x03R\amountId\x12\x1f\n" +
+	"\vblock_token\x18( \x01(\fR\n" +
+	"blockToken\"f\n" +
 	"\bTierInfo\x12\x14\n" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\x12%\n" +
 	"\x0ecapacity_bytes\x18\x02 \x01(\x03R\rcapacityBytes\x12\x1d\n" +
