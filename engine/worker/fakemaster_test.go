@@ -2,10 +2,10 @@ package worker
 
 import (
 	"context"
-	"time"
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 
