@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -88,9 +89,12 @@ func (g *globals) tlsDir() string {
 	return ""
 }
 
-// tls loads this process's key pair, or returns nil (TLS off) with a
-// warning when none is configured. want lists the roles the command may
-// run as.
+// localAdminTLS is where `alcove local` with its default --dir keeps the
+// certificate the CLI uses when nothing else is configured.
+var localAdminTLS = filepath.Join("alcove-data", "tls", string(security.RoleAdmin))
+
+// tls loads a daemon's key pair, or returns nil (TLS off) with a warning
+// when none is configured. want lists the roles the daemon may run as.
 func (g *globals) tls(want ...security.Role) (*security.Source, error) {
 	dir := g.tlsDir()
 	if dir == "" {
@@ -98,4 +102,18 @@ func (g *globals) tls(want ...security.Role) (*security.Source, error) {
 		return nil, nil
 	}
 	return security.Load(dir, want...)
+}
+
+// clientTLS is the CLI's and node agents' certificate: as configured, else
+// the admin certificate of an `alcove local` run from this directory with
+// its default --dir, else none (TLS off).
+func (g *globals) clientTLS() (*security.Source, error) {
+	dir := g.tlsDir()
+	if dir == "" {
+		if _, err := os.Stat(filepath.Join(localAdminTLS, security.CertFile)); err != nil {
+			return nil, nil
+		}
+		dir = localAdminTLS
+	}
+	return security.Load(dir)
 }

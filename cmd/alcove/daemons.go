@@ -18,6 +18,7 @@ import (
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/ramdisk"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/worker"
 )
 
@@ -99,6 +100,11 @@ func newMasterCmd(g *globals) *cobra.Command {
 			}
 			cfg.Address = hostPort(host, port)
 			cfg.WebAddress = hostPort(host, webPort)
+			cfg.TokenLifetime = p.Duration(conf.SecurityTokenLifetime, 0)
+			var err error
+			if cfg.TLS, err = g.tls(security.RoleMaster); err != nil {
+				return err
+			}
 			m, err := master.New(cfg)
 			if err != nil {
 				return err
@@ -122,6 +128,7 @@ type workerFlags struct {
 	tiers                                 []string
 	ramdisk                               bool
 	drainTimeout                          time.Duration
+	socketGroup                           int
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
@@ -130,6 +137,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.webPort, "worker-web-port", 30000, "worker /metrics port")
 	cmd.Flags().IntVar(&f.dataPort, "worker-data-port", 29998, "worker raw block data port for remote reads (0 disables; clients then use gRPC)")
 	cmd.Flags().StringVar(&f.socket, "domain-socket", "", "unix socket for short-circuit reads (\"none\" disables)")
+	cmd.Flags().IntVar(&f.socketGroup, "domain-socket-group", -1, "group id that may connect to the domain socket besides root and the worker's user (mode 0660; -1: the worker's group); reads also need a block token")
 	cmd.Flags().StringVar(&f.memDir, "mem-dir", "", "MEM tier directory (default: on /dev/shm)")
 	cmd.Flags().StringVar(&f.memSize, "mem-size", "1GB", "MEM tier quota (alluxio.worker.ramdisk.size)")
 	cmd.Flags().BoolVar(&f.ramdisk, "mem-ramdisk", true, "mount a dedicated tmpfs with transparent huge pages on the MEM tier directory (needs root; without it the directory is used as it is)")
@@ -197,6 +205,7 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 		Ramdisk:           f.ramdisk,
 		AsyncCacheThreads: f.asyncThreads,
 		DrainTimeout:      f.drainTimeout,
+		DomainSocketGroup: f.socketGroup,
 	}, nil
 }
 
@@ -210,6 +219,9 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(cmd, g, dir, g.masterAddresses()[0])
 			if err != nil {
+				return err
+			}
+			if cfg.TLS, err = g.tls(security.RoleWorker); err != nil {
 				return err
 			}
 			w, err := worker.New(cfg)

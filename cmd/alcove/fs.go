@@ -19,6 +19,10 @@ import (
 // clientConfig builds a client configuration from flags, env and properties.
 func (g *globals) clientConfig() (client.Config, error) {
 	cfg := client.Config{MasterAddresses: g.masterAddresses(), Node: os.Getenv("ALCOVE_NODE")}
+	var err error
+	if cfg.TLS, err = g.clientTLS(); err != nil {
+		return cfg, err
+	}
 	if cfg.Node == "" && g.props != nil {
 		cfg.Node = g.props.String(conf.UserHostname, "")
 	}

@@ -211,3 +211,30 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// EnsureLocal makes a throwaway cluster CA in dir/ca and one certificate
+// per role in dir/<role> (alcove local: zero set-up, TLS still on). Files
+// already there are kept, so a restarted alcove local and the CLI pointed
+// at dir/admin keep trusting each other.
+func EnsureLocal(dir, host string) error {
+	caDir := filepath.Join(dir, "ca")
+	if _, err := os.Stat(filepath.Join(caDir, CAKeyFile)); errors.Is(err, os.ErrNotExist) {
+		if err := InitCA(caDir, "alcove local CA"); err != nil {
+			return err
+		}
+	}
+	var ips []net.IP
+	if ip := net.ParseIP(host); ip != nil {
+		ips = append(ips, ip)
+	}
+	for _, r := range Roles {
+		out := filepath.Join(dir, string(r))
+		if _, err := os.Stat(filepath.Join(out, CertFile)); err == nil {
+			continue
+		}
+		if err := Issue(caDir, out, IssueRequest{Role: r, Name: "local-" + string(r), DNSNames: []string{"localhost"}, IPs: ips}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
