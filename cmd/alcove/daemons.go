@@ -13,12 +13,15 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/ramdisk"
 	"github.com/alcove-io/alcove/engine/security"
+	"github.com/alcove-io/alcove/engine/security/kube"
 	"github.com/alcove-io/alcove/engine/worker"
 )
 
@@ -72,6 +75,7 @@ func memDir(stateDir string) string {
 
 func newMasterCmd(g *globals) *cobra.Command {
 	var cfg master.Config
+	var kubeAuth bool
 	var host string
 	var port, webPort int
 	cmd := &cobra.Command{
@@ -101,6 +105,19 @@ func newMasterCmd(g *globals) *cobra.Command {
 			cfg.Address = hostPort(host, port)
 			cfg.WebAddress = hostPort(host, webPort)
 			cfg.TokenLifetime = p.Duration(conf.SecurityTokenLifetime, 0)
+			if v, ok := p.Get(conf.SecuritySuperusers); ok {
+				cfg.Superusers = strings.Split(v, ",")
+			}
+			if v, ok := p.Get(conf.SecuritySupergroups); ok {
+				cfg.SuperGroups = strings.Split(v, ",")
+			}
+			if kubeAuth {
+				users, err := kubeTokenReviewer()
+				if err != nil {
+					return err
+				}
+				cfg.Users = users
+			}
 			var err error
 			if cfg.TLS, err = g.tls(security.RoleMaster); err != nil {
 				return err
@@ -118,6 +135,7 @@ func newMasterCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&port, "port", 19998, "RPC port")
 	cmd.Flags().IntVar(&webPort, "web-port", 19999, "web UI and /metrics port")
 	cmd.Flags().DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "mark a worker lost after this long without a heartbeat")
+	cmd.Flags().BoolVar(&kubeAuth, "kube-auth", false, "accept pods' ServiceAccount tokens (audience alcove), verified by TokenReview with the in-cluster configuration")
 	return cmd
 }
 
@@ -264,4 +282,18 @@ func newFormatCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory of `alcove local`")
 	cmd.Flags().StringVar(&mem, "mem-dir", "", "MEM tier directory, when the worker was given --mem-dir (its ramdisk is unmounted, its cache erased)")
 	return cmd
+}
+
+// kubeTokenReviewer verifies ServiceAccount tokens with the in-cluster
+// Kubernetes API.
+func kubeTokenReviewer() (*kube.TokenReviewer, error) {
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("--kube-auth: in-cluster Kubernetes configuration: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("--kube-auth: create Kubernetes client: %w", err)
+	}
+	return kube.NewTokenReviewer(cs, 0), nil
 }

@@ -49,6 +49,8 @@ const (
 	// Alcove's own keys (written alcove.security.*).
 	SecurityTLSDir        = "alluxio.security.tls.dir"
 	SecurityTokenLifetime = "alluxio.security.block.token.lifetime"
+	SecuritySuperusers    = "alluxio.security.superusers"  // comma-separated
+	SecuritySupergroups   = "alluxio.security.supergroups" // comma-separated
 )
 
 var known = map[string]func(string) error{
@@ -80,6 +82,8 @@ var known = map[string]func(string) error{
 	JobWorkerBandwidth:     size,
 	SecurityTLSDir:         nonEmpty,
 	SecurityTokenLifetime:  duration,
+	SecuritySuperusers:     nonEmpty,
+	SecuritySupergroups:    nonEmpty,
 }
 
 // Properties is a parsed properties file plus where it came from.

@@ -118,7 +118,7 @@ func (m *Master) Start(ctx context.Context) (err error) {
 		return err
 	}
 	m.mx.register(m.sched)
-	g := grpc.NewServer(append(security.ServerOptions(m.cfg.TLS), grpc.ChainUnaryInterceptor(m.mx.interceptor))...)
+	g := grpc.NewServer(append(security.ServerOptions(m.cfg.TLS, nil), grpc.ChainUnaryInterceptor(m.mx.interceptor))...)
 	apiv1.RegisterJobMasterServer(g, &jobServer{m: m})
 	if err := m.srv.listen(m.cfg.Address, m.cfg.WebAddress, g, m.webHandler()); err != nil {
 		return err

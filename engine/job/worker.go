@@ -122,7 +122,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if w.jm, err = client.NewJobClient(w.cfg.JobMasterAddress, w.cfg.TLS); err != nil {
 		return err
 	}
-	g := grpc.NewServer(security.ServerOptions(w.cfg.TLS)...)
+	g := grpc.NewServer(security.ServerOptions(w.cfg.TLS, nil)...)
 	healthpb.RegisterHealthServer(g, health.NewServer())
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(w.reg, promhttp.HandlerOpts{}))

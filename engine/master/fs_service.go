@@ -20,7 +20,7 @@ var _ apiv1.FileSystemMasterServer = (*fsServer)(nil)
 func (s *fsServer) GetStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.GetStatusResponse, error) {
 	fi, err := s.m.getStatusReq(ctx, req)
 	if err == nil {
-		err = s.m.grant(fi, security.AccessRead)
+		err = s.m.grant(ctx, fi, security.AccessRead)
 	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
@@ -32,7 +32,7 @@ func (s *fsServer) ListStatus(ctx context.Context, req *apiv1.ListStatusRequest)
 	fis, err := s.m.listStatus(ctx, req)
 	if err == nil && listingTokens(ctx) {
 		for _, fi := range fis {
-			if err = s.m.grant(fi, security.AccessRead); err != nil {
+			if err = s.m.grant(ctx, fi, security.AccessRead); err != nil {
 				break
 			}
 		}
@@ -54,7 +54,7 @@ func (s *fsServer) CreateDirectory(ctx context.Context, req *apiv1.CreateDirecto
 func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest) (*apiv1.CreateFileResponse, error) {
 	fi, err := s.m.createFile(ctx, req)
 	if err == nil {
-		err = s.m.grant(fi, security.AccessRead|security.AccessWrite)
+		err = s.m.grant(ctx, fi, security.AccessRead|security.AccessWrite)
 	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
@@ -65,7 +65,7 @@ func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest)
 func (s *fsServer) CompleteFile(ctx context.Context, req *apiv1.CompleteFileRequest) (*apiv1.CompleteFileResponse, error) {
 	fi, err := s.m.completeFile(ctx, req)
 	if err == nil {
-		err = s.m.grant(fi, security.AccessRead)
+		err = s.m.grant(ctx, fi, security.AccessRead)
 	}
 	if err != nil {
 		return nil, meta.ToStatus(err)

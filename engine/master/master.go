@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sync"
 	"time"
@@ -68,6 +69,12 @@ type Config struct {
 	// TLS, when set, makes the gRPC server require client certificates
 	// from the cluster CA and apply security.Cluster; nil serves plaintext.
 	TLS *security.Source
+	// Users verifies ServiceAccount tokens (security.TokenReviewer in
+	// Kubernetes); nil accepts none.
+	Users security.Authenticator
+	// Superusers and SuperGroups are users and groups whose permissions
+	// are not checked (alcove.security.superusers / supergroups).
+	Superusers, SuperGroups []string
 }
 
 // Master is a running metadata master.
@@ -121,6 +128,12 @@ func New(cfg Config) (*Master, error) {
 	}
 	if err := meta.ValidateBlockSize(cfg.DefaultBlockSize); err != nil {
 		return nil, fmt.Errorf("configure master: %w", err)
+	}
+	if cfg.Superusers == nil {
+		// Alluxio's default: the user the master runs as.
+		if u, err := user.Current(); err == nil {
+			cfg.Superusers = []string{u.Username}
+		}
 	}
 	if cfg.RootUFS == "" {
 		cfg.RootUFS = filepath.Join(cfg.Dir, "underFSStorage")
@@ -191,9 +204,9 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if m.lis, err = net.Listen("tcp", m.cfg.Address); err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Address, err)
 	}
-	m.grpcSrv = grpc.NewServer(append(security.ServerOptions(m.cfg.TLS),
+	m.grpcSrv = grpc.NewServer(append(security.ServerOptions(m.cfg.TLS, m.cfg.Users),
 		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
-		grpc.ChainUnaryInterceptor(m.metrics.interceptor, m.leaderInterceptor),
+		grpc.ChainUnaryInterceptor(m.metrics.interceptor, m.leaderInterceptor, m.permInterceptor),
 	)...)
 	m.Register(m.grpcSrv)
 	if m.cfg.WebAddress != "" {
@@ -443,9 +456,9 @@ func listingTokens(ctx context.Context) bool {
 
 // grant attaches a block token for access a to a file's metadata (not to
 // a directory's).
-func (m *Master) grant(fi *apiv1.FileInfo, a security.Access) error {
-	if fi == nil || fi.GetFolder() {
-		return nil
+func (m *Master) grant(ctx context.Context, fi *apiv1.FileInfo, a security.Access) error {
+	if fi == nil || fi.GetFolder() || (a == security.AccessRead && !m.mayRead(ctx, fi)) {
+		return nil // no token: a worker refuses this caller the file's blocks
 	}
 	tok, err := m.tokens.Sign(security.ScopeOf(fi, a))
 	if err != nil {

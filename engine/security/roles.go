@@ -3,6 +3,7 @@ package security
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -90,7 +91,7 @@ func peerOf(ctx context.Context) (Peer, error) {
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return Peer{}, fmt.Errorf("%w: the connection carries no verified client certificate", meta.ErrUnauthenticated)
+		return Peer{}, errNoCert
 	}
 	leaf := ti.State.VerifiedChains[0][0]
 	r, err := RoleOf(leaf)
@@ -99,6 +100,9 @@ func peerOf(ctx context.Context) (Peer, error) {
 	}
 	return Peer{Role: r, Name: leaf.Subject.CommonName}, nil
 }
+
+// errNoCert: the connection presented no certificate.
+var errNoCert = fmt.Errorf("%w: the connection carries no verified client certificate", meta.ErrUnauthenticated)
 
 // Policy says which roles may call a method (full gRPC method name). A
 // method not listed is open to every authenticated role.
@@ -137,9 +141,15 @@ func (pol Policy) Allow(method string, p Peer) error {
 }
 
 // Authorizer is a pair of gRPC server interceptors that authenticate the
-// caller from its certificate and apply a Policy. Install it only on a
-// server with TLS credentials that require client certificates.
-type Authorizer struct{ Policy Policy }
+// caller from its certificate and apply a Policy, and put the user the
+// call acts for (identity.go) into the context. Install it only on a
+// server with TLS credentials that verify client certificates. With Users
+// set, a caller without a certificate gets in with a verified bearer token,
+// as RoleUser.
+type Authorizer struct {
+	Policy Policy
+	Users  Authenticator
+}
 
 // Unary is a grpc.UnaryServerInterceptor.
 func (a Authorizer) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -161,13 +171,28 @@ func (a Authorizer) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 
 func (a Authorizer) check(ctx context.Context, method string) (context.Context, error) {
 	p, err := peerOf(ctx)
+	certless := errors.Is(err, errNoCert)
+	if err != nil && !(certless && a.Users != nil) {
+		return ctx, fmt.Errorf("%s: %w", method, err)
+	}
+	u, named, err := Identify(ctx, a.Users, !certless)
 	if err != nil {
 		return ctx, fmt.Errorf("%s: %w", method, err)
+	}
+	if certless {
+		if !named {
+			return ctx, fmt.Errorf("%s: %w: no client certificate and no ServiceAccount token", method, meta.ErrUnauthenticated)
+		}
+		p = Peer{Role: RoleUser, Name: u.Name}
 	}
 	if err := a.Policy.Allow(method, p); err != nil {
 		return ctx, err
 	}
-	return context.WithValue(ctx, peerKey{}, p), nil
+	ctx = context.WithValue(ctx, peerKey{}, p)
+	if named {
+		ctx = WithUser(ctx, u)
+	}
+	return ctx, nil
 }
 
 type peerStream struct {

@@ -110,7 +110,7 @@ func serve(t *testing.T, src *Source) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(ServerOptions(src)...)
+	srv := grpc.NewServer(ServerOptions(src, nil)...)
 	apiv1.RegisterBlockMasterServer(srv, fakeBlockMaster{})
 	apiv1.RegisterFileSystemMasterServer(srv, fakeBlockMaster{})
 	go srv.Serve(ln)

@@ -153,7 +153,11 @@ func (s *Source) state() *tlsState {
 
 // ServerConfig requires and verifies client certificates from the cluster
 // CA. Roles are checked per RPC by an Authorizer.
-func (s *Source) ServerConfig() *tls.Config {
+func (s *Source) ServerConfig() *tls.Config { return s.serverConfig(tls.RequireAndVerifyClientCert) }
+
+// serverConfig verifies client certificates with auth: required, or (for
+// a master that also takes ServiceAccount tokens) verified when given.
+func (s *Source) serverConfig(auth tls.ClientAuthType) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -162,7 +166,7 @@ func (s *Source) ServerConfig() *tls.Config {
 				MinVersion:   tls.VersionTLS13,
 				Certificates: []tls.Certificate{*st.cert},
 				ClientCAs:    st.pool,
-				ClientAuth:   tls.RequireAndVerifyClientCert,
+				ClientAuth:   auth,
 				NextProtos:   []string{"h2"}, // gRPC enforces ALPN
 			}, nil
 		},
@@ -222,13 +226,21 @@ func (s *Source) ClientCredentials(peers ...Role) credentials.TransportCredentia
 }
 
 // ServerOptions make a gRPC server authenticate callers with the cluster CA
-// and apply the Cluster policy. A nil Source (TLS off) adds nothing.
-func ServerOptions(s *Source) []grpc.ServerOption {
+// and apply the Cluster policy, and name the user each call acts for.
+// users, when set, verifies ServiceAccount tokens, which also let callers
+// without a certificate in (as RoleUser). A nil Source (TLS off) only
+// names users.
+func ServerOptions(s *Source, users Authenticator) []grpc.ServerOption {
 	if s == nil {
-		return nil
+		i := Identifier{Users: users}
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(i.Unary), grpc.ChainStreamInterceptor(i.Stream)}
 	}
-	a := Authorizer{Policy: Cluster}
-	return []grpc.ServerOption{grpc.Creds(s.ServerCredentials()), grpc.ChainUnaryInterceptor(a.Unary), grpc.ChainStreamInterceptor(a.Stream)}
+	a := Authorizer{Policy: Cluster, Users: users}
+	auth := tls.RequireAndVerifyClientCert
+	if users != nil {
+		auth = tls.VerifyClientCertIfGiven
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(s.serverConfig(auth))), grpc.ChainUnaryInterceptor(a.Unary), grpc.ChainStreamInterceptor(a.Stream)}
 }
 
 // DialOption is the transport of a gRPC client: mTLS to a server of one of

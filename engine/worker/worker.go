@@ -115,7 +115,7 @@ func (w *Worker) listen(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", w.cfg.Address, err)
 	}
 	w.addr = advertised(ln.Addr())
-	w.grpcSrv = grpc.NewServer(append(security.ServerOptions(w.cfg.TLS), serverOptions(w.metrics)...)...)
+	w.grpcSrv = grpc.NewServer(append(security.ServerOptions(w.cfg.TLS, nil), serverOptions(w.metrics)...)...)
 	apiv1.RegisterBlockWorkerServer(w.grpcSrv, &blockService{w: w})
 	w.goServe("gRPC", func() error { return w.grpcSrv.Serve(ln) })
 
