@@ -16,8 +16,9 @@ import (
 //
 //   - SIMPLE (Alluxio's name): the caller asserts a user and groups in the
 //     alcove-user and alcove-groups metadata. The OS user of alcove local
-//     and of the CLI; believed from any caller with a cluster certificate
-//     (node agents act for the pods they serve) and with TLS off.
+//     and of the CLI; believed from callers with a component or admin
+//     certificate (node agents act for the pods they serve) and with TLS
+//     off; a client certificate is the application it names.
 //   - Kubernetes: the caller sends a pod's projected ServiceAccount token
 //     (audience alcove) as "authorization: Bearer"; the master verifies it
 //     with a TokenReview (tokenreview.go) and the user is

@@ -175,7 +175,10 @@ func (a Authorizer) check(ctx context.Context, method string) (context.Context, 
 	if err != nil && !(certless && a.Users != nil) {
 		return ctx, fmt.Errorf("%s: %w", method, err)
 	}
-	u, named, err := Identify(ctx, a.Users, !certless)
+	// Asserted users are believed from components and operators, which act
+	// for others (a FUSE daemon for a pod's process, the CLI of alcove local
+	// for its OS user); a client certificate is the application it names.
+	u, named, err := Identify(ctx, a.Users, !certless && p.Role != RoleClient)
 	if err != nil {
 		return ctx, fmt.Errorf("%s: %w", method, err)
 	}

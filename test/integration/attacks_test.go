@@ -106,13 +106,16 @@ func TestAttacksRefused(t *testing.T) {
 	c := newCluster(t)
 	secret := bytes.Repeat([]byte("victim's data "), 1000)
 	src := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(src, secret, 0o600); err != nil {
+	if err := os.WriteFile(src, secret, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c.mustRun("fs", "copyFromLocal", "--write-type", "MUST_CACHE", src, "/victim")
 	c.mustRun("fs", "copyFromLocal", "--write-type", "CACHE_THROUGH", src, "/mine")
 	a := newAttacker(t, c, security.RoleClient)
 	victim, mine := a.status("/victim"), a.status("/mine")
+	if len(victim.GetBlockToken()) == 0 || len(mine.GetBlockToken()) == 0 {
+		t.Fatalf("a reader of world-readable files got no block tokens (modes %#o, %#o)", victim.GetMode(), mine.GetMode())
+	}
 	w := a.worker()
 	wc := a.workerClient(w.GetAddress())
 	victimBlock := victim.GetFileBlockInfos()[0].GetBlockInfo().GetBlockId()
