@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"path/filepath"
@@ -40,6 +41,11 @@ func (h *fileHandler) OpenLocal(blockID, _ int64, promote bool, _ []byte) (*os.F
 
 func start(t *testing.T) (*fileHandler, string) {
 	t.Helper()
+	return startWith(t, Options{})
+}
+
+func startWith(t *testing.T, opts Options) (*fileHandler, string) {
+	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "worker.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -49,7 +55,7 @@ func start(t *testing.T) (*fileHandler, string) {
 	h := &fileHandler{dir: dir}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, h, Options{}) }()
+	go func() { done <- Serve(ctx, ln, h, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -169,5 +175,51 @@ func TestCanceledContext(t *testing.T) {
 	}
 	if _, err := Dial(context.Background(), filepath.Join(t.TempDir(), "absent.sock")); !errors.Is(err, meta.ErrUnavailable) {
 		t.Fatalf("dial absent socket: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestLeaseLimitAndPeerCheck: a connection holds at most MaxLeases blocks
+// open, and a peer refused by Allow (checked with SO_PEERCRED) is hung up on.
+func TestLeaseLimitAndPeerCheck(t *testing.T) {
+	h, sock := startWith(t, Options{MaxLeases: 2})
+	os.WriteFile(filepath.Join(h.dir, "5"), []byte("xxxdata"), 0o644)
+	ctx := context.Background()
+	c, err := Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b1, err := c.Open(ctx, 5, 0, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Open(ctx, 5, 0, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Open(ctx, 5, 0, false, nil); !errors.Is(err, meta.ErrNoSpace) {
+		t.Fatalf("third lease: %v, want ResourceExhausted", err)
+	}
+	b1.Close()
+	if b, err := c.Open(ctx, 5, 0, false, nil); err != nil {
+		t.Fatalf("after a close: %v", err)
+	} else {
+		b.Close()
+	}
+
+	var seen atomic.Int64
+	_, refusing := startWith(t, Options{Allow: func(cr *unix.Ucred) error {
+		seen.Store(int64(cr.Pid))
+		return errors.New("not this one")
+	}})
+	rc, err := Dial(ctx, refusing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := rc.Open(ctx, 5, 0, false, nil); err == nil {
+		t.Fatal("a refused peer opened a block")
+	}
+	if seen.Load() != int64(os.Getpid()) {
+		t.Fatalf("SO_PEERCRED pid %d, want this process %d", seen.Load(), os.Getpid())
 	}
 }
