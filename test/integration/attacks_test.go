@@ -265,6 +265,23 @@ func TestAttacksRefused(t *testing.T) {
 		b.Close()
 	})
 
+	t.Run("a file the caller may not read gets no token", func(t *testing.T) {
+		c.mustRun("fs", "copyFromLocal", "--write-type", "MUST_CACHE", src, "/private")
+		admin := newAttacker(t, c, security.RoleAdmin)
+		mode := uint32(0o600)
+		if _, err := apiv1.NewFileSystemMasterClient(admin.master).SetAttribute(ctx, &apiv1.SetAttributeRequest{Path: "/private", Mode: &mode}); err != nil {
+			t.Fatal(err)
+		}
+		priv := a.status("/private")
+		if len(priv.GetBlockToken()) != 0 {
+			t.Fatalf("user %q got a read token of a mode %#o file owned by %q", "local-client", priv.GetMode(), priv.GetOwner())
+		}
+		id := priv.GetFileBlockInfos()[0].GetBlockInfo().GetBlockId()
+		if data, code := readBlock(wc, &apiv1.ReadBlockRequest{BlockId: id, Length: -1}); code != codes.Unauthenticated || len(data) > 0 {
+			t.Fatalf("ReadBlock of a private file: %d bytes, %v", len(data), code)
+		}
+	})
+
 	t.Run("Mount of a disallowed URI by a non-admin", func(t *testing.T) {
 		fm := apiv1.NewFileSystemMasterClient(a.master)
 		_, err := fm.Mount(ctx, &apiv1.MountRequest{AlcovePath: "/etc", UfsUri: "file:///etc"})
