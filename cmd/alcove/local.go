@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/security"
@@ -47,6 +48,9 @@ plaintext.`,
 			abs, err := filepath.Abs(dir)
 			if err != nil {
 				return err
+			}
+			if err := fsutil.MkdirAll(abs); err != nil { // its name must survive a power loss too
+				return fmt.Errorf("create state directory: %w", err)
 			}
 			if ufsURI == "" {
 				ufsURI = filepath.Join(abs, "ufs")
