@@ -115,10 +115,18 @@ func Resolve(uri string, props map[string]string) (UFS, string, error) {
 	return fs, clean, nil
 }
 
-// JoinURI appends a relative namespace path to a UFS root URI.
+// JoinURI appends a relative namespace path to a UFS root URI. Each name
+// is escaped, so that it reaches the UFS literally once the URI is parsed:
+// a name "%2e%2e" stays a name and never becomes "..", and "%", "?" or "#"
+// in a name neither fail the parse nor cut the path short.
 func JoinURI(root, rel string) string {
+	rel = strings.Trim(rel, "/")
 	if rel == "" {
 		return root
 	}
-	return strings.TrimRight(root, "/") + "/" + strings.TrimLeft(rel, "/")
+	names := strings.Split(rel, "/")
+	for i, n := range names {
+		names[i] = url.PathEscape(n)
+	}
+	return strings.TrimRight(root, "/") + "/" + strings.Join(names, "/")
 }
