@@ -22,13 +22,19 @@ func FuzzJoinURI(f *testing.F) {
 		{"file:///data", "/a%b/q?x/h#x"},
 		{"s3://bucket/prefix", "/%2E%2e/other-prefix/key"},
 		{"file:///d%20x", "/with space/%25"},
+		{"file:///data?x", "/a"},
+		{"s3://bucket/p#frag", "/a"},
+		{"file:data", "/a"},
 	} {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, root, p string) {
 		r, err := ParseURI(root)
-		if err != nil || r.Opaque != "" || r.RawQuery != "" || r.ForceQuery || r.Fragment != "" {
+		if err != nil {
 			return // not a mountable root
+		}
+		if r.Opaque != "" || r.RawQuery != "" || r.ForceQuery || r.Fragment != "" {
+			t.Fatalf("ParseURI(%q) accepted a query, fragment or opaque URI", root)
 		}
 		rootPath, err := meta.CleanPath(r.Path)
 		if err != nil {

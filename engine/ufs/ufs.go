@@ -80,6 +80,11 @@ func ParseURI(uri string) (*url.URL, error) {
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("%w: UFS URI %q has no scheme (use file:///dir or s3://bucket/prefix)", meta.ErrInvalidArgument, uri)
 	}
+	if u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		// A UFS path is scheme://host/path: a query or fragment would
+		// silently cut every path joined under it short.
+		return nil, fmt.Errorf("%w: UFS URI %q: use scheme://host/path without ? or # (escape them in names as %%3F and %%23)", meta.ErrInvalidArgument, uri)
+	}
 	if u.Path == "" {
 		u.Path = "/"
 	}
