@@ -23,7 +23,8 @@ func paramsFrom(text string) map[string]string {
 }
 
 // FuzzParams: StorageClass parameters as the provisioner passes them, with
-// the driver's --allowed-ufs. Properties: no panic; a refusal is
+// the driver's --allowed-ufs; the same input is also read as a PV's volume
+// context (checkVolumeContext). Properties of the parameters: no panic; a refusal is
 // InvalidArgument or PermissionDenied; an accepted path is clean; an
 // accepted UFS URI, as the master will parse it, lies under an allowed
 // prefix (and is never file:// when none is allowed); and the node accepts
@@ -42,6 +43,10 @@ func FuzzParams(f *testing.F) {
 		{"csi.storage.k8s.io/pvc/name=claim\npath=/a/../b", ""},
 		{"path=/a\nufs=s3://b/c", ""},
 		{"replication=0\nonDelete=maybe", ""},
+		{"path=/volumes/pvc-1\nwriteType=CACHE_THROUGH\nreadType=CACHE", "pvc-1"},
+		{"", "/data/static"},
+		{"path=/v\nwriteType=--mount-point=/etc", "pvc-3"},
+		{"path=relative\nreadType=x", "pvc-4"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -50,6 +55,7 @@ func FuzzParams(f *testing.F) {
 		if allowedList != "" {
 			allowed = strings.Split(allowedList, ",")
 		}
+		checkVolumeContext(t, allowedList, paramsFrom(text))
 		vp, err := parseParams(paramsFrom(text), allowed)
 		if err != nil {
 			if c := status.Code(meta.ToStatus(err)); c != codes.InvalidArgument && c != codes.PermissionDenied {
@@ -76,6 +82,33 @@ func FuzzParams(f *testing.F) {
 			t.Fatalf("the node refuses the context %v the controller made from %q: %v", vctx, text, err)
 		}
 	})
+}
+
+// checkVolumeContext reads the same lines as the volume context of a
+// hand-written PV (volume handle: allowed). Properties: a refusal is
+// InvalidArgument; an accepted path is clean; and the write and read types
+// that go on the FUSE daemon's command line parse.
+func checkVolumeContext(t *testing.T, id string, vctx map[string]string) {
+	p, err := volumePath(id, vctx)
+	if err != nil {
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("context %v: %v, want InvalidArgument", vctx, err)
+		}
+		return
+	}
+	if c, err := meta.CleanPath(p); err != nil || c != p {
+		t.Fatalf("context %v: path %q is not clean", vctx, p)
+	}
+	if wt := vctx[ctxWriteType]; wt != "" {
+		if _, err := meta.ParseWriteType(wt); err != nil {
+			t.Fatalf("context %v: write type %q accepted: %v", vctx, wt, err)
+		}
+	}
+	if rt := vctx[ctxReadType]; rt != "" {
+		if _, err := meta.ParseReadType(rt); err != nil {
+			t.Fatalf("context %v: read type %q accepted: %v", vctx, rt, err)
+		}
+	}
 }
 
 // checkAllowed fails unless uri, parsed the way the master mounts it, lies
@@ -107,48 +140,4 @@ func checkAllowed(t *testing.T, uri string, allowed []string) {
 		}
 	}
 	t.Fatalf("accepted UFS %q (%s://%s%s) is under none of %q", uri, u.Scheme, u.Host, p, allowed)
-}
-
-// FuzzVolumeContext: a volume context from a hand-written PV. Properties:
-// no panic; a refusal is InvalidArgument; an accepted path is clean; and
-// the write and read types that go on the FUSE daemon's command line parse.
-func FuzzVolumeContext(f *testing.F) {
-	for _, s := range [][4]string{
-		{"pvc-1", "/volumes/pvc-1", "CACHE_THROUGH", "CACHE"},
-		{"/data/static", "", "", ""},
-		{"static-pv", "", "", "NO_CACHE"},
-		{"pvc-2", "/volumes/../..", "", ""},
-		{"pvc-3", "/v", "--mount-point=/etc", ""},
-		{"pvc-4", "relative", "MUST_CACHE", "x"},
-	} {
-		f.Add(s[0], s[1], s[2], s[3])
-	}
-	f.Fuzz(func(t *testing.T, id, path, wt, rt string) {
-		vctx := map[string]string{}
-		for k, v := range map[string]string{ctxPath: path, ctxWriteType: wt, ctxReadType: rt} {
-			if v != "" {
-				vctx[k] = v
-			}
-		}
-		p, err := volumePath(id, vctx)
-		if err != nil {
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("context %v: %v, want InvalidArgument", vctx, err)
-			}
-			return
-		}
-		if c, err := meta.CleanPath(p); err != nil || c != p {
-			t.Fatalf("context %v: path %q is not clean", vctx, p)
-		}
-		if wt != "" {
-			if _, err := meta.ParseWriteType(wt); err != nil {
-				t.Fatalf("context %v: write type %q accepted: %v", vctx, wt, err)
-			}
-		}
-		if rt != "" {
-			if _, err := meta.ParseReadType(rt); err != nil {
-				t.Fatalf("context %v: read type %q accepted: %v", vctx, rt, err)
-			}
-		}
-	})
 }

@@ -13,14 +13,16 @@ import (
 var sizeSeeds = []string{"1024", "64MB", "128MB", "1GiB", "2g", "1.5KB", "512MiB", "100GB", "0", "200MB",
 	"NaN", "Inf", "-Inf", "1e300", "-1", "9223372036854775807", "9223372036854775808", "0x1p10", " 1 KB "}
 
-// FuzzParseSize: never a panic; a size is never negative; an accepted whole
-// number with a suffix is exactly number × multiple; and a size printed as
-// bytes parses back to itself.
+// FuzzParseSize also covers ParseDuration (the other value parser of
+// properties and flags). Sizes: never a panic; never negative; a refusal
+// says what is wrong; a size printed as bytes (or KiB) parses back to
+// itself. Durations: never negative; whole milliseconds round trip.
 func FuzzParseSize(f *testing.F) {
-	for _, s := range sizeSeeds {
+	for _, s := range append(sizeSeeds, "30000", "5min", "10s", "1h", "30sec", "-5s", "9223372036855", "1h2m3.5s") {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		checkDuration(t, s)
 		n, err := ParseSize(s)
 		if err != nil {
 			if n != 0 {
@@ -49,26 +51,20 @@ func FuzzParseSize(f *testing.F) {
 	})
 }
 
-// FuzzParseDuration: never a panic, never negative; whole milliseconds round trip.
-func FuzzParseDuration(f *testing.F) {
-	for _, s := range []string{"30000", "5min", "10s", "1h", "30sec", "-5s", "9223372036855", "1h2m3.5s"} {
-		f.Add(s)
+func checkDuration(t *testing.T, s string) {
+	d, err := ParseDuration(s)
+	if err != nil {
+		return
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		d, err := ParseDuration(s)
-		if err != nil {
-			return
+	if d < 0 {
+		t.Fatalf("ParseDuration(%q) = %v < 0", s, d)
+	}
+	if d%1e6 == 0 {
+		ms := strconv.FormatInt(d.Milliseconds(), 10)
+		if back, err := ParseDuration(ms); err != nil || back != d {
+			t.Fatalf("ParseDuration(%q) = %v, but %s ms parses as %v, %v", s, d, ms, back, err)
 		}
-		if d < 0 {
-			t.Fatalf("ParseDuration(%q) = %v < 0", s, d)
-		}
-		if d%1e6 == 0 {
-			ms := strconv.FormatInt(d.Milliseconds(), 10)
-			if back, err := ParseDuration(ms); err != nil || back != d {
-				t.Fatalf("ParseDuration(%q) = %v, but %s ms parses as %v, %v", s, d, ms, back, err)
-			}
-		}
-	})
+	}
 }
 
 // FuzzParse: properties text never panics; an error names the file and line;

@@ -48,6 +48,7 @@ func FuzzDataPort(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{0, 1, 0, 0, 1})
+	var checks int64
 	f.Fuzz(func(t *testing.T, in []byte) {
 		want := decodable(in)
 		c, err := net.Dial("tcp", e.w.DataAddr())
@@ -76,15 +77,20 @@ func FuzzDataPort(f *testing.F) {
 		case got < want && !cut && !reset:
 			t.Fatalf("%d answers to %d request frames, and the last answer was complete", got, want)
 		}
-		// The worker still serves.
+		// The worker still serves. The check reads a block id of its own,
+		// uncached: a fuzz input may legitimately have dropped or
+		// re-cached any block it named (the worker trusts the block ids
+		// and lengths a client sends; block tokens are issue 13's work).
+		checks++
 		c2, err := net.Dial("tcp", e.w.DataAddr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c2.Close()
 		c2.SetDeadline(time.Now().Add(10 * time.Second))
-		_, body := readData(t, c2, &apiv1.ReadBlockRequest{BlockId: meta.BlockID(21, 0), Offset: 5, Length: 100, BlockLength: testBS, BlockSizeBytes: testBS})
-		equal(t, "read after the fuzz input", body, data[5:105])
+		_, body := readData(t, c2, &apiv1.ReadBlockRequest{BlockId: meta.BlockID(1<<40+checks, 1), Offset: 5, Length: 100, BlockLength: testBS, BlockSizeBytes: testBS,
+			ReadType: apiv1.ReadType_NO_CACHE, Ufs: &apiv1.UfsBlockSource{UfsPath: ufsPath, BlockOffset: testBS, Persisted: true}})
+		equal(t, "read after the fuzz input", body, data[testBS+5:testBS+105])
 	})
 }
 
