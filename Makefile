@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit fuzz fuzz-short sanity test-takeover bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+.PHONY: all build test unit fuzz fuzz-short sanity test-takeover fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
 	manifests manifests-check e2e cluster-up cluster-down test-load bench-load
 
 all: build
@@ -81,6 +81,12 @@ bench-load:
 TAKEOVER_RUNS ?= 10
 test-takeover:
 	$(GO) test -count=$(TAKEOVER_RUNS) -timeout 30m -run '^TestTakeover$$' -v ./engine/fuse/
+
+## fsx: the fsx replay, 10,000 random operations (holes, truncates up, unlinks and renames of open files)
+## on the VFS in process and through a FUSE mount, each diffed against a local directory (FSX_SEED to vary)
+FSX_OPS ?= 10000
+fsx:
+	FSX_OPS=$(FSX_OPS) $(GO) test -count=1 -timeout 30m -run '^TestFSX$$' -v ./engine/vfs/ ./engine/fuse/
 
 ## bench-fuse: FUSE sequential read (passthrough) vs tmpfs, first uncached read, 4 KiB random IOPS
 bench-fuse:

@@ -24,6 +24,7 @@ const (
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // non-zero: the file with this id, wherever it is (orphans too); path is ignored
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -63,6 +64,13 @@ func (x *GetStatusRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *GetStatusRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
 }
 
 type GetStatusResponse struct {
@@ -214,14 +222,17 @@ func (x *ListStatusResponse) GetFileInfos() []*FileInfo {
 }
 
 type CreateDirectoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`                        // create missing parents
-	AllowExists   bool                   `protobuf:"varint,3,opt,name=allow_exists,json=allowExists,proto3" json:"allow_exists,omitempty"` // succeed if it already exists as a directory
-	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                                  // 0: default 0755
-	Owner         string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
-	Group         string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
-	WriteType     WriteType              `protobuf:"varint,7,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // THROUGH/CACHE_THROUGH also mkdir in the UFS
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Path        string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive   bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`                        // create missing parents
+	AllowExists bool                   `protobuf:"varint,3,opt,name=allow_exists,json=allowExists,proto3" json:"allow_exists,omitempty"` // succeed if it already exists as a directory
+	Mode        uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                                  // 0: default 0755
+	Owner       string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group       string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	WriteType   WriteType              `protobuf:"varint,7,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // THROUGH/CACHE_THROUGH also mkdir in the UFS
+	// exact_mode: mode is taken as given, 0 included (POSIX callers: FUSE
+	// applies the caller's umask and asks for exactly that mode).
+	ExactMode     bool `protobuf:"varint,8,opt,name=exact_mode,json=exactMode,proto3" json:"exact_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +316,13 @@ func (x *CreateDirectoryRequest) GetWriteType() WriteType {
 	return WriteType_WRITE_TYPE_UNSPECIFIED
 }
 
+func (x *CreateDirectoryRequest) GetExactMode() bool {
+	if x != nil {
+		return x.ExactMode
+	}
+	return false
+}
+
 type CreateDirectoryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
@@ -362,6 +380,7 @@ type CreateFileRequest struct {
 	TtlMs              int64                  `protobuf:"varint,9,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	TtlAction          TtlAction              `protobuf:"varint,10,opt,name=ttl_action,json=ttlAction,proto3,enum=alcove.v1.TtlAction" json:"ttl_action,omitempty"`
 	ReplicationDurable int32                  `protobuf:"varint,11,opt,name=replication_durable,json=replicationDurable,proto3" json:"replication_durable,omitempty"`
+	ExactMode          bool                   `protobuf:"varint,12,opt,name=exact_mode,json=exactMode,proto3" json:"exact_mode,omitempty"` // mode as given, 0 included (see CreateDirectoryRequest)
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -473,6 +492,13 @@ func (x *CreateFileRequest) GetReplicationDurable() int32 {
 	return 0
 }
 
+func (x *CreateFileRequest) GetExactMode() bool {
+	if x != nil {
+		return x.ExactMode
+	}
+	return false
+}
+
 type CreateFileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
@@ -524,6 +550,7 @@ type CompleteFileRequest struct {
 	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
 	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
 	UfsMtimeMs    int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Holes         []*BlockRun            `protobuf:"bytes,6,rep,name=holes,proto3" json:"holes,omitempty"` // blocks the writer skipped (zeros, no block)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +620,13 @@ func (x *CompleteFileRequest) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+func (x *CompleteFileRequest) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 type CompleteFileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
@@ -638,10 +672,13 @@ func (x *CompleteFileResponse) GetFileInfo() *FileInfo {
 }
 
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	AlcoveOnly    bool                   `protobuf:"varint,3,opt,name=alcove_only,json=alcoveOnly,proto3" json:"alcove_only,omitempty"` // keep the UFS copy
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Path       string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive  bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	AlcoveOnly bool                   `protobuf:"varint,3,opt,name=alcove_only,json=alcoveOnly,proto3" json:"alcove_only,omitempty"` // keep the UFS copy
+	// orphan_session: the caller still has the file open; it loses its name
+	// but stays readable (by id) until ReleaseOrphans.
+	OrphanSession string `protobuf:"bytes,4,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -697,6 +734,13 @@ func (x *DeleteRequest) GetAlcoveOnly() bool {
 	return false
 }
 
+func (x *DeleteRequest) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
 type DeleteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -734,10 +778,16 @@ func (*DeleteResponse) Descriptor() ([]byte, []int) {
 }
 
 type RenameRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Src           string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
-	Dst           string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
-	Overwrite     bool                   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"` // replace an existing destination file
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Src       string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst       string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	Overwrite bool                   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"` // replace an existing destination file
+	// keep_identity: src is new content for dst (a FUSE commit): it takes
+	// dst's inode number, owner, group, mode, atime and creation time.
+	KeepIdentity bool `protobuf:"varint,4,opt,name=keep_identity,json=keepIdentity,proto3" json:"keep_identity,omitempty"`
+	// orphan_session: a replaced dst that the caller still has open becomes
+	// an orphan of this session instead of disappearing.
+	OrphanSession string `protobuf:"bytes,5,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -793,6 +843,20 @@ func (x *RenameRequest) GetOverwrite() bool {
 	return false
 }
 
+func (x *RenameRequest) GetKeepIdentity() bool {
+	if x != nil {
+		return x.KeepIdentity
+	}
+	return false
+}
+
+func (x *RenameRequest) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
 type RenameResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -843,7 +907,9 @@ type SetAttributeRequest struct {
 	// Schedule persistence (Alluxio's scheduleAsyncPersistence): complete
 	// files not in the UFS yet are written there by a worker holding all
 	// their blocks; GetStatus shows PERSISTED once done.
-	Persist       bool `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`
+	Persist       bool   `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`
+	AtimeMs       *int64 `protobuf:"varint,11,opt,name=atime_ms,json=atimeMs,proto3,oneof" json:"atime_ms,omitempty"`
+	FileId        int64  `protobuf:"varint,12,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // non-zero: the file with this id (orphans too); path is ignored
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -946,6 +1012,20 @@ func (x *SetAttributeRequest) GetPersist() bool {
 		return x.Persist
 	}
 	return false
+}
+
+func (x *SetAttributeRequest) GetAtimeMs() int64 {
+	if x != nil && x.AtimeMs != nil {
+		return *x.AtimeMs
+	}
+	return 0
+}
+
+func (x *SetAttributeRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
 }
 
 type SetAttributeResponse struct {
@@ -1280,6 +1360,222 @@ func (*UnmountResponse) Descriptor() ([]byte, []int) {
 	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{21}
 }
 
+type CreateSymlinkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"` // 1..4095 bytes, no NUL
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group         string                 `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	WriteType     WriteType              `protobuf:"varint,5,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // MUST_CACHE: only in Alcove; others also in the UFS (when it has symlinks)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSymlinkRequest) Reset() {
+	*x = CreateSymlinkRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSymlinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSymlinkRequest) ProtoMessage() {}
+
+func (x *CreateSymlinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSymlinkRequest.ProtoReflect.Descriptor instead.
+func (*CreateSymlinkRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CreateSymlinkRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetWriteType() WriteType {
+	if x != nil {
+		return x.WriteType
+	}
+	return WriteType_WRITE_TYPE_UNSPECIFIED
+}
+
+type CreateSymlinkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSymlinkResponse) Reset() {
+	*x = CreateSymlinkResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSymlinkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSymlinkResponse) ProtoMessage() {}
+
+func (x *CreateSymlinkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSymlinkResponse.ProtoReflect.Descriptor instead.
+func (*CreateSymlinkResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateSymlinkResponse) GetFileInfo() *FileInfo {
+	if x != nil {
+		return x.FileInfo
+	}
+	return nil
+}
+
+type ReleaseOrphansRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	FileIds       []int64                `protobuf:"varint,2,rep,packed,name=file_ids,json=fileIds,proto3" json:"file_ids,omitempty"` // empty: every orphan of the session
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseOrphansRequest) Reset() {
+	*x = ReleaseOrphansRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseOrphansRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseOrphansRequest) ProtoMessage() {}
+
+func (x *ReleaseOrphansRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseOrphansRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseOrphansRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReleaseOrphansRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ReleaseOrphansRequest) GetFileIds() []int64 {
+	if x != nil {
+		return x.FileIds
+	}
+	return nil
+}
+
+type ReleaseOrphansResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Released      int32                  `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseOrphansResponse) Reset() {
+	*x = ReleaseOrphansResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseOrphansResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseOrphansResponse) ProtoMessage() {}
+
+func (x *ReleaseOrphansResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseOrphansResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseOrphansResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReleaseOrphansResponse) GetReleased() int32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
 type GetMountTableRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1288,7 +1584,7 @@ type GetMountTableRequest struct {
 
 func (x *GetMountTableRequest) Reset() {
 	*x = GetMountTableRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	mi := &file_engine_api_v1_master_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1596,7 @@ func (x *GetMountTableRequest) String() string {
 func (*GetMountTableRequest) ProtoMessage() {}
 
 func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	mi := &file_engine_api_v1_master_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1609,7 @@ func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableRequest.ProtoReflect.Descriptor instead.
 func (*GetMountTableRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{22}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{26}
 }
 
 type GetMountTableResponse struct {
@@ -1325,7 +1621,7 @@ type GetMountTableResponse struct {
 
 func (x *GetMountTableResponse) Reset() {
 	*x = GetMountTableResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	mi := &file_engine_api_v1_master_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1633,7 @@ func (x *GetMountTableResponse) String() string {
 func (*GetMountTableResponse) ProtoMessage() {}
 
 func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	mi := &file_engine_api_v1_master_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1646,7 @@ func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableResponse.ProtoReflect.Descriptor instead.
 func (*GetMountTableResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{23}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetMountTableResponse) GetMountPoints() []*MountPointInfo {
@@ -1368,7 +1664,7 @@ type GetMasterInfoRequest struct {
 
 func (x *GetMasterInfoRequest) Reset() {
 	*x = GetMasterInfoRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	mi := &file_engine_api_v1_master_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1676,7 @@ func (x *GetMasterInfoRequest) String() string {
 func (*GetMasterInfoRequest) ProtoMessage() {}
 
 func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	mi := &file_engine_api_v1_master_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1689,7 @@ func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{24}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
 }
 
 type GetMasterInfoResponse struct {
@@ -1415,7 +1711,7 @@ type GetMasterInfoResponse struct {
 
 func (x *GetMasterInfoResponse) Reset() {
 	*x = GetMasterInfoResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	mi := &file_engine_api_v1_master_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1723,7 @@ func (x *GetMasterInfoResponse) String() string {
 func (*GetMasterInfoResponse) ProtoMessage() {}
 
 func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	mi := &file_engine_api_v1_master_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1736,7 @@ func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{25}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetMasterInfoResponse) GetLeaderAddress() string {
@@ -1528,7 +1824,7 @@ type GetWorkersRequest struct {
 
 func (x *GetWorkersRequest) Reset() {
 	*x = GetWorkersRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1836,7 @@ func (x *GetWorkersRequest) String() string {
 func (*GetWorkersRequest) ProtoMessage() {}
 
 func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1849,7 @@ func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{26}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
 }
 
 type GetWorkersResponse struct {
@@ -1565,7 +1861,7 @@ type GetWorkersResponse struct {
 
 func (x *GetWorkersResponse) Reset() {
 	*x = GetWorkersResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1873,7 @@ func (x *GetWorkersResponse) String() string {
 func (*GetWorkersResponse) ProtoMessage() {}
 
 func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1886,7 @@ func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{27}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -1608,7 +1904,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[28]
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1916,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[28]
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1929,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
 }
 
 type CheckpointResponse struct {
@@ -1645,7 +1941,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[29]
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1953,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[29]
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1966,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{29}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CheckpointResponse) GetIndex() int64 {
@@ -1700,7 +1996,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +2008,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +2021,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() string {
@@ -1802,7 +2098,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +2110,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +2123,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -1863,7 +2159,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2171,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2184,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() int64 {
@@ -1935,7 +2231,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2243,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2256,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HeartbeatResponse) GetRegister() bool {
@@ -2015,7 +2311,7 @@ type ReplicateCommand struct {
 
 func (x *ReplicateCommand) Reset() {
 	*x = ReplicateCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2323,7 @@ func (x *ReplicateCommand) String() string {
 func (*ReplicateCommand) ProtoMessage() {}
 
 func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2336,7 @@ func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCommand.ProtoReflect.Descriptor instead.
 func (*ReplicateCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReplicateCommand) GetBlockId() int64 {
@@ -2069,14 +2365,15 @@ type PersistCommand struct {
 	// at the root of the file's mount). The master moves it into place when
 	// the worker reports success, under the same lock as deletes and
 	// renames, so a persist never resurrects a file deleted or moved meanwhile.
-	UfsTempPath   string `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
+	UfsTempPath   string      `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
+	Holes         []*BlockRun `protobuf:"bytes,8,rep,name=holes,proto3" json:"holes,omitempty"` // blocks that are zeros and were never cached
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PersistCommand) Reset() {
 	*x = PersistCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2385,7 @@ func (x *PersistCommand) String() string {
 func (*PersistCommand) ProtoMessage() {}
 
 func (x *PersistCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2398,7 @@ func (x *PersistCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistCommand.ProtoReflect.Descriptor instead.
 func (*PersistCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PersistCommand) GetFileId() int64 {
@@ -2153,6 +2450,13 @@ func (x *PersistCommand) GetUfsTempPath() string {
 	return ""
 }
 
+func (x *PersistCommand) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 type CommitBlockRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2168,7 +2472,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2484,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2497,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2241,7 +2545,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2557,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2570,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CommitBlockResponse) GetReplicasNeeded() int32 {
@@ -2296,7 +2600,7 @@ type PersistDoneRequest struct {
 
 func (x *PersistDoneRequest) Reset() {
 	*x = PersistDoneRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2612,7 @@ func (x *PersistDoneRequest) String() string {
 func (*PersistDoneRequest) ProtoMessage() {}
 
 func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2625,7 @@ func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneRequest.ProtoReflect.Descriptor instead.
 func (*PersistDoneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PersistDoneRequest) GetWorkerId() int64 {
@@ -2367,7 +2671,7 @@ type PersistDoneResponse struct {
 
 func (x *PersistDoneResponse) Reset() {
 	*x = PersistDoneResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2683,7 @@ func (x *PersistDoneResponse) String() string {
 func (*PersistDoneResponse) ProtoMessage() {}
 
 func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2696,7 @@ func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneResponse.ProtoReflect.Descriptor instead.
 func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
 }
 
 // NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
@@ -2407,7 +2711,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2723,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2736,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -2464,7 +2768,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2780,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2793,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
 }
 
 type NodeCacheEvent struct {
@@ -2512,7 +2816,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2828,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2841,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -2584,7 +2888,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2900,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2913,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -2628,7 +2932,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2944,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2957,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -2667,9 +2971,10 @@ var File_engine_api_v1_master_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"&\n" +
+	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"?\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"E\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\"E\n" +
 	"\x11GetStatusResponse\x120\n" +
 	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"`\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
@@ -2678,7 +2983,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\"H\n" +
 	"\x12ListStatusResponse\x122\n" +
 	"\n" +
-	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\xe2\x01\n" +
+	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\x81\x02\n" +
 	"\x16CreateDirectoryRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12!\n" +
@@ -2687,9 +2992,11 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x14\n" +
 	"\x05group\x18\x06 \x01(\tR\x05group\x123\n" +
 	"\n" +
-	"write_type\x18\a \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\"K\n" +
+	"write_type\x18\a \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x1d\n" +
+	"\n" +
+	"exact_mode\x18\b \x01(\bR\texactMode\"K\n" +
 	"\x17CreateDirectoryResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xff\x02\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x9e\x03\n" +
 	"\x11CreateFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12(\n" +
 	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
@@ -2704,29 +3011,35 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"ttl_action\x18\n" +
 	" \x01(\x0e2\x14.alcove.v1.TtlActionR\tttlAction\x12/\n" +
-	"\x13replication_durable\x18\v \x01(\x05R\x12replicationDurable\"F\n" +
+	"\x13replication_durable\x18\v \x01(\x05R\x12replicationDurable\x12\x1d\n" +
+	"\n" +
+	"exact_mode\x18\f \x01(\bR\texactMode\"F\n" +
 	"\x12CreateFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x9a\x01\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xc5\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
 	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x1c\n" +
 	"\tpersisted\x18\x04 \x01(\bR\tpersisted\x12 \n" +
 	"\fufs_mtime_ms\x18\x05 \x01(\x03R\n" +
-	"ufsMtimeMs\"H\n" +
+	"ufsMtimeMs\x12)\n" +
+	"\x05holes\x18\x06 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"H\n" +
 	"\x14CompleteFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"b\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x89\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1f\n" +
 	"\valcove_only\x18\x03 \x01(\bR\n" +
-	"alcoveOnly\"\x10\n" +
-	"\x0eDeleteResponse\"Q\n" +
+	"alcoveOnly\x12%\n" +
+	"\x0eorphan_session\x18\x04 \x01(\tR\rorphanSession\"\x10\n" +
+	"\x0eDeleteResponse\"\x9d\x01\n" +
 	"\rRenameRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x1c\n" +
-	"\toverwrite\x18\x03 \x01(\bR\toverwrite\"\x10\n" +
-	"\x0eRenameResponse\"\x92\x03\n" +
+	"\toverwrite\x18\x03 \x01(\bR\toverwrite\x12#\n" +
+	"\rkeep_identity\x18\x04 \x01(\bR\fkeepIdentity\x12%\n" +
+	"\x0eorphan_session\x18\x05 \x01(\tR\rorphanSession\"\x10\n" +
+	"\x0eRenameResponse\"\xd8\x03\n" +
 	"\x13SetAttributeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -2739,14 +3052,17 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\trecursive\x18\b \x01(\bR\trecursive\x12\x1e\n" +
 	"\bmtime_ms\x18\t \x01(\x03H\x06R\amtimeMs\x88\x01\x01\x12\x18\n" +
 	"\apersist\x18\n" +
-	" \x01(\bR\apersistB\t\n" +
+	" \x01(\bR\apersist\x12\x1e\n" +
+	"\batime_ms\x18\v \x01(\x03H\aR\aatimeMs\x88\x01\x01\x12\x17\n" +
+	"\afile_id\x18\f \x01(\x03R\x06fileIdB\t\n" +
 	"\a_pinnedB\t\n" +
 	"\a_ttl_msB\r\n" +
 	"\v_ttl_actionB\a\n" +
 	"\x05_modeB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\v\n" +
-	"\t_mtime_ms\"\x16\n" +
+	"\t_mtime_msB\v\n" +
+	"\t_atime_ms\"\x16\n" +
 	"\x14SetAttributeResponse\"U\n" +
 	"\vFreeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
@@ -2770,7 +3086,21 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x0eUnmountRequest\x12\x1f\n" +
 	"\valcove_path\x18\x01 \x01(\tR\n" +
 	"alcovePath\"\x11\n" +
-	"\x0fUnmountResponse\"\x16\n" +
+	"\x0fUnmountResponse\"\xa3\x01\n" +
+	"\x14CreateSymlinkRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x123\n" +
+	"\n" +
+	"write_type\x18\x05 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\"I\n" +
+	"\x15CreateSymlinkResponse\x120\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"L\n" +
+	"\x15ReleaseOrphansRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x19\n" +
+	"\bfile_ids\x18\x02 \x03(\x03R\afileIds\"4\n" +
+	"\x16ReleaseOrphansResponse\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\x05R\breleased\"\x16\n" +
 	"\x14GetMountTableRequest\"U\n" +
 	"\x15GetMountTableResponse\x12<\n" +
 	"\fmount_points\x18\x01 \x03(\v2\x19.alcove.v1.MountPointInfoR\vmountPoints\"\x16\n" +
@@ -2828,7 +3158,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\"a\n" +
 	"\x10ReplicateCommand\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x122\n" +
-	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xd2\x01\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xfd\x01\n" +
 	"\x0ePersistCommand\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
@@ -2836,7 +3166,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\x12(\n" +
 	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\"\n" +
-	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\"\x9d\x01\n" +
+	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\x12)\n" +
+	"\x05holes\x18\b \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x9d\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
@@ -2868,7 +3199,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x13GetNodeCacheRequest\x12\x14\n" +
 	"\x05paths\x18\x01 \x03(\tR\x05paths\"K\n" +
 	"\x14GetNodeCacheResponse\x123\n" +
-	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xf5\x06\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xa0\b\n" +
 	"\x10FileSystemMaster\x12F\n" +
 	"\tGetStatus\x12\x1b.alcove.v1.GetStatusRequest\x1a\x1c.alcove.v1.GetStatusResponse\x12I\n" +
 	"\n" +
@@ -2883,7 +3214,9 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x04Free\x12\x16.alcove.v1.FreeRequest\x1a\x17.alcove.v1.FreeResponse\x12:\n" +
 	"\x05Mount\x12\x17.alcove.v1.MountRequest\x1a\x18.alcove.v1.MountResponse\x12@\n" +
 	"\aUnmount\x12\x19.alcove.v1.UnmountRequest\x1a\x1a.alcove.v1.UnmountResponse\x12R\n" +
-	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse2\x98\x03\n" +
+	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse\x12R\n" +
+	"\rCreateSymlink\x12\x1f.alcove.v1.CreateSymlinkRequest\x1a .alcove.v1.CreateSymlinkResponse\x12U\n" +
+	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse2\x98\x03\n" +
 	"\n" +
 	"MetaMaster\x12R\n" +
 	"\rGetMasterInfo\x12\x1f.alcove.v1.GetMasterInfoRequest\x1a .alcove.v1.GetMasterInfoResponse\x12I\n" +
@@ -2911,7 +3244,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),        // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),       // 1: alcove.v1.GetStatusResponse
@@ -2935,109 +3268,122 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*MountResponse)(nil),           // 19: alcove.v1.MountResponse
 	(*UnmountRequest)(nil),          // 20: alcove.v1.UnmountRequest
 	(*UnmountResponse)(nil),         // 21: alcove.v1.UnmountResponse
-	(*GetMountTableRequest)(nil),    // 22: alcove.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),   // 23: alcove.v1.GetMountTableResponse
-	(*GetMasterInfoRequest)(nil),    // 24: alcove.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),   // 25: alcove.v1.GetMasterInfoResponse
-	(*GetWorkersRequest)(nil),       // 26: alcove.v1.GetWorkersRequest
-	(*GetWorkersResponse)(nil),      // 27: alcove.v1.GetWorkersResponse
-	(*CheckpointRequest)(nil),       // 28: alcove.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),      // 29: alcove.v1.CheckpointResponse
-	(*RegisterWorkerRequest)(nil),   // 30: alcove.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),  // 31: alcove.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),        // 32: alcove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),       // 33: alcove.v1.HeartbeatResponse
-	(*ReplicateCommand)(nil),        // 34: alcove.v1.ReplicateCommand
-	(*PersistCommand)(nil),          // 35: alcove.v1.PersistCommand
-	(*CommitBlockRequest)(nil),      // 36: alcove.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),     // 37: alcove.v1.CommitBlockResponse
-	(*PersistDoneRequest)(nil),      // 38: alcove.v1.PersistDoneRequest
-	(*PersistDoneResponse)(nil),     // 39: alcove.v1.PersistDoneResponse
-	(*NodeCacheEntry)(nil),          // 40: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),   // 41: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),          // 42: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),     // 43: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),    // 44: alcove.v1.GetNodeCacheResponse
-	nil,                             // 45: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                // 46: alcove.v1.FileInfo
-	(WriteType)(0),                  // 47: alcove.v1.WriteType
-	(TtlAction)(0),                  // 48: alcove.v1.TtlAction
-	(*MountPointInfo)(nil),          // 49: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),              // 50: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                // 51: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),             // 52: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),           // 53: alcove.v1.BlockLocation
+	(*CreateSymlinkRequest)(nil),    // 22: alcove.v1.CreateSymlinkRequest
+	(*CreateSymlinkResponse)(nil),   // 23: alcove.v1.CreateSymlinkResponse
+	(*ReleaseOrphansRequest)(nil),   // 24: alcove.v1.ReleaseOrphansRequest
+	(*ReleaseOrphansResponse)(nil),  // 25: alcove.v1.ReleaseOrphansResponse
+	(*GetMountTableRequest)(nil),    // 26: alcove.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),   // 27: alcove.v1.GetMountTableResponse
+	(*GetMasterInfoRequest)(nil),    // 28: alcove.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),   // 29: alcove.v1.GetMasterInfoResponse
+	(*GetWorkersRequest)(nil),       // 30: alcove.v1.GetWorkersRequest
+	(*GetWorkersResponse)(nil),      // 31: alcove.v1.GetWorkersResponse
+	(*CheckpointRequest)(nil),       // 32: alcove.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),      // 33: alcove.v1.CheckpointResponse
+	(*RegisterWorkerRequest)(nil),   // 34: alcove.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),  // 35: alcove.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),        // 36: alcove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 37: alcove.v1.HeartbeatResponse
+	(*ReplicateCommand)(nil),        // 38: alcove.v1.ReplicateCommand
+	(*PersistCommand)(nil),          // 39: alcove.v1.PersistCommand
+	(*CommitBlockRequest)(nil),      // 40: alcove.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),     // 41: alcove.v1.CommitBlockResponse
+	(*PersistDoneRequest)(nil),      // 42: alcove.v1.PersistDoneRequest
+	(*PersistDoneResponse)(nil),     // 43: alcove.v1.PersistDoneResponse
+	(*NodeCacheEntry)(nil),          // 44: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),   // 45: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),          // 46: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),     // 47: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),    // 48: alcove.v1.GetNodeCacheResponse
+	nil,                             // 49: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                // 50: alcove.v1.FileInfo
+	(WriteType)(0),                  // 51: alcove.v1.WriteType
+	(TtlAction)(0),                  // 52: alcove.v1.TtlAction
+	(*BlockRun)(nil),                // 53: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),          // 54: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),              // 55: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                // 56: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),             // 57: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),           // 58: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	46, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	46, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	47, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	46, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	47, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	48, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	46, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	46, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	48, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	45, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	49, // 10: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	50, // 11: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	51, // 12: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	52, // 13: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	51, // 14: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	52, // 15: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	35, // 16: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	34, // 17: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	53, // 18: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	53, // 19: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	40, // 20: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	40, // 21: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 22: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 23: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 24: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 25: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 26: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 27: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 28: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 29: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 30: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 31: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 32: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	22, // 33: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	24, // 34: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	26, // 35: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	28, // 36: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	41, // 37: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	43, // 38: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	30, // 39: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	32, // 40: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	36, // 41: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	38, // 42: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 43: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 44: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 45: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 46: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 47: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 48: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 49: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 50: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 51: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 52: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 53: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	23, // 54: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	25, // 55: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	27, // 56: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	29, // 57: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	42, // 58: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	44, // 59: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	31, // 60: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	33, // 61: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	37, // 62: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	39, // 63: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	43, // [43:64] is the sub-list for method output_type
-	22, // [22:43] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	50, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	50, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	51, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	50, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	51, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	52, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	50, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	53, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	50, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	52, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	49, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	51, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	50, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	54, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	55, // 14: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	56, // 15: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	57, // 16: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	56, // 17: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	57, // 18: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	39, // 19: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	38, // 20: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	58, // 21: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	53, // 22: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	58, // 23: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	44, // 24: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	44, // 25: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 26: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 27: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 28: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 29: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 30: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 31: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 32: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 33: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 34: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 35: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 36: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 37: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 38: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 39: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 40: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	30, // 41: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	32, // 42: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	45, // 43: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	47, // 44: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	34, // 45: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	36, // 46: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	40, // 47: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	42, // 48: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	1,  // 49: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 50: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 51: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 52: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 53: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 54: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 55: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 56: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 57: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 58: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 59: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 60: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 61: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 62: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 63: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	31, // 64: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	33, // 65: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	46, // 66: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	48, // 67: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	35, // 68: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	37, // 69: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	41, // 70: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	43, // 71: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	49, // [49:72] is the sub-list for method output_type
+	26, // [26:49] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -3053,7 +3399,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
