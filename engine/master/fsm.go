@@ -353,6 +353,9 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 	if c.GetLength() < 0 {
 		return nil, fmt.Errorf("%w: complete %q: negative length %d", meta.ErrInvalidArgument, ino.Name, c.GetLength())
 	}
+	if ino.BlockSizeBytes <= 0 {
+		return nil, fmt.Errorf("%w: complete %q: not a regular file (no block size)", meta.ErrFailedPrecondition, ino.Name)
+	}
 	if err := meta.ValidateHoles(c.GetHoles(), meta.BlockCount(c.GetLength(), ino.BlockSizeBytes)); err != nil {
 		return nil, fmt.Errorf("complete %q: %w", ino.Name, err)
 	}

@@ -74,8 +74,12 @@ func seedJournal(tb testing.TB) [][]byte {
 			at(4, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetChildrenLoaded{SetChildrenLoaded: &apiv1.SetChildrenLoadedEntry{Id: 2, Loaded: true}}}),
 			at(5, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteMount{DeleteMount: &apiv1.DeleteMountEntry{AlcovePath: "/mnt"}}}),
 			at(6, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetClusterId{SetClusterId: &apiv1.SetClusterIdEntry{ClusterId: "c-1"}}})),
-		journalInput(tb, at(0, root), at(1, file(RootID, "f")), at(2, createEntry(RootID, &apiv1.Inode{Name: "f"}, true)),
+		journalInput(tb, at(0, root), at(1, file(RootID, "f")), at(2, createEntry(RootID, &apiv1.Inode{Name: "f", BlockSizeBytes: 4}, true)),
 			at(3, complete(3, 7, apiv1.PersistenceState_PERSISTED)), at(4, complete(3, 8, 0))),
+		// Regression: completing an inode without a block size (a symlink)
+		// divided by zero.
+		journalInput(tb, at(0, root), at(1, createEntry(RootID, &apiv1.Inode{Name: "l", SymlinkTarget: "/t", Length: 2, Completed: true}, false)),
+			at(2, createEntry(RootID, &apiv1.Inode{Name: "f"}, false)), at(3, complete(2, 100, 0)), at(4, complete(3, 7, 0))),
 		// Regressions: a create entry without an inode panicked every
 		// master that applied it; an explicit inode id above the id counter
 		// was handed out again later, overwriting that inode.

@@ -55,3 +55,21 @@ func TestUFSNamesAreNotURISyntax(t *testing.T) {
 		}
 	}
 }
+
+// TestCompleteSymlinkRefused: completing a symbolic link (it has no block
+// size) divided by zero in the master's handler — any client could crash the
+// master — and the journal entry would have crashed every master replaying it.
+func TestCompleteSymlinkRefused(t *testing.T) {
+	c := newCluster(t)
+	resp, err := c.fs.CreateSymlink(c.ctx, &apiv1.CreateSymlinkRequest{Path: "/link", Target: "/somewhere", WriteType: apiv1.WriteType_MUST_CACHE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.fs.CompleteFile(c.ctx, &apiv1.CompleteFileRequest{Path: "/link", FileId: resp.GetFileInfo().GetFileId(), Length: 100})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("complete a symlink: %v, want FailedPrecondition", err)
+	}
+	if _, err := c.fs.GetStatus(c.ctx, &apiv1.GetStatusRequest{Path: "/link"}); err != nil {
+		t.Fatalf("master after the refused complete: %v", err)
+	}
+}
