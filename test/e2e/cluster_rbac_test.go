@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// canI is one `kubectl auth can-i` question asked as a service account of
+// the release.
+type canI struct {
+	sa    string // service account name without the release prefix ("" = the masters' and workers')
+	verb  string
+	res   string // resource[.group][/subresource]
+	ns    string // "" = all namespaces (-A)
+	allow bool
+}
+
+// rbacChecks lists what each component may and may not do: every grant the
+// code uses (client-go calls of the extender's informers, the DataLoad
+// controller and the csi-provisioner sidecar) is allowed, and the verbs the
+// chart used to grant or that nobody should have are denied. The CSI
+// controller's secret access depends on csi.provisionerSecrets, so it is
+// not asked here.
+var rbacChecks = []canI{
+	{"extender", "list", "persistentvolumeclaims", "", true},
+	{"extender", "watch", "persistentvolumes", "", true},
+	{"extender", "watch", "storageclasses.storage.k8s.io", "", true},
+	{"extender", "list", "pods", "", false}, // kube-scheduler sends the pod
+	{"extender", "get", "persistentvolumeclaims", testNS, false},
+	{"extender", "get", "secrets", testNS, false},
+	{"extender", "update", "persistentvolumeclaims", testNS, false},
+
+	{"job-master", "list", "dataloads.alcove.io", "", true},
+	{"job-master", "update", "dataloads.alcove.io", testNS, true},
+	{"job-master", "update", "dataloads.alcove.io/status", testNS, true},
+	{"job-master", "create", "events", testNS, true},
+	{"job-master", "list", "nodes", "", true},
+	{"job-master", "update", "pods", testNS, true},
+	{"job-master", "get", "dataloads.alcove.io", testNS, false},
+	{"job-master", "delete", "dataloads.alcove.io", testNS, false},
+	{"job-master", "create", "pods", testNS, false},
+	{"job-master", "delete", "pods", testNS, false},
+	{"job-master", "get", "secrets", testNS, false},
+	{"job-master", "update", "nodes", "", false},
+
+	{"csi-controller", "create", "persistentvolumes", "", true},
+	{"csi-controller", "update", "persistentvolumeclaims", testNS, true},
+	{"csi-controller", "create", "leases.coordination.k8s.io", releaseNS, true},
+	{"csi-controller", "create", "leases.coordination.k8s.io", "default", false},
+	{"csi-controller", "delete", "persistentvolumeclaims", testNS, false},
+	{"csi-controller", "create", "pods", testNS, false},
+
+	{"csi-node", "get", "pods", testNS, false},
+	{"csi-node", "list", "nodes", "", false},
+	{"csi-node", "get", "secrets", releaseNS, false},
+	{"", "get", "pods", releaseNS, false},
+	{"", "list", "nodes", "", false},
+	{"", "get", "secrets", releaseNS, false},
+}
+
+// rbac asks every rbacChecks question and reports all the wrong answers.
+func (c *cluster) rbac(ctx context.Context) error {
+	var errs []error
+	allowed, denied := 0, 0
+	for _, q := range rbacChecks {
+		sa := release
+		if q.sa != "" {
+			sa += "-" + q.sa
+		}
+		res, sub, _ := strings.Cut(q.res, "/") // can-i reads RESOURCE/NAME: a subresource is a flag
+		args := []string{"auth", "can-i", q.verb, res, "--as=system:serviceaccount:" + releaseNS + ":" + sa}
+		if sub != "" {
+			args = append(args, "--subresource="+sub)
+		}
+		if q.ns == "" {
+			args = append(args, "--all-namespaces")
+		} else {
+			args = append(args, "-n", q.ns)
+		}
+		out, err := c.kubectl(ctx, args...)
+		// can-i exits 1 for "no": the answer is on stdout either way.
+		answer := strings.TrimSpace(out)
+		if answer != "yes" && answer != "no" {
+			errs = append(errs, fmt.Errorf("%s: can-i %s %s: %q, %v", sa, q.verb, q.res, answer, err))
+			continue
+		}
+		if got := answer == "yes"; got != q.allow {
+			errs = append(errs, fmt.Errorf("%s may %s %s (ns %q): %s, want %t", sa, q.verb, q.res, q.ns, answer, q.allow))
+			continue
+		}
+		if q.allow {
+			allowed++
+		} else {
+			denied++
+		}
+	}
+	fmt.Printf("      kubectl auth can-i: %d grants allowed, %d denied as expected\n", allowed, denied)
+	return errors.Join(errs...)
+}
