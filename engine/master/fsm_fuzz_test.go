@@ -76,6 +76,16 @@ func seedJournal(tb testing.TB) [][]byte {
 			at(6, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetClusterId{SetClusterId: &apiv1.SetClusterIdEntry{ClusterId: "c-1"}}})),
 		journalInput(tb, at(0, root), at(1, file(RootID, "f")), at(2, createEntry(RootID, &apiv1.Inode{Name: "f", BlockSizeBytes: 4}, true)),
 			at(3, complete(3, 7, apiv1.PersistenceState_PERSISTED)), at(4, complete(3, 8, 0))),
+		// Open-unlinked files (orphans), replace-by-rename with identity,
+		// the child-directory count, a pinned directory with a symlink.
+		journalInput(tb, at(0, root), at(1, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CountChildDirs{CountChildDirs: &apiv1.CountChildDirsEntry{}}}),
+			at(2, dir(RootID, "d")), at(3, file(2, "f")), at(4, file(2, "g")), at(5, dir(2, "sub")), at(5, file(RootID, "h")),
+			at(6, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{Id: 3, OrphanSession: "fuse-1"}}}),
+			at(7, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_Rename{Rename: &apiv1.RenameEntry{Id: 4, NewParentId: RootID, NewName: "h", Replace: true, KeepIdentity: true, OrphanSession: "fuse-1"}}}),
+			at(8, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_Rename{Rename: &apiv1.RenameEntry{Id: 5, NewParentId: RootID, NewName: "sub2"}}}),
+			at(9, createEntry(2, &apiv1.Inode{Name: "ln", SymlinkTarget: "../h", Length: 4, Completed: true}, false)),
+			at(10, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{Id: 2, Pinned: &pin, Recursive: true}}}),
+			at(11, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{Id: 2, Recursive: true}}})),
 		// Regression: completing an inode without a block size (a symlink)
 		// divided by zero.
 		journalInput(tb, at(0, root), at(1, createEntry(RootID, &apiv1.Inode{Name: "l", SymlinkTarget: "/t", Length: 2, Completed: true}, false)),
@@ -150,11 +160,13 @@ func dumpStore(tx *bbolt.Tx) []byte {
 	return b
 }
 
-// checkStore verifies the store's invariants: every inode but the root has
-// exactly the edge (parent, name) that names it, under a directory, with a
-// valid name; every edge names an inode that points back; every inode
-// reaches the root; ids stay below the id counter; the inode count and the
-// pinned, unpersisted, ttl and mount indexes match the inodes.
+// checkStore verifies the store's invariants: every inode but the root and
+// orphans (open files unlinked, parentless) has exactly the edge (parent,
+// name) that names it, under a directory, with a valid name; every edge
+// names an inode that points back; every named inode reaches the root; ids
+// stay below the id counter; directories count their subdirectories (once
+// the store keeps the count); the inode count and the pinned, unpersisted,
+// ttl, orphan and mount indexes match the inodes.
 func checkStore(tx *bbolt.Tx) error {
 	if tx.Bucket(bInodes) == nil {
 		return nil // nothing applied yet
@@ -187,8 +199,18 @@ func checkStore(tx *bbolt.Tx) error {
 	next := max(counter(tx, kNextInode), RootID+1)
 	wantPinned, wantUnpersisted, wantTTL := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	mountPoints := map[int64]bool{}
+	orphans := map[string]bool{}
+	childDirs := map[int64]int64{}
 	for id, ino := range inodes {
-		if id != RootID {
+		if isOrphan(ino) {
+			if ino.Folder || ino.ParentId != 0 {
+				return fmt.Errorf("orphan %d: folder %t, parent %d", id, ino.Folder, ino.ParentId)
+			}
+			orphans[string(orphanKey(ino.OrphanSession, id))] = true
+		} else if id != RootID {
+			if ino.Folder {
+				childDirs[ino.ParentId]++
+			}
 			if id >= next || id <= 0 {
 				return fmt.Errorf("inode %d outside the ids handed out (next %d)", id, next)
 			}
@@ -212,14 +234,24 @@ func checkStore(tx *bbolt.Tx) error {
 		if ino.MountPoint {
 			mountPoints[id] = true
 		}
-		if ino.TtlMs > 0 {
+		if ino.TtlMs > 0 && !isOrphan(ino) {
 			wantTTL[string(ttlKey(ino.CreationTimeMs+ino.TtlMs, id))] = true
 		}
-		if !ino.Folder && ino.Pinned {
+		if ino.Folder || isSymlink(ino) {
+			continue // no blocks
+		}
+		if ino.Pinned {
 			wantPinned[string(idKey(id))] = true
 		}
-		if !ino.Folder && ino.PersistenceState != apiv1.PersistenceState_PERSISTED {
+		if ino.PersistenceState != apiv1.PersistenceState_PERSISTED {
 			wantUnpersisted[string(idKey(id))] = true
+		}
+	}
+	if counter(tx, kChildDirsCounted) != 0 {
+		for id, ino := range inodes {
+			if ino.Folder && ino.ChildDirs != childDirs[id] {
+				return fmt.Errorf("directory %d %q: child_dirs %d, but %d subdirectories", id, ino.Name, ino.ChildDirs, childDirs[id])
+			}
 		}
 	}
 	edges := 0
@@ -233,13 +265,13 @@ func checkStore(tx *bbolt.Tx) error {
 	}); err != nil {
 		return err
 	}
-	if edges != len(inodes)-1 {
-		return fmt.Errorf("%d edges for %d inodes", edges, len(inodes))
+	if edges != len(inodes)-1-len(orphans) {
+		return fmt.Errorf("%d edges for %d inodes, %d of them orphans", edges, len(inodes), len(orphans))
 	}
 	for _, idx := range []struct {
 		bucket []byte
 		want   map[string]bool
-	}{{bPinned, wantPinned}, {bUnpersisted, wantUnpersisted}, {bTTL, wantTTL}} {
+	}{{bPinned, wantPinned}, {bUnpersisted, wantUnpersisted}, {bTTL, wantTTL}, {bOrphans, orphans}} {
 		got := 0
 		if err := tx.Bucket(idx.bucket).ForEach(func(k, _ []byte) error {
 			if !idx.want[string(k)] {
