@@ -130,7 +130,7 @@ func checkAllowed(t *testing.T, uri string, allowed []string) {
 		return
 	}
 	for _, a := range allowed {
-		r, err := ufs.ParseURI(strings.TrimRight(a, "/"))
+		r, err := ufs.ParseURI(strings.TrimSpace(a))
 		if err != nil {
 			continue
 		}
