@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"testing"
+	"time"
 )
 
 // canI is one `kubectl auth can-i` question asked as a service account of
@@ -60,11 +65,21 @@ var rbacChecks = []canI{
 	{"", "get", "secrets", releaseNS, false},
 }
 
-// rbac asks every rbacChecks question and reports all the wrong answers.
+// rbac asks every rbacChecks question on the e2e cluster.
 func (c *cluster) rbac(ctx context.Context) error {
+	allowed, denied, err := askRBAC(ctx, func(args ...string) (string, error) { return c.kubectl(ctx, args...) })
+	fmt.Printf("      kubectl auth can-i: %d grants allowed, %d denied as expected\n", allowed, denied)
+	return err
+}
+
+// askRBAC asks every rbacChecks question with `kubectl auth can-i --as` and
+// reports all the wrong answers.
+func askRBAC(ctx context.Context, kubectl func(args ...string) (string, error)) (allowed, denied int, err error) {
 	var errs []error
-	allowed, denied := 0, 0
 	for _, q := range rbacChecks {
+		if ctx.Err() != nil {
+			return allowed, denied, ctx.Err()
+		}
 		sa := release
 		if q.sa != "" {
 			sa += "-" + q.sa
@@ -79,7 +94,7 @@ func (c *cluster) rbac(ctx context.Context) error {
 		} else {
 			args = append(args, "-n", q.ns)
 		}
-		out, err := c.kubectl(ctx, args...)
+		out, err := kubectl(args...)
 		// can-i exits 1 for "no": the answer is on stdout either way.
 		answer := strings.TrimSpace(out)
 		if answer != "yes" && answer != "no" {
@@ -96,6 +111,44 @@ func (c *cluster) rbac(ctx context.Context) error {
 			denied++
 		}
 	}
-	fmt.Printf("      kubectl auth can-i: %d grants allowed, %d denied as expected\n", allowed, denied)
-	return errors.Join(errs...)
+	return allowed, denied, errors.Join(errs...)
+}
+
+// TestChartRBAC applies the chart (default values, as deploy/manifests) to a
+// real kube-apiserver with RBAC authorization and asks the rbacChecks
+// questions: the grants are checked in `make test`, without a kubelet.
+func TestChartRBAC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the real control plane test")
+	}
+	bins := k8sBins(t)
+	tools := k8sBins(t, "helm", "kubectl")
+	cp := startControlPlane(t, bins)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run := func(stdin string, name string, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, filepath.Join(tools, name), append([]string{"--kubeconfig", cp.kubeconfig}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			return out.String(), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+		}
+		return out.String(), nil
+	}
+	rendered, err := run("", "helm", "template", release, filepath.Join(repoRoot(t), "deploy", "helm", "alcove"), "-n", releaseNS, "--include-crds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("", "kubectl", "create", "namespace", releaseNS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(rendered, "kubectl", "apply", "--server-side", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	allowed, denied, err := askRBAC(ctx, func(args ...string) (string, error) { return run("", "kubectl", args...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl auth can-i: %d grants allowed, %d denied as expected", allowed, denied)
 }
