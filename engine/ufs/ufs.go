@@ -121,7 +121,7 @@ func ParseURI(uri string) (*url.URL, error) {
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("%w: UFS URI %q has no scheme (use file:///dir or s3://bucket/prefix)", meta.ErrInvalidArgument, uri)
 	}
-	if u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+	if u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || strings.Contains(uri, "#") { // "#" alone: an empty fragment
 		// A UFS path is scheme://host/path: a query or fragment would
 		// silently cut every path joined under it short.
 		return nil, fmt.Errorf("%w: UFS URI %q: use scheme://host/path without ? or # (escape them in names as %%3F and %%23)", meta.ErrInvalidArgument, uri)
