@@ -36,6 +36,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	c.check("manifests-accepted-by-apiserver", nil, c.manifestsDryRun)
 	c.check("helm-install", nil, c.helmInstall)
 	inst := []string{"helm-install"}
+	c.check("rbac-least-privilege", inst, c.rbac)
 	c.check("pvc-binds-via-csi-provisioner", inst, func(ctx context.Context) (err error) {
 		pvName, err = c.pvcBinds(ctx)
 		return err
