@@ -23,15 +23,7 @@ func (n *nodeServer) spawn(v *stagedVolume) error {
 	if err := os.MkdirAll(v.StagingPath, 0o750); err != nil {
 		return fmt.Errorf("create staging path: %w", err)
 	}
-	args := []string{"fuse", "--mount-point", v.StagingPath, "--path", v.Path,
-		"--master", strings.Join(n.cfg.MasterAddresses, ","), "--node-name", n.d.cfg.NodeID}
-	if wt := v.Context[ctxWriteType]; wt != "" {
-		args = append(args, "--write-type", wt)
-	}
-	if rt := v.Context[ctxReadType]; rt != "" {
-		args = append(args, "--read-type", rt)
-	}
-	args = append(args, n.cfg.FuseArgs...)
+	args := append(daemonArgs(v, strings.Join(n.cfg.MasterAddresses, ","), n.d.cfg.NodeID), n.cfg.FuseArgs...)
 	logPath := strings.TrimSuffix(n.statePath(v.VolumeID), ".json") + ".log"
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
@@ -66,6 +58,22 @@ func (n *nodeServer) spawn(v *stagedVolume) error {
 	v.PID = cmd.Process.Pid
 	n.log.Info("FUSE daemon mounted", "volume", v.VolumeID, "path", v.Path, "staging", v.StagingPath, "pid", v.PID)
 	return nil
+}
+
+// daemonArgs is the FUSE daemon's command line for v: the volume context's
+// FUSE options (checked by volumePath) become its flags.
+func daemonArgs(v *stagedVolume, masters, node string) []string {
+	args := []string{"fuse", "--mount-point", v.StagingPath, "--path", v.Path, "--master", masters, "--node-name", node}
+	for _, o := range []struct{ key, flag string }{
+		{ctxWriteType, "--write-type"},
+		{ctxReadType, "--read-type"},
+		{ctxReplication, "--replication-durable"},
+	} {
+		if val := v.Context[o.key]; val != "" {
+			args = append(args, o.flag, val)
+		}
+	}
+	return args
 }
 
 // mounted reports whether p is a FUSE mount point listed in mountinfo.

@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -107,6 +108,11 @@ func checkVolumeContext(t *testing.T, id string, vctx map[string]string) {
 	if rt := vctx[ctxReadType]; rt != "" {
 		if _, err := meta.ParseReadType(rt); err != nil {
 			t.Fatalf("context %v: read type %q accepted: %v", vctx, rt, err)
+		}
+	}
+	if r := vctx[ctxReplication]; r != "" {
+		if n, err := strconv.Atoi(r); err != nil || n < 1 || n > maxReplication {
+			t.Fatalf("context %v: replication %q accepted", vctx, r)
 		}
 	}
 }

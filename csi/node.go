@@ -160,6 +160,11 @@ func volumePath(volumeID string, vctx map[string]string) (string, error) {
 			return "", status.Errorf(codes.InvalidArgument, "volume %s: volume attribute %s: %v", volumeID, ctxReadType, err)
 		}
 	}
+	if r := vctx[ctxReplication]; r != "" {
+		if err := checkReplication(r); err != nil {
+			return "", status.Errorf(codes.InvalidArgument, "volume %s: volume attribute %s: %v", volumeID, ctxReplication, err)
+		}
+	}
 	return clean, nil
 }
 

@@ -145,7 +145,7 @@ func TestNodeOrderIdempotencyAndErrors(t *testing.T) {
 	if _, err := cl.Client("n1").Mkdir(ctx, "/volumes/v1", true, true, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	vctx := map[string]string{"path": "/volumes/v1"}
+	vctx := map[string]string{"path": "/volumes/v1", "replication": "1"} // the daemon takes --replication-durable
 	pub := &csipb.NodePublishVolumeRequest{VolumeId: "v1", StagingTargetPath: staging, TargetPath: target, VolumeCapability: rwx, VolumeContext: vctx}
 	if _, err := p.node.NodePublishVolume(ctx, pub); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("publish before stage: %v, want FailedPrecondition", err)

@@ -81,8 +81,8 @@ func parseParams(p map[string]string, allowedUFS []string) (*volumeParams, error
 			}
 			vp.nodeParams[ctxReadType] = strings.ToUpper(v)
 		case k == paramReplication:
-			if n, err := strconv.Atoi(v); err != nil || n < 1 {
-				return nil, fmt.Errorf("%w: parameter %s=%q: use a positive integer", meta.ErrInvalidArgument, k, v)
+			if err := checkReplication(v); err != nil {
+				return nil, fmt.Errorf("parameter %s: %w", k, err)
 			}
 			vp.nodeParams[ctxReplication] = v
 		case k == paramOnDelete:
@@ -109,6 +109,19 @@ func parseParams(p map[string]string, allowedUFS []string) (*volumeParams, error
 		return nil, fmt.Errorf("%w: onDelete=delete is refused for a bound path (%s): Alcove never deletes data it did not create", meta.ErrInvalidArgument, vp.path)
 	}
 	return vp, nil
+}
+
+// maxReplication bounds the copies a volume asks for: more than a cluster's
+// nodes only slows every write.
+const maxReplication = 64
+
+// checkReplication accepts a durable replication from a StorageClass or a
+// volume context: it goes on the FUSE daemon's command line.
+func checkReplication(v string) error {
+	if n, err := strconv.Atoi(v); err != nil || n < 1 || n > maxReplication {
+		return fmt.Errorf("%w: replication %q: use an integer from 1 to %d", meta.ErrInvalidArgument, v, maxReplication)
+	}
+	return nil
 }
 
 // checkUFS accepts a UFS URI only under an allowed prefix; local paths
