@@ -53,18 +53,6 @@ func applyEntry(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 	return nil, fmt.Errorf("%w: unknown journal entry %T", meta.ErrInvalidArgument, e.GetEntry())
 }
 
-func validName(name string) error {
-	switch {
-	case name == "" || name == "." || name == "..":
-		return fmt.Errorf("%w: bad name %q", meta.ErrInvalidPath, name)
-	case strings.ContainsAny(name, "/\x00"):
-		return fmt.Errorf("%w: name %q contains / or NUL", meta.ErrInvalidPath, name)
-	case len(name) > meta.MaxNameLength:
-		return fmt.Errorf("%w: name of %d bytes", meta.ErrNameTooLong, len(name))
-	}
-	return nil
-}
-
 func mustInode(tx *bbolt.Tx, id int64) (*apiv1.Inode, error) {
 	ino, err := getInode(tx, id)
 	if err != nil {
@@ -239,7 +227,7 @@ func applyCreate(tx *bbolt.Tx, c *apiv1.CreateInodeEntry, now int64) (any, error
 	if !parent.Folder {
 		return nil, fmt.Errorf("create %q: parent %q: %w", in.Name, parent.Name, meta.ErrNotDirectory)
 	}
-	if err := validName(in.Name); err != nil {
+	if err := meta.ValidName(in.Name); err != nil {
 		return nil, fmt.Errorf("create: %w", err)
 	}
 	existing, err := child(tx, parent.Id, in.Name)
@@ -482,7 +470,7 @@ func applyRename(tx *bbolt.Tx, r *apiv1.RenameEntry, now int64) (any, error) {
 	if !np.Folder {
 		return nil, fmt.Errorf("rename %q: destination parent %q: %w", ino.Name, np.Name, meta.ErrNotDirectory)
 	}
-	if err := validName(r.GetNewName()); err != nil {
+	if err := meta.ValidName(r.GetNewName()); err != nil {
 		return nil, fmt.Errorf("rename %q: %w", ino.Name, err)
 	}
 	for id := np.Id; id != 0; {

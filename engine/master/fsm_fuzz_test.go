@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
 )
 
 // journalInput frames entries the way FuzzJournalApply reads them: each a
@@ -218,7 +219,7 @@ func checkStore(tx *bbolt.Tx) error {
 			if p == nil || !p.Folder {
 				return fmt.Errorf("inode %d %q: parent %d is %v", id, ino.Name, ino.ParentId, p)
 			}
-			if err := validName(ino.Name); err != nil {
+			if err := meta.ValidName(ino.Name); err != nil {
 				return fmt.Errorf("inode %d: %w", id, err)
 			}
 			if got := childID(tx, ino.ParentId, ino.Name); got != id {

@@ -180,7 +180,7 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 	inUFS := make(map[string]bool, len(sts))
 	var drops, creates []*apiv1.JournalEntry
 	for _, st := range sts {
-		if validName(st.Name) != nil || ufs.IsTempName(st.Name) {
+		if meta.ValidName(st.Name) != nil || ufs.IsTempName(st.Name) {
 			continue
 		}
 		inUFS[st.Name] = true

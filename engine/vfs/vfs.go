@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os/user"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -158,13 +157,7 @@ func errno(err error) syscall.Errno {
 
 // checkName rejects names the namespace cannot hold.
 func checkName(name string) syscall.Errno {
-	if len(name) > meta.MaxNameLength {
-		return syscall.ENAMETOOLONG
-	}
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-		return syscall.EINVAL
-	}
-	return 0
+	return meta.Errno(meta.ValidName(name))
 }
 
 // Attr is a node's attributes as stat(2) shows them.
