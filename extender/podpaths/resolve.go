@@ -43,6 +43,25 @@ type Objects interface {
 	StorageClass(name string) (*storagev1.StorageClass, error)
 }
 
+// AnnotationsOnly is the Objects of an extender without a Kubernetes API:
+// every claim, volume and class is unknown, so a pod's data is what its
+// AnnotationDataPaths names.
+type AnnotationsOnly struct{}
+
+var _ Objects = AnnotationsOnly{}
+
+func (AnnotationsOnly) PVC(namespace, name string) (*corev1.PersistentVolumeClaim, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumeclaims"), namespace+"/"+name)
+}
+
+func (AnnotationsOnly) PV(name string) (*corev1.PersistentVolume, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumes"), name)
+}
+
+func (AnnotationsOnly) StorageClass(name string) (*storagev1.StorageClass, error) {
+	return nil, apierrors.NewNotFound(storagev1.Resource("storageclasses"), name)
+}
+
 // Resolver maps pods to Alcove paths.
 type Resolver struct {
 	Objects Objects
