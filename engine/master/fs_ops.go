@@ -536,22 +536,11 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 	return nil
 }
 
-// checkReplace says whether src may replace the existing dst.
+// checkReplace says whether src may replace the existing dst (mayReplace).
 func (m *Master) checkReplace(src, dst *node) error {
-	switch {
-	case dst.inode.Folder && !src.inode.Folder:
-		return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrIsDirectory)
-	case !dst.inode.Folder && src.inode.Folder:
-		return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrNotDirectory)
-	case dst.inode.Folder:
-		var nonEmpty bool
-		err := m.store.View(func(tx *bbolt.Tx) error { nonEmpty = hasChildren(tx, dst.inode.Id); return nil })
-		if err != nil {
-			return err
-		}
-		if nonEmpty {
-			return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrDirectoryNotEmpty)
-		}
+	err := m.store.View(func(tx *bbolt.Tx) error { return mayReplace(tx, src.inode, dst.inode) })
+	if err != nil {
+		return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, err)
 	}
 	return nil
 }

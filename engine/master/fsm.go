@@ -53,6 +53,24 @@ func applyEntry(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 	return nil, fmt.Errorf("%w: unknown journal entry %T", meta.ErrInvalidArgument, e.GetEntry())
 }
 
+// mayReplace is the one rule for a rename of src onto an existing dst, as
+// rename(2) has it: a file replaces a file, a directory an empty directory,
+// and a mount point is never replaced. The FSM applies it; the master's
+// pre-check runs it too, so a refusal costs no journal entry.
+func mayReplace(tx *bbolt.Tx, src, dst *apiv1.Inode) error {
+	switch {
+	case dst.MountPoint:
+		return fmt.Errorf("%w: rename onto mount point %q", meta.ErrFailedPrecondition, dst.Name)
+	case dst.Folder && !src.Folder:
+		return fmt.Errorf("rename file onto %q: %w", dst.Name, meta.ErrIsDirectory)
+	case !dst.Folder && src.Folder:
+		return fmt.Errorf("rename directory onto %q: %w", dst.Name, meta.ErrNotDirectory)
+	case dst.Folder && hasChildren(tx, dst.Id):
+		return fmt.Errorf("rename onto %q: %w", dst.Name, meta.ErrDirectoryNotEmpty)
+	}
+	return nil
+}
+
 func mustInode(tx *bbolt.Tx, id int64) (*apiv1.Inode, error) {
 	ino, err := getInode(tx, id)
 	if err != nil {
@@ -515,14 +533,9 @@ func applyRename(tx *bbolt.Tx, r *apiv1.RenameEntry, now int64) (any, error) {
 		switch {
 		case !r.GetReplace():
 			return nil, fmt.Errorf("rename to %q: %w", r.GetNewName(), meta.ErrAlreadyExists)
-		case existing.MountPoint:
-			return nil, fmt.Errorf("%w: rename onto mount point %q", meta.ErrFailedPrecondition, existing.Name)
-		case existing.Folder && !ino.Folder:
-			return nil, fmt.Errorf("rename file onto %q: %w", existing.Name, meta.ErrIsDirectory)
-		case !existing.Folder && ino.Folder:
-			return nil, fmt.Errorf("rename directory onto %q: %w", existing.Name, meta.ErrNotDirectory)
-		case existing.Folder && hasChildren(tx, existing.Id):
-			return nil, fmt.Errorf("rename onto %q: %w", existing.Name, meta.ErrDirectoryNotEmpty)
+		}
+		if err := mayReplace(tx, ino, existing); err != nil {
+			return nil, err
 		}
 	}
 	var res applyResult
