@@ -21,7 +21,7 @@ func ValidName(name string) error {
 	case name == "" || name == "." || name == "..":
 		return fmt.Errorf("%w: name %q must be one path component (not empty, . or ..)", ErrInvalidPath, name)
 	case strings.ContainsAny(name, "/\x00"):
-		return fmt.Errorf("%w: name %q contains / or NUL", ErrInvalidPath, name)
+		return fmt.Errorf("%w: name %q must be one path component (no / or NUL)", ErrInvalidPath, name)
 	case len(name) > MaxNameLength:
 		return fmt.Errorf("%w: name is %d bytes, longer than %d", ErrNameTooLong, len(name), MaxNameLength)
 	}
