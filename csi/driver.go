@@ -23,9 +23,6 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
-// DriverName is the CSI driver name in CSIDriver and StorageClass objects.
-const DriverName = "csi.alcove.io"
-
 // TopologyKey is the topology segment NodeGetInfo reports.
 const TopologyKey = "topology.alcove.io/node"
 
@@ -98,7 +95,7 @@ func New(cfg Config, ns namespace) (*Driver, error) {
 		return nil, fmt.Errorf("%w: --node-id is required for the node service", meta.ErrInvalidArgument)
 	}
 	if cfg.VolumeRoot == "" {
-		cfg.VolumeRoot = "/volumes"
+		cfg.VolumeRoot = meta.VolumesRoot
 	}
 	root, err := meta.CleanPath(cfg.VolumeRoot)
 	if err != nil || root == "/" {
