@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,8 +19,9 @@ import (
 // volume keeps serving while the plugin is away.
 
 // spawn starts a FUSE daemon for v at its staging path and waits for the
-// mount to appear.
-func (n *nodeServer) spawn(v *stagedVolume) error {
+// mount to appear, at most the mount timeout and while ctx lasts. The daemon
+// outlives ctx once mounted (it serves the volume, not the call).
+func (n *nodeServer) spawn(ctx context.Context, v *stagedVolume) error {
 	if err := os.MkdirAll(v.StagingPath, 0o750); err != nil {
 		return fmt.Errorf("create staging path: %w", err)
 	}
@@ -48,6 +50,9 @@ func (n *nodeServer) spawn(v *stagedVolume) error {
 		select {
 		case err := <-exited:
 			return fmt.Errorf("FUSE daemon for %s exited before mounting (%v); see %s", v.VolumeID, err, logPath)
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			return fmt.Errorf("FUSE daemon for %s: gave up waiting for its mount: %w", v.VolumeID, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -158,12 +163,12 @@ func processIsFuse(pid int) bool {
 
 // restore re-establishes a staged volume whose daemon died: a fresh
 // daemon at the staging path, then every published target bound again.
-func (n *nodeServer) restore(v *stagedVolume) error {
+func (n *nodeServer) restore(ctx context.Context, v *stagedVolume) error {
 	n.log.Info("Restoring a broken FUSE mount", "volume", v.VolumeID, "staging", v.StagingPath)
 	if err := n.unmount(v.StagingPath); err != nil {
 		return err
 	}
-	if err := n.spawn(v); err != nil {
+	if err := n.spawn(ctx, v); err != nil {
 		return err
 	}
 	for target, ro := range v.Targets {
