@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
@@ -118,9 +121,14 @@ func TestReadThroughFromUFS(t *testing.T) {
 		}
 		equal(t, "NO_CACHE read", got, data[2*testBS+off:])
 	}
-	time.Sleep(100 * time.Millisecond)
-	if _, ok := e.w.store.Get(id2); ok {
-		t.Fatal("NO_CACHE read cached the block")
+	// The full read tees into the cache before it returns and a partial
+	// read queues its block (in flight until cached) before it returns: so
+	// neither in the store nor in flight now means never, without waiting.
+	e.w.cacher.mu.Lock()
+	inflight := e.w.cacher.inflight[id2]
+	e.w.cacher.mu.Unlock()
+	if _, ok := e.w.store.Get(id2); ok || inflight {
+		t.Fatalf("NO_CACHE read cached the block (cached %v, queued %v)", ok, inflight)
 	}
 }
 
@@ -245,7 +253,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 		ents, _ := os.ReadDir(e.ufsDir)
 		return len(ents) == 0 && len(e.w.store.Blocks()) == 0 && e.w.store.Usage()[0].UsedBytes == 0
 	})
-	// A protocol error (second header) aborts too.
+	// An empty THROUGH write (a header, no data) still creates the file.
 	_, err = e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 41, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_THROUGH}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +261,35 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("empty THROUGH file not created: %v", err)
 	}
+}
+
+// A second header in a write stream is a protocol error: the write is
+// refused with InvalidArgument and leaves nothing in the UFS or the cache.
+func TestSecondHeaderAborts(t *testing.T) {
+	e := newEnv(t)
+	p := filepath.Join(e.ufsDir, "twice")
+	s, err := e.client.WriteFile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &apiv1.WriteFileHeader{FileId: 42, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}
+	h.BlockToken = writeToken(h)
+	for i, m := range []*apiv1.WriteFileRequest{
+		{Value: &apiv1.WriteFileRequest_Header{Header: h}},
+		{Value: &apiv1.WriteFileRequest_Data{Data: randBytes(10, testBS+10)}},
+		{Value: &apiv1.WriteFileRequest_Header{Header: h}},
+	} {
+		if err := s.Send(m); err != nil {
+			t.Fatalf("send message %d: %v", i, err)
+		}
+	}
+	if _, err := s.CloseAndRecv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "second header") {
+		t.Fatalf("write with a second header: %v, want InvalidArgument naming the second header", err)
+	}
+	eventually(t, "the refused write to be cleaned up", func() bool {
+		ents, _ := os.ReadDir(e.ufsDir)
+		return len(ents) == 0 && len(e.w.store.Blocks()) == 0 && e.w.store.Usage()[0].UsedBytes == 0
+	})
 }
 
 func TestPersistCommand(t *testing.T) {
