@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit fuzz fuzz-short sanity test-takeover test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+.PHONY: all build test unit fuzz fuzz-short sanity bench-meta test-takeover test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
 	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load
 
 all: build
@@ -77,6 +77,12 @@ test-load:
 ## latency during a load with and without the bandwidth cap (ALCOVE_BENCH_LOAD_MB, ALCOVE_BENCH_CAP_MB)
 bench-load:
 	ALCOVE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^TestLoadThroughput$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
+
+## bench-meta: the master's metadata path: META_FILES empty files created through a real master by
+## 64 callers, getStatus/s, a 100 k-entry listing, RSS and disk per million files, start-up after kill -9
+META_FILES ?= 1000000
+bench-meta:
+	ALCOVE_BENCH=1 ALCOVE_BENCH_META_FILES=$(META_FILES) $(GO) test -count=1 -timeout 3h -run '^TestMetaBench$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
 
 ## test-takeover: the FUSE live-upgrade test alone, TAKEOVER_RUNS times (default 10; also part of `make test`)
 TAKEOVER_RUNS ?= 10
