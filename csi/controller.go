@@ -249,7 +249,7 @@ func (s *controllerServer) GetCapacity(ctx context.Context, _ *csipb.GetCapacity
 	}
 	var free int64
 	for _, w := range ws {
-		if w.GetState() == "LOST" {
+		if w.GetState() == apiv1.WorkerState_WORKER_LOST {
 			continue
 		}
 		for _, t := range w.GetTiers() {

@@ -275,7 +275,7 @@ func (c *Client) liveWorkers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
 	}
 	var live []*apiv1.WorkerInfo
 	for _, w := range all {
-		if w.GetState() != "LOST" {
+		if w.GetState() != apiv1.WorkerState_WORKER_LOST {
 			live = append(live, w)
 		}
 	}

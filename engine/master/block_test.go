@@ -101,7 +101,7 @@ func TestBlockLocationsAndLostWorker(t *testing.T) {
 	}
 
 	workers, err := c.meta.GetWorkers(c.ctx, &apiv1.GetWorkersRequest{})
-	if err != nil || len(workers.Workers) != 2 || workers.Workers[0].State != WorkerLive || workers.Workers[0].BlockCount != 2 ||
+	if err != nil || len(workers.Workers) != 2 || workers.Workers[0].State != apiv1.WorkerState_WORKER_LIVE || workers.Workers[0].BlockCount != 2 ||
 		workers.Workers[0].Tiers[0].CapacityBytes != 1<<30 {
 		t.Fatalf("workers: %v %v", workers, err)
 	}

@@ -12,12 +12,6 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
-// Worker states reported in WorkerInfo.state.
-const (
-	WorkerLive = "LIVE"
-	WorkerLost = "LOST"
-)
-
 type worker struct {
 	id           int64
 	address      string
@@ -353,9 +347,9 @@ func (r *registry) infos(now time.Time) []*apiv1.WorkerInfo {
 	defer r.mu.Unlock()
 	out := make([]*apiv1.WorkerInfo, 0, len(r.workers))
 	for _, w := range r.workers {
-		state := WorkerLive
+		state := apiv1.WorkerState_WORKER_LIVE
 		if w.lost {
-			state = WorkerLost
+			state = apiv1.WorkerState_WORKER_LOST
 		}
 		out = append(out, &apiv1.WorkerInfo{
 			Id: w.id, Address: w.address, WebAddress: w.webAddress, Node: w.node, DomainSocket: w.domainSocket, DataAddress: w.dataAddress,

@@ -296,12 +296,12 @@ func (v *VFS) statfs(ctx context.Context, out *Statfs) syscall.Errno {
 	node := v.cfg.Node
 	local := false
 	for _, w := range ws {
-		if w.GetNode() == node && w.GetState() != "LOST" {
+		if w.GetNode() == node && w.GetState() != apiv1.WorkerState_WORKER_LOST {
 			local = true
 		}
 	}
 	for _, w := range ws {
-		if w.GetState() == "LOST" || (local && w.GetNode() != node) {
+		if w.GetState() == apiv1.WorkerState_WORKER_LOST || (local && w.GetNode() != node) {
 			continue
 		}
 		for _, t := range w.GetTiers() {

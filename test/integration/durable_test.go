@@ -48,7 +48,7 @@ func TestWorkerKill9KeepsDurableCopies(t *testing.T) {
 			}
 
 			c.workers["node-a"].kill9()
-			c.waitWorker(c.workers["node-a"], "LOST")
+			c.waitWorker(c.workers["node-a"], apiv1.WorkerState_WORKER_LOST)
 			got, err := readFile(reader, "/d/f")
 			if tc.lost {
 				if !errors.Is(err, meta.ErrDataLost) {

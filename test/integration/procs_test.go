@@ -159,7 +159,7 @@ func startProcs(t *testing.T, nodes ...string) *procCluster {
 func (c *procCluster) waitStarted(w *worker) *apiv1.WorkerInfo {
 	c.t.Helper()
 	w.waitLog("worker started")
-	return c.waitWorker(w, "LIVE")
+	return c.waitWorker(w, apiv1.WorkerState_WORKER_LIVE)
 }
 
 func (c *procCluster) stop() {
@@ -204,8 +204,8 @@ func (c *procCluster) workerInfo(w *worker) *apiv1.WorkerInfo {
 	return nil
 }
 
-// waitWorker waits until the master reports w in state (LIVE or LOST).
-func (c *procCluster) waitWorker(w *worker, state string) *apiv1.WorkerInfo {
+// waitWorker waits until the master reports w in state.
+func (c *procCluster) waitWorker(w *worker, state apiv1.WorkerState) *apiv1.WorkerInfo {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
