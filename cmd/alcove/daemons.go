@@ -158,7 +158,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.webPort, "worker-web-port", 30000, "worker /metrics port")
 	cmd.Flags().IntVar(&f.dataPort, "worker-data-port", 29998, "worker raw block data port for remote reads (0 disables; clients then use gRPC)")
 	cmd.Flags().StringVar(&f.socket, "domain-socket", "", "unix socket for short-circuit reads (\"none\" disables)")
-	cmd.Flags().IntVar(&f.socketGroup, "domain-socket-group", -1, "group id that may connect to the domain socket besides root and the worker's user (mode 0660; -1: the worker's group); reads also need a block token")
+	cmd.Flags().IntVar(&f.socketGroup, "domain-socket-group", -1, "group id that may connect to the domain socket besides root and the worker's user (mode 0660; 0 or -1: the worker's group); reads also need a block token")
 	cmd.Flags().StringVar(&f.memDir, "mem-dir", "", "MEM tier directory (default: on /dev/shm)")
 	cmd.Flags().StringVar(&f.memSize, "mem-size", "1GB", "MEM tier quota (alluxio.worker.ramdisk.size)")
 	cmd.Flags().BoolVar(&f.ramdisk, "mem-ramdisk", true, "mount a dedicated tmpfs with transparent huge pages on the MEM tier directory (needs root; without it the directory is used as it is)")

@@ -62,8 +62,9 @@ type Config struct {
 	// calls the master and peer workers with mTLS. nil: plaintext.
 	TLS *security.Source
 	// DomainSocketGroup is the group (gid) that may use the domain socket
-	// besides root and the worker's own user (mode 0660); -1: the worker's
-	// group.
+	// besides root and the worker's own user (mode 0660); 0 or -1: the
+	// worker's own group (so a Config literal is safe for an unprivileged
+	// worker, which may not give the socket to group 0).
 	DomainSocketGroup int
 }
 

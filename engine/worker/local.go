@@ -36,12 +36,12 @@ func (h localHandler) OpenLocal(blockID, _ int64, promote bool, token []byte) (*
 }
 
 // socketAccess makes the domain socket usable by root, the worker's user
-// and group gid only (mode 0660; gid -1: the worker's own group), and
+// and group gid only (mode 0660; gid 0 or -1: the worker's own group), and
 // returns the matching peer check: the kernel enforces the mode on
 // connect, SO_PEERCRED re-checks the connected process (a socket fd passed
 // on to another process keeps its creator's credentials).
 func socketAccess(path string, gid int) (shortcircuit.Options, error) {
-	if gid < 0 {
+	if gid <= 0 {
 		gid = os.Getgid()
 	}
 	if err := os.Chown(path, -1, gid); err != nil {
