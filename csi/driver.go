@@ -20,6 +20,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/grpcstop"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -187,13 +188,7 @@ func (d *Driver) Stop() {
 		d.node.stop()
 	}
 	if d.srv != nil {
-		done := make(chan struct{})
-		go func() { d.srv.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			d.srv.Stop()
-		}
+		grpcstop.Stop(d.srv, grpcstop.Grace)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/fsutil"
+	"github.com/alcove-io/alcove/engine/grpcstop"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/security"
@@ -347,16 +348,7 @@ func (m *Master) shutdownLocked() error {
 		close(m.done) // ends node cache watch streams
 	}
 	if m.grpcSrv != nil {
-		done := make(chan struct{})
-		go func() {
-			m.grpcSrv.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			m.grpcSrv.Stop()
-		}
+		grpcstop.Stop(m.grpcSrv, grpcstop.Grace)
 	} else if m.lis != nil {
 		m.lis.Close()
 	}

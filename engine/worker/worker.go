@@ -18,6 +18,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/grpcstop"
 	"github.com/alcove-io/alcove/engine/ramdisk"
 	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
@@ -222,13 +223,7 @@ func (w *Worker) Close() error {
 			w.cancel()
 		}
 		if w.grpcSrv != nil {
-			done := make(chan struct{})
-			go func() { w.grpcSrv.GracefulStop(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				w.grpcSrv.Stop()
-			}
+			grpcstop.Stop(w.grpcSrv, grpcstop.Grace)
 		}
 		if w.data != nil {
 			w.data.close()
