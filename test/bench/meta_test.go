@@ -38,10 +38,17 @@ func TestMetaBench(t *testing.T) {
 	}
 	files := envInt("ALCOVE_BENCH_META_FILES", 1_000_000)
 	conc := envInt("ALCOVE_BENCH_META_CONCURRENCY", 64)
+	conns := envInt("ALCOVE_BENCH_META_CONNS", 8) // clients are many processes, each with its connection
 	const dirSize = 100_000
 	m := startMaster(t)
 	ctx := security.OutgoingUser(context.Background(), "root", nil)
 	fsm := apiv1.NewFileSystemMasterClient(m.conn)
+	var clients []apiv1.FileSystemMasterClient
+	for range conns {
+		clients = append(clients, apiv1.NewFileSystemMasterClient(m.dial(t)))
+	}
+	var caller atomic.Int64
+	client := func() apiv1.FileSystemMasterClient { return clients[int(caller.Add(1))%len(clients)] }
 
 	ndirs := (files + dirSize - 1) / dirSize
 	for d := range ndirs {
@@ -56,6 +63,7 @@ func TestMetaBench(t *testing.T) {
 	start := time.Now()
 	stopProgress := progress(t, "created", files, func() int64 { return min(next.Load(), int64(files)) }, start)
 	err := parallel(conc, func() error {
+		fsm := client()
 		for {
 			i := int(next.Add(1) - 1)
 			if i >= files {
@@ -81,6 +89,7 @@ func TestMetaBench(t *testing.T) {
 	var stats atomic.Int64
 	deadline := time.Now().Add(statFor)
 	err = parallel(conc, func() error {
+		fsm := client()
 		r := rand.New(rand.NewPCG(rand.Uint64(), 0))
 		for n := 0; time.Now().Before(deadline); n++ {
 			if _, err := fsm.GetStatus(ctx, &apiv1.GetStatusRequest{Path: path(r.IntN(files))}); err != nil {
@@ -125,7 +134,7 @@ func TestMetaBench(t *testing.T) {
 	startup := time.Since(s)
 
 	perM := float64(1_000_000) / float64(files)
-	fmt.Printf("\n| %d files, %d callers | value |\n| --- | --- |\n", files, conc)
+	fmt.Printf("\n| %d files, %d callers on %d connections | value |\n| --- | --- |\n", files, conc, conns)
 	fmt.Printf("| creates (create + complete) | %.0f files/s (%v) |\n", float64(files)/createTook.Seconds(), createTook.Round(time.Second))
 	fmt.Printf("| getStatus | %.0f /s |\n", statRate)
 	fmt.Printf("| listStatus of a %d-entry directory | %v (best of 3) |\n", listed, listBest.Round(time.Millisecond))
@@ -200,16 +209,10 @@ func startMaster(t *testing.T) *benchMaster {
 			m.cmd.Wait()
 		}
 	})
-	conn, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	m.conn = conn
+	m.conn = m.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := apiv1.NewMetaMasterClient(conn).GetMasterInfo(ctx, &apiv1.GetMasterInfoRequest{}, grpc.WaitForReady(true)); err != nil {
+	if _, err := apiv1.NewMetaMasterClient(m.conn).GetMasterInfo(ctx, &apiv1.GetMasterInfoRequest{}, grpc.WaitForReady(true)); err != nil {
 		t.Fatalf("master did not come up: %v\n%s", err, m.log.String())
 	}
 	return m
@@ -228,6 +231,18 @@ func freePorts(t *testing.T, n int) []int {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// dial opens a connection of its own to the master.
+func (m *benchMaster) dial(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func (m *benchMaster) start(t *testing.T) {
