@@ -227,11 +227,69 @@ func (x *Inode) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+// RequestId names one client call across its retries: a random client id
+// and a sequence number the client increments per call.
+type RequestId struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      []byte                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestId) Reset() {
+	*x = RequestId{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestId) ProtoMessage() {}
+
+func (x *RequestId) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
+func (*RequestId) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RequestId) GetClientId() []byte {
+	if x != nil {
+		return x.ClientId
+	}
+	return nil
+}
+
+func (x *RequestId) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // JournalEntry is one replicated metadata mutation. The leader stamps time
 // so that replay on standbys is deterministic.
 type JournalEntry struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TimeMs int64                  `protobuf:"varint,1,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	// request_id is set on the entry that carries out a client call; the state
+	// machine applies a request id once and answers retries with the first
+	// result (see engine/journal/requests.go).
+	RequestId *RequestId `protobuf:"bytes,11,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Types that are valid to be assigned to Entry:
 	//
 	//	*JournalEntry_CreateInode
@@ -244,6 +302,7 @@ type JournalEntry struct {
 	//	*JournalEntry_SetPersistence
 	//	*JournalEntry_SetChildrenLoaded
 	//	*JournalEntry_SetClusterId
+	//	*JournalEntry_SetMasterAddress
 	Entry         isJournalEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -251,7 +310,7 @@ type JournalEntry struct {
 
 func (x *JournalEntry) Reset() {
 	*x = JournalEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[1]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +322,7 @@ func (x *JournalEntry) String() string {
 func (*JournalEntry) ProtoMessage() {}
 
 func (x *JournalEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[1]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +335,7 @@ func (x *JournalEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalEntry.ProtoReflect.Descriptor instead.
 func (*JournalEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{1}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JournalEntry) GetTimeMs() int64 {
@@ -284,6 +343,13 @@ func (x *JournalEntry) GetTimeMs() int64 {
 		return x.TimeMs
 	}
 	return 0
+}
+
+func (x *JournalEntry) GetRequestId() *RequestId {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
 }
 
 func (x *JournalEntry) GetEntry() isJournalEntry_Entry {
@@ -383,6 +449,15 @@ func (x *JournalEntry) GetSetClusterId() *SetClusterIdEntry {
 	return nil
 }
 
+func (x *JournalEntry) GetSetMasterAddress() *SetMasterAddressEntry {
+	if x != nil {
+		if x, ok := x.Entry.(*JournalEntry_SetMasterAddress); ok {
+			return x.SetMasterAddress
+		}
+	}
+	return nil
+}
+
 type isJournalEntry_Entry interface {
 	isJournalEntry_Entry()
 }
@@ -427,6 +502,10 @@ type JournalEntry_SetClusterId struct {
 	SetClusterId *SetClusterIdEntry `protobuf:"bytes,20,opt,name=set_cluster_id,json=setClusterId,proto3,oneof"`
 }
 
+type JournalEntry_SetMasterAddress struct {
+	SetMasterAddress *SetMasterAddressEntry `protobuf:"bytes,12,opt,name=set_master_address,json=setMasterAddress,proto3,oneof"`
+}
+
 func (*JournalEntry_CreateInode) isJournalEntry_Entry() {}
 
 func (*JournalEntry_CompleteFile) isJournalEntry_Entry() {}
@@ -447,6 +526,8 @@ func (*JournalEntry_SetChildrenLoaded) isJournalEntry_Entry() {}
 
 func (*JournalEntry_SetClusterId) isJournalEntry_Entry() {}
 
+func (*JournalEntry_SetMasterAddress) isJournalEntry_Entry() {}
+
 type CreateInodeEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ParentId      int64                  `protobuf:"varint,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
@@ -458,7 +539,7 @@ type CreateInodeEntry struct {
 
 func (x *CreateInodeEntry) Reset() {
 	*x = CreateInodeEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[2]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +551,7 @@ func (x *CreateInodeEntry) String() string {
 func (*CreateInodeEntry) ProtoMessage() {}
 
 func (x *CreateInodeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[2]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +564,7 @@ func (x *CreateInodeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInodeEntry.ProtoReflect.Descriptor instead.
 func (*CreateInodeEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{2}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateInodeEntry) GetParentId() int64 {
@@ -519,7 +600,7 @@ type CompleteFileEntry struct {
 
 func (x *CompleteFileEntry) Reset() {
 	*x = CompleteFileEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[3]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +612,7 @@ func (x *CompleteFileEntry) String() string {
 func (*CompleteFileEntry) ProtoMessage() {}
 
 func (x *CompleteFileEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[3]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +625,7 @@ func (x *CompleteFileEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteFileEntry.ProtoReflect.Descriptor instead.
 func (*CompleteFileEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{3}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CompleteFileEntry) GetId() int64 {
@@ -576,16 +657,21 @@ func (x *CompleteFileEntry) GetUfsMtimeMs() int64 {
 }
 
 type DeleteInodeEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Recursive bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	// Where the caller found the inode (parent id and name). When set, the
+	// entry fails with NOT_FOUND if the inode was moved since: a path-based
+	// call must act on the path, not on an inode that left it.
+	ParentId      int64  `protobuf:"varint,3,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteInodeEntry) Reset() {
 	*x = DeleteInodeEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[4]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +683,7 @@ func (x *DeleteInodeEntry) String() string {
 func (*DeleteInodeEntry) ProtoMessage() {}
 
 func (x *DeleteInodeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[4]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +696,7 @@ func (x *DeleteInodeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteInodeEntry.ProtoReflect.Descriptor instead.
 func (*DeleteInodeEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{4}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteInodeEntry) GetId() int64 {
@@ -627,19 +713,35 @@ func (x *DeleteInodeEntry) GetRecursive() bool {
 	return false
 }
 
+func (x *DeleteInodeEntry) GetParentId() int64 {
+	if x != nil {
+		return x.ParentId
+	}
+	return 0
+}
+
+func (x *DeleteInodeEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type RenameEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	NewParentId   int64                  `protobuf:"varint,2,opt,name=new_parent_id,json=newParentId,proto3" json:"new_parent_id,omitempty"`
 	NewName       string                 `protobuf:"bytes,3,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
 	Replace       bool                   `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	ParentId      int64                  `protobuf:"varint,5,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"` // where the caller found the source (see DeleteInodeEntry)
+	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenameEntry) Reset() {
 	*x = RenameEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[5]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +753,7 @@ func (x *RenameEntry) String() string {
 func (*RenameEntry) ProtoMessage() {}
 
 func (x *RenameEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[5]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +766,7 @@ func (x *RenameEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameEntry.ProtoReflect.Descriptor instead.
 func (*RenameEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{5}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RenameEntry) GetId() int64 {
@@ -695,6 +797,20 @@ func (x *RenameEntry) GetReplace() bool {
 	return false
 }
 
+func (x *RenameEntry) GetParentId() int64 {
+	if x != nil {
+		return x.ParentId
+	}
+	return 0
+}
+
+func (x *RenameEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type SetAttributeEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -713,7 +829,7 @@ type SetAttributeEntry struct {
 
 func (x *SetAttributeEntry) Reset() {
 	*x = SetAttributeEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[6]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +841,7 @@ func (x *SetAttributeEntry) String() string {
 func (*SetAttributeEntry) ProtoMessage() {}
 
 func (x *SetAttributeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[6]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +854,7 @@ func (x *SetAttributeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeEntry.ProtoReflect.Descriptor instead.
 func (*SetAttributeEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{6}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetAttributeEntry) GetId() int64 {
@@ -820,7 +936,7 @@ type AddMountEntry struct {
 
 func (x *AddMountEntry) Reset() {
 	*x = AddMountEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[7]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +948,7 @@ func (x *AddMountEntry) String() string {
 func (*AddMountEntry) ProtoMessage() {}
 
 func (x *AddMountEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[7]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +961,7 @@ func (x *AddMountEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMountEntry.ProtoReflect.Descriptor instead.
 func (*AddMountEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{7}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AddMountEntry) GetMount() *MountPointInfo {
@@ -864,7 +980,7 @@ type DeleteMountEntry struct {
 
 func (x *DeleteMountEntry) Reset() {
 	*x = DeleteMountEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[8]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +992,7 @@ func (x *DeleteMountEntry) String() string {
 func (*DeleteMountEntry) ProtoMessage() {}
 
 func (x *DeleteMountEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[8]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1005,7 @@ func (x *DeleteMountEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMountEntry.ProtoReflect.Descriptor instead.
 func (*DeleteMountEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{8}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteMountEntry) GetAlcovePath() string {
@@ -910,7 +1026,7 @@ type SetPersistenceEntry struct {
 
 func (x *SetPersistenceEntry) Reset() {
 	*x = SetPersistenceEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[9]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1038,7 @@ func (x *SetPersistenceEntry) String() string {
 func (*SetPersistenceEntry) ProtoMessage() {}
 
 func (x *SetPersistenceEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[9]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1051,7 @@ func (x *SetPersistenceEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPersistenceEntry.ProtoReflect.Descriptor instead.
 func (*SetPersistenceEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{9}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetPersistenceEntry) GetId() int64 {
@@ -969,7 +1085,7 @@ type SetChildrenLoadedEntry struct {
 
 func (x *SetChildrenLoadedEntry) Reset() {
 	*x = SetChildrenLoadedEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1097,7 @@ func (x *SetChildrenLoadedEntry) String() string {
 func (*SetChildrenLoadedEntry) ProtoMessage() {}
 
 func (x *SetChildrenLoadedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1110,7 @@ func (x *SetChildrenLoadedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetChildrenLoadedEntry.ProtoReflect.Descriptor instead.
 func (*SetChildrenLoadedEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{10}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetChildrenLoadedEntry) GetId() int64 {
@@ -1023,7 +1139,7 @@ type SetClusterIdEntry struct {
 
 func (x *SetClusterIdEntry) Reset() {
 	*x = SetClusterIdEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1151,7 @@ func (x *SetClusterIdEntry) String() string {
 func (*SetClusterIdEntry) ProtoMessage() {}
 
 func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,12 +1164,74 @@ func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterIdEntry.ProtoReflect.Descriptor instead.
 func (*SetClusterIdEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetClusterIdEntry) GetClusterId() string {
 	if x != nil {
 		return x.ClusterId
+	}
+	return ""
+}
+
+// SetMasterAddressEntry records the client RPC address of a journal member;
+// a new leader journals its own, so standbys can name it to clients.
+type SetMasterAddressEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JournalId     string                 `protobuf:"bytes,1,opt,name=journal_id,json=journalId,proto3" json:"journal_id,omitempty"`
+	RpcAddress    string                 `protobuf:"bytes,2,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"`
+	WebAddress    string                 `protobuf:"bytes,3,opt,name=web_address,json=webAddress,proto3" json:"web_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMasterAddressEntry) Reset() {
+	*x = SetMasterAddressEntry{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMasterAddressEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMasterAddressEntry) ProtoMessage() {}
+
+func (x *SetMasterAddressEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMasterAddressEntry.ProtoReflect.Descriptor instead.
+func (*SetMasterAddressEntry) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SetMasterAddressEntry) GetJournalId() string {
+	if x != nil {
+		return x.JournalId
+	}
+	return ""
+}
+
+func (x *SetMasterAddressEntry) GetRpcAddress() string {
+	if x != nil {
+		return x.RpcAddress
+	}
+	return ""
+}
+
+func (x *SetMasterAddressEntry) GetWebAddress() string {
+	if x != nil {
+		return x.WebAddress
 	}
 	return ""
 }
@@ -1089,9 +1267,14 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\vmount_point\x18\x14 \x01(\bR\n" +
 	"mountPoint\x12 \n" +
 	"\fufs_mtime_ms\x18\x15 \x01(\x03R\n" +
-	"ufsMtimeMs\"\xd1\x05\n" +
+	"ufsMtimeMs\":\n" +
+	"\tRequestId\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xd8\x06\n" +
 	"\fJournalEntry\x12\x17\n" +
-	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12@\n" +
+	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
+	"\n" +
+	"request_id\x18\v \x01(\v2\x14.alcove.v1.RequestIdR\trequestId\x12@\n" +
 	"\fcreate_inode\x18\x02 \x01(\v2\x1b.alcove.v1.CreateInodeEntryH\x00R\vcreateInode\x12C\n" +
 	"\rcomplete_file\x18\x03 \x01(\v2\x1c.alcove.v1.CompleteFileEntryH\x00R\fcompleteFile\x12@\n" +
 	"\fdelete_inode\x18\x04 \x01(\v2\x1b.alcove.v1.DeleteInodeEntryH\x00R\vdeleteInode\x120\n" +
@@ -1102,7 +1285,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x0fset_persistence\x18\t \x01(\v2\x1e.alcove.v1.SetPersistenceEntryH\x00R\x0esetPersistence\x12S\n" +
 	"\x13set_children_loaded\x18\n" +
 	" \x01(\v2!.alcove.v1.SetChildrenLoadedEntryH\x00R\x11setChildrenLoaded\x12D\n" +
-	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterIdB\a\n" +
+	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterId\x12P\n" +
+	"\x12set_master_address\x18\f \x01(\v2 .alcove.v1.SetMasterAddressEntryH\x00R\x10setMasterAddressB\a\n" +
 	"\x05entry\"q\n" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
@@ -1113,15 +1297,19 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12H\n" +
 	"\x11persistence_state\x18\x03 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x10persistenceState\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
-	"ufsMtimeMs\"@\n" +
+	"ufsMtimeMs\"q\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\"v\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1b\n" +
+	"\tparent_id\x18\x03 \x01(\x03R\bparentId\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"\xa7\x01\n" +
 	"\vRenameEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\"\n" +
 	"\rnew_parent_id\x18\x02 \x01(\x03R\vnewParentId\x12\x19\n" +
 	"\bnew_name\x18\x03 \x01(\tR\anewName\x12\x18\n" +
-	"\areplace\x18\x04 \x01(\bR\areplace\"\x8c\x03\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\x12\x1b\n" +
+	"\tparent_id\x18\x05 \x01(\x03R\bparentId\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\"\x8c\x03\n" +
 	"\x11SetAttributeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -1157,7 +1345,14 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x06loaded\x18\x02 \x01(\bR\x06loaded\"2\n" +
 	"\x11SetClusterIdEntry\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterIdB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"x\n" +
+	"\x15SetMasterAddressEntry\x12\x1d\n" +
+	"\n" +
+	"journal_id\x18\x01 \x01(\tR\tjournalId\x12\x1f\n" +
+	"\vrpc_address\x18\x02 \x01(\tR\n" +
+	"rpcAddress\x12\x1f\n" +
+	"\vweb_address\x18\x03 \x01(\tR\n" +
+	"webAddressB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
 
 var (
 	file_engine_api_v1_journal_proto_rawDescOnce sync.Once
@@ -1171,49 +1366,53 @@ func file_engine_api_v1_journal_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_journal_proto_rawDescData
 }
 
-var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*Inode)(nil),                  // 0: alcove.v1.Inode
-	(*JournalEntry)(nil),           // 1: alcove.v1.JournalEntry
-	(*CreateInodeEntry)(nil),       // 2: alcove.v1.CreateInodeEntry
-	(*CompleteFileEntry)(nil),      // 3: alcove.v1.CompleteFileEntry
-	(*DeleteInodeEntry)(nil),       // 4: alcove.v1.DeleteInodeEntry
-	(*RenameEntry)(nil),            // 5: alcove.v1.RenameEntry
-	(*SetAttributeEntry)(nil),      // 6: alcove.v1.SetAttributeEntry
-	(*AddMountEntry)(nil),          // 7: alcove.v1.AddMountEntry
-	(*DeleteMountEntry)(nil),       // 8: alcove.v1.DeleteMountEntry
-	(*SetPersistenceEntry)(nil),    // 9: alcove.v1.SetPersistenceEntry
-	(*SetChildrenLoadedEntry)(nil), // 10: alcove.v1.SetChildrenLoadedEntry
-	(*SetClusterIdEntry)(nil),      // 11: alcove.v1.SetClusterIdEntry
-	(PersistenceState)(0),          // 12: alcove.v1.PersistenceState
-	(TtlAction)(0),                 // 13: alcove.v1.TtlAction
-	(WriteType)(0),                 // 14: alcove.v1.WriteType
-	(*MountPointInfo)(nil),         // 15: alcove.v1.MountPointInfo
+	(*RequestId)(nil),              // 1: alcove.v1.RequestId
+	(*JournalEntry)(nil),           // 2: alcove.v1.JournalEntry
+	(*CreateInodeEntry)(nil),       // 3: alcove.v1.CreateInodeEntry
+	(*CompleteFileEntry)(nil),      // 4: alcove.v1.CompleteFileEntry
+	(*DeleteInodeEntry)(nil),       // 5: alcove.v1.DeleteInodeEntry
+	(*RenameEntry)(nil),            // 6: alcove.v1.RenameEntry
+	(*SetAttributeEntry)(nil),      // 7: alcove.v1.SetAttributeEntry
+	(*AddMountEntry)(nil),          // 8: alcove.v1.AddMountEntry
+	(*DeleteMountEntry)(nil),       // 9: alcove.v1.DeleteMountEntry
+	(*SetPersistenceEntry)(nil),    // 10: alcove.v1.SetPersistenceEntry
+	(*SetChildrenLoadedEntry)(nil), // 11: alcove.v1.SetChildrenLoadedEntry
+	(*SetClusterIdEntry)(nil),      // 12: alcove.v1.SetClusterIdEntry
+	(*SetMasterAddressEntry)(nil),  // 13: alcove.v1.SetMasterAddressEntry
+	(PersistenceState)(0),          // 14: alcove.v1.PersistenceState
+	(TtlAction)(0),                 // 15: alcove.v1.TtlAction
+	(WriteType)(0),                 // 16: alcove.v1.WriteType
+	(*MountPointInfo)(nil),         // 17: alcove.v1.MountPointInfo
 }
 var file_engine_api_v1_journal_proto_depIdxs = []int32{
-	12, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
-	13, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
-	14, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
-	2,  // 3: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
-	3,  // 4: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
-	4,  // 5: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
-	5,  // 6: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
-	6,  // 7: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
-	7,  // 8: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
-	8,  // 9: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
-	9,  // 10: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
-	10, // 11: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
-	11, // 12: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
-	0,  // 13: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
-	12, // 14: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
-	13, // 15: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
-	15, // 16: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
-	12, // 17: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
+	15, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
+	16, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
+	1,  // 3: alcove.v1.JournalEntry.request_id:type_name -> alcove.v1.RequestId
+	3,  // 4: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
+	4,  // 5: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
+	5,  // 6: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
+	6,  // 7: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
+	7,  // 8: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
+	8,  // 9: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
+	9,  // 10: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
+	10, // 11: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
+	11, // 12: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
+	12, // 13: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
+	13, // 14: alcove.v1.JournalEntry.set_master_address:type_name -> alcove.v1.SetMasterAddressEntry
+	0,  // 15: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
+	14, // 16: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
+	15, // 17: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
+	17, // 18: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
+	14, // 19: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_journal_proto_init() }
@@ -1222,7 +1421,7 @@ func file_engine_api_v1_journal_proto_init() {
 		return
 	}
 	file_engine_api_v1_common_proto_init()
-	file_engine_api_v1_journal_proto_msgTypes[1].OneofWrappers = []any{
+	file_engine_api_v1_journal_proto_msgTypes[2].OneofWrappers = []any{
 		(*JournalEntry_CreateInode)(nil),
 		(*JournalEntry_CompleteFile)(nil),
 		(*JournalEntry_DeleteInode)(nil),
@@ -1233,15 +1432,16 @@ func file_engine_api_v1_journal_proto_init() {
 		(*JournalEntry_SetPersistence)(nil),
 		(*JournalEntry_SetChildrenLoaded)(nil),
 		(*JournalEntry_SetClusterId)(nil),
+		(*JournalEntry_SetMasterAddress)(nil),
 	}
-	file_engine_api_v1_journal_proto_msgTypes[6].OneofWrappers = []any{}
+	file_engine_api_v1_journal_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_journal_proto_rawDesc), len(file_engine_api_v1_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
