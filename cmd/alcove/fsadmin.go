@@ -62,6 +62,7 @@ func newFsadminCmd(g *globals) *cobra.Command {
 			})
 		},
 	})
+	journal.AddCommand(newQuorumCmd(g))
 	admin.AddCommand(report, journal)
 	return admin
 }

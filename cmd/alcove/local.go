@@ -58,7 +58,7 @@ mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
 				return fmt.Errorf("start master: %w", err)
 			}
 			defer m.Close()
-			wcfg, err := f.config(cmd, g, abs, m.Addr())
+			wcfg, err := f.config(cmd, g, abs, []string{m.Addr()})
 			if err != nil {
 				return err
 			}

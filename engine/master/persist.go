@@ -159,3 +159,10 @@ func (m *Master) removeTemp(ctx context.Context, mnt *apiv1.MountPointInfo, tmpU
 	}
 	return nil
 }
+
+// reset forgets every command (a new leadership term).
+func (t *persistTracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.issued)
+}

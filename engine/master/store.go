@@ -21,6 +21,8 @@ import (
 //	ttl         expiry ms ‖ id → ∅ (creation time + ttl)
 //	pinned      file id → ∅
 //	unpersisted file id → persistence state (files not yet PERSISTED)
+//	masters     journal member id → marshaled apiv1.SetMasterAddressEntry
+//	requests, requests_by_time: applied request ids (engine/journal/requests.go)
 var (
 	bInodes      = []byte("inodes")
 	bEdges       = []byte("edges")
@@ -28,6 +30,7 @@ var (
 	bTTL         = []byte("ttl")
 	bPinned      = []byte("pinned")
 	bUnpersisted = []byte("unpersisted")
+	bMasters     = []byte("masters")
 
 	kNextInode  = []byte("next_inode_id")
 	kNextMount  = []byte("next_mount_id")
@@ -37,7 +40,7 @@ var (
 // RootID is the id of the root directory.
 const RootID int64 = 1
 
-var allBuckets = [][]byte{journal.MetaBucket, bInodes, bEdges, bMounts, bTTL, bPinned, bUnpersisted}
+var allBuckets = [][]byte{journal.MetaBucket, bInodes, bEdges, bMounts, bTTL, bPinned, bUnpersisted, bMasters}
 
 func ensureBuckets(tx *bbolt.Tx) error {
 	for _, b := range allBuckets {

@@ -155,7 +155,7 @@ func TestReadThroughput(t *testing.T) {
 	}
 	defer m.Close()
 	w, err := worker.New(worker.Config{
-		MasterAddress: m.Addr(), Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "bench-node",
+		MasterAddresses: []string{m.Addr()}, Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "bench-node",
 		DomainSocket: filepath.Join(dir, "sock"),
 		Tiers:        []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(shm, "mem"), QuotaBytes: size + 256<<20}},
 	})
