@@ -41,7 +41,7 @@ const (
 	suspectAfter = time.Second
 	probeTimeout = 500 * time.Millisecond
 	minBackoff   = 10 * time.Millisecond
-	maxBackoff   = 200 * time.Millisecond
+	maxBackoff   = 100 * time.Millisecond
 )
 
 // Config configures a Conn.
