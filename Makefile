@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit sanity test-takeover bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+.PHONY: all build test unit sanity test-takeover test-failover bench-read-barrier bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
 	manifests manifests-check e2e cluster-up cluster-down
 
 all: build
@@ -58,6 +58,16 @@ bench:
 TAKEOVER_RUNS ?= 10
 test-takeover:
 	$(GO) test -count=$(TAKEOVER_RUNS) -timeout 30m -run '^TestTakeover$$' -v ./engine/fuse/
+
+## test-failover: HA masters: kill -9 the leader of 3 `alcove master` processes FAILOVER_KILLS times
+## (default 50; `make test` runs 10) under concurrent clients; fail-over p50/p99, nothing lost, porcupine-checked history
+FAILOVER_KILLS ?= 50
+test-failover:
+	ALCOVE_FAILOVER_KILLS=$(FAILOVER_KILLS) $(GO) test -count=1 -timeout 40m -run '^TestFailover$$' -v ./test/failover/
+
+## bench-read-barrier: GetStatus on the leader of 3 masters with the linearizable-read check and without it
+bench-read-barrier:
+	$(GO) test -run XXX -bench BenchmarkGetStatusReadBarrier -benchtime 3s ./engine/master/
 
 ## bench-fuse: FUSE sequential read (passthrough) vs tmpfs, first uncached read, 4 KiB random IOPS
 bench-fuse:
