@@ -155,7 +155,12 @@ func TestNewLeaderWaitsForWorkers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	reg := &apiv1.RegisterWorkerRequest{Address: "127.0.0.1:1", Node: "n1", Blocks: blocks[:1], Tiers: []*apiv1.TierInfo{{Alias: "MEM", CapacityBytes: 1 << 30}}}
+	reg := &apiv1.RegisterWorkerRequest{Address: "127.0.0.1:1", Node: "n1", Tiers: []*apiv1.TierInfo{{Alias: "MEM", CapacityBytes: 1 << 30}}}
+	first, err := bm.RegisterWorker(ctx, reg) // learns the cluster id, as a new worker does
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.ClusterId, reg.WorkerId, reg.Blocks = first.GetClusterId(), first.GetWorkerId(), blocks[:1]
 	if _, err := bm.RegisterWorker(ctx, reg); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,10 @@
 // in an embedded store fed by the replicated journal, UFS metadata loading,
 // the in-memory worker registry and block locations, and the three gRPC
 // services (FileSystemMaster, MetaMaster, BlockMaster).
+//
+// Masters may form an HA group (Config.JournalPeers): the journal's leader
+// serves and the others answer as standbys, naming it (leadership.go);
+// journaling calls run once per client request id (requests.go).
 package master
 
 import (

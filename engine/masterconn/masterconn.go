@@ -262,11 +262,10 @@ func (c *Conn) attempt(ctx context.Context, addr string, cc *grpc.ClientConn, fn
 		actx, stop = context.WithTimeout(actx, c.cfg.AttemptTimeout)
 		defer stop()
 	}
-	var watchdog *time.Timer
+	var watchdog *time.Timer // read and reset under wmu
 	var wmu sync.Mutex
 	stopped := false
-	var check func()
-	check = func() {
+	check := func() {
 		if leader := c.probe(actx, addr); leader != "" {
 			c.setTarget(leader)
 			cancel(errLeaderMoved)
