@@ -47,6 +47,14 @@ const (
 	UserBlockSize                = "alluxio.user.block.size.bytes.default"
 	UserHostname                 = "alluxio.user.hostname"
 	UserDataReadTimeout          = "alluxio.user.streaming.data.read.timeout"
+	UserReplicationMin           = "alluxio.user.file.replication.min"
+	JobMasterHostname            = "alluxio.job.master.hostname"
+	JobMasterRPCPort             = "alluxio.job.master.rpc.port"
+	JobMasterWebPort             = "alluxio.job.master.web.port"
+	JobWorkerRPCPort             = "alluxio.job.worker.rpc.port"
+	JobWorkerWebPort             = "alluxio.job.worker.web.port"
+	JobWorkerThreads             = "alluxio.job.worker.threadpool.size"
+	JobWorkerBandwidth           = "alluxio.job.worker.bandwidth"
 )
 
 var known = map[string]func(string) error{
@@ -73,6 +81,14 @@ var known = map[string]func(string) error{
 	UserBlockSize:                size,
 	UserHostname:                 nonEmpty,
 	UserDataReadTimeout:          duration,
+	UserReplicationMin:           nonNegativeInt,
+	JobMasterHostname:            nonEmpty,
+	JobMasterRPCPort:             port,
+	JobMasterWebPort:             port,
+	JobWorkerRPCPort:             port,
+	JobWorkerWebPort:             port,
+	JobWorkerThreads:             positiveInt,
+	JobWorkerBandwidth:           size,
 }
 
 // Properties is a parsed properties file plus where it came from.
@@ -230,6 +246,14 @@ func positiveInt(s string) error {
 	n, err := strconv.Atoi(s)
 	if err != nil || n <= 0 {
 		return fmt.Errorf("%q is not a positive integer", s)
+	}
+	return nil
+}
+
+func nonNegativeInt(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a non-negative integer", s)
 	}
 	return nil
 }

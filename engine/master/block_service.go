@@ -92,7 +92,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 				continue
 			}
 			ino, err := getInode(tx, f)
-			if err != nil || ino == nil || !ino.Completed || int64(held) < meta.BlockCount(ino.Length, ino.BlockSizeBytes) {
+			if err != nil || ino == nil || !ino.Completed || int64(held) < meta.BlockCount(ino.Length, ino.BlockSizeBytes)-meta.HoleBlocks(ino.Holes) {
 				continue
 			}
 			p, err := pathOf(tx, ino)
@@ -110,7 +110,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 			}
 			resp.Persist = append(resp.Persist, &apiv1.PersistCommand{
 				FileId: f, Path: p, UfsPath: ufsPath(mnt, p), Length: ino.Length,
-				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f),
+				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f), Holes: ino.Holes,
 			})
 		}
 		return nil
@@ -163,7 +163,12 @@ func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneReq
 		logger.Info("Persist failed; will retry", "error", req.GetError())
 		return &apiv1.PersistDoneResponse{}, nil
 	}
-	if err := m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath()); err != nil {
+	// Exactly once: a report retried after its commit (the temporary object
+	// moved into place) gets the first answer instead of a missing object.
+	commit := func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath())
+	}
+	if _, err := exactlyOnce(ctx, m, commit, replayNone); err != nil {
 		m.persist.done(req.GetFileId())
 		return nil, meta.ToStatus(fmt.Errorf("persist done for file %d: %w", req.GetFileId(), err))
 	}

@@ -18,7 +18,7 @@ type fsServer struct {
 var _ apiv1.FileSystemMasterServer = (*fsServer)(nil)
 
 func (s *fsServer) GetStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.GetStatusResponse, error) {
-	fi, err := s.m.getStatus(ctx, req.GetPath())
+	fi, err := s.m.getStatusReq(ctx, req)
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -109,4 +109,24 @@ func (s *fsServer) GetMountTable(context.Context, *apiv1.GetMountTableRequest) (
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.GetMountTableResponse{MountPoints: all}, nil
+}
+
+func (s *fsServer) CreateSymlink(ctx context.Context, req *apiv1.CreateSymlinkRequest) (*apiv1.CreateSymlinkResponse, error) {
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.createSymlink(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.CreateSymlinkResponse{FileInfo: fi}, nil
+}
+
+// ReleaseOrphans journals one entry per orphan, so it is not tied to one
+// request id; it is idempotent instead: inode ids are never reused, and an
+// orphan already released counts as done (releaseOrphan).
+func (s *fsServer) ReleaseOrphans(ctx context.Context, req *apiv1.ReleaseOrphansRequest) (*apiv1.ReleaseOrphansResponse, error) {
+	n, err := s.m.releaseOrphans(ctx, req)
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.ReleaseOrphansResponse{Released: n}, nil
 }

@@ -120,11 +120,43 @@ func TestExactlyOnce(t *testing.T) {
 		_, err := fs.Delete(ctx, &apiv1.DeleteRequest{Path: "/e"})
 		return err
 	})
+	var links []int64
+	twice("create symlink", func(ctx context.Context) error {
+		r, err := fs.CreateSymlink(ctx, &apiv1.CreateSymlinkRequest{Path: "/l", Target: "f", WriteType: apiv1.WriteType_MUST_CACHE})
+		links = append(links, r.GetFileInfo().GetFileId())
+		return err
+	})
+	if links[0] == 0 || links[0] != links[1] {
+		t.Fatalf("retried symlink returned ids %v", links)
+	}
+	twice("set times by file id", func(ctx context.Context) error {
+		atime := int64(1_700_000_000_000)
+		_, err := fs.SetAttribute(ctx, &apiv1.SetAttributeRequest{FileId: ids[0], AtimeMs: &atime, MtimeMs: &atime})
+		return err
+	})
+	// An orphan's release is idempotent (ids are never reused): a retry
+	// releases nothing and succeeds.
+	twice("delete keeping an orphan", func(ctx context.Context) error {
+		_, err := fs.Delete(ctx, &apiv1.DeleteRequest{Path: "/f", OrphanSession: "s1"})
+		return err
+	})
+	var released []int32
+	twice("release orphans", func(ctx context.Context) error {
+		r, err := fs.ReleaseOrphans(ctx, &apiv1.ReleaseOrphansRequest{Session: "s1", FileIds: ids[:1]})
+		released = append(released, r.GetReleased())
+		return err
+	})
+	if released[0] != 1 || released[1] != 0 {
+		t.Fatalf("released %v, want 1 then 0", released)
+	}
+	if _, err := fs.GetStatus(ctx, &apiv1.GetStatusRequest{FileId: ids[0]}); status.Code(err) != codes.NotFound {
+		t.Fatalf("released orphan: %v", err)
+	}
 	if _, err := fs.GetStatus(ctx, &apiv1.GetStatusRequest{Path: "/e"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("/e after delete: %v", err)
 	}
 	// A new request id is a new call.
-	_, err := fs.CreateFile(withRequestID(ctx, seq+1), &apiv1.CreateFileRequest{Path: "/f"})
+	_, err := fs.CreateFile(withRequestID(ctx, seq+1), &apiv1.CreateFileRequest{Path: "/l"})
 	if status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("create with a new id: %v, want AlreadyExists", err)
 	}

@@ -263,6 +263,24 @@ func (m *Master) mountRoot(ctx context.Context) error {
 	return nil
 }
 
+// countChildDirs counts every directory's subdirectories once, for a
+// store written before directories kept the count (their link count). A
+// new leader calls it; standbys get the count from its journal entry.
+func (m *Master) countChildDirs(ctx context.Context) error {
+	var done bool
+	if err := m.store.View(func(tx *bbolt.Tx) error { done = counter(tx, kChildDirsCounted) != 0; return nil }); err != nil {
+		return err
+	}
+	if done {
+		return nil
+	}
+	_, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CountChildDirs{CountChildDirs: &apiv1.CountChildDirsEntry{}}})
+	if err != nil {
+		return fmt.Errorf("count subdirectories: %w", err)
+	}
+	return nil
+}
+
 // Register adds the master's gRPC services to s.
 func (m *Master) Register(s *grpc.Server) {
 	apiv1.RegisterFileSystemMasterServer(s, &fsServer{m: m})

@@ -32,6 +32,8 @@ type Cluster struct {
 type Options struct {
 	// RootUFS is mounted at / (default: a new temporary directory).
 	RootUFS string
+	// TierBytes is each worker's MEM tier size (default 1 GiB).
+	TierBytes int64
 }
 
 // Start runs a master and one worker per node (1 GiB MEM tier each).
@@ -53,12 +55,15 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 	if c.ufs == "" {
 		c.ufs = t.TempDir()
 	}
+	if opts.TierBytes == 0 {
+		opts.TierBytes = 1 << 30
+	}
 	c.StartMaster()
 	for _, n := range nodes {
 		w, err := worker.New(worker.Config{
 			MasterAddresses: []string{addr}, Address: "127.0.0.1:0", Node: n,
 			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0", WebAddress: "127.0.0.1:0",
-			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: 1 << 30}},
+			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: opts.TierBytes}},
 			HeartbeatInterval: 50 * time.Millisecond,
 		})
 		if err != nil {

@@ -48,6 +48,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	c.check("domain-socket-volume-in-pod", written, func(ctx context.Context) error { return c.domainSocket(ctx, pvName) })
 	c.check("wordcount-job", bound, func(ctx context.Context) error { return c.wordCount(ctx, pvName) })
 	c.check("extender-index-synced", inst, c.extenderSynced)
+	c.check("dataload-completes-and-delete-cancels", inst, c.dataLoads)
 	c.check("csi-node-restart-keeps-reads", written, c.csiNodeRestart)
 	c.check("helm-uninstall-leaves-no-mounts", inst, func(ctx context.Context) error { return c.uninstall(ctx, pvName) })
 }

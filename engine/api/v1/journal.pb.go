@@ -46,8 +46,30 @@ type Inode struct {
 	ChildrenLoaded         bool                   `protobuf:"varint,19,opt,name=children_loaded,json=childrenLoaded,proto3" json:"children_loaded,omitempty"` // the UFS listing of this directory was merged
 	MountPoint             bool                   `protobuf:"varint,20,opt,name=mount_point,json=mountPoint,proto3" json:"mount_point,omitempty"`
 	UfsMtimeMs             int64                  `protobuf:"varint,21,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// POSIX times: atime (relatime: updated by readers at most once per
+	// change or per day) and ctime (any change of the inode). 0: unknown
+	// (inodes from before they were kept), shown as the mtime.
+	AccessTimeMs int64 `protobuf:"varint,22,opt,name=access_time_ms,json=accessTimeMs,proto3" json:"access_time_ms,omitempty"`
+	ChangeTimeMs int64 `protobuf:"varint,23,opt,name=change_time_ms,json=changeTimeMs,proto3" json:"change_time_ms,omitempty"`
+	// ino is the POSIX inode number: the id the file was created with, kept
+	// when a commit replaces the file by a new one (RenameEntry.keep_identity).
+	// 0 means the id.
+	Ino int64 `protobuf:"varint,24,opt,name=ino,proto3" json:"ino,omitempty"`
+	// symlink_target is a symbolic link's target; non-empty only for links.
+	SymlinkTarget string `protobuf:"bytes,25,opt,name=symlink_target,json=symlinkTarget,proto3" json:"symlink_target,omitempty"`
+	// child_dirs counts the directories directly under a directory (its
+	// link count is 2 + child_dirs).
+	ChildDirs int64 `protobuf:"varint,26,opt,name=child_dirs,json=childDirs,proto3" json:"child_dirs,omitempty"`
+	// An orphan is a file unlinked (or replaced by a rename) while a client
+	// still had it open: it has no name (parent_id 0), keeps its blocks, and
+	// is removed when its session releases it (last close) or purges its
+	// orphans (a new mount of that session).
+	OrphanSession string      `protobuf:"bytes,27,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanPath    string      `protobuf:"bytes,28,opt,name=orphan_path,json=orphanPath,proto3" json:"orphan_path,omitempty"`         // where it was when it lost its name
+	OrphanUfsUri  string      `protobuf:"bytes,29,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"` // its UFS copy, moved aside to a temporary object ("": none)
+	Holes         []*BlockRun `protobuf:"bytes,30,rep,name=holes,proto3" json:"holes,omitempty"`                                     // blocks never written (sparse files): no block, zeros
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Inode) Reset() {
@@ -227,6 +249,69 @@ func (x *Inode) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+func (x *Inode) GetAccessTimeMs() int64 {
+	if x != nil {
+		return x.AccessTimeMs
+	}
+	return 0
+}
+
+func (x *Inode) GetChangeTimeMs() int64 {
+	if x != nil {
+		return x.ChangeTimeMs
+	}
+	return 0
+}
+
+func (x *Inode) GetIno() int64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+func (x *Inode) GetSymlinkTarget() string {
+	if x != nil {
+		return x.SymlinkTarget
+	}
+	return ""
+}
+
+func (x *Inode) GetChildDirs() int64 {
+	if x != nil {
+		return x.ChildDirs
+	}
+	return 0
+}
+
+func (x *Inode) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
+func (x *Inode) GetOrphanPath() string {
+	if x != nil {
+		return x.OrphanPath
+	}
+	return ""
+}
+
+func (x *Inode) GetOrphanUfsUri() string {
+	if x != nil {
+		return x.OrphanUfsUri
+	}
+	return ""
+}
+
+func (x *Inode) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 // RequestId names one client call across its retries: a random client id
 // and a sequence number the client increments per call.
 type RequestId struct {
@@ -289,7 +374,7 @@ type JournalEntry struct {
 	// request_id is set on the entry that carries out a client call; the state
 	// machine applies a request id once and answers retries with the first
 	// result (see engine/journal/requests.go).
-	RequestId *RequestId `protobuf:"bytes,11,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId *RequestId `protobuf:"bytes,21,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Types that are valid to be assigned to Entry:
 	//
 	//	*JournalEntry_CreateInode
@@ -302,6 +387,7 @@ type JournalEntry struct {
 	//	*JournalEntry_SetPersistence
 	//	*JournalEntry_SetChildrenLoaded
 	//	*JournalEntry_SetClusterId
+	//	*JournalEntry_CountChildDirs
 	//	*JournalEntry_SetMasterAddress
 	Entry         isJournalEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
@@ -449,6 +535,15 @@ func (x *JournalEntry) GetSetClusterId() *SetClusterIdEntry {
 	return nil
 }
 
+func (x *JournalEntry) GetCountChildDirs() *CountChildDirsEntry {
+	if x != nil {
+		if x, ok := x.Entry.(*JournalEntry_CountChildDirs); ok {
+			return x.CountChildDirs
+		}
+	}
+	return nil
+}
+
 func (x *JournalEntry) GetSetMasterAddress() *SetMasterAddressEntry {
 	if x != nil {
 		if x, ok := x.Entry.(*JournalEntry_SetMasterAddress); ok {
@@ -502,6 +597,10 @@ type JournalEntry_SetClusterId struct {
 	SetClusterId *SetClusterIdEntry `protobuf:"bytes,20,opt,name=set_cluster_id,json=setClusterId,proto3,oneof"`
 }
 
+type JournalEntry_CountChildDirs struct {
+	CountChildDirs *CountChildDirsEntry `protobuf:"bytes,11,opt,name=count_child_dirs,json=countChildDirs,proto3,oneof"`
+}
+
 type JournalEntry_SetMasterAddress struct {
 	SetMasterAddress *SetMasterAddressEntry `protobuf:"bytes,12,opt,name=set_master_address,json=setMasterAddress,proto3,oneof"`
 }
@@ -525,6 +624,8 @@ func (*JournalEntry_SetPersistence) isJournalEntry_Entry() {}
 func (*JournalEntry_SetChildrenLoaded) isJournalEntry_Entry() {}
 
 func (*JournalEntry_SetClusterId) isJournalEntry_Entry() {}
+
+func (*JournalEntry_CountChildDirs) isJournalEntry_Entry() {}
 
 func (*JournalEntry_SetMasterAddress) isJournalEntry_Entry() {}
 
@@ -594,6 +695,7 @@ type CompleteFileEntry struct {
 	Length           int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
 	PersistenceState PersistenceState       `protobuf:"varint,3,opt,name=persistence_state,json=persistenceState,proto3,enum=alcove.v1.PersistenceState" json:"persistence_state,omitempty"`
 	UfsMtimeMs       int64                  `protobuf:"varint,4,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Holes            []*BlockRun            `protobuf:"bytes,5,rep,name=holes,proto3" json:"holes,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -656,15 +758,26 @@ func (x *CompleteFileEntry) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+func (x *CompleteFileEntry) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 type DeleteInodeEntry struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Id        int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Recursive bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	// orphan_session set: the file loses its name but stays as an orphan of
+	// that session (see Inode.orphan_session).
+	OrphanSession string `protobuf:"bytes,3,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanUfsUri  string `protobuf:"bytes,4,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`
 	// Where the caller found the inode (parent id and name). When set, the
 	// entry fails with NOT_FOUND if the inode was moved since: a path-based
 	// call must act on the path, not on an inode that left it.
-	ParentId      int64  `protobuf:"varint,3,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	ParentId      int64  `protobuf:"varint,5,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	Name          string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +826,20 @@ func (x *DeleteInodeEntry) GetRecursive() bool {
 	return false
 }
 
+func (x *DeleteInodeEntry) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
+func (x *DeleteInodeEntry) GetOrphanUfsUri() string {
+	if x != nil {
+		return x.OrphanUfsUri
+	}
+	return ""
+}
+
 func (x *DeleteInodeEntry) GetParentId() int64 {
 	if x != nil {
 		return x.ParentId
@@ -728,13 +855,20 @@ func (x *DeleteInodeEntry) GetName() string {
 }
 
 type RenameEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	NewParentId   int64                  `protobuf:"varint,2,opt,name=new_parent_id,json=newParentId,proto3" json:"new_parent_id,omitempty"`
-	NewName       string                 `protobuf:"bytes,3,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
-	Replace       bool                   `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
-	ParentId      int64                  `protobuf:"varint,5,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"` // where the caller found the source (see DeleteInodeEntry)
-	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	NewParentId int64                  `protobuf:"varint,2,opt,name=new_parent_id,json=newParentId,proto3" json:"new_parent_id,omitempty"`
+	NewName     string                 `protobuf:"bytes,3,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
+	Replace     bool                   `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	// keep_identity: the moved file takes over the replaced file's identity
+	// (inode number, owner, group, mode, atime, creation time): a commit of
+	// new content for the same file.
+	KeepIdentity bool `protobuf:"varint,5,opt,name=keep_identity,json=keepIdentity,proto3" json:"keep_identity,omitempty"`
+	// orphan_session set: a replaced file becomes an orphan of that session.
+	OrphanSession string `protobuf:"bytes,6,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanUfsUri  string `protobuf:"bytes,7,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`
+	ParentId      int64  `protobuf:"varint,8,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"` // where the caller found the source (see DeleteInodeEntry)
+	Name          string `protobuf:"bytes,9,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -797,6 +931,27 @@ func (x *RenameEntry) GetReplace() bool {
 	return false
 }
 
+func (x *RenameEntry) GetKeepIdentity() bool {
+	if x != nil {
+		return x.KeepIdentity
+	}
+	return false
+}
+
+func (x *RenameEntry) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
+func (x *RenameEntry) GetOrphanUfsUri() string {
+	if x != nil {
+		return x.OrphanUfsUri
+	}
+	return ""
+}
+
 func (x *RenameEntry) GetParentId() int64 {
 	if x != nil {
 		return x.ParentId
@@ -823,6 +978,7 @@ type SetAttributeEntry struct {
 	MtimeMs       *int64                 `protobuf:"varint,8,opt,name=mtime_ms,json=mtimeMs,proto3,oneof" json:"mtime_ms,omitempty"`
 	Recursive     bool                   `protobuf:"varint,9,opt,name=recursive,proto3" json:"recursive,omitempty"` // also apply to every descendant
 	Persist       bool                   `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`    // complete NOT_PERSISTED files become TO_BE_PERSISTED (fs persist)
+	AtimeMs       *int64                 `protobuf:"varint,11,opt,name=atime_ms,json=atimeMs,proto3,oneof" json:"atime_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -925,6 +1081,13 @@ func (x *SetAttributeEntry) GetPersist() bool {
 		return x.Persist
 	}
 	return false
+}
+
+func (x *SetAttributeEntry) GetAtimeMs() int64 {
+	if x != nil && x.AtimeMs != nil {
+		return *x.AtimeMs
+	}
+	return 0
 }
 
 type AddMountEntry struct {
@@ -1075,6 +1238,44 @@ func (x *SetPersistenceEntry) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+// CountChildDirsEntry recounts every directory's child_dirs (once, for
+// stores written before it was kept).
+type CountChildDirsEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountChildDirsEntry) Reset() {
+	*x = CountChildDirsEntry{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountChildDirsEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountChildDirsEntry) ProtoMessage() {}
+
+func (x *CountChildDirsEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountChildDirsEntry.ProtoReflect.Descriptor instead.
+func (*CountChildDirsEntry) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
+}
+
 type SetChildrenLoadedEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1085,7 +1286,7 @@ type SetChildrenLoadedEntry struct {
 
 func (x *SetChildrenLoadedEntry) Reset() {
 	*x = SetChildrenLoadedEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1298,7 @@ func (x *SetChildrenLoadedEntry) String() string {
 func (*SetChildrenLoadedEntry) ProtoMessage() {}
 
 func (x *SetChildrenLoadedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1311,7 @@ func (x *SetChildrenLoadedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetChildrenLoadedEntry.ProtoReflect.Descriptor instead.
 func (*SetChildrenLoadedEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetChildrenLoadedEntry) GetId() int64 {
@@ -1139,7 +1340,7 @@ type SetClusterIdEntry struct {
 
 func (x *SetClusterIdEntry) Reset() {
 	*x = SetClusterIdEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1352,7 @@ func (x *SetClusterIdEntry) String() string {
 func (*SetClusterIdEntry) ProtoMessage() {}
 
 func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1365,7 @@ func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterIdEntry.ProtoReflect.Descriptor instead.
 func (*SetClusterIdEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{12}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetClusterIdEntry) GetClusterId() string {
@@ -1187,7 +1388,7 @@ type SetMasterAddressEntry struct {
 
 func (x *SetMasterAddressEntry) Reset() {
 	*x = SetMasterAddressEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[13]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1400,7 @@ func (x *SetMasterAddressEntry) String() string {
 func (*SetMasterAddressEntry) ProtoMessage() {}
 
 func (x *SetMasterAddressEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[13]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1413,7 @@ func (x *SetMasterAddressEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMasterAddressEntry.ProtoReflect.Descriptor instead.
 func (*SetMasterAddressEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{13}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetMasterAddressEntry) GetJournalId() string {
@@ -1240,7 +1441,7 @@ var File_engine_api_v1_journal_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\n" +
-	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xe5\x05\n" +
+	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xa2\b\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1267,14 +1468,25 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\vmount_point\x18\x14 \x01(\bR\n" +
 	"mountPoint\x12 \n" +
 	"\fufs_mtime_ms\x18\x15 \x01(\x03R\n" +
-	"ufsMtimeMs\":\n" +
+	"ufsMtimeMs\x12$\n" +
+	"\x0eaccess_time_ms\x18\x16 \x01(\x03R\faccessTimeMs\x12$\n" +
+	"\x0echange_time_ms\x18\x17 \x01(\x03R\fchangeTimeMs\x12\x10\n" +
+	"\x03ino\x18\x18 \x01(\x03R\x03ino\x12%\n" +
+	"\x0esymlink_target\x18\x19 \x01(\tR\rsymlinkTarget\x12\x1d\n" +
+	"\n" +
+	"child_dirs\x18\x1a \x01(\x03R\tchildDirs\x12%\n" +
+	"\x0eorphan_session\x18\x1b \x01(\tR\rorphanSession\x12\x1f\n" +
+	"\vorphan_path\x18\x1c \x01(\tR\n" +
+	"orphanPath\x12$\n" +
+	"\x0eorphan_ufs_uri\x18\x1d \x01(\tR\forphanUfsUri\x12)\n" +
+	"\x05holes\x18\x1e \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\":\n" +
 	"\tRequestId\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xd8\x06\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xa4\a\n" +
 	"\fJournalEntry\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
 	"\n" +
-	"request_id\x18\v \x01(\v2\x14.alcove.v1.RequestIdR\trequestId\x12@\n" +
+	"request_id\x18\x15 \x01(\v2\x14.alcove.v1.RequestIdR\trequestId\x12@\n" +
 	"\fcreate_inode\x18\x02 \x01(\v2\x1b.alcove.v1.CreateInodeEntryH\x00R\vcreateInode\x12C\n" +
 	"\rcomplete_file\x18\x03 \x01(\v2\x1c.alcove.v1.CompleteFileEntryH\x00R\fcompleteFile\x12@\n" +
 	"\fdelete_inode\x18\x04 \x01(\v2\x1b.alcove.v1.DeleteInodeEntryH\x00R\vdeleteInode\x120\n" +
@@ -1285,31 +1497,38 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x0fset_persistence\x18\t \x01(\v2\x1e.alcove.v1.SetPersistenceEntryH\x00R\x0esetPersistence\x12S\n" +
 	"\x13set_children_loaded\x18\n" +
 	" \x01(\v2!.alcove.v1.SetChildrenLoadedEntryH\x00R\x11setChildrenLoaded\x12D\n" +
-	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterId\x12P\n" +
+	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterId\x12J\n" +
+	"\x10count_child_dirs\x18\v \x01(\v2\x1e.alcove.v1.CountChildDirsEntryH\x00R\x0ecountChildDirs\x12P\n" +
 	"\x12set_master_address\x18\f \x01(\v2 .alcove.v1.SetMasterAddressEntryH\x00R\x10setMasterAddressB\a\n" +
 	"\x05entry\"q\n" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
 	"\x05inode\x18\x02 \x01(\v2\x10.alcove.v1.InodeR\x05inode\x12\x18\n" +
-	"\areplace\x18\x03 \x01(\bR\areplace\"\xa7\x01\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\"\xd2\x01\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12H\n" +
 	"\x11persistence_state\x18\x03 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x10persistenceState\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
-	"ufsMtimeMs\"q\n" +
+	"ufsMtimeMs\x12)\n" +
+	"\x05holes\x18\x05 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\xbe\x01\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1b\n" +
-	"\tparent_id\x18\x03 \x01(\x03R\bparentId\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\"\xa7\x01\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\x12%\n" +
+	"\x0eorphan_session\x18\x03 \x01(\tR\rorphanSession\x12$\n" +
+	"\x0eorphan_ufs_uri\x18\x04 \x01(\tR\forphanUfsUri\x12\x1b\n" +
+	"\tparent_id\x18\x05 \x01(\x03R\bparentId\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\"\x99\x02\n" +
 	"\vRenameEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\"\n" +
 	"\rnew_parent_id\x18\x02 \x01(\x03R\vnewParentId\x12\x19\n" +
 	"\bnew_name\x18\x03 \x01(\tR\anewName\x12\x18\n" +
-	"\areplace\x18\x04 \x01(\bR\areplace\x12\x1b\n" +
-	"\tparent_id\x18\x05 \x01(\x03R\bparentId\x12\x12\n" +
-	"\x04name\x18\x06 \x01(\tR\x04name\"\x8c\x03\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\x12#\n" +
+	"\rkeep_identity\x18\x05 \x01(\bR\fkeepIdentity\x12%\n" +
+	"\x0eorphan_session\x18\x06 \x01(\tR\rorphanSession\x12$\n" +
+	"\x0eorphan_ufs_uri\x18\a \x01(\tR\forphanUfsUri\x12\x1b\n" +
+	"\tparent_id\x18\b \x01(\x03R\bparentId\x12\x12\n" +
+	"\x04name\x18\t \x01(\tR\x04name\"\xb9\x03\n" +
 	"\x11SetAttributeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -1322,14 +1541,16 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\bmtime_ms\x18\b \x01(\x03H\x06R\amtimeMs\x88\x01\x01\x12\x1c\n" +
 	"\trecursive\x18\t \x01(\bR\trecursive\x12\x18\n" +
 	"\apersist\x18\n" +
-	" \x01(\bR\apersistB\t\n" +
+	" \x01(\bR\apersist\x12\x1e\n" +
+	"\batime_ms\x18\v \x01(\x03H\aR\aatimeMs\x88\x01\x01B\t\n" +
 	"\a_pinnedB\t\n" +
 	"\a_ttl_msB\r\n" +
 	"\v_ttl_actionB\a\n" +
 	"\x05_modeB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\v\n" +
-	"\t_mtime_ms\"@\n" +
+	"\t_mtime_msB\v\n" +
+	"\t_atime_ms\"@\n" +
 	"\rAddMountEntry\x12/\n" +
 	"\x05mount\x18\x01 \x01(\v2\x19.alcove.v1.MountPointInfoR\x05mount\"3\n" +
 	"\x10DeleteMountEntry\x12\x1f\n" +
@@ -1339,7 +1560,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x121\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x05state\x12 \n" +
 	"\fufs_mtime_ms\x18\x03 \x01(\x03R\n" +
-	"ufsMtimeMs\"@\n" +
+	"ufsMtimeMs\"\x15\n" +
+	"\x13CountChildDirsEntry\"@\n" +
 	"\x16SetChildrenLoadedEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06loaded\x18\x02 \x01(\bR\x06loaded\"2\n" +
@@ -1366,7 +1588,7 @@ func file_engine_api_v1_journal_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_journal_proto_rawDescData
 }
 
-var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*Inode)(nil),                  // 0: alcove.v1.Inode
 	(*RequestId)(nil),              // 1: alcove.v1.RequestId
@@ -1379,40 +1601,45 @@ var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*AddMountEntry)(nil),          // 8: alcove.v1.AddMountEntry
 	(*DeleteMountEntry)(nil),       // 9: alcove.v1.DeleteMountEntry
 	(*SetPersistenceEntry)(nil),    // 10: alcove.v1.SetPersistenceEntry
-	(*SetChildrenLoadedEntry)(nil), // 11: alcove.v1.SetChildrenLoadedEntry
-	(*SetClusterIdEntry)(nil),      // 12: alcove.v1.SetClusterIdEntry
-	(*SetMasterAddressEntry)(nil),  // 13: alcove.v1.SetMasterAddressEntry
-	(PersistenceState)(0),          // 14: alcove.v1.PersistenceState
-	(TtlAction)(0),                 // 15: alcove.v1.TtlAction
-	(WriteType)(0),                 // 16: alcove.v1.WriteType
-	(*MountPointInfo)(nil),         // 17: alcove.v1.MountPointInfo
+	(*CountChildDirsEntry)(nil),    // 11: alcove.v1.CountChildDirsEntry
+	(*SetChildrenLoadedEntry)(nil), // 12: alcove.v1.SetChildrenLoadedEntry
+	(*SetClusterIdEntry)(nil),      // 13: alcove.v1.SetClusterIdEntry
+	(*SetMasterAddressEntry)(nil),  // 14: alcove.v1.SetMasterAddressEntry
+	(PersistenceState)(0),          // 15: alcove.v1.PersistenceState
+	(TtlAction)(0),                 // 16: alcove.v1.TtlAction
+	(WriteType)(0),                 // 17: alcove.v1.WriteType
+	(*BlockRun)(nil),               // 18: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),         // 19: alcove.v1.MountPointInfo
 }
 var file_engine_api_v1_journal_proto_depIdxs = []int32{
-	14, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
-	15, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
-	16, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
-	1,  // 3: alcove.v1.JournalEntry.request_id:type_name -> alcove.v1.RequestId
-	3,  // 4: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
-	4,  // 5: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
-	5,  // 6: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
-	6,  // 7: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
-	7,  // 8: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
-	8,  // 9: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
-	9,  // 10: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
-	10, // 11: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
-	11, // 12: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
-	12, // 13: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
-	13, // 14: alcove.v1.JournalEntry.set_master_address:type_name -> alcove.v1.SetMasterAddressEntry
-	0,  // 15: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
-	14, // 16: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
-	15, // 17: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
-	17, // 18: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
-	14, // 19: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	15, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
+	16, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
+	17, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
+	18, // 3: alcove.v1.Inode.holes:type_name -> alcove.v1.BlockRun
+	1,  // 4: alcove.v1.JournalEntry.request_id:type_name -> alcove.v1.RequestId
+	3,  // 5: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
+	4,  // 6: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
+	5,  // 7: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
+	6,  // 8: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
+	7,  // 9: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
+	8,  // 10: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
+	9,  // 11: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
+	10, // 12: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
+	12, // 13: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
+	13, // 14: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
+	11, // 15: alcove.v1.JournalEntry.count_child_dirs:type_name -> alcove.v1.CountChildDirsEntry
+	14, // 16: alcove.v1.JournalEntry.set_master_address:type_name -> alcove.v1.SetMasterAddressEntry
+	0,  // 17: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
+	15, // 18: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
+	18, // 19: alcove.v1.CompleteFileEntry.holes:type_name -> alcove.v1.BlockRun
+	16, // 20: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
+	19, // 21: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
+	15, // 22: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_journal_proto_init() }
@@ -1432,6 +1659,7 @@ func file_engine_api_v1_journal_proto_init() {
 		(*JournalEntry_SetPersistence)(nil),
 		(*JournalEntry_SetChildrenLoaded)(nil),
 		(*JournalEntry_SetClusterId)(nil),
+		(*JournalEntry_CountChildDirs)(nil),
 		(*JournalEntry_SetMasterAddress)(nil),
 	}
 	file_engine_api_v1_journal_proto_msgTypes[7].OneofWrappers = []any{}
@@ -1441,7 +1669,7 @@ func file_engine_api_v1_journal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_journal_proto_rawDesc), len(file_engine_api_v1_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -24,6 +24,7 @@ const (
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // non-zero: the file with this id, wherever it is (orphans too); path is ignored
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -63,6 +64,13 @@ func (x *GetStatusRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *GetStatusRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
 }
 
 type GetStatusResponse struct {
@@ -214,14 +222,17 @@ func (x *ListStatusResponse) GetFileInfos() []*FileInfo {
 }
 
 type CreateDirectoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`                        // create missing parents
-	AllowExists   bool                   `protobuf:"varint,3,opt,name=allow_exists,json=allowExists,proto3" json:"allow_exists,omitempty"` // succeed if it already exists as a directory
-	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                                  // 0: default 0755
-	Owner         string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
-	Group         string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
-	WriteType     WriteType              `protobuf:"varint,7,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // THROUGH/CACHE_THROUGH also mkdir in the UFS
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Path        string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive   bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`                        // create missing parents
+	AllowExists bool                   `protobuf:"varint,3,opt,name=allow_exists,json=allowExists,proto3" json:"allow_exists,omitempty"` // succeed if it already exists as a directory
+	Mode        uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                                  // 0: default 0755
+	Owner       string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group       string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	WriteType   WriteType              `protobuf:"varint,7,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // THROUGH/CACHE_THROUGH also mkdir in the UFS
+	// exact_mode: mode is taken as given, 0 included (POSIX callers: FUSE
+	// applies the caller's umask and asks for exactly that mode).
+	ExactMode     bool `protobuf:"varint,8,opt,name=exact_mode,json=exactMode,proto3" json:"exact_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +316,13 @@ func (x *CreateDirectoryRequest) GetWriteType() WriteType {
 	return WriteType_WRITE_TYPE_UNSPECIFIED
 }
 
+func (x *CreateDirectoryRequest) GetExactMode() bool {
+	if x != nil {
+		return x.ExactMode
+	}
+	return false
+}
+
 type CreateDirectoryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
@@ -362,6 +380,7 @@ type CreateFileRequest struct {
 	TtlMs              int64                  `protobuf:"varint,9,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	TtlAction          TtlAction              `protobuf:"varint,10,opt,name=ttl_action,json=ttlAction,proto3,enum=alcove.v1.TtlAction" json:"ttl_action,omitempty"`
 	ReplicationDurable int32                  `protobuf:"varint,11,opt,name=replication_durable,json=replicationDurable,proto3" json:"replication_durable,omitempty"`
+	ExactMode          bool                   `protobuf:"varint,12,opt,name=exact_mode,json=exactMode,proto3" json:"exact_mode,omitempty"` // mode as given, 0 included (see CreateDirectoryRequest)
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -473,6 +492,13 @@ func (x *CreateFileRequest) GetReplicationDurable() int32 {
 	return 0
 }
 
+func (x *CreateFileRequest) GetExactMode() bool {
+	if x != nil {
+		return x.ExactMode
+	}
+	return false
+}
+
 type CreateFileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
@@ -524,6 +550,7 @@ type CompleteFileRequest struct {
 	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
 	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
 	UfsMtimeMs    int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Holes         []*BlockRun            `protobuf:"bytes,6,rep,name=holes,proto3" json:"holes,omitempty"` // blocks the writer skipped (zeros, no block)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +620,13 @@ func (x *CompleteFileRequest) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+func (x *CompleteFileRequest) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 type CompleteFileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
@@ -638,10 +672,13 @@ func (x *CompleteFileResponse) GetFileInfo() *FileInfo {
 }
 
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	AlcoveOnly    bool                   `protobuf:"varint,3,opt,name=alcove_only,json=alcoveOnly,proto3" json:"alcove_only,omitempty"` // keep the UFS copy
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Path       string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive  bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	AlcoveOnly bool                   `protobuf:"varint,3,opt,name=alcove_only,json=alcoveOnly,proto3" json:"alcove_only,omitempty"` // keep the UFS copy
+	// orphan_session: the caller still has the file open; it loses its name
+	// but stays readable (by id) until ReleaseOrphans.
+	OrphanSession string `protobuf:"bytes,4,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -697,6 +734,13 @@ func (x *DeleteRequest) GetAlcoveOnly() bool {
 	return false
 }
 
+func (x *DeleteRequest) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
 type DeleteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -734,10 +778,16 @@ func (*DeleteResponse) Descriptor() ([]byte, []int) {
 }
 
 type RenameRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Src           string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
-	Dst           string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
-	Overwrite     bool                   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"` // replace an existing destination file
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Src       string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst       string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	Overwrite bool                   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"` // replace an existing destination file
+	// keep_identity: src is new content for dst (a FUSE commit): it takes
+	// dst's inode number, owner, group, mode, atime and creation time.
+	KeepIdentity bool `protobuf:"varint,4,opt,name=keep_identity,json=keepIdentity,proto3" json:"keep_identity,omitempty"`
+	// orphan_session: a replaced dst that the caller still has open becomes
+	// an orphan of this session instead of disappearing.
+	OrphanSession string `protobuf:"bytes,5,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -793,6 +843,20 @@ func (x *RenameRequest) GetOverwrite() bool {
 	return false
 }
 
+func (x *RenameRequest) GetKeepIdentity() bool {
+	if x != nil {
+		return x.KeepIdentity
+	}
+	return false
+}
+
+func (x *RenameRequest) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
 type RenameResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -843,7 +907,9 @@ type SetAttributeRequest struct {
 	// Schedule persistence (Alluxio's scheduleAsyncPersistence): complete
 	// files not in the UFS yet are written there by a worker holding all
 	// their blocks; GetStatus shows PERSISTED once done.
-	Persist       bool `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`
+	Persist       bool   `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`
+	AtimeMs       *int64 `protobuf:"varint,11,opt,name=atime_ms,json=atimeMs,proto3,oneof" json:"atime_ms,omitempty"`
+	FileId        int64  `protobuf:"varint,12,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // non-zero: the file with this id (orphans too); path is ignored
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -946,6 +1012,20 @@ func (x *SetAttributeRequest) GetPersist() bool {
 		return x.Persist
 	}
 	return false
+}
+
+func (x *SetAttributeRequest) GetAtimeMs() int64 {
+	if x != nil && x.AtimeMs != nil {
+		return *x.AtimeMs
+	}
+	return 0
+}
+
+func (x *SetAttributeRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
 }
 
 type SetAttributeResponse struct {
@@ -1280,6 +1360,222 @@ func (*UnmountResponse) Descriptor() ([]byte, []int) {
 	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{21}
 }
 
+type CreateSymlinkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"` // 1..4095 bytes, no NUL
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group         string                 `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	WriteType     WriteType              `protobuf:"varint,5,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // MUST_CACHE: only in Alcove; others also in the UFS (when it has symlinks)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSymlinkRequest) Reset() {
+	*x = CreateSymlinkRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSymlinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSymlinkRequest) ProtoMessage() {}
+
+func (x *CreateSymlinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSymlinkRequest.ProtoReflect.Descriptor instead.
+func (*CreateSymlinkRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CreateSymlinkRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CreateSymlinkRequest) GetWriteType() WriteType {
+	if x != nil {
+		return x.WriteType
+	}
+	return WriteType_WRITE_TYPE_UNSPECIFIED
+}
+
+type CreateSymlinkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileInfo      *FileInfo              `protobuf:"bytes,1,opt,name=file_info,json=fileInfo,proto3" json:"file_info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSymlinkResponse) Reset() {
+	*x = CreateSymlinkResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSymlinkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSymlinkResponse) ProtoMessage() {}
+
+func (x *CreateSymlinkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSymlinkResponse.ProtoReflect.Descriptor instead.
+func (*CreateSymlinkResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateSymlinkResponse) GetFileInfo() *FileInfo {
+	if x != nil {
+		return x.FileInfo
+	}
+	return nil
+}
+
+type ReleaseOrphansRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	FileIds       []int64                `protobuf:"varint,2,rep,packed,name=file_ids,json=fileIds,proto3" json:"file_ids,omitempty"` // empty: every orphan of the session
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseOrphansRequest) Reset() {
+	*x = ReleaseOrphansRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseOrphansRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseOrphansRequest) ProtoMessage() {}
+
+func (x *ReleaseOrphansRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseOrphansRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseOrphansRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReleaseOrphansRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ReleaseOrphansRequest) GetFileIds() []int64 {
+	if x != nil {
+		return x.FileIds
+	}
+	return nil
+}
+
+type ReleaseOrphansResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Released      int32                  `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseOrphansResponse) Reset() {
+	*x = ReleaseOrphansResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseOrphansResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseOrphansResponse) ProtoMessage() {}
+
+func (x *ReleaseOrphansResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseOrphansResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseOrphansResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReleaseOrphansResponse) GetReleased() int32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
 type GetMountTableRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1288,7 +1584,7 @@ type GetMountTableRequest struct {
 
 func (x *GetMountTableRequest) Reset() {
 	*x = GetMountTableRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	mi := &file_engine_api_v1_master_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1596,7 @@ func (x *GetMountTableRequest) String() string {
 func (*GetMountTableRequest) ProtoMessage() {}
 
 func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[22]
+	mi := &file_engine_api_v1_master_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1609,7 @@ func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableRequest.ProtoReflect.Descriptor instead.
 func (*GetMountTableRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{22}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{26}
 }
 
 type GetMountTableResponse struct {
@@ -1325,7 +1621,7 @@ type GetMountTableResponse struct {
 
 func (x *GetMountTableResponse) Reset() {
 	*x = GetMountTableResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	mi := &file_engine_api_v1_master_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1633,7 @@ func (x *GetMountTableResponse) String() string {
 func (*GetMountTableResponse) ProtoMessage() {}
 
 func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[23]
+	mi := &file_engine_api_v1_master_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1646,7 @@ func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableResponse.ProtoReflect.Descriptor instead.
 func (*GetMountTableResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{23}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetMountTableResponse) GetMountPoints() []*MountPointInfo {
@@ -1371,7 +1667,7 @@ type GetMasterInfoRequest struct {
 
 func (x *GetMasterInfoRequest) Reset() {
 	*x = GetMasterInfoRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	mi := &file_engine_api_v1_master_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1679,7 @@ func (x *GetMasterInfoRequest) String() string {
 func (*GetMasterInfoRequest) ProtoMessage() {}
 
 func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[24]
+	mi := &file_engine_api_v1_master_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1692,7 @@ func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{24}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetMasterInfoRequest) GetRequireLeader() bool {
@@ -1429,7 +1725,7 @@ type GetMasterInfoResponse struct {
 
 func (x *GetMasterInfoResponse) Reset() {
 	*x = GetMasterInfoResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	mi := &file_engine_api_v1_master_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1737,7 @@ func (x *GetMasterInfoResponse) String() string {
 func (*GetMasterInfoResponse) ProtoMessage() {}
 
 func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[25]
+	mi := &file_engine_api_v1_master_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1750,7 @@ func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{25}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetMasterInfoResponse) GetLeaderAddress() string {
@@ -1577,7 +1873,7 @@ type QuorumMember struct {
 
 func (x *QuorumMember) Reset() {
 	*x = QuorumMember{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1885,7 @@ func (x *QuorumMember) String() string {
 func (*QuorumMember) ProtoMessage() {}
 
 func (x *QuorumMember) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1898,7 @@ func (x *QuorumMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuorumMember.ProtoReflect.Descriptor instead.
 func (*QuorumMember) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{26}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *QuorumMember) GetId() string {
@@ -1655,7 +1951,7 @@ type GetQuorumInfoRequest struct {
 
 func (x *GetQuorumInfoRequest) Reset() {
 	*x = GetQuorumInfoRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1963,7 @@ func (x *GetQuorumInfoRequest) String() string {
 func (*GetQuorumInfoRequest) ProtoMessage() {}
 
 func (x *GetQuorumInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1976,7 @@ func (x *GetQuorumInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuorumInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetQuorumInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{27}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
 }
 
 type GetQuorumInfoResponse struct {
@@ -1693,7 +1989,7 @@ type GetQuorumInfoResponse struct {
 
 func (x *GetQuorumInfoResponse) Reset() {
 	*x = GetQuorumInfoResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[28]
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +2001,7 @@ func (x *GetQuorumInfoResponse) String() string {
 func (*GetQuorumInfoResponse) ProtoMessage() {}
 
 func (x *GetQuorumInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[28]
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +2014,7 @@ func (x *GetQuorumInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuorumInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetQuorumInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetQuorumInfoResponse) GetMembers() []*QuorumMember {
@@ -1745,7 +2041,7 @@ type AddQuorumMemberRequest struct {
 
 func (x *AddQuorumMemberRequest) Reset() {
 	*x = AddQuorumMemberRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[29]
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +2053,7 @@ func (x *AddQuorumMemberRequest) String() string {
 func (*AddQuorumMemberRequest) ProtoMessage() {}
 
 func (x *AddQuorumMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[29]
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +2066,7 @@ func (x *AddQuorumMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddQuorumMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddQuorumMemberRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{29}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AddQuorumMemberRequest) GetId() string {
@@ -1795,7 +2091,7 @@ type AddQuorumMemberResponse struct {
 
 func (x *AddQuorumMemberResponse) Reset() {
 	*x = AddQuorumMemberResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2103,7 @@ func (x *AddQuorumMemberResponse) String() string {
 func (*AddQuorumMemberResponse) ProtoMessage() {}
 
 func (x *AddQuorumMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2116,7 @@ func (x *AddQuorumMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddQuorumMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddQuorumMemberResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
 }
 
 type RemoveQuorumMemberRequest struct {
@@ -1833,7 +2129,7 @@ type RemoveQuorumMemberRequest struct {
 
 func (x *RemoveQuorumMemberRequest) Reset() {
 	*x = RemoveQuorumMemberRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +2141,7 @@ func (x *RemoveQuorumMemberRequest) String() string {
 func (*RemoveQuorumMemberRequest) ProtoMessage() {}
 
 func (x *RemoveQuorumMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +2154,7 @@ func (x *RemoveQuorumMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveQuorumMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveQuorumMemberRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveQuorumMemberRequest) GetId() string {
@@ -1883,7 +2179,7 @@ type RemoveQuorumMemberResponse struct {
 
 func (x *RemoveQuorumMemberResponse) Reset() {
 	*x = RemoveQuorumMemberResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2191,7 @@ func (x *RemoveQuorumMemberResponse) String() string {
 func (*RemoveQuorumMemberResponse) ProtoMessage() {}
 
 func (x *RemoveQuorumMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2204,7 @@ func (x *RemoveQuorumMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveQuorumMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveQuorumMemberResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
 }
 
 type TransferLeadershipRequest struct {
@@ -1921,7 +2217,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2229,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2242,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -1972,7 +2268,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2280,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2293,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -2015,7 +2311,7 @@ type GetWorkersRequest struct {
 
 func (x *GetWorkersRequest) Reset() {
 	*x = GetWorkersRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2323,7 @@ func (x *GetWorkersRequest) String() string {
 func (*GetWorkersRequest) ProtoMessage() {}
 
 func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2336,7 @@ func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
 }
 
 type GetWorkersResponse struct {
@@ -2052,7 +2348,7 @@ type GetWorkersResponse struct {
 
 func (x *GetWorkersResponse) Reset() {
 	*x = GetWorkersResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2360,7 @@ func (x *GetWorkersResponse) String() string {
 func (*GetWorkersResponse) ProtoMessage() {}
 
 func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2373,7 @@ func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -2095,7 +2391,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2403,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2416,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
 }
 
 type CheckpointResponse struct {
@@ -2132,7 +2428,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2440,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2453,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CheckpointResponse) GetIndex() int64 {
@@ -2187,7 +2483,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2495,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2508,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() string {
@@ -2289,7 +2585,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2597,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2610,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -2350,7 +2646,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2658,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2671,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() int64 {
@@ -2422,7 +2718,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2434,7 +2730,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2447,7 +2743,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HeartbeatResponse) GetRegister() bool {
@@ -2502,7 +2798,7 @@ type ReplicateCommand struct {
 
 func (x *ReplicateCommand) Reset() {
 	*x = ReplicateCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2514,7 +2810,7 @@ func (x *ReplicateCommand) String() string {
 func (*ReplicateCommand) ProtoMessage() {}
 
 func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2527,7 +2823,7 @@ func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCommand.ProtoReflect.Descriptor instead.
 func (*ReplicateCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReplicateCommand) GetBlockId() int64 {
@@ -2556,14 +2852,15 @@ type PersistCommand struct {
 	// at the root of the file's mount). The master moves it into place when
 	// the worker reports success, under the same lock as deletes and
 	// renames, so a persist never resurrects a file deleted or moved meanwhile.
-	UfsTempPath   string `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
+	UfsTempPath   string      `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
+	Holes         []*BlockRun `protobuf:"bytes,8,rep,name=holes,proto3" json:"holes,omitempty"` // blocks that are zeros and were never cached
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PersistCommand) Reset() {
 	*x = PersistCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2872,7 @@ func (x *PersistCommand) String() string {
 func (*PersistCommand) ProtoMessage() {}
 
 func (x *PersistCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2885,7 @@ func (x *PersistCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistCommand.ProtoReflect.Descriptor instead.
 func (*PersistCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PersistCommand) GetFileId() int64 {
@@ -2640,6 +2937,13 @@ func (x *PersistCommand) GetUfsTempPath() string {
 	return ""
 }
 
+func (x *PersistCommand) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 type CommitBlockRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2655,7 +2959,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2971,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2984,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2728,7 +3032,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +3044,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +3057,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CommitBlockResponse) GetReplicasNeeded() int32 {
@@ -2783,7 +3087,7 @@ type PersistDoneRequest struct {
 
 func (x *PersistDoneRequest) Reset() {
 	*x = PersistDoneRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +3099,7 @@ func (x *PersistDoneRequest) String() string {
 func (*PersistDoneRequest) ProtoMessage() {}
 
 func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +3112,7 @@ func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneRequest.ProtoReflect.Descriptor instead.
 func (*PersistDoneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PersistDoneRequest) GetWorkerId() int64 {
@@ -2854,7 +3158,7 @@ type PersistDoneResponse struct {
 
 func (x *PersistDoneResponse) Reset() {
 	*x = PersistDoneResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +3170,7 @@ func (x *PersistDoneResponse) String() string {
 func (*PersistDoneResponse) ProtoMessage() {}
 
 func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +3183,7 @@ func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneResponse.ProtoReflect.Descriptor instead.
 func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{52}
 }
 
 // NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
@@ -2894,7 +3198,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +3210,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +3223,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -2951,7 +3255,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[50]
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3267,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[50]
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3280,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
 }
 
 type NodeCacheEvent struct {
@@ -2999,7 +3303,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[51]
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3011,7 +3315,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[51]
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3024,7 +3328,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -3071,7 +3375,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[52]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3083,7 +3387,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[52]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3096,7 +3400,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{52}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -3115,7 +3419,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[53]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3431,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[53]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3444,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -3154,9 +3458,10 @@ var File_engine_api_v1_master_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"&\n" +
+	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"?\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"E\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\"E\n" +
 	"\x11GetStatusResponse\x120\n" +
 	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"`\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
@@ -3165,7 +3470,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\"H\n" +
 	"\x12ListStatusResponse\x122\n" +
 	"\n" +
-	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\xe2\x01\n" +
+	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\x81\x02\n" +
 	"\x16CreateDirectoryRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12!\n" +
@@ -3174,9 +3479,11 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x14\n" +
 	"\x05group\x18\x06 \x01(\tR\x05group\x123\n" +
 	"\n" +
-	"write_type\x18\a \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\"K\n" +
+	"write_type\x18\a \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x1d\n" +
+	"\n" +
+	"exact_mode\x18\b \x01(\bR\texactMode\"K\n" +
 	"\x17CreateDirectoryResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xff\x02\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x9e\x03\n" +
 	"\x11CreateFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12(\n" +
 	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
@@ -3191,29 +3498,35 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"ttl_action\x18\n" +
 	" \x01(\x0e2\x14.alcove.v1.TtlActionR\tttlAction\x12/\n" +
-	"\x13replication_durable\x18\v \x01(\x05R\x12replicationDurable\"F\n" +
+	"\x13replication_durable\x18\v \x01(\x05R\x12replicationDurable\x12\x1d\n" +
+	"\n" +
+	"exact_mode\x18\f \x01(\bR\texactMode\"F\n" +
 	"\x12CreateFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x9a\x01\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xc5\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
 	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x1c\n" +
 	"\tpersisted\x18\x04 \x01(\bR\tpersisted\x12 \n" +
 	"\fufs_mtime_ms\x18\x05 \x01(\x03R\n" +
-	"ufsMtimeMs\"H\n" +
+	"ufsMtimeMs\x12)\n" +
+	"\x05holes\x18\x06 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"H\n" +
 	"\x14CompleteFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"b\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x89\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1f\n" +
 	"\valcove_only\x18\x03 \x01(\bR\n" +
-	"alcoveOnly\"\x10\n" +
-	"\x0eDeleteResponse\"Q\n" +
+	"alcoveOnly\x12%\n" +
+	"\x0eorphan_session\x18\x04 \x01(\tR\rorphanSession\"\x10\n" +
+	"\x0eDeleteResponse\"\x9d\x01\n" +
 	"\rRenameRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x1c\n" +
-	"\toverwrite\x18\x03 \x01(\bR\toverwrite\"\x10\n" +
-	"\x0eRenameResponse\"\x92\x03\n" +
+	"\toverwrite\x18\x03 \x01(\bR\toverwrite\x12#\n" +
+	"\rkeep_identity\x18\x04 \x01(\bR\fkeepIdentity\x12%\n" +
+	"\x0eorphan_session\x18\x05 \x01(\tR\rorphanSession\"\x10\n" +
+	"\x0eRenameResponse\"\xd8\x03\n" +
 	"\x13SetAttributeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -3226,14 +3539,17 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\trecursive\x18\b \x01(\bR\trecursive\x12\x1e\n" +
 	"\bmtime_ms\x18\t \x01(\x03H\x06R\amtimeMs\x88\x01\x01\x12\x18\n" +
 	"\apersist\x18\n" +
-	" \x01(\bR\apersistB\t\n" +
+	" \x01(\bR\apersist\x12\x1e\n" +
+	"\batime_ms\x18\v \x01(\x03H\aR\aatimeMs\x88\x01\x01\x12\x17\n" +
+	"\afile_id\x18\f \x01(\x03R\x06fileIdB\t\n" +
 	"\a_pinnedB\t\n" +
 	"\a_ttl_msB\r\n" +
 	"\v_ttl_actionB\a\n" +
 	"\x05_modeB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\v\n" +
-	"\t_mtime_ms\"\x16\n" +
+	"\t_mtime_msB\v\n" +
+	"\t_atime_ms\"\x16\n" +
 	"\x14SetAttributeResponse\"U\n" +
 	"\vFreeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
@@ -3257,7 +3573,21 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x0eUnmountRequest\x12\x1f\n" +
 	"\valcove_path\x18\x01 \x01(\tR\n" +
 	"alcovePath\"\x11\n" +
-	"\x0fUnmountResponse\"\x16\n" +
+	"\x0fUnmountResponse\"\xa3\x01\n" +
+	"\x14CreateSymlinkRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x123\n" +
+	"\n" +
+	"write_type\x18\x05 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\"I\n" +
+	"\x15CreateSymlinkResponse\x120\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"L\n" +
+	"\x15ReleaseOrphansRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x19\n" +
+	"\bfile_ids\x18\x02 \x03(\x03R\afileIds\"4\n" +
+	"\x16ReleaseOrphansResponse\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\x05R\breleased\"\x16\n" +
 	"\x14GetMountTableRequest\"U\n" +
 	"\x15GetMountTableResponse\x12<\n" +
 	"\fmount_points\x18\x01 \x03(\v2\x19.alcove.v1.MountPointInfoR\vmountPoints\"=\n" +
@@ -3346,7 +3676,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\"a\n" +
 	"\x10ReplicateCommand\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x122\n" +
-	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xd2\x01\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xfd\x01\n" +
 	"\x0ePersistCommand\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
@@ -3354,7 +3684,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\x12(\n" +
 	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\"\n" +
-	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\"\x9d\x01\n" +
+	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\x12)\n" +
+	"\x05holes\x18\b \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x9d\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
@@ -3386,7 +3717,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x13GetNodeCacheRequest\x12\x14\n" +
 	"\x05paths\x18\x01 \x03(\tR\x05paths\"K\n" +
 	"\x14GetNodeCacheResponse\x123\n" +
-	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xf5\x06\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xa0\b\n" +
 	"\x10FileSystemMaster\x12F\n" +
 	"\tGetStatus\x12\x1b.alcove.v1.GetStatusRequest\x1a\x1c.alcove.v1.GetStatusResponse\x12I\n" +
 	"\n" +
@@ -3401,7 +3732,9 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x04Free\x12\x16.alcove.v1.FreeRequest\x1a\x17.alcove.v1.FreeResponse\x12:\n" +
 	"\x05Mount\x12\x17.alcove.v1.MountRequest\x1a\x18.alcove.v1.MountResponse\x12@\n" +
 	"\aUnmount\x12\x19.alcove.v1.UnmountRequest\x1a\x1a.alcove.v1.UnmountResponse\x12R\n" +
-	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse2\x8c\x06\n" +
+	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse\x12R\n" +
+	"\rCreateSymlink\x12\x1f.alcove.v1.CreateSymlinkRequest\x1a .alcove.v1.CreateSymlinkResponse\x12U\n" +
+	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse2\x8c\x06\n" +
 	"\n" +
 	"MetaMaster\x12R\n" +
 	"\rGetMasterInfo\x12\x1f.alcove.v1.GetMasterInfoRequest\x1a .alcove.v1.GetMasterInfoResponse\x12I\n" +
@@ -3433,7 +3766,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),           // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),          // 1: alcove.v1.GetStatusResponse
@@ -3457,127 +3790,140 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*MountResponse)(nil),              // 19: alcove.v1.MountResponse
 	(*UnmountRequest)(nil),             // 20: alcove.v1.UnmountRequest
 	(*UnmountResponse)(nil),            // 21: alcove.v1.UnmountResponse
-	(*GetMountTableRequest)(nil),       // 22: alcove.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),      // 23: alcove.v1.GetMountTableResponse
-	(*GetMasterInfoRequest)(nil),       // 24: alcove.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),      // 25: alcove.v1.GetMasterInfoResponse
-	(*QuorumMember)(nil),               // 26: alcove.v1.QuorumMember
-	(*GetQuorumInfoRequest)(nil),       // 27: alcove.v1.GetQuorumInfoRequest
-	(*GetQuorumInfoResponse)(nil),      // 28: alcove.v1.GetQuorumInfoResponse
-	(*AddQuorumMemberRequest)(nil),     // 29: alcove.v1.AddQuorumMemberRequest
-	(*AddQuorumMemberResponse)(nil),    // 30: alcove.v1.AddQuorumMemberResponse
-	(*RemoveQuorumMemberRequest)(nil),  // 31: alcove.v1.RemoveQuorumMemberRequest
-	(*RemoveQuorumMemberResponse)(nil), // 32: alcove.v1.RemoveQuorumMemberResponse
-	(*TransferLeadershipRequest)(nil),  // 33: alcove.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 34: alcove.v1.TransferLeadershipResponse
-	(*GetWorkersRequest)(nil),          // 35: alcove.v1.GetWorkersRequest
-	(*GetWorkersResponse)(nil),         // 36: alcove.v1.GetWorkersResponse
-	(*CheckpointRequest)(nil),          // 37: alcove.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),         // 38: alcove.v1.CheckpointResponse
-	(*RegisterWorkerRequest)(nil),      // 39: alcove.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),     // 40: alcove.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),           // 41: alcove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),          // 42: alcove.v1.HeartbeatResponse
-	(*ReplicateCommand)(nil),           // 43: alcove.v1.ReplicateCommand
-	(*PersistCommand)(nil),             // 44: alcove.v1.PersistCommand
-	(*CommitBlockRequest)(nil),         // 45: alcove.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),        // 46: alcove.v1.CommitBlockResponse
-	(*PersistDoneRequest)(nil),         // 47: alcove.v1.PersistDoneRequest
-	(*PersistDoneResponse)(nil),        // 48: alcove.v1.PersistDoneResponse
-	(*NodeCacheEntry)(nil),             // 49: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),      // 50: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),             // 51: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),        // 52: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),       // 53: alcove.v1.GetNodeCacheResponse
-	nil,                                // 54: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                   // 55: alcove.v1.FileInfo
-	(WriteType)(0),                     // 56: alcove.v1.WriteType
-	(TtlAction)(0),                     // 57: alcove.v1.TtlAction
-	(*MountPointInfo)(nil),             // 58: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),                 // 59: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                   // 60: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),                // 61: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),              // 62: alcove.v1.BlockLocation
+	(*CreateSymlinkRequest)(nil),       // 22: alcove.v1.CreateSymlinkRequest
+	(*CreateSymlinkResponse)(nil),      // 23: alcove.v1.CreateSymlinkResponse
+	(*ReleaseOrphansRequest)(nil),      // 24: alcove.v1.ReleaseOrphansRequest
+	(*ReleaseOrphansResponse)(nil),     // 25: alcove.v1.ReleaseOrphansResponse
+	(*GetMountTableRequest)(nil),       // 26: alcove.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),      // 27: alcove.v1.GetMountTableResponse
+	(*GetMasterInfoRequest)(nil),       // 28: alcove.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),      // 29: alcove.v1.GetMasterInfoResponse
+	(*QuorumMember)(nil),               // 30: alcove.v1.QuorumMember
+	(*GetQuorumInfoRequest)(nil),       // 31: alcove.v1.GetQuorumInfoRequest
+	(*GetQuorumInfoResponse)(nil),      // 32: alcove.v1.GetQuorumInfoResponse
+	(*AddQuorumMemberRequest)(nil),     // 33: alcove.v1.AddQuorumMemberRequest
+	(*AddQuorumMemberResponse)(nil),    // 34: alcove.v1.AddQuorumMemberResponse
+	(*RemoveQuorumMemberRequest)(nil),  // 35: alcove.v1.RemoveQuorumMemberRequest
+	(*RemoveQuorumMemberResponse)(nil), // 36: alcove.v1.RemoveQuorumMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 37: alcove.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 38: alcove.v1.TransferLeadershipResponse
+	(*GetWorkersRequest)(nil),          // 39: alcove.v1.GetWorkersRequest
+	(*GetWorkersResponse)(nil),         // 40: alcove.v1.GetWorkersResponse
+	(*CheckpointRequest)(nil),          // 41: alcove.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),         // 42: alcove.v1.CheckpointResponse
+	(*RegisterWorkerRequest)(nil),      // 43: alcove.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),     // 44: alcove.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),           // 45: alcove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),          // 46: alcove.v1.HeartbeatResponse
+	(*ReplicateCommand)(nil),           // 47: alcove.v1.ReplicateCommand
+	(*PersistCommand)(nil),             // 48: alcove.v1.PersistCommand
+	(*CommitBlockRequest)(nil),         // 49: alcove.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),        // 50: alcove.v1.CommitBlockResponse
+	(*PersistDoneRequest)(nil),         // 51: alcove.v1.PersistDoneRequest
+	(*PersistDoneResponse)(nil),        // 52: alcove.v1.PersistDoneResponse
+	(*NodeCacheEntry)(nil),             // 53: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),      // 54: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),             // 55: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),        // 56: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),       // 57: alcove.v1.GetNodeCacheResponse
+	nil,                                // 58: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                   // 59: alcove.v1.FileInfo
+	(WriteType)(0),                     // 60: alcove.v1.WriteType
+	(TtlAction)(0),                     // 61: alcove.v1.TtlAction
+	(*BlockRun)(nil),                   // 62: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),             // 63: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),                 // 64: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                   // 65: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),                // 66: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),              // 67: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	55, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	55, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	56, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	55, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	56, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	57, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	55, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	55, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	57, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	54, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	58, // 10: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	26, // 11: alcove.v1.GetQuorumInfoResponse.members:type_name -> alcove.v1.QuorumMember
-	59, // 12: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	60, // 13: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	61, // 14: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	60, // 15: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	61, // 16: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	44, // 17: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	43, // 18: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	62, // 19: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	62, // 20: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	49, // 21: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	49, // 22: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 23: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 24: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 25: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 26: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 27: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 28: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 29: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 30: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 31: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 32: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 33: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	22, // 34: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	24, // 35: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	35, // 36: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	37, // 37: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	50, // 38: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	52, // 39: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	27, // 40: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
-	29, // 41: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
-	31, // 42: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
-	33, // 43: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
-	39, // 44: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	41, // 45: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	45, // 46: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	47, // 47: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 48: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 49: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 50: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 51: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 52: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 53: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 54: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 55: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 56: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 57: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 58: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	23, // 59: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	25, // 60: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	36, // 61: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	38, // 62: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	51, // 63: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	53, // 64: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	28, // 65: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
-	30, // 66: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
-	32, // 67: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
-	34, // 68: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
-	40, // 69: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	42, // 70: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	46, // 71: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	48, // 72: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	48, // [48:73] is the sub-list for method output_type
-	23, // [23:48] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	59, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	59, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	60, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	59, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	60, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	61, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	59, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	62, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	59, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	61, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	58, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	60, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	59, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	63, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	30, // 14: alcove.v1.GetQuorumInfoResponse.members:type_name -> alcove.v1.QuorumMember
+	64, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	65, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	66, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	65, // 18: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	66, // 19: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	48, // 20: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	47, // 21: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	67, // 22: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	62, // 23: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	67, // 24: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	53, // 25: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	53, // 26: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 27: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 28: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 29: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 30: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 31: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 32: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 33: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 34: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 35: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 36: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 37: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 38: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 39: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 40: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 41: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	39, // 42: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	41, // 43: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	54, // 44: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	56, // 45: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	31, // 46: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
+	33, // 47: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
+	35, // 48: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
+	37, // 49: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
+	43, // 50: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	45, // 51: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	49, // 52: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	51, // 53: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	1,  // 54: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 55: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 56: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 57: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 58: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 59: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 60: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 61: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 62: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 63: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 64: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 65: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 66: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 67: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 68: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	40, // 69: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	42, // 70: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	55, // 71: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	57, // 72: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	32, // 73: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
+	34, // 74: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
+	36, // 75: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
+	38, // 76: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
+	44, // 77: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	46, // 78: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	50, // 79: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	52, // 80: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	54, // [54:81] is the sub-list for method output_type
+	27, // [27:54] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -3593,7 +3939,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   55,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
