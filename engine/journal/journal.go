@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -94,8 +94,8 @@ func Open(cfg Config, sm StateMachine) (*Journal, error) {
 	}
 	logger = logger.WithName("journal")
 	dir := filepath.Join(cfg.Dir, "journal")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create journal dir %s: %w", dir, err)
+	if err := fsutil.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("create journal dir: %w", err)
 	}
 	hl := newHCLogger(logger)
 	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
@@ -106,6 +106,10 @@ func Open(cfg Config, sm StateMachine) (*Journal, error) {
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open snapshot store %s: %w", dir, err)
+	}
+	if err := fsutil.SyncDir(dir); err != nil { // raft.db and snapshots/ may be new
+		logs.Close()
+		return nil, err
 	}
 	if len(cfg.Peers) > 0 && cfg.BindAddress == "" {
 		logs.Close()
