@@ -216,6 +216,23 @@ func (c *Client) liveWorkers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
 	return live, nil
 }
 
+// forgetWorkers drops the cached worker list (the next call asks the master).
+func (c *Client) forgetWorkers() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wcache = nil
+}
+
+// pickWorkerWaiting picks a worker as pickWorker does, waiting (bounded
+// by wait) while none is live.
+func (c *Client) pickWorkerWaiting(ctx context.Context, wait *workerWait) (*apiv1.WorkerInfo, error) {
+	w, err := c.pickWorker(ctx, -1)
+	for errors.Is(err, meta.ErrUnavailable) && wait.next(ctx) {
+		w, err = c.pickWorker(ctx, -1)
+	}
+	return w, err
+}
+
 // pickWorker prefers the worker on this client's node, else a stable
 // choice by key so that repeated misses of one block go to one worker.
 // Workers in skip, and workers that timed out recently while others are
