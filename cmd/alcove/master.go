@@ -12,6 +12,7 @@ import (
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // Default journal (raft) port, Alluxio's alluxio.master.embedded.journal.port.
@@ -19,6 +20,7 @@ const defaultJournalPort = 19200
 
 func newMasterCmd(g *globals) *cobra.Command {
 	var cfg master.Config
+	var kubeAuth bool
 	var host, peers, journalBind string
 	var port, webPort, journalPort int
 	cmd := &cobra.Command{
@@ -72,6 +74,24 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 				cfg.JournalID, cfg.JournalAdvertise, cfg.JournalPeers = self.ID, self.Address, others
 				cfg.JournalBindAddress = journalBind
 			}
+			cfg.TokenLifetime = p.Duration(conf.SecurityTokenLifetime, 0)
+			if v, ok := p.Get(conf.SecuritySuperusers); ok {
+				cfg.Superusers = strings.Split(v, ",")
+			}
+			if v, ok := p.Get(conf.SecuritySupergroups); ok {
+				cfg.SuperGroups = strings.Split(v, ",")
+			}
+			if kubeAuth {
+				users, err := kubeTokenReviewer()
+				if err != nil {
+					return err
+				}
+				cfg.Users = users
+			}
+			var err error
+			if cfg.TLS, err = g.tls(security.RoleMaster); err != nil {
+				return err
+			}
 			m, err := master.New(cfg)
 			if err != nil {
 				return err
@@ -91,6 +111,7 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 	f.IntVar(&journalPort, "journal-port", defaultJournalPort, "journal (raft) port of this member (alluxio.master.embedded.journal.port)")
 	f.StringVar(&journalBind, "journal-bind", "", "journal listen address when it differs from this member's address in --journal-peers (default --host:--journal-port)")
 	f.DurationVar(&cfg.JournalElectionTimeout, "journal-election-timeout", journal.DefaultElectionTimeout, "a standby that hears nothing from the leader for 1-2x this long starts an election (alluxio.master.embedded.journal.election.timeout.min)")
+	f.BoolVar(&kubeAuth, "kube-auth", false, "accept pods' ServiceAccount tokens (audience alcove), verified by TokenReview with the in-cluster configuration")
 	f.BoolVar(&cfg.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve reads from local state without a leadership check (stale reads)")
 	_ = f.MarkHidden("unsafe-local-reads")
 	return cmd

@@ -12,15 +12,16 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/masterconn"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
 )
 
@@ -52,6 +53,13 @@ type Config struct {
 	// worker before it goes to another copy or the UFS (default
 	// DefaultDataTimeout; alluxio.user.streaming.data.read.timeout).
 	DataTimeout time.Duration
+	// TLS is this client's certificate for mTLS to masters, workers (gRPC
+	// and data port) and the job master; nil: plaintext (TLS off).
+	TLS *security.Source
+	// TokenFile is a projected ServiceAccount token (audience alcove) the
+	// client proves its user with; it is re-read on every call (kubelet
+	// rotates it). Empty: the user is Owner/Group, asserted (SIMPLE).
+	TokenFile string
 }
 
 // Client is safe for concurrent use.
@@ -98,11 +106,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.DataTimeout <= 0 {
 		cfg.DataTimeout = DefaultDataTimeout
 	}
-	mc, err := masterconn.New(masterconn.Config{Addresses: cfg.MasterAddresses, RetryTimeout: cfg.RetryTimeout})
+	c := &Client{cfg: cfg, workers: map[string]*grpc.ClientConn{}, sc: map[string]*shortcircuit.Client{}}
+	mc, err := masterconn.New(masterconn.Config{Addresses: cfg.MasterAddresses, RetryTimeout: cfg.RetryTimeout,
+		DialOptions: []grpc.DialOption{security.DialOption(cfg.TLS, security.RoleMaster),
+			grpc.WithChainUnaryInterceptor(c.identify), grpc.WithChainStreamInterceptor(c.identifyStream)}})
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cfg: cfg, master: mc, workers: map[string]*grpc.ClientConn{}, sc: map[string]*shortcircuit.Client{}}, nil
+	c.master = mc
+	return c, nil
 }
 
 // Config returns the effective configuration.
@@ -131,9 +143,9 @@ func (c *Client) Close() error {
 }
 
 // dataDialOptions are tuned for bulk block streams over loopback and LAN.
-func dataDialOptions() []grpc.DialOption {
+func (c *Client) dataDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		security.DialOption(c.cfg.TLS, security.RoleWorker),
 		grpc.WithInitialWindowSize(64 << 20),
 		grpc.WithInitialConnWindowSize(64 << 20),
 		grpc.WithReadBufferSize(1 << 20),
@@ -159,7 +171,7 @@ func (c *Client) workerConn(addr string) (apiv1.BlockWorkerClient, error) {
 	if cc, ok := c.workers[addr]; ok {
 		return apiv1.NewBlockWorkerClient(cc), nil
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, dataDialOptions()...)
+	cc, err := grpc.NewClient("passthrough:///"+addr, c.dataDialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to worker %s: %w", addr, err)
 	}
@@ -280,4 +292,37 @@ func currentUser() (string, string) {
 		group = g.Name
 	}
 	return u.Username, group
+}
+
+// withUser adds who the call acts for: the ServiceAccount token, or the
+// configured owner and group.
+func (c *Client) withUser(ctx context.Context) (context.Context, error) {
+	if c.cfg.TokenFile != "" {
+		tok, err := os.ReadFile(c.cfg.TokenFile)
+		if err != nil {
+			return ctx, fmt.Errorf("read ServiceAccount token: %w", err)
+		}
+		return security.OutgoingToken(ctx, strings.TrimSpace(string(tok))), nil
+	}
+	var groups []string
+	if c.cfg.Group != "" {
+		groups = []string{c.cfg.Group}
+	}
+	return security.OutgoingUser(ctx, c.cfg.Owner, groups), nil
+}
+
+func (c *Client) identify(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	ctx, err := c.withUser(ctx)
+	if err != nil {
+		return err
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func (c *Client) identifyStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	ctx, err := c.withUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return streamer(ctx, desc, cc, method, opts...)
 }

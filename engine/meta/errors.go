@@ -29,6 +29,9 @@ var (
 	ErrNotLeader          = errors.New("not the leader master")
 	ErrPermission         = errors.New("permission denied")
 	ErrAborted            = errors.New("aborted")
+	// ErrUnauthenticated: the caller did not prove who it is (no client
+	// certificate, a missing, forged or expired block token).
+	ErrUnauthenticated = errors.New("unauthenticated")
 )
 
 var codeOf = []struct {
@@ -50,6 +53,7 @@ var codeOf = []struct {
 	{ErrNotLeader, codes.Unavailable},
 	{ErrPermission, codes.PermissionDenied},
 	{ErrAborted, codes.Aborted},
+	{ErrUnauthenticated, codes.Unauthenticated},
 }
 
 // reasonKey tags the sentinel in the status message so FromStatus can restore
@@ -163,7 +167,7 @@ func Errno(err error) syscall.Errno {
 		return syscall.ENOTEMPTY
 	case errors.Is(err, ErrNoSpace):
 		return syscall.ENOSPC
-	case errors.Is(err, ErrPermission):
+	case errors.Is(err, ErrPermission), errors.Is(err, ErrUnauthenticated):
 		return syscall.EACCES
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotLeader):
 		return syscall.EAGAIN

@@ -465,7 +465,12 @@ type FileInfo struct {
 	Orphan                 bool                   `protobuf:"varint,30,opt,name=orphan,proto3" json:"orphan,omitempty"`                                   // unlinked while open (see Inode.orphan_session)
 	// holes are the blocks never written (all zeros): they have no block
 	// anywhere, read as zeros, and are never lost.
-	Holes         []*BlockRun `protobuf:"bytes,31,rep,name=holes,proto3" json:"holes,omitempty"`
+	Holes []*BlockRun `protobuf:"bytes,31,rep,name=holes,proto3" json:"holes,omitempty"`
+	// A block token (engine/security) for this file, signed by the master:
+	// read access, or read-write in CreateFile's answer. Workers refuse data
+	// requests without one. Answers about one file carry it (GetStatus,
+	// CreateFile, CompleteFile); listings only for the job tier.
+	BlockToken    []byte `protobuf:"bytes,40,opt,name=block_token,json=blockToken,proto3" json:"block_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +718,13 @@ func (x *FileInfo) GetOrphan() bool {
 func (x *FileInfo) GetHoles() []*BlockRun {
 	if x != nil {
 		return x.Holes
+	}
+	return nil
+}
+
+func (x *FileInfo) GetBlockToken() []byte {
+	if x != nil {
+		return x.BlockToken
 	}
 	return nil
 }
@@ -1117,7 +1129,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rFileBlockInfo\x123\n" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x14.alcove.v1.BlockInfoR\tblockInfo\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xc4\b\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xe5\b\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1153,7 +1165,9 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x0esymlink_target\x18\x1c \x01(\tR\rsymlinkTarget\x12\x14\n" +
 	"\x05nlink\x18\x1d \x01(\rR\x05nlink\x12\x16\n" +
 	"\x06orphan\x18\x1e \x01(\bR\x06orphan\x12)\n" +
-	"\x05holes\x18\x1f \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"6\n" +
+	"\x05holes\x18\x1f \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12\x1f\n" +
+	"\vblock_token\x18( \x01(\fR\n" +
+	"blockToken\"6\n" +
 	"\bBlockRun\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\"f\n" +

@@ -2575,12 +2575,13 @@ func (x *RegisterWorkerRequest) GetClusterId() string {
 }
 
 type RegisterWorkerResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                    // the master's cluster id
-	FreeBlockIds  []int64                `protobuf:"varint,3,rep,packed,name=free_block_ids,json=freeBlockIds,proto3" json:"free_block_ids,omitempty"` // reported blocks refused: remove them before serving
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId       int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	ClusterId      string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                    // the master's cluster id
+	FreeBlockIds   []int64                `protobuf:"varint,3,rep,packed,name=free_block_ids,json=freeBlockIds,proto3" json:"free_block_ids,omitempty"` // reported blocks refused: remove them before serving
+	BlockTokenKeys []*BlockTokenKey       `protobuf:"bytes,20,rep,name=block_token_keys,json=blockTokenKeys,proto3" json:"block_token_keys,omitempty"`  // keys to verify block tokens with
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerResponse) Reset() {
@@ -2634,6 +2635,75 @@ func (x *RegisterWorkerResponse) GetFreeBlockIds() []int64 {
 	return nil
 }
 
+func (x *RegisterWorkerResponse) GetBlockTokenKeys() []*BlockTokenKey {
+	if x != nil {
+		return x.BlockTokenKeys
+	}
+	return nil
+}
+
+// BlockTokenKey is a block token signing key, sent by the master to workers
+// only (over mTLS). Never log it.
+type BlockTokenKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	ExpiresUnixMs int64                  `protobuf:"varint,3,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockTokenKey) Reset() {
+	*x = BlockTokenKey{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockTokenKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockTokenKey) ProtoMessage() {}
+
+func (x *BlockTokenKey) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockTokenKey.ProtoReflect.Descriptor instead.
+func (*BlockTokenKey) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *BlockTokenKey) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BlockTokenKey) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *BlockTokenKey) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
 type HeartbeatRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId        int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2646,7 +2716,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +2728,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +2741,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() int64 {
@@ -2711,14 +2781,15 @@ type HeartbeatResponse struct {
 	UnpersistedFileIds []int64                `protobuf:"varint,5,rep,packed,name=unpersisted_file_ids,json=unpersistedFileIds,proto3" json:"unpersisted_file_ids,omitempty"` // files whose cached copy is the only copy
 	// Blocks of unpersisted files below their replication.durable copies
 	// (a worker holding one was lost): push them to the targets.
-	Replicate     []*ReplicateCommand `protobuf:"bytes,20,rep,name=replicate,proto3" json:"replicate,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replicate      []*ReplicateCommand `protobuf:"bytes,20,rep,name=replicate,proto3" json:"replicate,omitempty"`
+	BlockTokenKeys []*BlockTokenKey    `protobuf:"bytes,21,rep,name=block_token_keys,json=blockTokenKeys,proto3" json:"block_token_keys,omitempty"` // current keys to verify block tokens with
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2801,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2814,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HeartbeatResponse) GetRegister() bool {
@@ -2788,6 +2859,13 @@ func (x *HeartbeatResponse) GetReplicate() []*ReplicateCommand {
 	return nil
 }
 
+func (x *HeartbeatResponse) GetBlockTokenKeys() []*BlockTokenKey {
+	if x != nil {
+		return x.BlockTokenKeys
+	}
+	return nil
+}
+
 type ReplicateCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	BlockId       int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
@@ -2798,7 +2876,7 @@ type ReplicateCommand struct {
 
 func (x *ReplicateCommand) Reset() {
 	*x = ReplicateCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2810,7 +2888,7 @@ func (x *ReplicateCommand) String() string {
 func (*ReplicateCommand) ProtoMessage() {}
 
 func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2823,7 +2901,7 @@ func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCommand.ProtoReflect.Descriptor instead.
 func (*ReplicateCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicateCommand) GetBlockId() int64 {
@@ -2860,7 +2938,7 @@ type PersistCommand struct {
 
 func (x *PersistCommand) Reset() {
 	*x = PersistCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +2950,7 @@ func (x *PersistCommand) String() string {
 func (*PersistCommand) ProtoMessage() {}
 
 func (x *PersistCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +2963,7 @@ func (x *PersistCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistCommand.ProtoReflect.Descriptor instead.
 func (*PersistCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PersistCommand) GetFileId() int64 {
@@ -2959,7 +3037,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3049,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3062,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -3032,7 +3110,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[50]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3044,7 +3122,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[50]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3057,7 +3135,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CommitBlockResponse) GetReplicasNeeded() int32 {
@@ -3087,7 +3165,7 @@ type PersistDoneRequest struct {
 
 func (x *PersistDoneRequest) Reset() {
 	*x = PersistDoneRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[51]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3177,7 @@ func (x *PersistDoneRequest) String() string {
 func (*PersistDoneRequest) ProtoMessage() {}
 
 func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[51]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3190,7 @@ func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneRequest.ProtoReflect.Descriptor instead.
 func (*PersistDoneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PersistDoneRequest) GetWorkerId() int64 {
@@ -3158,7 +3236,7 @@ type PersistDoneResponse struct {
 
 func (x *PersistDoneResponse) Reset() {
 	*x = PersistDoneResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[52]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3170,7 +3248,7 @@ func (x *PersistDoneResponse) String() string {
 func (*PersistDoneResponse) ProtoMessage() {}
 
 func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[52]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3183,7 +3261,7 @@ func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneResponse.ProtoReflect.Descriptor instead.
 func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{52}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
 }
 
 // NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
@@ -3198,7 +3276,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[53]
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3288,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[53]
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3301,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -3255,7 +3333,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3267,7 +3345,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3280,7 +3358,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
 }
 
 type NodeCacheEvent struct {
@@ -3303,7 +3381,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3315,7 +3393,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3328,7 +3406,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -3375,7 +3453,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[56]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3387,7 +3465,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[56]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3400,7 +3478,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -3419,7 +3497,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[57]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3431,7 +3509,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[57]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3444,7 +3522,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -3656,24 +3734,30 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\tworker_id\x18\a \x01(\x03R\bworkerId\x12!\n" +
 	"\fdata_address\x18\b \x01(\tR\vdataAddress\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x14 \x01(\tR\tclusterId\"z\n" +
+	"cluster_id\x18\x14 \x01(\tR\tclusterId\"\xbe\x01\n" +
 	"\x16RegisterWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12$\n" +
-	"\x0efree_block_ids\x18\x03 \x03(\x03R\ffreeBlockIds\"\xc1\x01\n" +
+	"\x0efree_block_ids\x18\x03 \x03(\x03R\ffreeBlockIds\x12B\n" +
+	"\x10block_token_keys\x18\x14 \x03(\v2\x18.alcove.v1.BlockTokenKeyR\x0eblockTokenKeys\"_\n" +
+	"\rBlockTokenKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x03 \x01(\x03R\rexpiresUnixMs\"\xc1\x01\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12)\n" +
 	"\x05tiers\x18\x02 \x03(\v2\x13.alcove.v1.TierInfoR\x05tiers\x129\n" +
 	"\fadded_blocks\x18\x03 \x03(\v2\x16.alcove.v1.WorkerBlockR\vaddedBlocks\x12*\n" +
-	"\x11removed_block_ids\x18\x04 \x03(\x03R\x0fremovedBlockIds\"\x9f\x02\n" +
+	"\x11removed_block_ids\x18\x04 \x03(\x03R\x0fremovedBlockIds\"\xe3\x02\n" +
 	"\x11HeartbeatResponse\x12\x1a\n" +
 	"\bregister\x18\x01 \x01(\bR\bregister\x12$\n" +
 	"\x0efree_block_ids\x18\x02 \x03(\x03R\ffreeBlockIds\x12&\n" +
 	"\x0fpinned_file_ids\x18\x03 \x03(\x03R\rpinnedFileIds\x123\n" +
 	"\apersist\x18\x04 \x03(\v2\x19.alcove.v1.PersistCommandR\apersist\x120\n" +
 	"\x14unpersisted_file_ids\x18\x05 \x03(\x03R\x12unpersistedFileIds\x129\n" +
-	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\"a\n" +
+	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\x12B\n" +
+	"\x10block_token_keys\x18\x15 \x03(\v2\x18.alcove.v1.BlockTokenKeyR\x0eblockTokenKeys\"a\n" +
 	"\x10ReplicateCommand\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x122\n" +
 	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xfd\x01\n" +
@@ -3766,7 +3850,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),           // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),          // 1: alcove.v1.GetStatusResponse
@@ -3813,117 +3897,120 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*CheckpointResponse)(nil),         // 42: alcove.v1.CheckpointResponse
 	(*RegisterWorkerRequest)(nil),      // 43: alcove.v1.RegisterWorkerRequest
 	(*RegisterWorkerResponse)(nil),     // 44: alcove.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),           // 45: alcove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),          // 46: alcove.v1.HeartbeatResponse
-	(*ReplicateCommand)(nil),           // 47: alcove.v1.ReplicateCommand
-	(*PersistCommand)(nil),             // 48: alcove.v1.PersistCommand
-	(*CommitBlockRequest)(nil),         // 49: alcove.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),        // 50: alcove.v1.CommitBlockResponse
-	(*PersistDoneRequest)(nil),         // 51: alcove.v1.PersistDoneRequest
-	(*PersistDoneResponse)(nil),        // 52: alcove.v1.PersistDoneResponse
-	(*NodeCacheEntry)(nil),             // 53: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),      // 54: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),             // 55: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),        // 56: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),       // 57: alcove.v1.GetNodeCacheResponse
-	nil,                                // 58: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                   // 59: alcove.v1.FileInfo
-	(WriteType)(0),                     // 60: alcove.v1.WriteType
-	(TtlAction)(0),                     // 61: alcove.v1.TtlAction
-	(*BlockRun)(nil),                   // 62: alcove.v1.BlockRun
-	(*MountPointInfo)(nil),             // 63: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),                 // 64: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                   // 65: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),                // 66: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),              // 67: alcove.v1.BlockLocation
+	(*BlockTokenKey)(nil),              // 45: alcove.v1.BlockTokenKey
+	(*HeartbeatRequest)(nil),           // 46: alcove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),          // 47: alcove.v1.HeartbeatResponse
+	(*ReplicateCommand)(nil),           // 48: alcove.v1.ReplicateCommand
+	(*PersistCommand)(nil),             // 49: alcove.v1.PersistCommand
+	(*CommitBlockRequest)(nil),         // 50: alcove.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),        // 51: alcove.v1.CommitBlockResponse
+	(*PersistDoneRequest)(nil),         // 52: alcove.v1.PersistDoneRequest
+	(*PersistDoneResponse)(nil),        // 53: alcove.v1.PersistDoneResponse
+	(*NodeCacheEntry)(nil),             // 54: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),      // 55: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),             // 56: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),        // 57: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),       // 58: alcove.v1.GetNodeCacheResponse
+	nil,                                // 59: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                   // 60: alcove.v1.FileInfo
+	(WriteType)(0),                     // 61: alcove.v1.WriteType
+	(TtlAction)(0),                     // 62: alcove.v1.TtlAction
+	(*BlockRun)(nil),                   // 63: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),             // 64: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),                 // 65: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                   // 66: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),                // 67: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),              // 68: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	59, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	59, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	60, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	59, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	60, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	61, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	59, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	62, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
-	59, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	61, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	58, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	60, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
-	59, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
-	63, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	60, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	60, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	61, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	60, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	61, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	62, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	60, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	63, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	60, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	62, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	59, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	61, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	60, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	64, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
 	30, // 14: alcove.v1.GetQuorumInfoResponse.members:type_name -> alcove.v1.QuorumMember
-	64, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	65, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	66, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	65, // 18: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	66, // 19: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	48, // 20: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	47, // 21: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	67, // 22: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	62, // 23: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
-	67, // 24: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	53, // 25: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	53, // 26: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 27: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 28: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 29: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 30: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 31: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 32: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 33: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 34: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 35: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 36: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 37: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	26, // 38: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	22, // 39: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
-	24, // 40: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
-	28, // 41: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	39, // 42: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	41, // 43: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	54, // 44: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	56, // 45: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	31, // 46: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
-	33, // 47: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
-	35, // 48: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
-	37, // 49: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
-	43, // 50: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	45, // 51: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	49, // 52: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	51, // 53: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 54: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 55: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 56: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 57: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 58: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 59: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 60: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 61: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 62: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 63: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 64: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	27, // 65: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	23, // 66: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
-	25, // 67: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
-	29, // 68: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	40, // 69: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	42, // 70: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	55, // 71: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	57, // 72: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	32, // 73: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
-	34, // 74: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
-	36, // 75: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
-	38, // 76: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
-	44, // 77: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	46, // 78: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	50, // 79: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	52, // 80: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	54, // [54:81] is the sub-list for method output_type
-	27, // [27:54] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	65, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	66, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	67, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	45, // 18: alcove.v1.RegisterWorkerResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	66, // 19: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	67, // 20: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	49, // 21: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	48, // 22: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	45, // 23: alcove.v1.HeartbeatResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	68, // 24: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	63, // 25: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	68, // 26: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	54, // 27: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	54, // 28: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 29: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 30: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 31: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 32: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 33: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 34: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 35: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 36: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 37: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 38: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 39: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 40: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 41: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 42: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 43: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	39, // 44: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	41, // 45: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	55, // 46: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	57, // 47: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	31, // 48: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
+	33, // 49: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
+	35, // 50: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
+	37, // 51: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
+	43, // 52: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	46, // 53: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	50, // 54: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	52, // 55: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	1,  // 56: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 57: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 58: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 59: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 60: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 61: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 62: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 63: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 64: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 65: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 66: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 67: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 68: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 69: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 70: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	40, // 71: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	42, // 72: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	56, // 73: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	58, // 74: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	32, // 75: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
+	34, // 76: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
+	36, // 77: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
+	38, // 78: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
+	44, // 79: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	47, // 80: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	51, // 81: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	53, // 82: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	56, // [56:83] is the sub-list for method output_type
+	29, // [29:56] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -3939,7 +4026,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
