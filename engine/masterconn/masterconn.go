@@ -170,18 +170,19 @@ func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method stri
 	if err != nil {
 		return nil, err
 	}
-	return &stream{ClientStream: s, c: c, addr: addr}, nil
+	return &stream{ClientStream: s, c: c, ctx: ctx, addr: addr}, nil
 }
 
 type stream struct {
 	grpc.ClientStream
 	c    *Conn
+	ctx  context.Context // the caller's: the stream's own is cancelled once it fails
 	addr string
 }
 
 func (s *stream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err != nil && s.ClientStream.Context().Err() == nil {
+	if err != nil && s.ctx.Err() == nil {
 		if cause := meta.FromStatus(err); retryable(cause) {
 			s.c.route(passthroughAddr(s.addr), cause, map[string]bool{})
 		}
