@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,10 @@ type Config struct {
 	Advertise string
 	// Peers are the other voters, used when the group is bootstrapped.
 	Peers []Peer
+	// ListenTLS and DialTLS, when set, run the raft transport over TLS:
+	// the server and client sides (security.Source.PeerConfigs, mutual and
+	// limited to masters). Set both or neither.
+	ListenTLS, DialTLS *tls.Config
 	// ElectionTimeout tunes leader failure detection of a multi-member group
 	// (default DefaultElectionTimeout).
 	ElectionTimeout time.Duration
@@ -134,7 +139,7 @@ func (j *Journal) start(hl *hcLogger) error {
 	if cfg.BindAddress == "" {
 		addr, j.trans = raft.NewInmemTransport(raft.ServerAddress(cfg.ID))
 	} else {
-		t, err := newTCPTransport(cfg.BindAddress, cfg.Advertise, hl)
+		t, err := newTCPTransport(cfg.BindAddress, cfg.Advertise, cfg.ListenTLS, cfg.DialTLS, hl)
 		if err != nil {
 			return err
 		}

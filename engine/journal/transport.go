@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -14,6 +15,7 @@ import (
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
+	dialTLS   *tls.Config // nil: plain TCP
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
@@ -24,6 +26,9 @@ func (s *streamLayer) Addr() net.Addr { return s.advertise }
 // Dial resolves address at each dial, so members may move (new pod IPs).
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
+	if s.dialTLS != nil {
+		return tls.DialWithDialer(&d, "tcp", string(address), s.dialTLS) // the handshake is bounded by timeout too
+	}
 	return d.Dial("tcp", string(address))
 }
 
@@ -33,8 +38,12 @@ func (a advertiseAddr) Network() string { return "tcp" }
 func (a advertiseAddr) String() string  { return string(a) }
 
 // newTCPTransport listens on bind and advertises advertise (default: the
-// bound address, so port 0 works in tests).
-func newTCPTransport(bind, advertise string, hl *hcLogger) (*raft.NetworkTransport, error) {
+// bound address, so port 0 works in tests); with listenTLS and dialTLS its
+// connections are TLS (handshakes run on raft's per-connection goroutines).
+func newTCPTransport(bind, advertise string, listenTLS, dialTLS *tls.Config, hl *hcLogger) (*raft.NetworkTransport, error) {
+	if (listenTLS == nil) != (dialTLS == nil) {
+		return nil, fmt.Errorf("journal transport: set both TLS configurations or neither")
+	}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen journal transport %s: %w", bind, err)
@@ -42,12 +51,15 @@ func newTCPTransport(bind, advertise string, hl *hcLogger) (*raft.NetworkTranspo
 	if advertise == "" {
 		advertise = ln.Addr().String()
 	}
+	if listenTLS != nil {
+		ln = tls.NewListener(ln, listenTLS)
+	}
 	if _, _, err := net.SplitHostPort(advertise); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("journal address %q: %w", advertise, err)
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: ln, advertise: advertiseAddr(advertise)},
+		Stream:  &streamLayer{Listener: ln, advertise: advertiseAddr(advertise), dialTLS: dialTLS},
 		MaxPool: 3,
 		// I/O deadline of one raft RPC: a member that stops answering is
 		// given up on after this long (elections do not wait for it).

@@ -85,7 +85,8 @@ type Config struct {
 	// security.DefaultTokenLifetime).
 	TokenLifetime time.Duration
 	// TLS, when set, makes the gRPC server require client certificates
-	// from the cluster CA and apply security.Cluster; nil serves plaintext.
+	// from the cluster CA and apply security.Cluster, and the journal's
+	// raft transport use mTLS between masters; nil: plaintext.
 	TLS *security.Source
 	// Users verifies ServiceAccount tokens (security.TokenReviewer in
 	// Kubernetes); nil accepts none.
@@ -202,10 +203,14 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if m.lis, err = net.Listen("tcp", m.cfg.Address); err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Address, err)
 	}
-	m.journal, err = journal.Open(journal.Config{
+	jcfg := journal.Config{
 		Dir: m.cfg.Dir, ID: m.cfg.JournalID, BindAddress: m.cfg.JournalBindAddress, Advertise: m.cfg.JournalAdvertise,
 		Peers: m.cfg.JournalPeers, ElectionTimeout: m.cfg.JournalElectionTimeout, Logger: m.logger,
-	}, m.store)
+	}
+	if m.cfg.TLS != nil {
+		jcfg.ListenTLS, jcfg.DialTLS = m.cfg.TLS.PeerConfigs(security.RoleMaster)
+	}
+	m.journal, err = journal.Open(jcfg, m.store)
 	if err != nil {
 		return err
 	}
