@@ -64,6 +64,8 @@ func applyMutation(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 		return applySetClusterID(tx, x.SetClusterId)
 	case *apiv1.JournalEntry_SetMasterAddress:
 		return applySetMasterAddress(tx, x.SetMasterAddress)
+	case *apiv1.JournalEntry_SetTokenSecret:
+		return applySetTokenSecret(tx, x.SetTokenSecret)
 	case *apiv1.JournalEntry_CountChildDirs:
 		return applyCountChildDirs(tx)
 	}

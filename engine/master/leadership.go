@@ -86,8 +86,8 @@ func (m *Master) reconcileLeadership(ctx context.Context) bool {
 
 // becomeLeader applies every committed entry (raft Barrier), records this
 // master's RPC address for the standbys, mounts the root of a new namespace,
-// mints the cluster id of a new namespace, counts subdirectories of a store
-// written before they were counted, and starts serving with an empty worker registry (workers register again).
+// mints the cluster id and the block token secret of a new namespace, counts
+// subdirectories of a store written before they were counted, and starts serving with an empty worker registry (workers register again).
 func (m *Master) becomeLeader(ctx context.Context, term uint64) error {
 	start := time.Now()
 	bctx, cancel := context.WithTimeout(ctx, becomeLeaderTimeout)
@@ -102,6 +102,9 @@ func (m *Master) becomeLeader(ctx context.Context, term uint64) error {
 		return err
 	}
 	if err := m.ensureClusterID(bctx); err != nil {
+		return err
+	}
+	if err := m.ensureTokenSecret(bctx); err != nil {
 		return err
 	}
 	if err := m.countChildDirs(bctx); err != nil {

@@ -16,7 +16,8 @@ import (
 //
 //	inodes      id → marshaled apiv1.Inode
 //	edges       parentID ‖ name → childID
-//	meta        next_inode_id, next_mount_id, inode_count, applied_index (journal)
+//	meta        next_inode_id, next_mount_id, inode_count, applied_index (journal),
+//	            cluster_id, token_secret (block token keys derive from it; never log it)
 //	mounts      alcove path → marshaled apiv1.MountPointInfo
 //	ttl         expiry ms ‖ id → ∅ (creation time + ttl)
 //	pinned      file id → ∅

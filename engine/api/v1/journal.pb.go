@@ -389,6 +389,7 @@ type JournalEntry struct {
 	//	*JournalEntry_SetClusterId
 	//	*JournalEntry_CountChildDirs
 	//	*JournalEntry_SetMasterAddress
+	//	*JournalEntry_SetTokenSecret
 	Entry         isJournalEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -553,6 +554,15 @@ func (x *JournalEntry) GetSetMasterAddress() *SetMasterAddressEntry {
 	return nil
 }
 
+func (x *JournalEntry) GetSetTokenSecret() *SetTokenSecretEntry {
+	if x != nil {
+		if x, ok := x.Entry.(*JournalEntry_SetTokenSecret); ok {
+			return x.SetTokenSecret
+		}
+	}
+	return nil
+}
+
 type isJournalEntry_Entry interface {
 	isJournalEntry_Entry()
 }
@@ -605,6 +615,10 @@ type JournalEntry_SetMasterAddress struct {
 	SetMasterAddress *SetMasterAddressEntry `protobuf:"bytes,12,opt,name=set_master_address,json=setMasterAddress,proto3,oneof"`
 }
 
+type JournalEntry_SetTokenSecret struct {
+	SetTokenSecret *SetTokenSecretEntry `protobuf:"bytes,40,opt,name=set_token_secret,json=setTokenSecret,proto3,oneof"`
+}
+
 func (*JournalEntry_CreateInode) isJournalEntry_Entry() {}
 
 func (*JournalEntry_CompleteFile) isJournalEntry_Entry() {}
@@ -628,6 +642,8 @@ func (*JournalEntry_SetClusterId) isJournalEntry_Entry() {}
 func (*JournalEntry_CountChildDirs) isJournalEntry_Entry() {}
 
 func (*JournalEntry_SetMasterAddress) isJournalEntry_Entry() {}
+
+func (*JournalEntry_SetTokenSecret) isJournalEntry_Entry() {}
 
 type CreateInodeEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1375,6 +1391,53 @@ func (x *SetClusterIdEntry) GetClusterId() string {
 	return ""
 }
 
+// SetTokenSecretEntry is the secret every master derives block token keys
+// from (engine/security Signer.UseSecret), minted once by the first leader,
+// so a new leader signs with keys the workers already hold. Never log it.
+type SetTokenSecretEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        []byte                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTokenSecretEntry) Reset() {
+	*x = SetTokenSecretEntry{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTokenSecretEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTokenSecretEntry) ProtoMessage() {}
+
+func (x *SetTokenSecretEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTokenSecretEntry.ProtoReflect.Descriptor instead.
+func (*SetTokenSecretEntry) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetTokenSecretEntry) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 // SetMasterAddressEntry records the client RPC address of a journal member;
 // a new leader journals its own, so standbys can name it to clients.
 type SetMasterAddressEntry struct {
@@ -1388,7 +1451,7 @@ type SetMasterAddressEntry struct {
 
 func (x *SetMasterAddressEntry) Reset() {
 	*x = SetMasterAddressEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[14]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1463,7 @@ func (x *SetMasterAddressEntry) String() string {
 func (*SetMasterAddressEntry) ProtoMessage() {}
 
 func (x *SetMasterAddressEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[14]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1476,7 @@ func (x *SetMasterAddressEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMasterAddressEntry.ProtoReflect.Descriptor instead.
 func (*SetMasterAddressEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{14}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetMasterAddressEntry) GetJournalId() string {
@@ -1482,7 +1545,7 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x05holes\x18\x1e \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\":\n" +
 	"\tRequestId\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xa4\a\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xf0\a\n" +
 	"\fJournalEntry\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
 	"\n" +
@@ -1499,7 +1562,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	" \x01(\v2!.alcove.v1.SetChildrenLoadedEntryH\x00R\x11setChildrenLoaded\x12D\n" +
 	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterId\x12J\n" +
 	"\x10count_child_dirs\x18\v \x01(\v2\x1e.alcove.v1.CountChildDirsEntryH\x00R\x0ecountChildDirs\x12P\n" +
-	"\x12set_master_address\x18\f \x01(\v2 .alcove.v1.SetMasterAddressEntryH\x00R\x10setMasterAddressB\a\n" +
+	"\x12set_master_address\x18\f \x01(\v2 .alcove.v1.SetMasterAddressEntryH\x00R\x10setMasterAddress\x12J\n" +
+	"\x10set_token_secret\x18( \x01(\v2\x1e.alcove.v1.SetTokenSecretEntryH\x00R\x0esetTokenSecretB\a\n" +
 	"\x05entry\"q\n" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
@@ -1567,7 +1631,9 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x06loaded\x18\x02 \x01(\bR\x06loaded\"2\n" +
 	"\x11SetClusterIdEntry\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"x\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"-\n" +
+	"\x13SetTokenSecretEntry\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\fR\x06secret\"x\n" +
 	"\x15SetMasterAddressEntry\x12\x1d\n" +
 	"\n" +
 	"journal_id\x18\x01 \x01(\tR\tjournalId\x12\x1f\n" +
@@ -1588,7 +1654,7 @@ func file_engine_api_v1_journal_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_journal_proto_rawDescData
 }
 
-var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*Inode)(nil),                  // 0: alcove.v1.Inode
 	(*RequestId)(nil),              // 1: alcove.v1.RequestId
@@ -1604,18 +1670,19 @@ var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*CountChildDirsEntry)(nil),    // 11: alcove.v1.CountChildDirsEntry
 	(*SetChildrenLoadedEntry)(nil), // 12: alcove.v1.SetChildrenLoadedEntry
 	(*SetClusterIdEntry)(nil),      // 13: alcove.v1.SetClusterIdEntry
-	(*SetMasterAddressEntry)(nil),  // 14: alcove.v1.SetMasterAddressEntry
-	(PersistenceState)(0),          // 15: alcove.v1.PersistenceState
-	(TtlAction)(0),                 // 16: alcove.v1.TtlAction
-	(WriteType)(0),                 // 17: alcove.v1.WriteType
-	(*BlockRun)(nil),               // 18: alcove.v1.BlockRun
-	(*MountPointInfo)(nil),         // 19: alcove.v1.MountPointInfo
+	(*SetTokenSecretEntry)(nil),    // 14: alcove.v1.SetTokenSecretEntry
+	(*SetMasterAddressEntry)(nil),  // 15: alcove.v1.SetMasterAddressEntry
+	(PersistenceState)(0),          // 16: alcove.v1.PersistenceState
+	(TtlAction)(0),                 // 17: alcove.v1.TtlAction
+	(WriteType)(0),                 // 18: alcove.v1.WriteType
+	(*BlockRun)(nil),               // 19: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),         // 20: alcove.v1.MountPointInfo
 }
 var file_engine_api_v1_journal_proto_depIdxs = []int32{
-	15, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
-	16, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
-	17, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
-	18, // 3: alcove.v1.Inode.holes:type_name -> alcove.v1.BlockRun
+	16, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
+	17, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
+	18, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
+	19, // 3: alcove.v1.Inode.holes:type_name -> alcove.v1.BlockRun
 	1,  // 4: alcove.v1.JournalEntry.request_id:type_name -> alcove.v1.RequestId
 	3,  // 5: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
 	4,  // 6: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
@@ -1628,18 +1695,19 @@ var file_engine_api_v1_journal_proto_depIdxs = []int32{
 	12, // 13: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
 	13, // 14: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
 	11, // 15: alcove.v1.JournalEntry.count_child_dirs:type_name -> alcove.v1.CountChildDirsEntry
-	14, // 16: alcove.v1.JournalEntry.set_master_address:type_name -> alcove.v1.SetMasterAddressEntry
-	0,  // 17: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
-	15, // 18: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
-	18, // 19: alcove.v1.CompleteFileEntry.holes:type_name -> alcove.v1.BlockRun
-	16, // 20: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
-	19, // 21: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
-	15, // 22: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 16: alcove.v1.JournalEntry.set_master_address:type_name -> alcove.v1.SetMasterAddressEntry
+	14, // 17: alcove.v1.JournalEntry.set_token_secret:type_name -> alcove.v1.SetTokenSecretEntry
+	0,  // 18: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
+	16, // 19: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
+	19, // 20: alcove.v1.CompleteFileEntry.holes:type_name -> alcove.v1.BlockRun
+	17, // 21: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
+	20, // 22: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
+	16, // 23: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_journal_proto_init() }
@@ -1661,6 +1729,7 @@ func file_engine_api_v1_journal_proto_init() {
 		(*JournalEntry_SetClusterId)(nil),
 		(*JournalEntry_CountChildDirs)(nil),
 		(*JournalEntry_SetMasterAddress)(nil),
+		(*JournalEntry_SetTokenSecret)(nil),
 	}
 	file_engine_api_v1_journal_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
@@ -1669,7 +1738,7 @@ func file_engine_api_v1_journal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_journal_proto_rawDesc), len(file_engine_api_v1_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
