@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit fuzz fuzz-short sanity bench-meta test-takeover test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+.PHONY: all build test unit fuzz fuzz-short sanity bench-meta test-takeover test-failover bench-read-barrier test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
 	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load
 
 all: build
@@ -88,6 +88,16 @@ bench-meta:
 TAKEOVER_RUNS ?= 10
 test-takeover:
 	$(GO) test -count=$(TAKEOVER_RUNS) -timeout 30m -run '^TestTakeover$$' -v ./engine/fuse/
+
+## test-failover: HA masters: kill -9 the leader of 3 `alcove master` processes FAILOVER_KILLS times
+## (default 50; `make test` runs 10) under concurrent clients; fail-over p50/p99, nothing lost, porcupine-checked history
+FAILOVER_KILLS ?= 50
+test-failover:
+	ALCOVE_FAILOVER_KILLS=$(FAILOVER_KILLS) $(GO) test -count=1 -timeout 40m -run '^TestFailover$$' -v ./test/failover/
+
+## bench-read-barrier: GetStatus on the leader of 3 masters with the linearizable-read check and without it
+bench-read-barrier:
+	$(GO) test -run XXX -bench BenchmarkGetStatusReadBarrier -benchtime 3s ./engine/master/
 
 ## test-crash: the crash-consistency suites on crashfs with more rounds (CRASH_ROUNDS, default 40; make test runs a few);
 ## replay a failure with ALCOVE_CRASH_SEED=<logged seed> (test/crashfs/README.md)

@@ -18,7 +18,6 @@ import (
 
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/conf"
-	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/ramdisk"
 	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/security/kube"
@@ -76,72 +75,6 @@ func memDir(stateDir string) string {
 	return filepath.Join(stateDir, "worker", "mem")
 }
 
-func newMasterCmd(g *globals) *cobra.Command {
-	var cfg master.Config
-	var kubeAuth bool
-	var host string
-	var port, webPort int
-	cmd := &cobra.Command{
-		Use:   "master",
-		Short: "Run a master (metadata, journal, worker registry)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			p := g.props
-			if !cmd.Flags().Changed("dir") {
-				cfg.Dir = p.String(conf.MasterJournalFolder, cfg.Dir)
-			}
-			if !cmd.Flags().Changed("root-ufs") {
-				cfg.RootUFS = p.String(conf.MasterRootUFS, cfg.RootUFS)
-			}
-			if !cmd.Flags().Changed("port") {
-				port = p.Int(conf.MasterRPCPort, port)
-			}
-			if !cmd.Flags().Changed("web-port") {
-				webPort = p.Int(conf.MasterWebPort, webPort)
-			}
-			if !cmd.Flags().Changed("worker-timeout") {
-				cfg.WorkerTimeout = p.Duration(conf.MasterWorkerTimeout, cfg.WorkerTimeout)
-			}
-			if cfg.RootUFS == "" {
-				cfg.RootUFS = filepath.Join(cfg.Dir, "ufs")
-			}
-			cfg.Address = hostPort(host, port)
-			cfg.WebAddress = hostPort(host, webPort)
-			cfg.TokenLifetime = p.Duration(conf.SecurityTokenLifetime, 0)
-			if v, ok := p.Get(conf.SecuritySuperusers); ok {
-				cfg.Superusers = strings.Split(v, ",")
-			}
-			if v, ok := p.Get(conf.SecuritySupergroups); ok {
-				cfg.SuperGroups = strings.Split(v, ",")
-			}
-			if kubeAuth {
-				users, err := kubeTokenReviewer()
-				if err != nil {
-					return err
-				}
-				cfg.Users = users
-			}
-			var err error
-			if cfg.TLS, err = g.tls(security.RoleMaster); err != nil {
-				return err
-			}
-			m, err := master.New(cfg)
-			if err != nil {
-				return err
-			}
-			return m.Run(cmd.Context())
-		},
-	}
-	cmd.Flags().StringVar(&cfg.Dir, "dir", "./alcove-data/master", "journal and metadata directory (alluxio.master.journal.folder)")
-	cmd.Flags().StringVar(&cfg.RootUFS, "root-ufs", "", "UFS URI mounted at / when the namespace is new (default DIR/ufs)")
-	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "address to bind and advertise")
-	cmd.Flags().IntVar(&port, "port", 19998, "RPC port")
-	cmd.Flags().IntVar(&webPort, "web-port", 19999, "web UI and /metrics port")
-	cmd.Flags().DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "mark a worker lost after this long without a heartbeat")
-	cmd.Flags().BoolVar(&kubeAuth, "kube-auth", false, "accept pods' ServiceAccount tokens (audience alcove), verified by TokenReview with the in-cluster configuration")
-	return cmd
-}
-
 // workerFlags are shared by `alcove worker` and `alcove local`.
 type workerFlags struct {
 	host, node, socket, memDir, memSize   string
@@ -167,7 +100,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.drainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "on SIGTERM, refuse new writes and wait this long for in-flight writes and persists before exiting (keep it under the pod's terminationGracePeriodSeconds)")
 }
 
-func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAddr string) (worker.Config, error) {
+func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir string, masters []string) (worker.Config, error) {
 	p := g.props
 	if !cmd.Flags().Changed("worker-port") {
 		f.port = p.Int(conf.WorkerRPCPort, f.port)
@@ -216,7 +149,7 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 		dataAddr = hostPort(f.host, f.dataPort)
 	}
 	return worker.Config{
-		MasterAddress:     masterAddr,
+		MasterAddresses:   masters,
 		Address:           hostPort(f.host, f.port),
 		WebAddress:        hostPort(f.host, f.webPort),
 		DataAddress:       dataAddr,
@@ -238,7 +171,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		Short: "Run a worker (tiered block cache, short-circuit socket)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config(cmd, g, dir, g.masterAddresses()[0])
+			cfg, err := f.config(cmd, g, dir, g.masterAddresses())
 			if err != nil {
 				return err
 			}

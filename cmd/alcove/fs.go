@@ -38,6 +38,7 @@ func (g *globals) clientConfig() (client.Config, error) {
 		cfg.ReadType, _ = meta.ParseReadType(v)
 	}
 	cfg.BlockSize = g.props.Size(conf.UserBlockSize, 0)
+	cfg.RetryTimeout = g.props.Duration(conf.UserRPCRetryMaxDuration, 0)
 	cfg.ReplicationDurable = int32(g.props.Int(conf.UserReplicationDurable, 0))
 	cfg.DataTimeout = g.props.Duration(conf.UserDataReadTimeout, 0)
 	return cfg, nil

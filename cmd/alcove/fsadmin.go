@@ -63,6 +63,7 @@ func newFsadminCmd(g *globals) *cobra.Command {
 			})
 		},
 	})
+	journal.AddCommand(newQuorumCmd(g))
 	admin.AddCommand(report, journal)
 	return admin
 }

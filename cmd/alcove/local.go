@@ -79,7 +79,7 @@ plaintext.`,
 				return fmt.Errorf("start master: %w", err)
 			}
 			defer m.Close()
-			wcfg, err := f.config(cmd, g, abs, m.Addr())
+			wcfg, err := f.config(cmd, g, abs, []string{m.Addr()})
 			if err != nil {
 				return err
 			}

@@ -96,11 +96,15 @@ func newRoot(g *globals) *cobra.Command {
 }
 
 // masterAddresses resolves --master, then ALCOVE_MASTER, then the
-// properties file, then the default.
+// properties file (alluxio.master.rpc.addresses, else alluxio.master.hostname),
+// then the default.
 func (g *globals) masterAddresses() []string {
 	s := g.master
 	if s == "" {
 		s = os.Getenv("ALCOVE_MASTER")
+	}
+	if s == "" && g.props != nil {
+		s = g.props.String(conf.MasterRPCAddresses, "")
 	}
 	if s == "" && g.props != nil {
 		if h, ok := g.props.Get(conf.MasterHostname); ok {

@@ -257,12 +257,12 @@ func (c *Client) Workers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
 	return out, err
 }
 
-// MasterInfo describes the leader master.
+// MasterInfo describes the leader master (waiting through an election).
 func (c *Client) MasterInfo(ctx context.Context) (*apiv1.GetMasterInfoResponse, error) {
 	var out *apiv1.GetMasterInfoResponse
 	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
 		var err error
-		out, err = m.GetMasterInfo(ctx, &apiv1.GetMasterInfoRequest{})
+		out, err = m.GetMasterInfo(ctx, &apiv1.GetMasterInfoRequest{RequireLeader: true})
 		return err
 	})
 	return out, err
@@ -277,4 +277,42 @@ func (c *Client) Checkpoint(ctx context.Context) (int64, error) {
 		return err
 	})
 	return idx, err
+}
+
+// QuorumInfo describes the journal group (any master answers).
+func (c *Client) QuorumInfo(ctx context.Context) (*apiv1.GetQuorumInfoResponse, error) {
+	var out *apiv1.GetQuorumInfoResponse
+	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		var err error
+		out, err = m.GetQuorumInfo(ctx, &apiv1.GetQuorumInfoRequest{})
+		return err
+	})
+	return out, err
+}
+
+// AddQuorumMember adds a voting member (id "" uses the address as its id).
+func (c *Client) AddQuorumMember(ctx context.Context, id, address string) error {
+	return c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		_, err := m.AddQuorumMember(ctx, &apiv1.AddQuorumMemberRequest{Id: id, Address: address})
+		return err
+	})
+}
+
+// RemoveQuorumMember removes a member named by id or journal address.
+func (c *Client) RemoveQuorumMember(ctx context.Context, id, address string) error {
+	return c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		_, err := m.RemoveQuorumMember(ctx, &apiv1.RemoveQuorumMemberRequest{Id: id, Address: address})
+		return err
+	})
+}
+
+// TransferLeadership makes the member named by id or journal address lead.
+func (c *Client) TransferLeadership(ctx context.Context, id, address string) (string, error) {
+	var leader string
+	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		r, err := m.TransferLeadership(ctx, &apiv1.TransferLeadershipRequest{Id: id, Address: address})
+		leader = r.GetLeaderId()
+		return err
+	})
+	return leader, err
 }

@@ -326,27 +326,40 @@ func (r *Reader) Close() error {
 // open finds the best source for block idx from in-block offset inb:
 // the local worker's domain socket, a worker caching it, and otherwise a
 // worker that reads it from the UFS. After a failure with stale locations it
-// refreshes the file's metadata once.
+// refreshes the file's metadata and tries again. While no worker can serve
+// the block (its only copies are on a worker that is restarting, or no
+// worker is live) it keeps refreshing, bounded by the client's RetryTimeout
+// (workerWait): a worker's rolling restart delays reads instead of
+// failing them, and only a block still missing then is reported lost.
 func (r *Reader) open(idx, inb, length int64) (*source, error) {
 	src, err := r.tryOpen(idx, inb, length)
-	if err == nil || errors.Is(err, meta.ErrDataLost) {
-		return src, err
+	if err == nil {
+		return src, nil
 	}
-	old := r.Info()
-	var info *apiv1.FileInfo
-	var serr error
-	if old.GetOrphan() {
-		info, serr = r.c.StatusByID(r.ctx, old.GetFileId())
-	} else {
-		info, serr = r.c.GetStatus(r.ctx, old.GetPath())
+	wait := r.c.newWorkerWait()
+	for refreshed := false; ; refreshed = true {
+		transient := errors.Is(err, meta.ErrUnavailable) || errors.Is(err, meta.ErrDataLost)
+		if refreshed && (!transient || !wait.next(r.ctx)) {
+			return nil, err
+		}
+		old := r.Info()
+		var info *apiv1.FileInfo
+		var serr error
+		if old.GetOrphan() {
+			info, serr = r.c.StatusByID(r.ctx, old.GetFileId())
+		} else {
+			info, serr = r.c.GetStatus(r.ctx, old.GetPath())
+		}
+		if serr != nil || info.GetFileId() != old.GetFileId() {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.info = info
+		r.mu.Unlock()
+		if src, err = r.tryOpen(idx, inb, length); err == nil {
+			return src, nil
+		}
 	}
-	if serr != nil || info.GetFileId() != old.GetFileId() {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.info = info
-	r.mu.Unlock()
-	return r.tryOpen(idx, inb, length)
 }
 
 func blockInfo(info *apiv1.FileInfo, idx int64) (*apiv1.BlockInfo, int64) {

@@ -68,8 +68,10 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if opts.Group == "" {
 		opts.Group = c.cfg.Group
 	}
-	// Pick the worker first: with none alive there is nothing to create.
-	w, err := c.pickWorker(ctx, -1)
+	// Pick the worker first: with none alive there is nothing to create
+	// (while the only workers restart, wait for one).
+	wait := c.newWorkerWait()
+	w, err := c.pickWorkerWaiting(ctx, wait)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", p, err)
 	}
@@ -92,7 +94,8 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 		BlockToken: info.GetBlockToken(),
 	}
 	// A worker that refuses the write (draining for a restart, not
-	// registered yet) or does not answer is replaced by another one.
+	// registered yet) or does not answer is replaced by another one; when
+	// every worker did, the write waits for one to come back.
 	var tried []string
 	var errs []error
 	for attempt := 0; ; attempt++ {
@@ -102,10 +105,19 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 		}
 		errs = append(errs, err)
 		tried = append(tried, w.GetAddress())
-		if !errors.Is(err, meta.ErrUnavailable) || attempt >= maxReadRetries || ctx.Err() != nil {
+		if !errors.Is(err, meta.ErrUnavailable) || ctx.Err() != nil {
 			break
 		}
-		if w, err = c.pickWorker(ctx, -1, tried...); err != nil {
+		w, err = c.pickWorker(ctx, -1, tried...)
+		if attempt >= maxReadRetries || errors.Is(err, meta.ErrUnavailable) {
+			// Every worker refused: start over once one may take it.
+			if !wait.next(ctx) {
+				break
+			}
+			attempt, tried, errs = -1, nil, errs[len(errs)-1:]
+			w, err = c.pickWorkerWaiting(ctx, wait)
+		}
+		if err != nil {
 			errs = append(errs, err)
 			break
 		}

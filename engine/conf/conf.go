@@ -22,32 +22,41 @@ import (
 
 // Keys Alcove implements (canonical alluxio.* spelling).
 const (
-	MasterHostname         = "alluxio.master.hostname"
-	MasterRPCPort          = "alluxio.master.rpc.port"
-	MasterWebPort          = "alluxio.master.web.port"
-	MasterJournalFolder    = "alluxio.master.journal.folder"
-	MasterRootUFS          = "alluxio.master.mount.table.root.ufs"
-	MasterWorkerTimeout    = "alluxio.master.worker.timeout"
-	WorkerHostname         = "alluxio.worker.hostname"
-	WorkerRPCPort          = "alluxio.worker.rpc.port"
-	WorkerWebPort          = "alluxio.worker.web.port"
-	WorkerMemorySize       = "alluxio.worker.ramdisk.size"
-	WorkerDomainSocket     = "alluxio.worker.data.server.domain.socket.address"
-	WorkerAsyncCacheMax    = "alluxio.worker.network.async.cache.manager.threads.max"
-	UserWriteType          = "alluxio.user.file.writetype.default"
-	UserReadType           = "alluxio.user.file.readtype.default"
-	UserReplicationDurable = "alluxio.user.file.replication.durable"
-	UserBlockSize          = "alluxio.user.block.size.bytes.default"
-	UserHostname           = "alluxio.user.hostname"
-	UserDataReadTimeout    = "alluxio.user.streaming.data.read.timeout"
-	UserReplicationMin     = "alluxio.user.file.replication.min"
-	JobMasterHostname      = "alluxio.job.master.hostname"
-	JobMasterRPCPort       = "alluxio.job.master.rpc.port"
-	JobMasterWebPort       = "alluxio.job.master.web.port"
-	JobWorkerRPCPort       = "alluxio.job.worker.rpc.port"
-	JobWorkerWebPort       = "alluxio.job.worker.web.port"
-	JobWorkerThreads       = "alluxio.job.worker.threadpool.size"
-	JobWorkerBandwidth     = "alluxio.job.worker.bandwidth"
+	MasterHostname      = "alluxio.master.hostname"
+	MasterRPCPort       = "alluxio.master.rpc.port"
+	MasterWebPort       = "alluxio.master.web.port"
+	MasterJournalFolder = "alluxio.master.journal.folder"
+	MasterRootUFS       = "alluxio.master.mount.table.root.ufs"
+	MasterWorkerTimeout = "alluxio.master.worker.timeout"
+	// MasterRPCAddresses lists every master's RPC host:port (HA); clients,
+	// workers, FUSE, CSI and the extender follow the leader among them.
+	MasterRPCAddresses = "alluxio.master.rpc.addresses"
+	// MasterJournalAddresses lists the journal group's members as
+	// host:port (Alluxio's form, the address is the member id) or id=host:port.
+	MasterJournalAddresses       = "alluxio.master.embedded.journal.addresses"
+	MasterJournalPort            = "alluxio.master.embedded.journal.port"
+	MasterJournalElectionTimeout = "alluxio.master.embedded.journal.election.timeout.min"
+	UserRPCRetryMaxDuration      = "alluxio.user.rpc.retry.max.duration"
+	WorkerHostname               = "alluxio.worker.hostname"
+	WorkerRPCPort                = "alluxio.worker.rpc.port"
+	WorkerWebPort                = "alluxio.worker.web.port"
+	WorkerMemorySize             = "alluxio.worker.ramdisk.size"
+	WorkerDomainSocket           = "alluxio.worker.data.server.domain.socket.address"
+	WorkerAsyncCacheMax          = "alluxio.worker.network.async.cache.manager.threads.max"
+	UserWriteType                = "alluxio.user.file.writetype.default"
+	UserReadType                 = "alluxio.user.file.readtype.default"
+	UserReplicationDurable       = "alluxio.user.file.replication.durable"
+	UserBlockSize                = "alluxio.user.block.size.bytes.default"
+	UserHostname                 = "alluxio.user.hostname"
+	UserDataReadTimeout          = "alluxio.user.streaming.data.read.timeout"
+	UserReplicationMin           = "alluxio.user.file.replication.min"
+	JobMasterHostname            = "alluxio.job.master.hostname"
+	JobMasterRPCPort             = "alluxio.job.master.rpc.port"
+	JobMasterWebPort             = "alluxio.job.master.web.port"
+	JobWorkerRPCPort             = "alluxio.job.worker.rpc.port"
+	JobWorkerWebPort             = "alluxio.job.worker.web.port"
+	JobWorkerThreads             = "alluxio.job.worker.threadpool.size"
+	JobWorkerBandwidth           = "alluxio.job.worker.bandwidth"
 	// Alcove's own keys (written alcove.security.*).
 	SecurityTLSDir        = "alluxio.security.tls.dir"
 	SecurityTokenLifetime = "alluxio.security.block.token.lifetime"
@@ -56,36 +65,41 @@ const (
 )
 
 var known = map[string]func(string) error{
-	MasterHostname:         nonEmpty,
-	MasterRPCPort:          port,
-	MasterWebPort:          port,
-	MasterJournalFolder:    nonEmpty,
-	MasterRootUFS:          nonEmpty,
-	MasterWorkerTimeout:    duration,
-	WorkerHostname:         nonEmpty,
-	WorkerRPCPort:          port,
-	WorkerWebPort:          port,
-	WorkerMemorySize:       size,
-	WorkerDomainSocket:     nonEmpty,
-	WorkerAsyncCacheMax:    positiveInt,
-	UserWriteType:          func(s string) error { _, err := meta.ParseWriteType(s); return err },
-	UserReadType:           func(s string) error { _, err := meta.ParseReadType(s); return err },
-	UserReplicationDurable: positiveInt,
-	UserBlockSize:          size,
-	UserHostname:           nonEmpty,
-	UserDataReadTimeout:    duration,
-	UserReplicationMin:     nonNegativeInt,
-	JobMasterHostname:      nonEmpty,
-	JobMasterRPCPort:       port,
-	JobMasterWebPort:       port,
-	JobWorkerRPCPort:       port,
-	JobWorkerWebPort:       port,
-	JobWorkerThreads:       positiveInt,
-	JobWorkerBandwidth:     size,
-	SecurityTLSDir:         nonEmpty,
-	SecurityTokenLifetime:  duration,
-	SecuritySuperusers:     nonEmpty,
-	SecuritySupergroups:    nonEmpty,
+	MasterHostname:               nonEmpty,
+	MasterRPCPort:                port,
+	MasterWebPort:                port,
+	MasterJournalFolder:          nonEmpty,
+	MasterRootUFS:                nonEmpty,
+	MasterWorkerTimeout:          duration,
+	MasterRPCAddresses:           hostPortList,
+	MasterJournalAddresses:       nonEmpty,
+	MasterJournalPort:            port,
+	MasterJournalElectionTimeout: duration,
+	UserRPCRetryMaxDuration:      duration,
+	WorkerHostname:               nonEmpty,
+	WorkerRPCPort:                port,
+	WorkerWebPort:                port,
+	WorkerMemorySize:             size,
+	WorkerDomainSocket:           nonEmpty,
+	WorkerAsyncCacheMax:          positiveInt,
+	UserWriteType:                func(s string) error { _, err := meta.ParseWriteType(s); return err },
+	UserReadType:                 func(s string) error { _, err := meta.ParseReadType(s); return err },
+	UserReplicationDurable:       positiveInt,
+	UserBlockSize:                size,
+	UserHostname:                 nonEmpty,
+	UserDataReadTimeout:          duration,
+	UserReplicationMin:           nonNegativeInt,
+	JobMasterHostname:            nonEmpty,
+	JobMasterRPCPort:             port,
+	JobMasterWebPort:             port,
+	JobWorkerRPCPort:             port,
+	JobWorkerWebPort:             port,
+	JobWorkerThreads:             positiveInt,
+	JobWorkerBandwidth:           size,
+	SecurityTLSDir:               nonEmpty,
+	SecurityTokenLifetime:        duration,
+	SecuritySuperusers:           nonEmpty,
+	SecuritySupergroups:          nonEmpty,
 }
 
 // Properties is a parsed properties file plus where it came from.
@@ -226,6 +240,18 @@ func port(s string) error {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("%q is not a port number (0-65535)", s)
+	}
+	return nil
+}
+
+// hostPortList accepts host:port[,host:port...].
+func hostPortList(s string) error {
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		i := strings.LastIndex(a, ":")
+		if i <= 0 || port(a[i+1:]) != nil {
+			return fmt.Errorf("%q is not a list of HOST:PORT", s)
+		}
 	}
 	return nil
 }

@@ -164,7 +164,12 @@ func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneReq
 		logger.Info("Persist failed; will retry", "error", req.GetError())
 		return &apiv1.PersistDoneResponse{}, nil
 	}
-	if err := m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath()); err != nil {
+	// Exactly once: a report retried after its commit (the temporary object
+	// moved into place) gets the first answer instead of a missing object.
+	commit := func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath())
+	}
+	if _, err := exactlyOnce(ctx, m, commit, replayNone); err != nil {
 		m.persist.done(req.GetFileId())
 		return nil, meta.ToStatus(fmt.Errorf("persist done for file %d: %w", req.GetFileId(), err))
 	}

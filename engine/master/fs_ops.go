@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"k8s.io/klog/v2"
@@ -22,7 +23,32 @@ func (m *Master) getStatus(ctx context.Context, p string) (*apiv1.FileInfo, erro
 	if err != nil {
 		return nil, err
 	}
-	return m.fileInfo(n), nil
+	return m.fileInfoAfterRegistration(ctx, n)
+}
+
+// fileInfoAfterRegistration describes n; a file whose only copies are
+// cached (never persisted) and seem lost right after this master took over
+// is described once its blocks are registered again, or when workers had
+// their time to register (the registry is not journaled: a new leader
+// learns block locations only from registering workers).
+func (m *Master) fileInfoAfterRegistration(ctx context.Context, n *node) (*apiv1.FileInfo, error) {
+	for {
+		added := m.reg.blockAdded()
+		fi := m.fileInfo(n)
+		grace, end := m.inRegistrationGrace()
+		if fi.PersistenceState != apiv1.PersistenceState_LOST || !grace {
+			return fi, nil
+		}
+		t := time.NewTimer(time.Until(end))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("get status %s: waiting for workers to register: %w", n.path, ctx.Err())
+		case <-added:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 func (m *Master) listStatus(ctx context.Context, req *apiv1.ListStatusRequest) ([]*apiv1.FileInfo, error) {
@@ -86,7 +112,7 @@ func (m *Master) mkdirs(ctx context.Context, p string, mk *apiv1.CreateDirectory
 		next := meta.Join(cur.path, c)
 		n, err := m.getOrLoad(ctx, next)
 		if errors.Is(err, meta.ErrNotFound) {
-			n, err = m.mkdirOne(ctx, cur, c, mk)
+			n, err = m.mkdirOne(ctx, cur, c, mk, false)
 			if errors.Is(err, meta.ErrAlreadyExists) {
 				n, err = m.getOrLoad(ctx, next)
 			}
@@ -102,7 +128,9 @@ func (m *Master) mkdirs(ctx context.Context, p string, mk *apiv1.CreateDirectory
 	return cur, nil
 }
 
-func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *apiv1.CreateDirectoryRequest) (*node, error) {
+// mkdirOne creates one directory; call says it is the directory the client
+// asked for (its entry carries the call's request id), not a parent.
+func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *apiv1.CreateDirectoryRequest, call bool) (*node, error) {
 	p := meta.Join(parent.path, name)
 	n := &node{path: p, mount: parent.mount}
 	if err := writable(n); err != nil {
@@ -125,7 +153,11 @@ func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *a
 		}
 		ino.PersistenceState = apiv1.PersistenceState_PERSISTED
 	}
-	res, err := m.apply(ctx, createEntry(parent.inode.Id, ino, false))
+	apply := m.apply
+	if call {
+		apply = m.applyCall
+	}
+	res, err := apply(ctx, createEntry(parent.inode.Id, ino, false))
 	if err != nil {
 		return nil, fmt.Errorf("create directory %s: %w", p, err)
 	}
@@ -154,7 +186,7 @@ func (m *Master) createDirectory(ctx context.Context, req *apiv1.CreateDirectory
 	if err != nil {
 		return nil, fmt.Errorf("create directory %s: %w", p, err)
 	}
-	n, err = m.mkdirOne(ctx, pn, meta.Base(p), req)
+	n, err = m.mkdirOne(ctx, pn, meta.Base(p), req, true)
 	if errors.Is(err, meta.ErrAlreadyExists) && req.GetAllowExists() {
 		if n, err = m.getOrLoad(ctx, p); err == nil && !n.inode.Folder {
 			err = fmt.Errorf("create directory %s: %w", p, meta.ErrAlreadyExists)
@@ -241,7 +273,7 @@ func (m *Master) createFile(ctx context.Context, req *apiv1.CreateFileRequest) (
 		TtlMs: req.GetTtlMs(), TtlAction: ttlAction, ReplicationDurable: req.GetReplicationDurable(),
 		WriteType: wt, PersistenceState: apiv1.PersistenceState_NOT_PERSISTED,
 	}
-	res, err := m.apply(ctx, createEntry(pn.inode.Id, ino, replace))
+	res, err := m.applyCall(ctx, createEntry(pn.inode.Id, ino, replace))
 	if err != nil {
 		return nil, fmt.Errorf("create file %s: %w", p, err)
 	}
@@ -308,7 +340,7 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH:
 		state = apiv1.PersistenceState_TO_BE_PERSISTED
 	}
-	res, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
+	res, err := m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
 		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, Holes: req.GetHoles(),
 	}}})
 	if err != nil {
@@ -413,8 +445,9 @@ func (m *Master) delete(ctx context.Context, req *apiv1.DeleteRequest) error {
 			return err
 		}
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{
 		Id: n.inode.Id, Recursive: req.GetRecursive(), OrphanSession: session, OrphanUfsUri: orphanURI,
+		ParentId: n.inode.ParentId, Name: n.inode.Name,
 	}}})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", p, err)
@@ -517,7 +550,7 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 		if err != nil {
 			return err
 		}
-		if err := fs.Rename(ctx, sup, dup); err != nil {
+		if err := fs.Rename(ctx, sup, dup); err != nil && !renamedBefore(ctx, fs, sup, dup, err) {
 			return fmt.Errorf("rename %s to %s in the UFS: %w", src, dst, err)
 		}
 	} else if dn != nil && dn.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
@@ -525,15 +558,30 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 			return err
 		}
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_Rename{Rename: &apiv1.RenameEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_Rename{Rename: &apiv1.RenameEntry{
 		Id: sn.inode.Id, NewParentId: dp.inode.Id, NewName: meta.Base(dst), Replace: dn != nil,
 		KeepIdentity: req.GetKeepIdentity(), OrphanSession: session, OrphanUfsUri: orphanURI,
+		ParentId: sn.inode.ParentId, Name: sn.inode.Name,
 	}}})
 	if err != nil {
 		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
 	}
 	m.cidx.renamed(src, dst)
 	return nil
+}
+
+// renamedBefore says whether a failed UFS rename of a retried call was done
+// by its earlier attempt: that attempt renamed the UFS object, then its
+// master lost leadership before journaling the rename.
+func renamedBefore(ctx context.Context, fs ufs.UFS, src, dst string, err error) bool {
+	if _, retried := ctx.Value(requestIDKey{}).(*apiv1.RequestId); !retried || !errors.Is(err, meta.ErrNotFound) {
+		return false
+	}
+	if _, serr := fs.Stat(ctx, src); !errors.Is(serr, meta.ErrNotFound) {
+		return false
+	}
+	_, derr := fs.Stat(ctx, dst)
+	return derr == nil
 }
 
 // checkReplace says whether src may replace the existing dst (mayReplace).
@@ -575,7 +623,7 @@ func (m *Master) setAttribute(ctx context.Context, req *apiv1.SetAttributeReques
 	if req.GetPersist() && !n.inode.Folder && !n.inode.Completed {
 		return fmt.Errorf("%w: persist %s: the file is still being written", meta.ErrFailedPrecondition, p)
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{
 		Id: n.inode.Id, Pinned: req.Pinned, TtlMs: req.TtlMs, TtlAction: req.TtlAction, Mode: req.Mode,
 		Owner: req.Owner, Group: req.Group, MtimeMs: req.MtimeMs, AtimeMs: req.AtimeMs, Recursive: req.GetRecursive(), Persist: req.GetPersist(),
 	}}})

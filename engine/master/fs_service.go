@@ -9,7 +9,8 @@ import (
 )
 
 // fsServer is the FileSystemMaster service. Handlers stay thin: the work is
-// in fs_ops.go and every error leaves through meta.ToStatus.
+// in fs_ops.go and every error leaves through meta.ToStatus. Calls that
+// journal run exactly once per request id (requests.go).
 type fsServer struct {
 	apiv1.UnimplementedFileSystemMasterServer
 	m *Master
@@ -44,7 +45,8 @@ func (s *fsServer) ListStatus(ctx context.Context, req *apiv1.ListStatusRequest)
 }
 
 func (s *fsServer) CreateDirectory(ctx context.Context, req *apiv1.CreateDirectoryRequest) (*apiv1.CreateDirectoryResponse, error) {
-	fi, err := s.m.createDirectory(ctx, req)
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.createDirectory(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -52,7 +54,8 @@ func (s *fsServer) CreateDirectory(ctx context.Context, req *apiv1.CreateDirecto
 }
 
 func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest) (*apiv1.CreateFileResponse, error) {
-	fi, err := s.m.createFile(ctx, req)
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.createFile(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
 	if err == nil {
 		err = s.m.grant(ctx, fi, security.AccessRead|security.AccessWrite)
 	}
@@ -63,7 +66,8 @@ func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest)
 }
 
 func (s *fsServer) CompleteFile(ctx context.Context, req *apiv1.CompleteFileRequest) (*apiv1.CompleteFileResponse, error) {
-	fi, err := s.m.completeFile(ctx, req)
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.completeFile(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
 	if err == nil {
 		err = s.m.grant(ctx, fi, security.AccessRead)
 	}
@@ -74,21 +78,21 @@ func (s *fsServer) CompleteFile(ctx context.Context, req *apiv1.CompleteFileRequ
 }
 
 func (s *fsServer) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.DeleteResponse, error) {
-	if err := s.m.delete(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.delete(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.DeleteResponse{}, nil
 }
 
 func (s *fsServer) Rename(ctx context.Context, req *apiv1.RenameRequest) (*apiv1.RenameResponse, error) {
-	if err := s.m.rename(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.rename(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.RenameResponse{}, nil
 }
 
 func (s *fsServer) SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) (*apiv1.SetAttributeResponse, error) {
-	if err := s.m.setAttribute(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.setAttribute(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.SetAttributeResponse{}, nil
@@ -103,14 +107,14 @@ func (s *fsServer) Free(ctx context.Context, req *apiv1.FreeRequest) (*apiv1.Fre
 }
 
 func (s *fsServer) Mount(ctx context.Context, req *apiv1.MountRequest) (*apiv1.MountResponse, error) {
-	if err := s.m.mount(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.mount(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.MountResponse{}, nil
 }
 
 func (s *fsServer) Unmount(ctx context.Context, req *apiv1.UnmountRequest) (*apiv1.UnmountResponse, error) {
-	if err := s.m.unmount(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.unmount(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.UnmountResponse{}, nil
@@ -125,13 +129,17 @@ func (s *fsServer) GetMountTable(context.Context, *apiv1.GetMountTableRequest) (
 }
 
 func (s *fsServer) CreateSymlink(ctx context.Context, req *apiv1.CreateSymlinkRequest) (*apiv1.CreateSymlinkResponse, error) {
-	fi, err := s.m.createSymlink(ctx, req)
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.createSymlink(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.CreateSymlinkResponse{FileInfo: fi}, nil
 }
 
+// ReleaseOrphans journals one entry per orphan, so it is not tied to one
+// request id; it is idempotent instead: inode ids are never reused, and an
+// orphan already released counts as done (releaseOrphan).
 func (s *fsServer) ReleaseOrphans(ctx context.Context, req *apiv1.ReleaseOrphansRequest) (*apiv1.ReleaseOrphansResponse, error) {
 	n, err := s.m.releaseOrphans(ctx, req)
 	if err != nil {

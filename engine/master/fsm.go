@@ -25,6 +25,21 @@ func applyEntry(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 	if err := ensureBuckets(tx); err != nil {
 		return nil, err
 	}
+	if e.GetRequestId() == nil {
+		return applyMutation(tx, e)
+	}
+	if res, ok, err := dedupEntry(tx, e); err != nil || ok {
+		return res, err
+	}
+	v, err := applyMutation(tx, e)
+	if err != nil {
+		return nil, err
+	}
+	res, _ := v.(applyResult)
+	return res, recordEntry(tx, e, res)
+}
+
+func applyMutation(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 	now := e.GetTimeMs()
 	switch x := e.GetEntry().(type) {
 	case *apiv1.JournalEntry_CreateInode:
@@ -47,6 +62,10 @@ func applyEntry(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 		return applySetChildrenLoaded(tx, x.SetChildrenLoaded)
 	case *apiv1.JournalEntry_SetClusterId:
 		return applySetClusterID(tx, x.SetClusterId)
+	case *apiv1.JournalEntry_SetMasterAddress:
+		return applySetMasterAddress(tx, x.SetMasterAddress)
+	case *apiv1.JournalEntry_SetTokenSecret:
+		return applySetTokenSecret(tx, x.SetTokenSecret)
 	case *apiv1.JournalEntry_CountChildDirs:
 		return applyCountChildDirs(tx)
 	}
@@ -393,9 +412,22 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 	return applyResult{Inode: ino}, nil
 }
 
+// checkPlace fails when an entry names where its inode was found (parent
+// and name) and the inode is no longer there: it was renamed after the
+// caller resolved its path.
+func checkPlace(ino *apiv1.Inode, parent int64, name string) error {
+	if name != "" && (ino.ParentId != parent || ino.Name != name) {
+		return fmt.Errorf("%q was moved: %w", name, meta.ErrNotFound)
+	}
+	return nil
+}
+
 func applyDelete(tx *bbolt.Tx, d *apiv1.DeleteInodeEntry, now int64) (any, error) {
 	ino, err := mustInode(tx, d.GetId())
 	if err != nil {
+		return nil, fmt.Errorf("delete: %w", err)
+	}
+	if err := checkPlace(ino, d.GetParentId(), d.GetName()); err != nil {
 		return nil, fmt.Errorf("delete: %w", err)
 	}
 	if isOrphan(ino) {
@@ -473,6 +505,9 @@ func orphan(tx *bbolt.Tx, ino *apiv1.Inode, session, ufsURI string, now int64) e
 func applyRename(tx *bbolt.Tx, r *apiv1.RenameEntry, now int64) (any, error) {
 	ino, err := mustInode(tx, r.GetId())
 	if err != nil {
+		return nil, fmt.Errorf("rename: %w", err)
+	}
+	if err := checkPlace(ino, r.GetParentId(), r.GetName()); err != nil {
 		return nil, fmt.Errorf("rename: %w", err)
 	}
 	if ino.Id == RootID {

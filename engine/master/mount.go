@@ -91,7 +91,7 @@ func (m *Master) mount(ctx context.Context, req *apiv1.MountRequest) error {
 	case !errors.Is(err, meta.ErrNotFound):
 		return err
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_AddMount{AddMount: &apiv1.AddMountEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_AddMount{AddMount: &apiv1.AddMountEntry{
 		Mount: &apiv1.MountPointInfo{AlcovePath: p, UfsUri: uri, ReadOnly: req.GetReadOnly(), Shared: req.GetShared(), Properties: req.GetProperties()},
 	}}})
 	if err != nil {
@@ -131,7 +131,7 @@ func (m *Master) unmount(ctx context.Context, req *apiv1.UnmountRequest) error {
 	case len(under) > 0:
 		return fmt.Errorf("%w: unmount %s: mount point %s is inside it", meta.ErrFailedPrecondition, p, under[0])
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteMount{DeleteMount: &apiv1.DeleteMountEntry{AlcovePath: p}}})
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteMount{DeleteMount: &apiv1.DeleteMountEntry{AlcovePath: p}}})
 	if err != nil {
 		return fmt.Errorf("unmount %s: %w", p, err)
 	}

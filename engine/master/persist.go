@@ -125,7 +125,7 @@ func (m *Master) commitPersist(ctx context.Context, id int64, tmpURI string) err
 	if st, err := fs.Stat(ctx, dst); err == nil {
 		mtime = st.ModTime.UnixMilli()
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
 		Id: id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: mtime,
 	}}})
 	if err != nil {
@@ -158,4 +158,11 @@ func (m *Master) removeTemp(ctx context.Context, mnt *apiv1.MountPointInfo, tmpU
 		return fmt.Errorf("remove persist temporary %s: %w", tmp, err)
 	}
 	return nil
+}
+
+// reset forgets every command (a new leadership term).
+func (t *persistTracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.issued)
 }

@@ -218,7 +218,7 @@ func (m *Master) createSymlink(ctx context.Context, req *apiv1.CreateSymlinkRequ
 		}
 		ino.PersistenceState = apiv1.PersistenceState_PERSISTED
 	}
-	res, err := m.apply(ctx, createEntry(pn.inode.Id, ino, false))
+	res, err := m.applyCall(ctx, createEntry(pn.inode.Id, ino, false))
 	if err != nil {
 		if inUFS {
 			_ = fs.Delete(context.WithoutCancel(ctx), up, false)

@@ -45,6 +45,7 @@ type registry struct {
 	// recheck are blocks that may be below their replication.durable
 	// copies, with when a push was last commanded (see replication.go).
 	recheck map[int64]time.Time
+	added   chan struct{} // closed when a block location is added
 }
 
 func newRegistry(cidx *cacheIndex) *registry {
@@ -196,6 +197,32 @@ func (r *registry) addLocked(w *worker, b *apiv1.WorkerBlock) {
 	fb[id] = struct{}{}
 	r.nodeBytes[w.node] += e.length
 	r.cidx.add(w.node, f, e.length)
+	if r.added != nil {
+		close(r.added)
+		r.added = nil
+	}
+}
+
+// blockAdded returns a channel closed when the next block location is added.
+func (r *registry) blockAdded() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.added == nil {
+		r.added = make(chan struct{})
+	}
+	return r.added
+}
+
+// reset forgets every worker and block location: a new leader starts empty
+// and workers register again (the registry is never journaled).
+func (r *registry) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, w := range r.workers {
+		r.dropAllLocked(w)
+		delete(r.workers, id)
+	}
+	clear(r.recheck)
 }
 
 func (r *registry) removeLocked(w *worker, id int64) {

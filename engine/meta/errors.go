@@ -105,6 +105,9 @@ func FromStatus(err error) error {
 			break
 		}
 	}
+	if nl, ok := notLeaderFromStatus(st, msg); ok {
+		return nl
+	}
 	for _, c := range codeOf {
 		if c.err.Error() == reason {
 			return &remoteError{msg: msg, sentinel: c.err, code: st.Code()}

@@ -120,6 +120,13 @@ var Cluster = Policy{
 	apiv1.BlockMaster_PersistDone_FullMethodName:    {RoleWorker},
 	// Admin operations.
 	apiv1.MetaMaster_Checkpoint_FullMethodName: {RoleAdmin, RoleMaster},
+	// The journal quorum (alcove fsadmin journal quorum ...): its members'
+	// addresses to operators, changes to operators only. GetMasterInfo
+	// stays open: every component finds the leader with it.
+	apiv1.MetaMaster_GetQuorumInfo_FullMethodName:      {RoleAdmin, RoleMaster},
+	apiv1.MetaMaster_AddQuorumMember_FullMethodName:    {RoleAdmin},
+	apiv1.MetaMaster_RemoveQuorumMember_FullMethodName: {RoleAdmin},
+	apiv1.MetaMaster_TransferLeadership_FullMethodName: {RoleAdmin},
 	// The mount table: operators, and the CSI driver (which checks a
 	// StorageClass's ufs against its --allowed-ufs before mounting).
 	apiv1.FileSystemMaster_Mount_FullMethodName:   {RoleAdmin, RoleNode},

@@ -215,6 +215,36 @@ func (s *Source) verifyServer(cs tls.ConnectionState, peers []Role) error {
 	return nil
 }
 
+// PeerConfigs are the TLS configurations of a link between members of one
+// role (the masters' raft transport): the server side requires a client
+// certificate of that role, the client side a server certificate of it.
+func (s *Source) PeerConfigs(role Role) (server, client *tls.Config) {
+	server = s.serverConfig(tls.RequireAndVerifyClientCert)
+	inner := server.GetConfigForClient
+	server.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c, err := inner(hello)
+		if err != nil {
+			return nil, err
+		}
+		c.NextProtos = nil // not gRPC
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("client sent no certificate")
+			}
+			got, err := RoleOf(cs.PeerCertificates[0])
+			if err != nil {
+				return err
+			}
+			if got != role {
+				return fmt.Errorf("client certificate %q is for role %s, expected %s", cs.PeerCertificates[0].Subject.CommonName, got, role)
+			}
+			return nil
+		}
+		return c, nil
+	}
+	return server, s.ClientConfig(role)
+}
+
 // ServerCredentials are gRPC server credentials from ServerConfig.
 func (s *Source) ServerCredentials() credentials.TransportCredentials {
 	return credentials.NewTLS(s.ServerConfig())

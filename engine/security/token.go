@@ -96,9 +96,11 @@ func newKey(expires time.Time) (Key, error) {
 type Signer struct {
 	lifetime time.Duration
 
-	mu   sync.Mutex
-	keys []Key // newest last
-	macs map[uint32]*sync.Pool
+	mu     sync.Mutex
+	keys   []Key // newest last
+	macs   map[uint32]*sync.Pool
+	secret []byte // set by UseSecret: keys are derived from it
+	epoch  int64  // the epoch keys were last derived for
 }
 
 // DefaultTokenLifetime is how long a block token is valid. Readers holding
@@ -118,10 +120,59 @@ func NewSigner(lifetime time.Duration) (*Signer, error) {
 	return s, nil
 }
 
+// UseSecret makes the signer derive its keys from secret, which every
+// master of an HA group shares through the journal: time is cut into epochs
+// of one lifetime, and each epoch's key is HMAC(secret, epoch). A new leader
+// therefore signs with the keys the workers already hold from the old one,
+// and Keys includes the next epoch's key, so a rotation never signs with a
+// key a worker has not received. The masters must agree on the lifetime.
+func (s *Signer) UseSecret(secret []byte) error {
+	if len(secret) < 16 {
+		return fmt.Errorf("%w: block token secret of %d bytes", meta.ErrInvalidArgument, len(secret))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secret = append([]byte(nil), secret...)
+	s.keys, s.macs, s.epoch = nil, map[uint32]*sync.Pool{}, 0
+	return nil
+}
+
+// derivedLocked returns the key of epoch e, valid from e's start for three
+// lifetimes (as a rotated key is).
+func (s *Signer) derivedLocked(e int64) Key {
+	h := hmac.New(sha256.New, s.secret)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(e))
+	h.Write([]byte("alcove block token key\x00"))
+	h.Write(b[:])
+	sum := h.Sum(nil)
+	start := time.Unix(0, e*int64(s.lifetime))
+	return Key{ID: binary.BigEndian.Uint32(sum[:4]), Secret: sum, Expires: start.Add(3 * s.lifetime)}
+}
+
+// currentDerivedLocked keeps the keys of epochs e-2..e+1 and returns e's.
+func (s *Signer) currentDerivedLocked(now time.Time) Key {
+	e := now.UnixNano() / int64(s.lifetime)
+	if e != s.epoch || len(s.keys) == 0 {
+		s.keys = s.keys[:0]
+		clear(s.macs)
+		for i := e - 2; i <= e+1; i++ {
+			k := s.derivedLocked(i)
+			s.keys = append(s.keys, k)
+			s.macs[k.ID] = macPool(k.Secret)
+		}
+		s.epoch = e
+	}
+	return s.keys[2]
+}
+
 // current returns the key to sign with at now, rotating when it is due.
 func (s *Signer) current(now time.Time) (Key, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.secret != nil {
+		return s.currentDerivedLocked(now), nil
+	}
 	if n := len(s.keys); n > 0 && now.Before(s.keys[n-1].Expires.Add(-2*s.lifetime)) {
 		return s.keys[n-1], nil
 	}

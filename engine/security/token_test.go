@@ -97,3 +97,52 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// Masters sharing a secret sign with the same keys: a worker that holds an
+// old leader's keys verifies a new leader's tokens, also across a rotation
+// (the next epoch's key is handed out ahead). Another secret's tokens fail.
+func TestSharedSecretSigners(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	newSigner := func(secret []byte) *Signer {
+		t.Helper()
+		s, err := NewSigner(time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.UseSecret(secret); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	old, next := newSigner(secret), newSigner(secret)
+	kr := NewKeyring()
+	kr.Set(old.Keys()) // the worker heard only the old leader
+	scope := Scope{FileID: 9, Access: AccessRead}
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		s    *Signer
+		at   time.Time
+		err  error
+	}{
+		{"old leader", old, now, nil},
+		{"new leader", next, now, nil},
+		{"new leader after a rotation", next, now.Add(time.Minute), nil},
+		{"another group's secret", newSigner([]byte("another secret, 32 bytes long..!")), now, meta.ErrUnauthenticated},
+	} {
+		k, err := tc.s.current(tc.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.s.mu.Lock()
+		pool := tc.s.macs[k.ID]
+		tc.s.mu.Unlock()
+		tok := sign(pool, k.ID, tc.at.Add(time.Minute), scope)
+		if err := kr.Verify(tok, scope, false); !errors.Is(err, tc.err) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	if err := old.UseSecret([]byte("short")); !errors.Is(err, meta.ErrInvalidArgument) {
+		t.Errorf("short secret: %v", err)
+	}
+}

@@ -35,8 +35,10 @@ const (
 
 // Config configures a worker.
 type Config struct {
-	MasterAddress string // host:port of the master's gRPC service
-	Address       string // gRPC listen address; "" → DefaultAddress; port 0 picks one
+	// MasterAddresses are host:port of the masters' gRPC services (every
+	// member of an HA group); the worker follows the leader.
+	MasterAddresses []string
+	Address         string // gRPC listen address; "" → DefaultAddress; port 0 picks one
 	// WebAddress serves /metrics and /healthz; "" disables it. DefaultConfig
 	// sets DefaultWebAddress.
 	WebAddress   string
@@ -69,7 +71,7 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with the default addresses and tuning; the
-// caller adds MasterAddress and Tiers.
+// caller adds MasterAddresses and Tiers.
 func DefaultConfig() Config {
 	return Config{
 		Address:           DefaultAddress,
@@ -83,7 +85,7 @@ func DefaultConfig() Config {
 }
 
 func (c *Config) validate() error {
-	if c.MasterAddress == "" {
+	if len(c.MasterAddresses) == 0 {
 		return fmt.Errorf("%w: worker needs the master address", meta.ErrInvalidArgument)
 	}
 	if len(c.Tiers) == 0 {

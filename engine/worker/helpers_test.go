@@ -36,7 +36,7 @@ func newEnv(t testing.TB, tiers ...blockstore.TierConfig) *env {
 	}
 	fm := startFakeMaster(t, "127.0.0.1:0")
 	w, err := New(Config{
-		MasterAddress:     fm.addr,
+		MasterAddresses:   []string{fm.addr},
 		Address:           "127.0.0.1:0",
 		WebAddress:        "127.0.0.1:0",
 		DomainSocket:      filepath.Join(t.TempDir(), "w.sock"),

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,13 +47,13 @@ func (w *Worker) register(ctx context.Context) error {
 		ClusterId:    w.store.ClusterID(),
 	})
 	if err != nil {
-		return fmt.Errorf("register with master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
+		return fmt.Errorf("register with master %s: %w", w.conn.Target(), meta.FromStatus(err))
 	}
 	// Settle the cache before the id is set (writes wait for it) and
 	// before clients can find this worker through the master.
 	wiped, err := w.store.Accept(resp.GetClusterId(), resp.GetFreeBlockIds())
 	if err != nil {
-		return fmt.Errorf("register with master %s: %w", w.cfg.MasterAddress, err)
+		return fmt.Errorf("register with master %s: %w", w.conn.Target(), err)
 	}
 	if wiped {
 		w.log.Info("cache dropped: recorded for another cluster", "clusterID", resp.GetClusterId())
@@ -73,7 +74,18 @@ func (w *Worker) commitBlock(ctx context.Context, b blockstore.BlockInfo, wantRe
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rpcTimeout)
 	defer cancel()
-	resp, err := w.master.CommitBlock(ctx, &apiv1.CommitBlockRequest{WorkerId: id, BlockId: b.ID, Length: b.Length, Tier: b.Tier, WantReplicas: wantReplicas})
+	req := &apiv1.CommitBlockRequest{WorkerId: id, BlockId: b.ID, Length: b.Length, Tier: b.Tier, WantReplicas: wantReplicas}
+	resp, err := w.master.CommitBlock(ctx, req)
+	if errors.Is(meta.FromStatus(err), meta.ErrFailedPrecondition) {
+		// A new leader master does not know this worker yet (the registry
+		// is not journaled): register now rather than at the next heartbeat,
+		// so a write that spans a fail-over does not fail.
+		if rerr := w.register(ctx); rerr != nil {
+			return nil, fmt.Errorf("commit block %d: %w", b.ID, rerr)
+		}
+		req.WorkerId = w.id.Load()
+		resp, err = w.master.CommitBlock(ctx, req)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("commit block %d: %w", b.ID, meta.FromStatus(err))
 	}
@@ -102,13 +114,13 @@ func (w *Worker) heartbeatLoop(ctx context.Context, registered bool) {
 			return
 		case err != nil:
 			if connected {
-				w.log.Error(err, "master unreachable; serving cached data and retrying", "master", w.cfg.MasterAddress)
+				w.log.Error(err, "master unreachable; serving cached data and retrying", "masters", w.cfg.MasterAddresses)
 				connected = false
 			}
 			delay = min(delay*2, maxBackoff)
 		default:
 			if !connected {
-				w.log.Info("connected to master", "master", w.cfg.MasterAddress, "workerID", w.ID())
+				w.log.Info("connected to master", "master", w.conn.Target(), "workerID", w.ID())
 				connected = true
 			}
 			delay = w.cfg.HeartbeatInterval
@@ -155,7 +167,7 @@ func (h *heartbeater) beat(ctx context.Context) error {
 	sent := time.Now()
 	resp, err := w.master.Heartbeat(ctx, req)
 	if err != nil {
-		return fmt.Errorf("heartbeat to master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
+		return fmt.Errorf("heartbeat to master %s: %w", w.conn.Target(), meta.FromStatus(err))
 	}
 	w.tokens.Set(security.KeysFromProto(resp.GetBlockTokenKeys()))
 	clear(h.added)

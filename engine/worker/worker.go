@@ -19,6 +19,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/grpcstop"
+	"github.com/alcove-io/alcove/engine/masterconn"
 	"github.com/alcove-io/alcove/engine/ramdisk"
 	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
@@ -39,7 +40,7 @@ type Worker struct {
 	grpcSrv   *grpc.Server
 	webSrv    *http.Server
 	master    apiv1.BlockMasterClient
-	conn      *grpc.ClientConn
+	conn      *masterconn.Conn
 	ramdisk   *ramdisk.Disk // the MEM tier's tmpfs, or nil; never unmounted here (see Close)
 	cacher    *asyncCacher
 	persister *persister
@@ -86,10 +87,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.Close()
 		return err
 	}
-	conn, err := grpc.NewClient(w.cfg.MasterAddress, security.DialOption(w.cfg.TLS, security.RoleMaster))
+	conn, err := masterconn.New(masterconn.Config{Addresses: w.cfg.MasterAddresses, RetryTimeout: rpcTimeout,
+		DialOptions: []grpc.DialOption{security.DialOption(w.cfg.TLS, security.RoleMaster)}})
 	if err != nil {
 		w.Close()
-		return fmt.Errorf("start worker: dial master %s: %w", w.cfg.MasterAddress, err)
+		return fmt.Errorf("start worker: %w", err)
 	}
 	w.conn, w.master = conn, apiv1.NewBlockMasterClient(conn)
 	w.cacher = newAsyncCacher(bg, w, w.cfg.AsyncCacheThreads)
@@ -99,7 +101,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	regErr := w.register(rctx)
 	rcancel()
 	if regErr != nil {
-		w.log.Error(regErr, "register with master; retrying in the background", "master", w.cfg.MasterAddress)
+		w.log.Error(regErr, "register with master; retrying in the background", "masters", w.cfg.MasterAddresses)
 	}
 	w.wg.Add(1)
 	go func() {

@@ -380,7 +380,7 @@ func TestMasterLateStart(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	w, err := New(Config{MasterAddress: addr, Address: "127.0.0.1:0", HeartbeatInterval: 20 * time.Millisecond,
+	w, err := New(Config{MasterAddresses: []string{addr}, Address: "127.0.0.1:0", HeartbeatInterval: 20 * time.Millisecond,
 		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: testBS}}})
 	if err != nil {
 		t.Fatal(err)

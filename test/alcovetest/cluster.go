@@ -61,7 +61,7 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 	c.StartMaster()
 	for _, n := range nodes {
 		w, err := worker.New(worker.Config{
-			MasterAddress: addr, Address: "127.0.0.1:0", Node: n,
+			MasterAddresses: []string{addr}, Address: "127.0.0.1:0", Node: n,
 			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0", WebAddress: "127.0.0.1:0",
 			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: opts.TierBytes}},
 			HeartbeatInterval: 50 * time.Millisecond,

@@ -259,7 +259,7 @@ func benchCluster(t *testing.T, ctx context.Context, dir, shm, raw string, size 
 	}
 	t.Cleanup(func() { m.Close() })
 	w, err := worker.New(worker.Config{
-		MasterAddress: m.Addr(), Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "bench-node",
+		MasterAddresses: []string{m.Addr()}, Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "bench-node",
 		DomainSocket: filepath.Join(dir, "sock"), DomainSocketGroup: -1, TLS: cert(security.RoleWorker),
 		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(shm, "mem"), QuotaBytes: size + 256<<20}},
 	})

@@ -21,8 +21,9 @@ import (
 
 const bigMiB = 48 // size of the file the restart check reads slowly
 
-// TestClusterEndToEnd installs the chart and runs every check of issue 6 in
-// order, printing a PASS/FAIL line per check and a summary.
+// TestClusterEndToEnd installs the chart and runs every check of issue 6
+// (and the disruption checks of issue 12) in order, printing a PASS/FAIL
+// line per check and a summary.
 func TestClusterEndToEnd(t *testing.T) {
 	c := newCluster(t)
 	defer func() {
@@ -50,6 +51,12 @@ func TestClusterEndToEnd(t *testing.T) {
 	c.check("extender-index-synced", inst, c.extenderSynced)
 	c.check("dataload-completes-and-delete-cancels", inst, c.dataLoads)
 	c.check("csi-node-restart-keeps-reads", written, c.csiNodeRestart)
+	c.check("worker-rolling-restart-keeps-io", bound, func(ctx context.Context) error {
+		return c.ioLoopAcross(ctx, "io-worker", pvName, c.workerRollingRestart)
+	})
+	c.check("leader-master-delete-keeps-io", bound, func(ctx context.Context) error {
+		return c.ioLoopAcross(ctx, "io-master", pvName, c.deleteLeaderMaster)
+	})
 	c.check("helm-uninstall-leaves-no-mounts", inst, func(ctx context.Context) error { return c.uninstall(ctx, pvName) })
 }
 
@@ -360,7 +367,12 @@ func (c *cluster) podMetric(ctx context.Context, component, node string, port in
 	if err != nil {
 		return 0, err
 	}
-	url := fmt.Sprintf("http://%s:%d/metrics", pod.Status.PodIP, port)
+	return metricAt(ctx, pod.Status.PodIP, port, name)
+}
+
+// metricAt reads a sample from /metrics at ip:port.
+func metricAt(ctx context.Context, ip string, port int, name string) (float64, error) {
+	url := fmt.Sprintf("http://%s:%d/metrics", ip, port)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -333,12 +333,12 @@ ufs:
   volume:
     hostPath: {path: %[1]s/ufs, type: DirectoryOrCreate}
 master:
-  journal: {type: emptyDir}
+  journal: {type: hostPath}   # /var/lib/alcove/journal of the master's node
   resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}
 worker:
   mem: {size: 256Mi, medium: Memory}
   tiers:
-    - {alias: SSD, path: "", size: 512Mi}
+    - {alias: SSD, path: /var/lib/alcove/ssd, size: 512Mi}
   resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}
 csi:
   fuseCgroup: %[2]s/alcove-fuse

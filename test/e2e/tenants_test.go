@@ -56,7 +56,7 @@ func TestTenantsKeptApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	w, err := worker.New(worker.Config{MasterAddress: m.Addr(), Address: "127.0.0.1:0", Node: "n1", DomainSocket: filepath.Join(dir, "sock"),
+	w, err := worker.New(worker.Config{MasterAddresses: []string{m.Addr()}, Address: "127.0.0.1:0", Node: "n1", DomainSocket: filepath.Join(dir, "sock"),
 		DomainSocketGroup: -1, TLS: load(security.RoleWorker), HeartbeatInterval: 50 * time.Millisecond,
 		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(dir, "mem"), QuotaBytes: 64 << 20}}})
 	if err != nil {

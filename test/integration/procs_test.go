@@ -245,17 +245,26 @@ func writeFile(t *testing.T, cl *client.Client, path string, data []byte) *apiv1
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	info, err := writeWith(ctx, cl, path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// writeWith writes a file and returns its info or the error.
+func writeWith(ctx context.Context, cl *client.Client, path string, data []byte) (*apiv1.FileInfo, error) {
 	w, err := cl.Create(ctx, path, client.WriteOptions{Recursive: true})
 	if err != nil {
-		t.Fatalf("create %s: %v", path, err)
+		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	if _, err := w.Write(data); err != nil {
-		t.Fatalf("write %s: %v", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := w.Close(); err != nil {
-		t.Fatalf("close %s: %v", path, err)
+		return nil, fmt.Errorf("close %s: %w", path, err)
 	}
-	return w.Info()
+	return w.Info(), nil
 }
 
 func readFile(cl *client.Client, path string) ([]byte, error) {

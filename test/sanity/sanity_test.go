@@ -46,7 +46,7 @@ func TestCSISanity(t *testing.T) {
 	}
 	defer m.Close()
 	w, err := worker.New(worker.Config{
-		MasterAddress: m.Addr(), Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "sanity-node",
+		MasterAddresses: []string{m.Addr()}, Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "sanity-node",
 		DomainSocket: filepath.Join(dir, "w.sock"), HeartbeatInterval: 100 * time.Millisecond,
 		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(dir, "mem"), QuotaBytes: 256 << 20}},
 	})

@@ -1657,7 +1657,10 @@ func (x *GetMountTableResponse) GetMountPoints() []*MountPointInfo {
 }
 
 type GetMasterInfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// require_leader: a standby answers NotLeader (naming the leader) instead
+	// of describing itself, so the caller ends up at the leader.
+	RequireLeader bool `protobuf:"varint,1,opt,name=require_leader,json=requireLeader,proto3" json:"require_leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1692,21 +1695,32 @@ func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
 	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
 }
 
+func (x *GetMasterInfoRequest) GetRequireLeader() bool {
+	if x != nil {
+		return x.RequireLeader
+	}
+	return false
+}
+
 type GetMasterInfoResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	LeaderAddress    string                 `protobuf:"bytes,1,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
-	IsLeader         bool                   `protobuf:"varint,2,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
-	Version          string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	StartTimeMs      int64                  `protobuf:"varint,4,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
-	WebAddress       string                 `protobuf:"bytes,5,opt,name=web_address,json=webAddress,proto3" json:"web_address,omitempty"`
-	InodeCount       int64                  `protobuf:"varint,6,opt,name=inode_count,json=inodeCount,proto3" json:"inode_count,omitempty"`
-	LiveWorkers      int32                  `protobuf:"varint,7,opt,name=live_workers,json=liveWorkers,proto3" json:"live_workers,omitempty"`
-	LostWorkers      int32                  `protobuf:"varint,8,opt,name=lost_workers,json=lostWorkers,proto3" json:"lost_workers,omitempty"`
-	MasterAddresses  []string               `protobuf:"bytes,9,rep,name=master_addresses,json=masterAddresses,proto3" json:"master_addresses,omitempty"`
-	JournalDir       string                 `protobuf:"bytes,10,opt,name=journal_dir,json=journalDir,proto3" json:"journal_dir,omitempty"`
-	JournalLastIndex int64                  `protobuf:"varint,11,opt,name=journal_last_index,json=journalLastIndex,proto3" json:"journal_last_index,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	LeaderAddress       string                 `protobuf:"bytes,1,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
+	IsLeader            bool                   `protobuf:"varint,2,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	Version             string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	StartTimeMs         int64                  `protobuf:"varint,4,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
+	WebAddress          string                 `protobuf:"bytes,5,opt,name=web_address,json=webAddress,proto3" json:"web_address,omitempty"`
+	InodeCount          int64                  `protobuf:"varint,6,opt,name=inode_count,json=inodeCount,proto3" json:"inode_count,omitempty"`
+	LiveWorkers         int32                  `protobuf:"varint,7,opt,name=live_workers,json=liveWorkers,proto3" json:"live_workers,omitempty"`
+	LostWorkers         int32                  `protobuf:"varint,8,opt,name=lost_workers,json=lostWorkers,proto3" json:"lost_workers,omitempty"`
+	MasterAddresses     []string               `protobuf:"bytes,9,rep,name=master_addresses,json=masterAddresses,proto3" json:"master_addresses,omitempty"`
+	JournalDir          string                 `protobuf:"bytes,10,opt,name=journal_dir,json=journalDir,proto3" json:"journal_dir,omitempty"`
+	JournalLastIndex    int64                  `protobuf:"varint,11,opt,name=journal_last_index,json=journalLastIndex,proto3" json:"journal_last_index,omitempty"`
+	JournalId           string                 `protobuf:"bytes,12,opt,name=journal_id,json=journalId,proto3" json:"journal_id,omitempty"`                     // this member's journal id
+	LeaderJournalId     string                 `protobuf:"bytes,13,opt,name=leader_journal_id,json=leaderJournalId,proto3" json:"leader_journal_id,omitempty"` // the leader's journal id ("" while unknown)
+	JournalAppliedIndex int64                  `protobuf:"varint,14,opt,name=journal_applied_index,json=journalAppliedIndex,proto3" json:"journal_applied_index,omitempty"`
+	JournalTerm         int64                  `protobuf:"varint,15,opt,name=journal_term,json=journalTerm,proto3" json:"journal_term,omitempty"` // raft term: of two masters claiming to lead, the higher term does
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetMasterInfoResponse) Reset() {
@@ -1816,6 +1830,479 @@ func (x *GetMasterInfoResponse) GetJournalLastIndex() int64 {
 	return 0
 }
 
+func (x *GetMasterInfoResponse) GetJournalId() string {
+	if x != nil {
+		return x.JournalId
+	}
+	return ""
+}
+
+func (x *GetMasterInfoResponse) GetLeaderJournalId() string {
+	if x != nil {
+		return x.LeaderJournalId
+	}
+	return ""
+}
+
+func (x *GetMasterInfoResponse) GetJournalAppliedIndex() int64 {
+	if x != nil {
+		return x.JournalAppliedIndex
+	}
+	return 0
+}
+
+func (x *GetMasterInfoResponse) GetJournalTerm() int64 {
+	if x != nil {
+		return x.JournalTerm
+	}
+	return 0
+}
+
+// QuorumMember is one member of the journal's raft group.
+type QuorumMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`                         // journal (raft) address
+	RpcAddress    string                 `protobuf:"bytes,3,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"` // client RPC address, once it has led
+	Leader        bool                   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Voter         bool                   `protobuf:"varint,5,opt,name=voter,proto3" json:"voter,omitempty"`
+	Available     bool                   `protobuf:"varint,6,opt,name=available,proto3" json:"available,omitempty"` // the leader hears from it (always true for the leader)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuorumMember) Reset() {
+	*x = QuorumMember{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuorumMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuorumMember) ProtoMessage() {}
+
+func (x *QuorumMember) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuorumMember.ProtoReflect.Descriptor instead.
+func (*QuorumMember) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *QuorumMember) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *QuorumMember) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *QuorumMember) GetRpcAddress() string {
+	if x != nil {
+		return x.RpcAddress
+	}
+	return ""
+}
+
+func (x *QuorumMember) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *QuorumMember) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+func (x *QuorumMember) GetAvailable() bool {
+	if x != nil {
+		return x.Available
+	}
+	return false
+}
+
+type GetQuorumInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQuorumInfoRequest) Reset() {
+	*x = GetQuorumInfoRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQuorumInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQuorumInfoRequest) ProtoMessage() {}
+
+func (x *GetQuorumInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQuorumInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetQuorumInfoRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
+}
+
+type GetQuorumInfoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*QuorumMember        `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	LeaderId      string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQuorumInfoResponse) Reset() {
+	*x = GetQuorumInfoResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQuorumInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQuorumInfoResponse) ProtoMessage() {}
+
+func (x *GetQuorumInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQuorumInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetQuorumInfoResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetQuorumInfoResponse) GetMembers() []*QuorumMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetQuorumInfoResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+type AddQuorumMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`           // default: the address
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"` // journal (raft) host:port
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddQuorumMemberRequest) Reset() {
+	*x = AddQuorumMemberRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddQuorumMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddQuorumMemberRequest) ProtoMessage() {}
+
+func (x *AddQuorumMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddQuorumMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddQuorumMemberRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AddQuorumMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AddQuorumMemberRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type AddQuorumMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddQuorumMemberResponse) Reset() {
+	*x = AddQuorumMemberResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddQuorumMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddQuorumMemberResponse) ProtoMessage() {}
+
+func (x *AddQuorumMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddQuorumMemberResponse.ProtoReflect.Descriptor instead.
+func (*AddQuorumMemberResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
+}
+
+type RemoveQuorumMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // one of id or address
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveQuorumMemberRequest) Reset() {
+	*x = RemoveQuorumMemberRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveQuorumMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveQuorumMemberRequest) ProtoMessage() {}
+
+func (x *RemoveQuorumMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveQuorumMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveQuorumMemberRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RemoveQuorumMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemoveQuorumMemberRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type RemoveQuorumMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveQuorumMemberResponse) Reset() {
+	*x = RemoveQuorumMemberResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveQuorumMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveQuorumMemberResponse) ProtoMessage() {}
+
+func (x *RemoveQuorumMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveQuorumMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveQuorumMemberResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+}
+
+type TransferLeadershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // one of id or address
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TransferLeadershipRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TransferLeadershipRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type TransferLeadershipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId      string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TransferLeadershipResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 type GetWorkersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1824,7 +2311,7 @@ type GetWorkersRequest struct {
 
 func (x *GetWorkersRequest) Reset() {
 	*x = GetWorkersRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2323,7 @@ func (x *GetWorkersRequest) String() string {
 func (*GetWorkersRequest) ProtoMessage() {}
 
 func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2336,7 @@ func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
 }
 
 type GetWorkersResponse struct {
@@ -1861,7 +2348,7 @@ type GetWorkersResponse struct {
 
 func (x *GetWorkersResponse) Reset() {
 	*x = GetWorkersResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2360,7 @@ func (x *GetWorkersResponse) String() string {
 func (*GetWorkersResponse) ProtoMessage() {}
 
 func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2373,7 @@ func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -1904,7 +2391,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2403,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2416,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
 }
 
 type CheckpointResponse struct {
@@ -1941,7 +2428,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2440,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2453,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CheckpointResponse) GetIndex() int64 {
@@ -1996,7 +2483,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2495,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2508,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() string {
@@ -2099,7 +2586,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2598,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2611,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -2168,7 +2655,7 @@ type BlockTokenKey struct {
 
 func (x *BlockTokenKey) Reset() {
 	*x = BlockTokenKey{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2667,7 @@ func (x *BlockTokenKey) String() string {
 func (*BlockTokenKey) ProtoMessage() {}
 
 func (x *BlockTokenKey) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2680,7 @@ func (x *BlockTokenKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockTokenKey.ProtoReflect.Descriptor instead.
 func (*BlockTokenKey) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BlockTokenKey) GetId() uint32 {
@@ -2229,7 +2716,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2728,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2741,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() int64 {
@@ -2302,7 +2789,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2801,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2814,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HeartbeatResponse) GetRegister() bool {
@@ -2389,7 +2876,7 @@ type ReplicateCommand struct {
 
 func (x *ReplicateCommand) Reset() {
 	*x = ReplicateCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2888,7 @@ func (x *ReplicateCommand) String() string {
 func (*ReplicateCommand) ProtoMessage() {}
 
 func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2901,7 @@ func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCommand.ProtoReflect.Descriptor instead.
 func (*ReplicateCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicateCommand) GetBlockId() int64 {
@@ -2451,7 +2938,7 @@ type PersistCommand struct {
 
 func (x *PersistCommand) Reset() {
 	*x = PersistCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2950,7 @@ func (x *PersistCommand) String() string {
 func (*PersistCommand) ProtoMessage() {}
 
 func (x *PersistCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2963,7 @@ func (x *PersistCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistCommand.ProtoReflect.Descriptor instead.
 func (*PersistCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PersistCommand) GetFileId() int64 {
@@ -2550,7 +3037,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +3049,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +3062,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2623,7 +3110,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +3122,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +3135,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CommitBlockResponse) GetReplicasNeeded() int32 {
@@ -2678,7 +3165,7 @@ type PersistDoneRequest struct {
 
 func (x *PersistDoneRequest) Reset() {
 	*x = PersistDoneRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +3177,7 @@ func (x *PersistDoneRequest) String() string {
 func (*PersistDoneRequest) ProtoMessage() {}
 
 func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +3190,7 @@ func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneRequest.ProtoReflect.Descriptor instead.
 func (*PersistDoneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PersistDoneRequest) GetWorkerId() int64 {
@@ -2749,7 +3236,7 @@ type PersistDoneResponse struct {
 
 func (x *PersistDoneResponse) Reset() {
 	*x = PersistDoneResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +3248,7 @@ func (x *PersistDoneResponse) String() string {
 func (*PersistDoneResponse) ProtoMessage() {}
 
 func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +3261,7 @@ func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneResponse.ProtoReflect.Descriptor instead.
 func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
 }
 
 // NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
@@ -2789,7 +3276,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +3288,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +3301,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -2846,7 +3333,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2858,7 +3345,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2871,7 +3358,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
 }
 
 type NodeCacheEvent struct {
@@ -2894,7 +3381,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +3393,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +3406,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -2966,7 +3453,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2978,7 +3465,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2991,7 +3478,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -3010,7 +3497,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3509,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3522,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -3181,8 +3668,9 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\breleased\x18\x01 \x01(\x05R\breleased\"\x16\n" +
 	"\x14GetMountTableRequest\"U\n" +
 	"\x15GetMountTableResponse\x12<\n" +
-	"\fmount_points\x18\x01 \x03(\v2\x19.alcove.v1.MountPointInfoR\vmountPoints\"\x16\n" +
-	"\x14GetMasterInfoRequest\"\x9b\x03\n" +
+	"\fmount_points\x18\x01 \x03(\v2\x19.alcove.v1.MountPointInfoR\vmountPoints\"=\n" +
+	"\x14GetMasterInfoRequest\x12%\n" +
+	"\x0erequire_leader\x18\x01 \x01(\bR\rrequireLeader\"\xbd\x04\n" +
 	"\x15GetMasterInfoResponse\x12%\n" +
 	"\x0eleader_address\x18\x01 \x01(\tR\rleaderAddress\x12\x1b\n" +
 	"\tis_leader\x18\x02 \x01(\bR\bisLeader\x12\x18\n" +
@@ -3198,7 +3686,37 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\vjournal_dir\x18\n" +
 	" \x01(\tR\n" +
 	"journalDir\x12,\n" +
-	"\x12journal_last_index\x18\v \x01(\x03R\x10journalLastIndex\"\x13\n" +
+	"\x12journal_last_index\x18\v \x01(\x03R\x10journalLastIndex\x12\x1d\n" +
+	"\n" +
+	"journal_id\x18\f \x01(\tR\tjournalId\x12*\n" +
+	"\x11leader_journal_id\x18\r \x01(\tR\x0fleaderJournalId\x122\n" +
+	"\x15journal_applied_index\x18\x0e \x01(\x03R\x13journalAppliedIndex\x12!\n" +
+	"\fjournal_term\x18\x0f \x01(\x03R\vjournalTerm\"\xa5\x01\n" +
+	"\fQuorumMember\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
+	"\vrpc_address\x18\x03 \x01(\tR\n" +
+	"rpcAddress\x12\x16\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12\x14\n" +
+	"\x05voter\x18\x05 \x01(\bR\x05voter\x12\x1c\n" +
+	"\tavailable\x18\x06 \x01(\bR\tavailable\"\x16\n" +
+	"\x14GetQuorumInfoRequest\"g\n" +
+	"\x15GetQuorumInfoResponse\x121\n" +
+	"\amembers\x18\x01 \x03(\v2\x17.alcove.v1.QuorumMemberR\amembers\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId\"B\n" +
+	"\x16AddQuorumMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x19\n" +
+	"\x17AddQuorumMemberResponse\"E\n" +
+	"\x19RemoveQuorumMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x1c\n" +
+	"\x1aRemoveQuorumMemberResponse\"E\n" +
+	"\x19TransferLeadershipRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"9\n" +
+	"\x1aTransferLeadershipResponse\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"\x13\n" +
 	"\x11GetWorkersRequest\"E\n" +
 	"\x12GetWorkersResponse\x12/\n" +
 	"\aworkers\x18\x01 \x03(\v2\x15.alcove.v1.WorkerInfoR\aworkers\"\x13\n" +
@@ -3300,7 +3818,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\aUnmount\x12\x19.alcove.v1.UnmountRequest\x1a\x1a.alcove.v1.UnmountResponse\x12R\n" +
 	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse\x12R\n" +
 	"\rCreateSymlink\x12\x1f.alcove.v1.CreateSymlinkRequest\x1a .alcove.v1.CreateSymlinkResponse\x12U\n" +
-	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse2\x98\x03\n" +
+	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse2\x8c\x06\n" +
 	"\n" +
 	"MetaMaster\x12R\n" +
 	"\rGetMasterInfo\x12\x1f.alcove.v1.GetMasterInfoRequest\x1a .alcove.v1.GetMasterInfoResponse\x12I\n" +
@@ -3309,7 +3827,11 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12\x1c.alcove.v1.CheckpointRequest\x1a\x1d.alcove.v1.CheckpointResponse\x12O\n" +
 	"\x0eWatchNodeCache\x12 .alcove.v1.WatchNodeCacheRequest\x1a\x19.alcove.v1.NodeCacheEvent0\x01\x12O\n" +
-	"\fGetNodeCache\x12\x1e.alcove.v1.GetNodeCacheRequest\x1a\x1f.alcove.v1.GetNodeCacheResponse2\xc8\x02\n" +
+	"\fGetNodeCache\x12\x1e.alcove.v1.GetNodeCacheRequest\x1a\x1f.alcove.v1.GetNodeCacheResponse\x12R\n" +
+	"\rGetQuorumInfo\x12\x1f.alcove.v1.GetQuorumInfoRequest\x1a .alcove.v1.GetQuorumInfoResponse\x12X\n" +
+	"\x0fAddQuorumMember\x12!.alcove.v1.AddQuorumMemberRequest\x1a\".alcove.v1.AddQuorumMemberResponse\x12a\n" +
+	"\x12RemoveQuorumMember\x12$.alcove.v1.RemoveQuorumMemberRequest\x1a%.alcove.v1.RemoveQuorumMemberResponse\x12a\n" +
+	"\x12TransferLeadership\x12$.alcove.v1.TransferLeadershipRequest\x1a%.alcove.v1.TransferLeadershipResponse2\xc8\x02\n" +
 	"\vBlockMaster\x12U\n" +
 	"\x0eRegisterWorker\x12 .alcove.v1.RegisterWorkerRequest\x1a!.alcove.v1.RegisterWorkerResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.alcove.v1.HeartbeatRequest\x1a\x1c.alcove.v1.HeartbeatResponse\x12L\n" +
@@ -3328,149 +3850,167 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_engine_api_v1_master_proto_goTypes = []any{
-	(*GetStatusRequest)(nil),        // 0: alcove.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),       // 1: alcove.v1.GetStatusResponse
-	(*ListStatusRequest)(nil),       // 2: alcove.v1.ListStatusRequest
-	(*ListStatusResponse)(nil),      // 3: alcove.v1.ListStatusResponse
-	(*CreateDirectoryRequest)(nil),  // 4: alcove.v1.CreateDirectoryRequest
-	(*CreateDirectoryResponse)(nil), // 5: alcove.v1.CreateDirectoryResponse
-	(*CreateFileRequest)(nil),       // 6: alcove.v1.CreateFileRequest
-	(*CreateFileResponse)(nil),      // 7: alcove.v1.CreateFileResponse
-	(*CompleteFileRequest)(nil),     // 8: alcove.v1.CompleteFileRequest
-	(*CompleteFileResponse)(nil),    // 9: alcove.v1.CompleteFileResponse
-	(*DeleteRequest)(nil),           // 10: alcove.v1.DeleteRequest
-	(*DeleteResponse)(nil),          // 11: alcove.v1.DeleteResponse
-	(*RenameRequest)(nil),           // 12: alcove.v1.RenameRequest
-	(*RenameResponse)(nil),          // 13: alcove.v1.RenameResponse
-	(*SetAttributeRequest)(nil),     // 14: alcove.v1.SetAttributeRequest
-	(*SetAttributeResponse)(nil),    // 15: alcove.v1.SetAttributeResponse
-	(*FreeRequest)(nil),             // 16: alcove.v1.FreeRequest
-	(*FreeResponse)(nil),            // 17: alcove.v1.FreeResponse
-	(*MountRequest)(nil),            // 18: alcove.v1.MountRequest
-	(*MountResponse)(nil),           // 19: alcove.v1.MountResponse
-	(*UnmountRequest)(nil),          // 20: alcove.v1.UnmountRequest
-	(*UnmountResponse)(nil),         // 21: alcove.v1.UnmountResponse
-	(*CreateSymlinkRequest)(nil),    // 22: alcove.v1.CreateSymlinkRequest
-	(*CreateSymlinkResponse)(nil),   // 23: alcove.v1.CreateSymlinkResponse
-	(*ReleaseOrphansRequest)(nil),   // 24: alcove.v1.ReleaseOrphansRequest
-	(*ReleaseOrphansResponse)(nil),  // 25: alcove.v1.ReleaseOrphansResponse
-	(*GetMountTableRequest)(nil),    // 26: alcove.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),   // 27: alcove.v1.GetMountTableResponse
-	(*GetMasterInfoRequest)(nil),    // 28: alcove.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),   // 29: alcove.v1.GetMasterInfoResponse
-	(*GetWorkersRequest)(nil),       // 30: alcove.v1.GetWorkersRequest
-	(*GetWorkersResponse)(nil),      // 31: alcove.v1.GetWorkersResponse
-	(*CheckpointRequest)(nil),       // 32: alcove.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),      // 33: alcove.v1.CheckpointResponse
-	(*RegisterWorkerRequest)(nil),   // 34: alcove.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),  // 35: alcove.v1.RegisterWorkerResponse
-	(*BlockTokenKey)(nil),           // 36: alcove.v1.BlockTokenKey
-	(*HeartbeatRequest)(nil),        // 37: alcove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),       // 38: alcove.v1.HeartbeatResponse
-	(*ReplicateCommand)(nil),        // 39: alcove.v1.ReplicateCommand
-	(*PersistCommand)(nil),          // 40: alcove.v1.PersistCommand
-	(*CommitBlockRequest)(nil),      // 41: alcove.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),     // 42: alcove.v1.CommitBlockResponse
-	(*PersistDoneRequest)(nil),      // 43: alcove.v1.PersistDoneRequest
-	(*PersistDoneResponse)(nil),     // 44: alcove.v1.PersistDoneResponse
-	(*NodeCacheEntry)(nil),          // 45: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),   // 46: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),          // 47: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),     // 48: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),    // 49: alcove.v1.GetNodeCacheResponse
-	nil,                             // 50: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                // 51: alcove.v1.FileInfo
-	(WriteType)(0),                  // 52: alcove.v1.WriteType
-	(TtlAction)(0),                  // 53: alcove.v1.TtlAction
-	(*BlockRun)(nil),                // 54: alcove.v1.BlockRun
-	(*MountPointInfo)(nil),          // 55: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),              // 56: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                // 57: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),             // 58: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),           // 59: alcove.v1.BlockLocation
+	(*GetStatusRequest)(nil),           // 0: alcove.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),          // 1: alcove.v1.GetStatusResponse
+	(*ListStatusRequest)(nil),          // 2: alcove.v1.ListStatusRequest
+	(*ListStatusResponse)(nil),         // 3: alcove.v1.ListStatusResponse
+	(*CreateDirectoryRequest)(nil),     // 4: alcove.v1.CreateDirectoryRequest
+	(*CreateDirectoryResponse)(nil),    // 5: alcove.v1.CreateDirectoryResponse
+	(*CreateFileRequest)(nil),          // 6: alcove.v1.CreateFileRequest
+	(*CreateFileResponse)(nil),         // 7: alcove.v1.CreateFileResponse
+	(*CompleteFileRequest)(nil),        // 8: alcove.v1.CompleteFileRequest
+	(*CompleteFileResponse)(nil),       // 9: alcove.v1.CompleteFileResponse
+	(*DeleteRequest)(nil),              // 10: alcove.v1.DeleteRequest
+	(*DeleteResponse)(nil),             // 11: alcove.v1.DeleteResponse
+	(*RenameRequest)(nil),              // 12: alcove.v1.RenameRequest
+	(*RenameResponse)(nil),             // 13: alcove.v1.RenameResponse
+	(*SetAttributeRequest)(nil),        // 14: alcove.v1.SetAttributeRequest
+	(*SetAttributeResponse)(nil),       // 15: alcove.v1.SetAttributeResponse
+	(*FreeRequest)(nil),                // 16: alcove.v1.FreeRequest
+	(*FreeResponse)(nil),               // 17: alcove.v1.FreeResponse
+	(*MountRequest)(nil),               // 18: alcove.v1.MountRequest
+	(*MountResponse)(nil),              // 19: alcove.v1.MountResponse
+	(*UnmountRequest)(nil),             // 20: alcove.v1.UnmountRequest
+	(*UnmountResponse)(nil),            // 21: alcove.v1.UnmountResponse
+	(*CreateSymlinkRequest)(nil),       // 22: alcove.v1.CreateSymlinkRequest
+	(*CreateSymlinkResponse)(nil),      // 23: alcove.v1.CreateSymlinkResponse
+	(*ReleaseOrphansRequest)(nil),      // 24: alcove.v1.ReleaseOrphansRequest
+	(*ReleaseOrphansResponse)(nil),     // 25: alcove.v1.ReleaseOrphansResponse
+	(*GetMountTableRequest)(nil),       // 26: alcove.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),      // 27: alcove.v1.GetMountTableResponse
+	(*GetMasterInfoRequest)(nil),       // 28: alcove.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),      // 29: alcove.v1.GetMasterInfoResponse
+	(*QuorumMember)(nil),               // 30: alcove.v1.QuorumMember
+	(*GetQuorumInfoRequest)(nil),       // 31: alcove.v1.GetQuorumInfoRequest
+	(*GetQuorumInfoResponse)(nil),      // 32: alcove.v1.GetQuorumInfoResponse
+	(*AddQuorumMemberRequest)(nil),     // 33: alcove.v1.AddQuorumMemberRequest
+	(*AddQuorumMemberResponse)(nil),    // 34: alcove.v1.AddQuorumMemberResponse
+	(*RemoveQuorumMemberRequest)(nil),  // 35: alcove.v1.RemoveQuorumMemberRequest
+	(*RemoveQuorumMemberResponse)(nil), // 36: alcove.v1.RemoveQuorumMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 37: alcove.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 38: alcove.v1.TransferLeadershipResponse
+	(*GetWorkersRequest)(nil),          // 39: alcove.v1.GetWorkersRequest
+	(*GetWorkersResponse)(nil),         // 40: alcove.v1.GetWorkersResponse
+	(*CheckpointRequest)(nil),          // 41: alcove.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),         // 42: alcove.v1.CheckpointResponse
+	(*RegisterWorkerRequest)(nil),      // 43: alcove.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),     // 44: alcove.v1.RegisterWorkerResponse
+	(*BlockTokenKey)(nil),              // 45: alcove.v1.BlockTokenKey
+	(*HeartbeatRequest)(nil),           // 46: alcove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),          // 47: alcove.v1.HeartbeatResponse
+	(*ReplicateCommand)(nil),           // 48: alcove.v1.ReplicateCommand
+	(*PersistCommand)(nil),             // 49: alcove.v1.PersistCommand
+	(*CommitBlockRequest)(nil),         // 50: alcove.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),        // 51: alcove.v1.CommitBlockResponse
+	(*PersistDoneRequest)(nil),         // 52: alcove.v1.PersistDoneRequest
+	(*PersistDoneResponse)(nil),        // 53: alcove.v1.PersistDoneResponse
+	(*NodeCacheEntry)(nil),             // 54: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),      // 55: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),             // 56: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),        // 57: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),       // 58: alcove.v1.GetNodeCacheResponse
+	nil,                                // 59: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                   // 60: alcove.v1.FileInfo
+	(WriteType)(0),                     // 61: alcove.v1.WriteType
+	(TtlAction)(0),                     // 62: alcove.v1.TtlAction
+	(*BlockRun)(nil),                   // 63: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),             // 64: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),                 // 65: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                   // 66: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),                // 67: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),              // 68: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	51, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	51, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	52, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	51, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	52, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	53, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	51, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	54, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
-	51, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	53, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	50, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	52, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
-	51, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
-	55, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	56, // 14: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	57, // 15: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	58, // 16: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	36, // 17: alcove.v1.RegisterWorkerResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
-	57, // 18: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	58, // 19: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	40, // 20: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	39, // 21: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	36, // 22: alcove.v1.HeartbeatResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
-	59, // 23: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	54, // 24: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
-	59, // 25: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	45, // 26: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	45, // 27: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 28: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 29: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 30: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 31: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 32: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 33: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 34: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 35: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 36: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 37: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 38: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	26, // 39: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	22, // 40: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
-	24, // 41: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
-	28, // 42: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	30, // 43: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	32, // 44: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	46, // 45: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	48, // 46: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	34, // 47: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	37, // 48: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	41, // 49: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	43, // 50: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 51: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 52: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 53: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 54: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 55: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 56: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 57: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 58: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 59: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 60: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 61: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	27, // 62: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	23, // 63: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
-	25, // 64: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
-	29, // 65: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	31, // 66: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	33, // 67: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	47, // 68: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	49, // 69: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	35, // 70: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	38, // 71: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	42, // 72: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	44, // 73: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	51, // [51:74] is the sub-list for method output_type
-	28, // [28:51] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	60, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	60, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	61, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	60, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	61, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	62, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	60, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	63, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	60, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	62, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	59, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	61, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	60, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	64, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	30, // 14: alcove.v1.GetQuorumInfoResponse.members:type_name -> alcove.v1.QuorumMember
+	65, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	66, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	67, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	45, // 18: alcove.v1.RegisterWorkerResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	66, // 19: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	67, // 20: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	49, // 21: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	48, // 22: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	45, // 23: alcove.v1.HeartbeatResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	68, // 24: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	63, // 25: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	68, // 26: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	54, // 27: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	54, // 28: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 29: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 30: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 31: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 32: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 33: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 34: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 35: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 36: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 37: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 38: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 39: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 40: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 41: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 42: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 43: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	39, // 44: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	41, // 45: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	55, // 46: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	57, // 47: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	31, // 48: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
+	33, // 49: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
+	35, // 50: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
+	37, // 51: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
+	43, // 52: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	46, // 53: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	50, // 54: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	52, // 55: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	1,  // 56: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 57: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 58: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 59: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 60: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 61: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 62: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 63: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 64: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 65: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 66: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 67: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 68: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 69: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 70: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	40, // 71: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	42, // 72: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	56, // 73: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	58, // 74: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	32, // 75: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
+	34, // 76: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
+	36, // 77: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
+	38, // 78: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
+	44, // 79: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	47, // 80: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	51, // 81: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	53, // 82: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	56, // [56:83] is the sub-list for method output_type
+	29, // [29:56] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -3486,7 +4026,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

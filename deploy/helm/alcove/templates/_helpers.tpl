@@ -36,6 +36,16 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- join "," $addrs -}}
 {{- end -}}
 
+{{/* The journal group: ID=HOST:PORT of every master (pod name = journal id). */}}
+{{- define "alcove.journalPeers" -}}
+{{- $fn := include "alcove.fullname" . -}}
+{{- $peers := list -}}
+{{- range $i := until (int .Values.master.count) -}}
+{{- $peers = append $peers (printf "%s-master-%d=%s-master-%d.%s-master.%s.svc.%s:%d" $fn $i $fn $i $fn $.Release.Namespace $.Values.clusterDomain (int $.Values.master.ports.journal)) -}}
+{{- end -}}
+{{- join "," $peers -}}
+{{- end -}}
+
 {{/* A Kubernetes binary quantity (1Gi) as an Alcove size (1GB = 2^30 bytes). */}}
 {{- define "alcove.size" -}}
 {{- $s := toString . -}}
