@@ -10,7 +10,7 @@ TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
 .PHONY: all build test unit sanity test-takeover bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e cluster-up cluster-down
+	manifests manifests-check e2e cluster-up cluster-down minio
 
 all: build
 
@@ -24,8 +24,12 @@ run: build
 ## test: generated code and manifests, lint, unit and integration tests, csi-sanity (CI then runs `make e2e`)
 test: proto-check manifests-check lint unit sanity
 
-unit:
+unit: minio
 	$(GO) test $(TEST_FLAGS) $$($(GO) list $(PKGS) | grep -v /test/sanity)
+
+## minio: the MinIO server the S3 tests run against, built into .cache/bin (cold ~2.5 min; a test server only, never linked)
+minio:
+	./hack/minio.sh >/dev/null
 
 ## sanity: the CSI conformance suite (csi-sanity) against the real driver with real FUSE mounts
 sanity:

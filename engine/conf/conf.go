@@ -38,27 +38,31 @@ const (
 	UserBlockSize          = "alluxio.user.block.size.bytes.default"
 	UserHostname           = "alluxio.user.hostname"
 	UserDataReadTimeout    = "alluxio.user.streaming.data.read.timeout"
+	// UserMetadataSyncInterval: how old a path's UFS metadata may get
+	// before an access re-reads it (-1 never, 0 always; also a mount option).
+	UserMetadataSyncInterval = "alluxio.user.file.metadata.sync.interval"
 )
 
 var known = map[string]func(string) error{
-	MasterHostname:         nonEmpty,
-	MasterRPCPort:          port,
-	MasterWebPort:          port,
-	MasterJournalFolder:    nonEmpty,
-	MasterRootUFS:          nonEmpty,
-	MasterWorkerTimeout:    duration,
-	WorkerHostname:         nonEmpty,
-	WorkerRPCPort:          port,
-	WorkerWebPort:          port,
-	WorkerMemorySize:       size,
-	WorkerDomainSocket:     nonEmpty,
-	WorkerAsyncCacheMax:    positiveInt,
-	UserWriteType:          func(s string) error { _, err := meta.ParseWriteType(s); return err },
-	UserReadType:           func(s string) error { _, err := meta.ParseReadType(s); return err },
-	UserReplicationDurable: positiveInt,
-	UserBlockSize:          size,
-	UserHostname:           nonEmpty,
-	UserDataReadTimeout:    duration,
+	MasterHostname:           nonEmpty,
+	MasterRPCPort:            port,
+	MasterWebPort:            port,
+	MasterJournalFolder:      nonEmpty,
+	MasterRootUFS:            nonEmpty,
+	MasterWorkerTimeout:      duration,
+	WorkerHostname:           nonEmpty,
+	WorkerRPCPort:            port,
+	WorkerWebPort:            port,
+	WorkerMemorySize:         size,
+	WorkerDomainSocket:       nonEmpty,
+	WorkerAsyncCacheMax:      positiveInt,
+	UserWriteType:            func(s string) error { _, err := meta.ParseWriteType(s); return err },
+	UserReadType:             func(s string) error { _, err := meta.ParseReadType(s); return err },
+	UserReplicationDurable:   positiveInt,
+	UserBlockSize:            size,
+	UserHostname:             nonEmpty,
+	UserDataReadTimeout:      duration,
+	UserMetadataSyncInterval: func(s string) error { _, err := ParseSyncInterval(s); return err },
 }
 
 // Properties is a parsed properties file plus where it came from.
@@ -243,6 +247,20 @@ func ParseDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(t)
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 5min, 30000)", s)
+	}
+	return d, nil
+}
+
+// ParseSyncInterval parses alluxio.user.file.metadata.sync.interval: -1
+// (never re-read the UFS once loaded), 0 (on every access) or a duration
+// such as 30s, 5min or bare milliseconds.
+func ParseSyncInterval(s string) (time.Duration, error) {
+	if strings.TrimSpace(s) == "-1" {
+		return -1, nil
+	}
+	d, err := ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a sync interval (-1 never, 0 always, or a duration such as 30s)", s)
 	}
 	return d, nil
 }
