@@ -41,6 +41,8 @@ type Server struct {
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	logPath   string
+	certsDir  string       // https when set
+	http      *http.Client // for readiness checks
 }
 
 // Binary finds the MinIO binary: $ALCOVE_MINIO, else .cache/bin/minio of
@@ -86,19 +88,27 @@ func random() string {
 // Start runs MinIO until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), AccessKey: "alcove-test-" + random(), SecretKey: "alcove-test-secret-" + random()}
+	s := newServer(t)
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func newServer(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), AccessKey: "alcove-test-" + random(), SecretKey: "alcove-test-secret-" + random(), http: http.DefaultClient}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(s.Port)
+	s.Endpoint = "http://127.0.0.1:" + itoa(s.Port)
 	s.logPath = filepath.Join(t.TempDir(), "minio.log")
-	s.start()
-	t.Cleanup(s.Stop)
 	return s
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
 
 func (s *Server) start() {
 	s.t.Helper()
@@ -107,9 +117,13 @@ func (s *Server) start() {
 		s.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "server", "--quiet", "--address", "127.0.0.1:"+strconv.Itoa(s.Port), s.dir)
+	args := []string{"server", "--quiet", "--address", "127.0.0.1:" + itoa(s.Port)}
+	if s.certsDir != "" {
+		args = append(args, "--certs-dir", s.certsDir)
+	}
+	cmd := exec.Command(s.bin, append(args, s.dir)...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1", "MINIO_PROMETHEUS_AUTH_TYPE=public")
+		"MINIO_DOMAIN=localhost", "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1", "MINIO_PROMETHEUS_AUTH_TYPE=public")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -119,7 +133,7 @@ func (s *Server) start() {
 	go func() { _ = cmd.Wait(); close(s.exited) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(s.Endpoint + "/minio/health/ready")
+		resp, err := s.http.Get(s.Endpoint + "/minio/health/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -194,6 +208,7 @@ func (s *Server) Client() *s3.Client {
 	return s3.New(s3.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true,
 		Credentials:                credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+		HTTPClient:                 s.http,
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})

@@ -119,6 +119,8 @@ type Options struct {
 	UploadThreads                      int
 	ReadPartSize                       int64
 	ReadThreads                        int
+	// dial replaces the network dialer (tests: virtual-host names on loopback).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // FS is an S3 bucket as a UFS.
@@ -294,6 +296,9 @@ func New(bucket string, props map[string]string) (*FS, error) {
 func NewWithOptions(bucket string, o Options) (*FS, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: min(o.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext
+	if o.dial != nil {
+		tr.DialContext = o.dial
+	}
 	tr.TLSHandshakeTimeout = min(o.Timeout, 10*time.Second)
 	tr.ResponseHeaderTimeout = o.Timeout
 	tr.MaxIdleConns = 256

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -290,6 +291,70 @@ func TestS3(t *testing.T) {
 			t.Fatalf("missing bucket = %v", err)
 		}
 	})
+}
+
+// TestS3VirtualHost addresses the bucket as bucket.localhost (MinIO runs
+// with MINIO_DOMAIN=localhost); the dialer sends those names to loopback,
+// as DNS would in a real deployment.
+func TestS3VirtualHost(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.NewBucket()
+	props := srv.Props()
+	delete(props, KeyPathStyle)
+	props[KeyEndpoint] = strings.Replace(srv.Endpoint, "127.0.0.1", "localhost", 1)
+	o, err := ParseOptions(props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	hosts := map[string]bool{}
+	o.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		hosts[addr] = true
+		mu.Unlock()
+		_, port, _ := net.SplitHostPort(addr)
+		return (&net.Dialer{}).DialContext(ctx, network, "127.0.0.1:"+port)
+	}
+	f, err := NewWithOptions(bucket, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, f, "/v/x", []byte("virtual"))
+	if got := read(t, f, "/v/x", 0, -1); string(got) != "virtual" {
+		t.Fatalf("read %q", got)
+	}
+	if ls, err := f.List(context.Background(), "/v"); err != nil || len(ls) != 1 {
+		t.Fatalf("List = %v, %v", ls, err)
+	}
+	want := fmt.Sprintf("%s.localhost:%d", bucket, srv.Port)
+	if !hosts[want] || len(hosts) != 1 {
+		t.Fatalf("dialed %v, want only %s", hosts, want)
+	}
+}
+
+// TestS3TLS reaches MinIO over https with a CA given as a file, and fails
+// clearly without it.
+func TestS3TLS(t *testing.T) {
+	srv, ca := miniotest.StartTLS(t)
+	bucket := srv.NewBucket()
+	props := srv.Props()
+	props[KeyCAFile] = ca
+	f, err := New(bucket, props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, f, "/tls", []byte("secure"))
+	if got := read(t, f, "/tls", 0, -1); string(got) != "secure" {
+		t.Fatalf("read %q", got)
+	}
+	delete(props, KeyCAFile)
+	untrusted, err := New(bucket, props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := untrusted.Stat(context.Background(), "/tls"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("https without the CA = %v, want a certificate error", err)
+	}
 }
 
 // TestS3Timeouts: a store that answers slowly or not at all fails calls in
