@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -73,6 +74,7 @@ func newMasterCmd(g *globals) *cobra.Command {
 	var cfg master.Config
 	var host string
 	var port, webPort int
+	var rootOptions []string
 	cmd := &cobra.Command{
 		Use:   "master",
 		Short: "Run a master (metadata, journal, worker registry)",
@@ -97,6 +99,11 @@ func newMasterCmd(g *globals) *cobra.Command {
 			if cfg.RootUFS == "" {
 				cfg.RootUFS = filepath.Join(cfg.Dir, "ufs")
 			}
+			var err error
+			if cfg.RootUFSProperties, err = rootUFSOptions(g, rootOptions); err != nil {
+				return err
+			}
+			cfg.MetadataSyncInterval = masterSyncInterval(g)
 			cfg.Address = hostPort(host, port)
 			cfg.WebAddress = hostPort(host, webPort)
 			m, err := master.New(cfg)
@@ -107,12 +114,44 @@ func newMasterCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Dir, "dir", "./alcove-data/master", "journal and metadata directory (alluxio.master.journal.folder)")
-	cmd.Flags().StringVar(&cfg.RootUFS, "root-ufs", "", "UFS URI mounted at / when the namespace is new (default DIR/ufs)")
+	cmd.Flags().StringVar(&cfg.RootUFS, "root-ufs", "", "UFS URI mounted at / when the namespace is new (default DIR/ufs), e.g. s3://bucket/prefix")
+	cmd.Flags().StringArrayVar(&rootOptions, "root-ufs-option", nil, "root UFS option KEY=VALUE (repeatable; alluxio.master.mount.table.root.option.KEY); credentials: prefer the AWS_* environment")
 	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "address to bind and advertise")
 	cmd.Flags().IntVar(&port, "port", 19998, "RPC port")
 	cmd.Flags().IntVar(&webPort, "web-port", 19999, "web UI and /metrics port")
 	cmd.Flags().DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "mark a worker lost after this long without a heartbeat")
 	return cmd
+}
+
+// rootUFSOptions merges the root mount's options from the properties file
+// (alluxio.master.mount.table.root.option.*) and flags (flags win).
+func rootUFSOptions(g *globals, flags []string) (map[string]string, error) {
+	props := g.props.WithPrefix(conf.MasterRootUFSOption)
+	fromFlags, err := parseOptions("--root-ufs-option", flags)
+	if err != nil {
+		return nil, err
+	}
+	if props == nil && fromFlags != nil {
+		props = map[string]string{}
+	}
+	maps.Copy(props, fromFlags)
+	return props, nil
+}
+
+// masterSyncInterval is the master's alluxio.user.file.metadata.sync.interval.
+func masterSyncInterval(g *globals) time.Duration {
+	v, ok := g.props.Get(conf.UserMetadataSyncInterval)
+	if !ok {
+		return 0
+	}
+	switch d, _ := conf.ParseSyncInterval(v); {
+	case d < 0:
+		return 0
+	case d == 0:
+		return master.SyncAlways
+	default:
+		return d
+	}
 }
 
 // workerFlags are shared by `alcove worker` and `alcove local`.

@@ -22,6 +22,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 	var dir, ufsURI string
 	var masterPort, masterWebPort int
 	var fuseMount string
+	var ufsOptions []string
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run master, worker and job service on this machine, in the foreground",
@@ -45,11 +46,17 @@ mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
 			if err := os.MkdirAll(filepath.Join(abs, "worker"), 0o755); err != nil {
 				return fmt.Errorf("create state directory: %w", err)
 			}
+			rootProps, err := rootUFSOptions(g, ufsOptions)
+			if err != nil {
+				return err
+			}
 			m, err := master.New(master.Config{
-				Dir:        filepath.Join(abs, "master"),
-				Address:    hostPort(f.host, masterPort),
-				WebAddress: hostPort(f.host, masterWebPort),
-				RootUFS:    ufsURI,
+				Dir:                  filepath.Join(abs, "master"),
+				Address:              hostPort(f.host, masterPort),
+				WebAddress:           hostPort(f.host, masterWebPort),
+				RootUFS:              ufsURI,
+				RootUFSProperties:    rootProps,
+				MetadataSyncInterval: masterSyncInterval(g),
 			})
 			if err != nil {
 				return err
@@ -112,7 +119,8 @@ mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
 	f.register(cmd)
 	cmd.Flags().StringVar(&f.host, "host", "127.0.0.1", "address to bind and advertise")
 	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory (journal, metadata, default UFS)")
-	cmd.Flags().StringVar(&ufsURI, "ufs", "", "UFS URI mounted at / (default DIR/ufs)")
+	cmd.Flags().StringVar(&ufsURI, "ufs", "", "UFS URI mounted at / (default DIR/ufs), e.g. s3://bucket/prefix")
+	cmd.Flags().StringArrayVar(&ufsOptions, "ufs-option", nil, "root UFS option KEY=VALUE (repeatable), e.g. alluxio.underfs.s3.endpoint=http://127.0.0.1:9000; credentials: prefer AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 	cmd.Flags().IntVar(&masterPort, "master-port", 19998, "master RPC port")
 	cmd.Flags().IntVar(&masterWebPort, "master-web-port", 19999, "master web port")
 	cmd.Flags().StringVar(&fuseMount, "fuse-mount", "", "also mount the namespace here with a FUSE daemon (needs root or /dev/fuse access)")

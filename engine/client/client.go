@@ -50,6 +50,10 @@ type Config struct {
 	// worker before it goes to another copy or the UFS (default
 	// DefaultDataTimeout; alluxio.user.streaming.data.read.timeout).
 	DataTimeout time.Duration
+	// MetadataSyncInterval (alluxio.user.file.metadata.sync.interval), sent
+	// with GetStatus and ListStatus: UFS metadata older than this is re-read
+	// (negative: never, 0: always). nil leaves it to the mount and master.
+	MetadataSyncInterval *time.Duration
 }
 
 // Client is safe for concurrent use.

@@ -349,7 +349,7 @@ func blockInfo(info *apiv1.FileInfo, idx int64) (*apiv1.BlockInfo, int64) {
 func ufsSource(info *apiv1.FileInfo, idx int64) *apiv1.UfsBlockSource {
 	return &apiv1.UfsBlockSource{
 		UfsPath: info.GetUfsPath(), BlockOffset: idx * info.GetBlockSizeBytes(), MountId: info.GetMountId(),
-		Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED,
+		Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED, Fingerprint: info.GetUfsFingerprint(),
 	}
 }
 

@@ -233,7 +233,7 @@ func (w *Writer) Close() error {
 	err = w.c.fs(w.ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
 		r, err := m.CompleteFile(ctx, &apiv1.CompleteFileRequest{
 			Path: w.info.GetPath(), FileId: w.info.GetFileId(), Length: w.n,
-			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(),
+			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(), UfsFingerprint: resp.GetUfsFingerprint(),
 		})
 		info = r.GetFileInfo()
 		return err

@@ -20,11 +20,14 @@ import (
 
 // Keys Alcove implements (canonical alluxio.* spelling).
 const (
-	MasterHostname         = "alluxio.master.hostname"
-	MasterRPCPort          = "alluxio.master.rpc.port"
-	MasterWebPort          = "alluxio.master.web.port"
-	MasterJournalFolder    = "alluxio.master.journal.folder"
-	MasterRootUFS          = "alluxio.master.mount.table.root.ufs"
+	MasterHostname      = "alluxio.master.hostname"
+	MasterRPCPort       = "alluxio.master.rpc.port"
+	MasterWebPort       = "alluxio.master.web.port"
+	MasterJournalFolder = "alluxio.master.journal.folder"
+	MasterRootUFS       = "alluxio.master.mount.table.root.ufs"
+	// MasterRootUFSOption prefixes the root mount's options
+	// (alluxio.master.mount.table.root.option.alluxio.underfs.s3.endpoint=...).
+	MasterRootUFSOption    = "alluxio.master.mount.table.root.option."
 	MasterWorkerTimeout    = "alluxio.master.worker.timeout"
 	WorkerHostname         = "alluxio.worker.hostname"
 	WorkerRPCPort          = "alluxio.worker.rpc.port"
@@ -101,6 +104,9 @@ func Parse(path string, text string) (*Properties, error) {
 		key := canonical(strings.TrimSpace(line[:i]))
 		val := strings.TrimSpace(line[i+1:])
 		check, ok := known[key]
+		if strings.HasPrefix(key, MasterRootUFSOption) && len(key) > len(MasterRootUFSOption) {
+			check, ok = nonEmpty, true // checked by the UFS when the root is mounted
+		}
 		if !ok {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s:%d: unknown property %q is ignored", path, n, key))
 			continue
@@ -150,6 +156,21 @@ func (p *Properties) String(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// WithPrefix returns the values whose keys start with prefix, keyed by the
+// rest of the key (nil when there are none).
+func (p *Properties) WithPrefix(prefix string) map[string]string {
+	var out map[string]string
+	for k, v := range p.values {
+		if rest, ok := strings.CutPrefix(k, canonical(prefix)); ok && rest != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[rest] = v
+		}
+	}
+	return out
 }
 
 // Keys returns the set keys, sorted.

@@ -110,7 +110,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 			}
 			resp.Persist = append(resp.Persist, &apiv1.PersistCommand{
 				FileId: f, Path: p, UfsPath: ufsPath(mnt, p), Length: ino.Length,
-				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f),
+				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f), MountId: mnt.GetMountId(),
 			})
 		}
 		return nil
@@ -169,4 +169,16 @@ func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneReq
 	}
 	m.persist.done(req.GetFileId())
 	return &apiv1.PersistDoneResponse{}, nil
+}
+
+// GetMountConfig hands a worker a mount's configuration with its
+// properties in clear (UFS credentials): workers build their UFS clients
+// from what the master holds, never from what a client sends.
+func (s *blockServer) GetMountConfig(ctx context.Context, req *apiv1.GetMountConfigRequest) (*apiv1.GetMountConfigResponse, error) {
+	mnt, err := s.m.mountByID(req.GetMountId())
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	klog.FromContext(ctx).V(2).Info("Mount configuration handed out", "mountID", mnt.GetMountId(), "path", mnt.GetAlcovePath())
+	return &apiv1.GetMountConfigResponse{Mount: mnt}, nil
 }

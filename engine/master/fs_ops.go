@@ -12,14 +12,20 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
-func (m *Master) getStatus(ctx context.Context, p string) (*apiv1.FileInfo, error) {
-	p, err := cleanPath("get status", p)
+func (m *Master) getStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.FileInfo, error) {
+	p, err := cleanPath("get status", req.GetPath())
 	if err != nil {
 		return nil, err
 	}
 	n, err := m.getOrLoad(ctx, p)
 	if err != nil {
 		return nil, err
+	}
+	if !n.inode.Folder && (req.GetSyncUfs() || m.synced.due(n.inode.Id, m.syncInterval(req.SyncIntervalMs, n.mount), m.now())) {
+		if n, err = m.syncFile(ctx, n); err != nil {
+			return nil, err
+		}
+		m.synced.mark(m.now(), n.inode.Id)
 	}
 	return m.fileInfo(n), nil
 }
@@ -41,7 +47,8 @@ func (m *Master) listStatus(ctx context.Context, req *apiv1.ListStatusRequest) (
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
-		kids, err := m.listChildren(ctx, dir, req.GetSyncUfs())
+		sync := req.GetSyncUfs() || m.synced.due(dir.inode.Id, m.syncInterval(req.SyncIntervalMs, dir.mount), m.now())
+		kids, err := m.listChildren(ctx, dir, sync)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +273,7 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		return nil, fmt.Errorf("%w: complete file %s: length %d", meta.ErrInvalidArgument, p, req.GetLength())
 	}
 	state := apiv1.PersistenceState_NOT_PERSISTED
-	mtime := req.GetUfsMtimeMs()
+	mtime, fingerprint := req.GetUfsMtimeMs(), req.GetUfsFingerprint()
 	switch {
 	case req.GetPersisted():
 		state = apiv1.PersistenceState_PERSISTED
@@ -292,12 +299,15 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		if err := w.Close(); err != nil {
 			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
 		}
+		if st, err := fs.Stat(ctx, up); err == nil {
+			mtime, fingerprint = st.ModTime.UnixMilli(), st.Fingerprint
+		}
 		state = apiv1.PersistenceState_PERSISTED
 	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH:
 		state = apiv1.PersistenceState_TO_BE_PERSISTED
 	}
 	res, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
-		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime,
+		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, UfsFingerprint: fingerprint,
 	}}})
 	if err != nil {
 		return nil, fmt.Errorf("complete file %s: %w", p, err)

@@ -109,7 +109,7 @@ func createEntry(parent int64, ino *apiv1.Inode, replace bool) *apiv1.JournalEnt
 func (m *Master) inodeFromUFS(st ufs.Status) *apiv1.Inode {
 	ino := &apiv1.Inode{
 		Name: st.Name, Folder: st.Folder, Mode: st.Mode, Completed: true,
-		PersistenceState: apiv1.PersistenceState_PERSISTED,
+		PersistenceState: apiv1.PersistenceState_PERSISTED, UfsFingerprint: st.Fingerprint,
 	}
 	if !st.ModTime.IsZero() {
 		ino.UfsMtimeMs = st.ModTime.UnixMilli()
@@ -136,7 +136,7 @@ func ufsPath(mnt *apiv1.MountPointInfo, p string) string {
 
 // ufsOf returns the UFS serving p and p's path within it.
 func (m *Master) ufsOf(mnt *apiv1.MountPointInfo, p string) (ufs.UFS, string, error) {
-	fs, up, err := ufs.Resolve(ufsPath(mnt, p), mnt.GetProperties())
+	fs, up, err := ufs.Resolve(ufsPath(mnt, p), m.mountProps(mnt))
 	if err != nil {
 		return nil, "", fmt.Errorf("resolve UFS of %s: %w", p, err)
 	}
@@ -188,8 +188,8 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 		case ex.Folder != st.Folder:
 			drops = append(drops, deleteEntry(ex.Id))
 			creates = append(creates, createEntry(n.inode.Id, m.inodeFromUFS(st), false))
-		case !ex.Folder && (ex.Length != st.Length || (ex.UfsMtimeMs != 0 && ex.UfsMtimeMs != st.ModTime.UnixMilli())):
-			creates = append(creates, createEntry(n.inode.Id, m.inodeFromUFS(st), true))
+		case !ex.Folder && changedInUFS(ex, st):
+			creates = append(creates, replaceEntry(ex, m.inodeFromUFS(st)))
 		}
 	}
 	if full {
@@ -202,7 +202,8 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 	for _, batch := range [][]*apiv1.JournalEntry{drops, creates} {
 		_, errs := m.applyAll(ctx, batch)
 		for _, err := range errs {
-			if err != nil && !errors.Is(err, meta.ErrAlreadyExists) && !errors.Is(err, meta.ErrNotFound) {
+			// Lost races with concurrent changes: those win.
+			if err != nil && !errors.Is(err, meta.ErrAlreadyExists) && !errors.Is(err, meta.ErrNotFound) && !errors.Is(err, meta.ErrAborted) {
 				return fmt.Errorf("merge UFS listing of %s: %w", n.path, err)
 			}
 		}
@@ -217,6 +218,19 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 	return nil
 }
 
+// changedInUFS reports whether a UFS object differs from what a persisted
+// inode recorded: its length, else its fingerprint (S3 ETag) when both
+// sides have one, else its mtime.
+func changedInUFS(ino *apiv1.Inode, st ufs.Status) bool {
+	switch {
+	case ino.Length != st.Length:
+		return true
+	case ino.UfsFingerprint != "" && st.Fingerprint != "":
+		return ino.UfsFingerprint != st.Fingerprint
+	}
+	return ino.UfsMtimeMs != 0 && !st.ModTime.IsZero() && ino.UfsMtimeMs != st.ModTime.UnixMilli()
+}
+
 func deleteEntry(id int64) *apiv1.JournalEntry {
 	return &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{Id: id, Recursive: true}}}
 }
@@ -224,7 +238,8 @@ func deleteEntry(id int64) *apiv1.JournalEntry {
 // listChildren returns the nodes under a directory, loading them from the
 // UFS first when they never were (or always, with sync).
 func (m *Master) listChildren(ctx context.Context, n *node, sync bool) ([]*node, error) {
-	if sync || !n.inode.ChildrenLoaded {
+	loaded := sync || !n.inode.ChildrenLoaded
+	if loaded {
 		if err := m.syncChildren(ctx, n, sync); err != nil {
 			return nil, err
 		}
@@ -250,6 +265,16 @@ func (m *Master) listChildren(ctx context.Context, n *node, sync bool) ([]*node,
 		}
 		return nil
 	})
+	if loaded && err == nil {
+		// The listing just compared the directory and its files with the UFS.
+		ids := []int64{n.inode.Id}
+		for _, k := range out {
+			if !k.inode.Folder {
+				ids = append(ids, k.inode.Id)
+			}
+		}
+		m.synced.mark(m.now(), ids...)
+	}
 	return out, err
 }
 
@@ -263,7 +288,7 @@ func (m *Master) fileInfo(n *node) *apiv1.FileInfo {
 		Completed: ino.Completed, PersistenceState: ino.PersistenceState, Pinned: ino.Pinned,
 		TtlMs: ino.TtlMs, TtlAction: ino.TtlAction, UfsPath: ufsPath(n.mount, n.path),
 		MountPoint: ino.MountPoint, ReplicationDurable: ino.ReplicationDurable, WriteType: ino.WriteType,
-		MountId: n.mount.GetMountId(),
+		MountId: n.mount.GetMountId(), UfsFingerprint: ino.UfsFingerprint,
 	}
 	if ino.Folder {
 		return fi

@@ -57,6 +57,11 @@ type Config struct {
 	PersistRetryInterval time.Duration
 	// DefaultBlockSize for files created without one (default 64 MiB).
 	DefaultBlockSize int64
+	// MetadataSyncInterval (alluxio.user.file.metadata.sync.interval): an
+	// access re-reads a path's UFS metadata when it is older than this.
+	// 0 or negative: never (the default); SyncAlways: on every access.
+	// Mounts and requests may set their own.
+	MetadataSyncInterval time.Duration
 	// Journal membership (single member when JournalPeers is empty).
 	JournalID          string
 	JournalBindAddress string
@@ -75,6 +80,7 @@ type Master struct {
 	done    chan struct{} // closed when the master stops
 	persist *persistTracker
 	locks   *inodeLocks // orders UFS-and-journal operations on a path
+	synced  syncTimes
 	metrics *metrics
 	started time.Time
 

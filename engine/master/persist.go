@@ -110,7 +110,7 @@ func (m *Master) commitPersist(ctx context.Context, id int64, tmpURI string) err
 		_ = m.removeTemp(ctx, n.mount, tmpURI)
 		return fmt.Errorf("commit persist: %w", err)
 	}
-	fs, tmp, err := ufs.Resolve(tmpURI, n.mount.GetProperties())
+	fs, tmp, err := ufs.Resolve(tmpURI, m.mountProps(n.mount))
 	if err != nil {
 		return fmt.Errorf("commit persist of %s: %w", n.path, err)
 	}
@@ -122,11 +122,12 @@ func (m *Master) commitPersist(ctx context.Context, id int64, tmpURI string) err
 		return fmt.Errorf("commit persist of %s: move %s into place: %w", n.path, tmp, err)
 	}
 	var mtime int64
+	var fingerprint string
 	if st, err := fs.Stat(ctx, dst); err == nil {
-		mtime = st.ModTime.UnixMilli()
+		mtime, fingerprint = st.ModTime.UnixMilli(), st.Fingerprint
 	}
 	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
-		Id: id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: mtime,
+		Id: id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: mtime, UfsFingerprint: fingerprint,
 	}}})
 	if err != nil {
 		return fmt.Errorf("commit persist of %s: %w", n.path, err)
@@ -150,7 +151,7 @@ func (m *Master) mountOfTemp(id int64, tmpURI string) (*apiv1.MountPointInfo, er
 }
 
 func (m *Master) removeTemp(ctx context.Context, mnt *apiv1.MountPointInfo, tmpURI string) error {
-	fs, tmp, err := ufs.Resolve(tmpURI, mnt.GetProperties())
+	fs, tmp, err := ufs.Resolve(tmpURI, m.mountProps(mnt))
 	if err != nil {
 		return err
 	}

@@ -173,11 +173,11 @@ func rangeLen(id, off, length, blen int64) (int64, error) {
 // readUFS streams n bytes of the block from off out of the UFS, copying
 // every chunk into tee first when caching.
 func (w *Worker) readUFS(ctx context.Context, sink blockSink, src *apiv1.UfsBlockSource, off, n, chunk int64, tee *blockstore.Writer) error {
-	fs, p, err := ufs.Resolve(src.GetUfsPath(), nil)
+	fs, p, err := w.resolveUFS(ctx, src.GetUfsPath(), src.GetMountId())
 	if err != nil {
 		return err
 	}
-	r, err := fs.OpenRange(ctx, p, src.GetBlockOffset()+off, n)
+	r, err := ufs.OpenRangeMatching(ctx, fs, p, src.GetBlockOffset()+off, n, src.GetFingerprint())
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,7 @@ type Worker struct {
 
 	peersMu sync.Mutex
 	peers   map[string]*grpc.ClientConn // other workers (replication pushes)
+	mounts    mountConfigs
 
 	bg        context.Context // lives until Close
 	cancel    context.CancelFunc

@@ -457,8 +457,11 @@ type FileInfo struct {
 	ReplicationDurable     int32                  `protobuf:"varint,22,opt,name=replication_durable,json=replicationDurable,proto3" json:"replication_durable,omitempty"`
 	WriteType              WriteType              `protobuf:"varint,23,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // write type the file was created with
 	MountId                int64                  `protobuf:"varint,24,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The UFS object's content identity when its store has one (S3: ETag);
+	// reads of a missing block pass it back so a changed object is refused.
+	UfsFingerprint string `protobuf:"bytes,25,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FileInfo) Reset() {
@@ -659,6 +662,13 @@ func (x *FileInfo) GetMountId() int64 {
 	return 0
 }
 
+func (x *FileInfo) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
 type TierInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Alias         string                 `protobuf:"bytes,1,opt,name=alias,proto3" json:"alias,omitempty"` // MEM, SSD, HDD
@@ -843,6 +853,9 @@ func (x *WorkerInfo) GetDataAddress() string {
 	return ""
 }
 
+// MountPointInfo describes a mount. Its properties may hold credentials:
+// the master answers clients (GetMountTable) with those redacted, and hands
+// them in clear only to workers (BlockMaster.GetMountConfig).
 type MountPointInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AlcovePath    string                 `protobuf:"bytes,1,opt,name=alcove_path,json=alcovePath,proto3" json:"alcove_path,omitempty"`
@@ -1006,7 +1019,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rFileBlockInfo\x123\n" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x14.alcove.v1.BlockInfoR\tblockInfo\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xe6\x06\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x8f\a\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1035,7 +1048,8 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x13replication_durable\x18\x16 \x01(\x05R\x12replicationDurable\x123\n" +
 	"\n" +
 	"write_type\x18\x17 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x19\n" +
-	"\bmount_id\x18\x18 \x01(\x03R\amountId\"f\n" +
+	"\bmount_id\x18\x18 \x01(\x03R\amountId\x12'\n" +
+	"\x0fufs_fingerprint\x18\x19 \x01(\tR\x0eufsFingerprint\"f\n" +
 	"\bTierInfo\x12\x14\n" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\x12%\n" +
 	"\x0ecapacity_bytes\x18\x02 \x01(\x03R\rcapacityBytes\x12\x1d\n" +

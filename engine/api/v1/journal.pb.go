@@ -46,6 +46,7 @@ type Inode struct {
 	ChildrenLoaded         bool                   `protobuf:"varint,19,opt,name=children_loaded,json=childrenLoaded,proto3" json:"children_loaded,omitempty"` // the UFS listing of this directory was merged
 	MountPoint             bool                   `protobuf:"varint,20,opt,name=mount_point,json=mountPoint,proto3" json:"mount_point,omitempty"`
 	UfsMtimeMs             int64                  `protobuf:"varint,21,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	UfsFingerprint         string                 `protobuf:"bytes,22,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // S3 ETag of the UFS copy, when known
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -225,6 +226,13 @@ func (x *Inode) GetUfsMtimeMs() int64 {
 		return x.UfsMtimeMs
 	}
 	return 0
+}
+
+func (x *Inode) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 // JournalEntry is one replicated metadata mutation. The leader stamps time
@@ -448,10 +456,13 @@ func (*JournalEntry_SetChildrenLoaded) isJournalEntry_Entry() {}
 func (*JournalEntry_SetClusterId) isJournalEntry_Entry() {}
 
 type CreateInodeEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ParentId      int64                  `protobuf:"varint,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	Inode         *Inode                 `protobuf:"bytes,2,opt,name=inode,proto3" json:"inode,omitempty"`      // id is assigned by the state machine when 0
-	Replace       bool                   `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"` // replace an existing file of the same name
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ParentId int64                  `protobuf:"varint,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	Inode    *Inode                 `protobuf:"bytes,2,opt,name=inode,proto3" json:"inode,omitempty"`      // id is assigned by the state machine when 0
+	Replace  bool                   `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"` // replace an existing file of the same name
+	// With replace: only if the existing file is still this inode (a sync
+	// must not replace a file written meanwhile).
+	ReplaceId     int64 `protobuf:"varint,4,opt,name=replace_id,json=replaceId,proto3" json:"replace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -507,12 +518,20 @@ func (x *CreateInodeEntry) GetReplace() bool {
 	return false
 }
 
+func (x *CreateInodeEntry) GetReplaceId() int64 {
+	if x != nil {
+		return x.ReplaceId
+	}
+	return 0
+}
+
 type CompleteFileEntry struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Id               int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Length           int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
 	PersistenceState PersistenceState       `protobuf:"varint,3,opt,name=persistence_state,json=persistenceState,proto3,enum=alcove.v1.PersistenceState" json:"persistence_state,omitempty"`
 	UfsMtimeMs       int64                  `protobuf:"varint,4,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	UfsFingerprint   string                 `protobuf:"bytes,5,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -573,6 +592,13 @@ func (x *CompleteFileEntry) GetUfsMtimeMs() int64 {
 		return x.UfsMtimeMs
 	}
 	return 0
+}
+
+func (x *CompleteFileEntry) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 type DeleteInodeEntry struct {
@@ -900,12 +926,13 @@ func (x *DeleteMountEntry) GetAlcovePath() string {
 }
 
 type SetPersistenceEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	State         PersistenceState       `protobuf:"varint,2,opt,name=state,proto3,enum=alcove.v1.PersistenceState" json:"state,omitempty"`
-	UfsMtimeMs    int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	State          PersistenceState       `protobuf:"varint,2,opt,name=state,proto3,enum=alcove.v1.PersistenceState" json:"state,omitempty"`
+	UfsMtimeMs     int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	UfsFingerprint string                 `protobuf:"bytes,4,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SetPersistenceEntry) Reset() {
@@ -957,6 +984,13 @@ func (x *SetPersistenceEntry) GetUfsMtimeMs() int64 {
 		return x.UfsMtimeMs
 	}
 	return 0
+}
+
+func (x *SetPersistenceEntry) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 type SetChildrenLoadedEntry struct {
@@ -1062,7 +1096,7 @@ var File_engine_api_v1_journal_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\n" +
-	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xe5\x05\n" +
+	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\x8e\x06\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1089,7 +1123,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\vmount_point\x18\x14 \x01(\bR\n" +
 	"mountPoint\x12 \n" +
 	"\fufs_mtime_ms\x18\x15 \x01(\x03R\n" +
-	"ufsMtimeMs\"\xd1\x05\n" +
+	"ufsMtimeMs\x12'\n" +
+	"\x0fufs_fingerprint\x18\x16 \x01(\tR\x0eufsFingerprint\"\xd1\x05\n" +
 	"\fJournalEntry\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12@\n" +
 	"\fcreate_inode\x18\x02 \x01(\v2\x1b.alcove.v1.CreateInodeEntryH\x00R\vcreateInode\x12C\n" +
@@ -1103,17 +1138,20 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x13set_children_loaded\x18\n" +
 	" \x01(\v2!.alcove.v1.SetChildrenLoadedEntryH\x00R\x11setChildrenLoaded\x12D\n" +
 	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterIdB\a\n" +
-	"\x05entry\"q\n" +
+	"\x05entry\"\x90\x01\n" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
 	"\x05inode\x18\x02 \x01(\v2\x10.alcove.v1.InodeR\x05inode\x12\x18\n" +
-	"\areplace\x18\x03 \x01(\bR\areplace\"\xa7\x01\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\x12\x1d\n" +
+	"\n" +
+	"replace_id\x18\x04 \x01(\x03R\treplaceId\"\xd0\x01\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12H\n" +
 	"\x11persistence_state\x18\x03 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x10persistenceState\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
-	"ufsMtimeMs\"@\n" +
+	"ufsMtimeMs\x12'\n" +
+	"\x0fufs_fingerprint\x18\x05 \x01(\tR\x0eufsFingerprint\"@\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\"v\n" +
@@ -1146,12 +1184,13 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x05mount\x18\x01 \x01(\v2\x19.alcove.v1.MountPointInfoR\x05mount\"3\n" +
 	"\x10DeleteMountEntry\x12\x1f\n" +
 	"\valcove_path\x18\x01 \x01(\tR\n" +
-	"alcovePath\"z\n" +
+	"alcovePath\"\xa3\x01\n" +
 	"\x13SetPersistenceEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x121\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x05state\x12 \n" +
 	"\fufs_mtime_ms\x18\x03 \x01(\x03R\n" +
-	"ufsMtimeMs\"@\n" +
+	"ufsMtimeMs\x12'\n" +
+	"\x0fufs_fingerprint\x18\x04 \x01(\tR\x0eufsFingerprint\"@\n" +
 	"\x16SetChildrenLoadedEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06loaded\x18\x02 \x01(\bR\x06loaded\"2\n" +

@@ -22,10 +22,15 @@ const (
 )
 
 type GetStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Path    string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	SyncUfs bool                   `protobuf:"varint,2,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"` // re-read the path's UFS metadata first (fs loadMetadata)
+	// alluxio.user.file.metadata.sync.interval of the caller: -1 never,
+	// 0 always, else re-read metadata older than this; unset: the mount's
+	// option, else the master's setting.
+	SyncIntervalMs *int64 `protobuf:"varint,3,opt,name=sync_interval_ms,json=syncIntervalMs,proto3,oneof" json:"sync_interval_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetStatusRequest) Reset() {
@@ -63,6 +68,20 @@ func (x *GetStatusRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *GetStatusRequest) GetSyncUfs() bool {
+	if x != nil {
+		return x.SyncUfs
+	}
+	return false
+}
+
+func (x *GetStatusRequest) GetSyncIntervalMs() int64 {
+	if x != nil && x.SyncIntervalMs != nil {
+		return *x.SyncIntervalMs
+	}
+	return 0
 }
 
 type GetStatusResponse struct {
@@ -110,12 +129,13 @@ func (x *GetStatusResponse) GetFileInfo() *FileInfo {
 }
 
 type ListStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	SyncUfs       bool                   `protobuf:"varint,3,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"` // re-read the UFS listing (like Alluxio's -f)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Path           string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive      bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	SyncUfs        bool                   `protobuf:"varint,3,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"`                              // re-read the UFS listing (like Alluxio's -f)
+	SyncIntervalMs *int64                 `protobuf:"varint,4,opt,name=sync_interval_ms,json=syncIntervalMs,proto3,oneof" json:"sync_interval_ms,omitempty"` // as in GetStatusRequest
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListStatusRequest) Reset() {
@@ -167,6 +187,13 @@ func (x *ListStatusRequest) GetSyncUfs() bool {
 		return x.SyncUfs
 	}
 	return false
+}
+
+func (x *ListStatusRequest) GetSyncIntervalMs() int64 {
+	if x != nil && x.SyncIntervalMs != nil {
+		return *x.SyncIntervalMs
+	}
+	return 0
 }
 
 type ListStatusResponse struct {
@@ -518,14 +545,15 @@ func (x *CreateFileResponse) GetFileInfo() *FileInfo {
 }
 
 type CompleteFileRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // must match the file created at path
-	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
-	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
-	UfsMtimeMs    int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Path           string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId         int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // must match the file created at path
+	Length         int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	Persisted      bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
+	UfsMtimeMs     int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	UfsFingerprint string                 `protobuf:"bytes,6,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // the UFS copy's fingerprint (S3: ETag)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CompleteFileRequest) Reset() {
@@ -591,6 +619,13 @@ func (x *CompleteFileRequest) GetUfsMtimeMs() int64 {
 		return x.UfsMtimeMs
 	}
 	return 0
+}
+
+func (x *CompleteFileRequest) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 type CompleteFileResponse struct {
@@ -2070,6 +2105,7 @@ type PersistCommand struct {
 	// the worker reports success, under the same lock as deletes and
 	// renames, so a persist never resurrects a file deleted or moved meanwhile.
 	UfsTempPath   string `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
+	MountId       int64  `protobuf:"varint,8,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"` // the worker gets the mount's UFS configuration by id
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2151,6 +2187,13 @@ func (x *PersistCommand) GetUfsTempPath() string {
 		return x.UfsTempPath
 	}
 	return ""
+}
+
+func (x *PersistCommand) GetMountId() int64 {
+	if x != nil {
+		return x.MountId
+	}
+	return 0
 }
 
 type CommitBlockRequest struct {
@@ -2395,6 +2438,94 @@ func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
 	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
 }
 
+type GetMountConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MountId       int64                  `protobuf:"varint,1,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMountConfigRequest) Reset() {
+	*x = GetMountConfigRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMountConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMountConfigRequest) ProtoMessage() {}
+
+func (x *GetMountConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMountConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetMountConfigRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetMountConfigRequest) GetMountId() int64 {
+	if x != nil {
+		return x.MountId
+	}
+	return 0
+}
+
+type GetMountConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mount         *MountPointInfo        `protobuf:"bytes,1,opt,name=mount,proto3" json:"mount,omitempty"` // properties in clear: never log or show them
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMountConfigResponse) Reset() {
+	*x = GetMountConfigResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMountConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMountConfigResponse) ProtoMessage() {}
+
+func (x *GetMountConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMountConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetMountConfigResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetMountConfigResponse) GetMount() *MountPointInfo {
+	if x != nil {
+		return x.Mount
+	}
+	return nil
+}
+
 // NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
 type NodeCacheEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2407,7 +2538,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2550,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2563,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -2464,7 +2595,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2607,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2620,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
 }
 
 type NodeCacheEvent struct {
@@ -2512,7 +2643,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2655,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2668,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -2584,7 +2715,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2727,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2740,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -2628,7 +2759,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2771,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2784,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -2667,15 +2798,20 @@ var File_engine_api_v1_master_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"&\n" +
+	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\x85\x01\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"E\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x19\n" +
+	"\bsync_ufs\x18\x02 \x01(\bR\asyncUfs\x12-\n" +
+	"\x10sync_interval_ms\x18\x03 \x01(\x03H\x00R\x0esyncIntervalMs\x88\x01\x01B\x13\n" +
+	"\x11_sync_interval_ms\"E\n" +
 	"\x11GetStatusResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"`\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xa4\x01\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x19\n" +
-	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\"H\n" +
+	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\x12-\n" +
+	"\x10sync_interval_ms\x18\x04 \x01(\x03H\x00R\x0esyncIntervalMs\x88\x01\x01B\x13\n" +
+	"\x11_sync_interval_ms\"H\n" +
 	"\x12ListStatusResponse\x122\n" +
 	"\n" +
 	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\xe2\x01\n" +
@@ -2706,14 +2842,15 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	" \x01(\x0e2\x14.alcove.v1.TtlActionR\tttlAction\x12/\n" +
 	"\x13replication_durable\x18\v \x01(\x05R\x12replicationDurable\"F\n" +
 	"\x12CreateFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x9a\x01\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xc3\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
 	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x1c\n" +
 	"\tpersisted\x18\x04 \x01(\bR\tpersisted\x12 \n" +
 	"\fufs_mtime_ms\x18\x05 \x01(\x03R\n" +
-	"ufsMtimeMs\"H\n" +
+	"ufsMtimeMs\x12'\n" +
+	"\x0fufs_fingerprint\x18\x06 \x01(\tR\x0eufsFingerprint\"H\n" +
 	"\x14CompleteFileResponse\x120\n" +
 	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"b\n" +
 	"\rDeleteRequest\x12\x12\n" +
@@ -2828,7 +2965,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\"a\n" +
 	"\x10ReplicateCommand\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x122\n" +
-	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xd2\x01\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xed\x01\n" +
 	"\x0ePersistCommand\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
@@ -2836,7 +2973,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\x12(\n" +
 	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\"\n" +
-	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\"\x9d\x01\n" +
+	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\x12\x19\n" +
+	"\bmount_id\x18\b \x01(\x03R\amountId\"\x9d\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
@@ -2853,7 +2991,11 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
 	"ufsMtimeMs\x12\"\n" +
 	"\rufs_temp_path\x18\x05 \x01(\tR\vufsTempPath\"\x15\n" +
-	"\x13PersistDoneResponse\"N\n" +
+	"\x13PersistDoneResponse\"2\n" +
+	"\x15GetMountConfigRequest\x12\x19\n" +
+	"\bmount_id\x18\x01 \x01(\x03R\amountId\"I\n" +
+	"\x16GetMountConfigResponse\x12/\n" +
+	"\x05mount\x18\x01 \x01(\v2\x19.alcove.v1.MountPointInfoR\x05mount\"N\n" +
 	"\x0eNodeCacheEntry\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
@@ -2892,12 +3034,13 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12\x1c.alcove.v1.CheckpointRequest\x1a\x1d.alcove.v1.CheckpointResponse\x12O\n" +
 	"\x0eWatchNodeCache\x12 .alcove.v1.WatchNodeCacheRequest\x1a\x19.alcove.v1.NodeCacheEvent0\x01\x12O\n" +
-	"\fGetNodeCache\x12\x1e.alcove.v1.GetNodeCacheRequest\x1a\x1f.alcove.v1.GetNodeCacheResponse2\xc8\x02\n" +
+	"\fGetNodeCache\x12\x1e.alcove.v1.GetNodeCacheRequest\x1a\x1f.alcove.v1.GetNodeCacheResponse2\x9f\x03\n" +
 	"\vBlockMaster\x12U\n" +
 	"\x0eRegisterWorker\x12 .alcove.v1.RegisterWorkerRequest\x1a!.alcove.v1.RegisterWorkerResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.alcove.v1.HeartbeatRequest\x1a\x1c.alcove.v1.HeartbeatResponse\x12L\n" +
 	"\vCommitBlock\x12\x1d.alcove.v1.CommitBlockRequest\x1a\x1e.alcove.v1.CommitBlockResponse\x12L\n" +
-	"\vPersistDone\x12\x1d.alcove.v1.PersistDoneRequest\x1a\x1e.alcove.v1.PersistDoneResponseB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
+	"\vPersistDone\x12\x1d.alcove.v1.PersistDoneRequest\x1a\x1e.alcove.v1.PersistDoneResponse\x12U\n" +
+	"\x0eGetMountConfig\x12 .alcove.v1.GetMountConfigRequest\x1a!.alcove.v1.GetMountConfigResponseB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
 
 var (
 	file_engine_api_v1_master_proto_rawDescOnce sync.Once
@@ -2911,7 +3054,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),        // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),       // 1: alcove.v1.GetStatusResponse
@@ -2953,91 +3096,96 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*CommitBlockResponse)(nil),     // 37: alcove.v1.CommitBlockResponse
 	(*PersistDoneRequest)(nil),      // 38: alcove.v1.PersistDoneRequest
 	(*PersistDoneResponse)(nil),     // 39: alcove.v1.PersistDoneResponse
-	(*NodeCacheEntry)(nil),          // 40: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),   // 41: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),          // 42: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),     // 43: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),    // 44: alcove.v1.GetNodeCacheResponse
-	nil,                             // 45: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                // 46: alcove.v1.FileInfo
-	(WriteType)(0),                  // 47: alcove.v1.WriteType
-	(TtlAction)(0),                  // 48: alcove.v1.TtlAction
-	(*MountPointInfo)(nil),          // 49: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),              // 50: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                // 51: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),             // 52: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),           // 53: alcove.v1.BlockLocation
+	(*GetMountConfigRequest)(nil),   // 40: alcove.v1.GetMountConfigRequest
+	(*GetMountConfigResponse)(nil),  // 41: alcove.v1.GetMountConfigResponse
+	(*NodeCacheEntry)(nil),          // 42: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),   // 43: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),          // 44: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),     // 45: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),    // 46: alcove.v1.GetNodeCacheResponse
+	nil,                             // 47: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                // 48: alcove.v1.FileInfo
+	(WriteType)(0),                  // 49: alcove.v1.WriteType
+	(TtlAction)(0),                  // 50: alcove.v1.TtlAction
+	(*MountPointInfo)(nil),          // 51: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),              // 52: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                // 53: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),             // 54: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),           // 55: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	46, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	46, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	47, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	46, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	47, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	48, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	46, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	46, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	48, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	45, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	49, // 10: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	50, // 11: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	51, // 12: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	52, // 13: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	51, // 14: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	52, // 15: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	48, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	48, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	49, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	48, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	49, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	50, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	48, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	48, // 7: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	50, // 8: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	47, // 9: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	51, // 10: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	52, // 11: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	53, // 12: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	54, // 13: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	53, // 14: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	54, // 15: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
 	35, // 16: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
 	34, // 17: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	53, // 18: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	53, // 19: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	40, // 20: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	40, // 21: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 22: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 23: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 24: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 25: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 26: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 27: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 28: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 29: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 30: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 31: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 32: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	22, // 33: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	24, // 34: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	26, // 35: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	28, // 36: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	41, // 37: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	43, // 38: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	30, // 39: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	32, // 40: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	36, // 41: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	38, // 42: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 43: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 44: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 45: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 46: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 47: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 48: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 49: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 50: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 51: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 52: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 53: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	23, // 54: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	25, // 55: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	27, // 56: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	29, // 57: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	42, // 58: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	44, // 59: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	31, // 60: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	33, // 61: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	37, // 62: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	39, // 63: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	43, // [43:64] is the sub-list for method output_type
-	22, // [22:43] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	55, // 18: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	55, // 19: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	51, // 20: alcove.v1.GetMountConfigResponse.mount:type_name -> alcove.v1.MountPointInfo
+	42, // 21: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	42, // 22: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 23: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 24: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 25: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 26: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 27: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 28: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 29: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 30: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 31: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 32: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 33: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	22, // 34: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	24, // 35: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	26, // 36: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	28, // 37: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	43, // 38: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	45, // 39: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	30, // 40: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	32, // 41: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	36, // 42: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	38, // 43: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	40, // 44: alcove.v1.BlockMaster.GetMountConfig:input_type -> alcove.v1.GetMountConfigRequest
+	1,  // 45: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 46: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 47: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 48: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 49: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 50: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 51: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 52: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 53: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 54: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 55: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	23, // 56: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	25, // 57: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	27, // 58: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	29, // 59: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	44, // 60: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	46, // 61: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	31, // 62: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	33, // 63: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	37, // 64: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	39, // 65: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	41, // 66: alcove.v1.BlockMaster.GetMountConfig:output_type -> alcove.v1.GetMountConfigResponse
+	45, // [45:67] is the sub-list for method output_type
+	23, // [23:45] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -3046,6 +3194,8 @@ func file_engine_api_v1_master_proto_init() {
 		return
 	}
 	file_engine_api_v1_common_proto_init()
+	file_engine_api_v1_master_proto_msgTypes[0].OneofWrappers = []any{}
+	file_engine_api_v1_master_proto_msgTypes[2].OneofWrappers = []any{}
 	file_engine_api_v1_master_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3053,7 +3203,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
