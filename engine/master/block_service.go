@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"k8s.io/klog/v2"
@@ -159,12 +160,12 @@ func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneReq
 	m := s.m
 	logger := klog.FromContext(ctx).WithValues("workerID", req.GetWorkerId(), "fileID", req.GetFileId())
 	if req.GetError() != "" {
-		m.persist.done(req.GetFileId())
-		logger.Info("Persist failed; will retry", "error", req.GetError())
+		wait := m.persist.fail(req.GetFileId(), m.now())
+		logger.Info("Persist failed; will retry", "error", req.GetError(), "after", wait.Round(time.Millisecond))
 		return &apiv1.PersistDoneResponse{}, nil
 	}
 	if err := m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath()); err != nil {
-		m.persist.done(req.GetFileId())
+		m.persist.fail(req.GetFileId(), m.now()) // retried, after a backoff
 		return nil, meta.ToStatus(fmt.Errorf("persist done for file %d: %w", req.GetFileId(), err))
 	}
 	m.persist.done(req.GetFileId())

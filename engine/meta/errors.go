@@ -162,8 +162,12 @@ func Errno(err error) syscall.Errno {
 		return syscall.ENOSPC
 	case errors.Is(err, ErrPermission):
 		return syscall.EACCES
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotLeader):
+	case errors.Is(err, ErrNotLeader):
 		return syscall.EAGAIN
+	case errors.Is(err, ErrUnavailable):
+		// A store or worker that cannot be reached: an I/O error to the
+		// reader (EAGAIN would tell a blocking read to just retry).
+		return syscall.EIO
 	case errors.Is(err, ErrDataLost):
 		return syscall.EIO
 	}

@@ -46,7 +46,7 @@ type Worker struct {
 
 	peersMu sync.Mutex
 	peers   map[string]*grpc.ClientConn // other workers (replication pushes)
-	mounts    mountConfigs
+	mounts  mountConfigs
 
 	bg        context.Context // lives until Close
 	cancel    context.CancelFunc
