@@ -127,13 +127,16 @@ func (f *FS) List(ctx context.Context, p string) ([]ufs.Status, error) {
 		for _, cp := range page.CommonPrefixes {
 			found = true
 			name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), prefix), "/")
+			if ufs.IsTempName(name) {
+				continue
+			}
 			out = append(out, ufs.Status{Name: name, Folder: true, Mode: dirMode})
 		}
 		for _, o := range page.Contents {
 			found = true
 			name := strings.TrimPrefix(aws.ToString(o.Key), prefix)
-			if name == "" || strings.HasSuffix(name, "/") {
-				continue // the marker of this directory
+			if name == "" || strings.HasSuffix(name, "/") || ufs.IsTempName(name) {
+				continue // the marker of this directory; Alcove's temporaries
 			}
 			out = append(out, ufs.Status{Name: name, Length: aws.ToInt64(o.Size), Mode: fileMode,
 				ModTime: mtime(o.LastModified), Fingerprint: trimETag(aws.ToString(o.ETag))})

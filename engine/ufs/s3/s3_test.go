@@ -115,6 +115,8 @@ func TestS3(t *testing.T) {
 				t.Fatalf("Stat %s = %+v, %v", p, st, err)
 			}
 		}
+		// Alcove's temporaries never show in listings.
+		write(t, f, "/rw/"+ufs.TempPrefix+"-persist-1", []byte("tmp"))
 		// List and Stat agree on every fingerprint (sync compares them).
 		ls, err := f.List(ctx, "/rw")
 		if err != nil || len(ls) != 4 {
