@@ -26,12 +26,17 @@ type Cluster struct {
 	Master     *master.Master
 	Workers    map[string]*worker.Worker
 	clients    map[string]*client.Client
+	opts       Options
 }
 
 // Options tune StartWith; zero values take the defaults.
 type Options struct {
 	// RootUFS is mounted at / (default: a new temporary directory).
 	RootUFS string
+	// RootUFSProperties are the root mount's options (e.g. S3 credentials).
+	RootUFSProperties map[string]string
+	// MemBytes is each worker's MEM tier (default 1 GiB).
+	MemBytes int64
 }
 
 // Start runs a master and one worker per node (1 GiB MEM tier each).
@@ -49,7 +54,10 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c := &Cluster{t: t, dir: t.TempDir(), ufs: opts.RootUFS, MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}}
+	c := &Cluster{t: t, dir: t.TempDir(), ufs: opts.RootUFS, MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}, opts: opts}
+	if opts.MemBytes == 0 {
+		opts.MemBytes = 1 << 30
+	}
 	if c.ufs == "" {
 		c.ufs = t.TempDir()
 	}
@@ -58,7 +66,7 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 		w, err := worker.New(worker.Config{
 			MasterAddress: addr, Address: "127.0.0.1:0", Node: n,
 			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0", WebAddress: "127.0.0.1:0",
-			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: 1 << 30}},
+			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: opts.MemBytes}},
 			HeartbeatInterval: 50 * time.Millisecond,
 		})
 		if err != nil {
@@ -76,7 +84,8 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 // StartMaster (re)starts the master on the same directory and address.
 func (c *Cluster) StartMaster() {
 	c.t.Helper()
-	m, err := master.New(master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, WorkerTimeout: 5 * time.Second})
+	cfg := master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, RootUFSProperties: c.opts.RootUFSProperties, WorkerTimeout: 5 * time.Second}
+	m, err := master.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -88,7 +97,7 @@ func (c *Cluster) StartMaster() {
 			c.Master = m
 			return
 		}
-		m, _ = master.New(master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, WorkerTimeout: 5 * time.Second})
+		m, _ = master.New(cfg)
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.t.Fatal(startErr)

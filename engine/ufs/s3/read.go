@@ -88,6 +88,18 @@ func (f *FS) OpenRangeMatching(ctx context.Context, p string, off, length int64,
 		return rr, nil
 	}
 	rr.fill()
+	// Open means the first part arrived: a refusal (changed object, no
+	// permission, store unreachable) surfaces here, with its reason.
+	select {
+	case <-rr.queue[0].done:
+		if err := rr.queue[0].err; err != nil {
+			rr.Close()
+			return nil, err
+		}
+	case <-ctx.Done():
+		rr.Close()
+		return nil, f.wrap(ctx, "read", k, ctx.Err())
+	}
 	return rr, nil
 }
 
