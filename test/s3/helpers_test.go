@@ -183,6 +183,8 @@ func eventually(t *testing.T, what string, d time.Duration, cond func() error) {
 
 var errNotYet = errors.New("not yet")
 
-func notYet(format string, args ...any) error { return fmt.Errorf("%w: "+format, append([]any{errNotYet}, args...)...) }
+func notYet(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errNotYet}, args...)...)
+}
 
 func client0() client.WriteOptions { return client.WriteOptions{WriteType: apiv1.WriteType_THROUGH} }
