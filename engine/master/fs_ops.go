@@ -17,7 +17,15 @@ func (m *Master) getStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*a
 	if err != nil {
 		return nil, err
 	}
-	n, err := m.getOrLoad(ctx, p)
+	var reqMs *int64
+	switch {
+	case req.GetSyncUfs():
+		always := int64(0)
+		reqMs = &always
+	case req.SyncIntervalMs != nil:
+		reqMs = req.SyncIntervalMs
+	}
+	n, err := m.getOrLoadSync(ctx, p, reqMs)
 	if err != nil {
 		return nil, err
 	}
@@ -406,6 +414,15 @@ func (m *Master) delete(ctx context.Context, req *apiv1.DeleteRequest) error {
 	}}})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", p, err)
+	}
+	if req.GetAlcoveOnly() && n.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
+		// The UFS copy stays: the parent's listing must be read again for it
+		// to load back on its next access.
+		_, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetChildrenLoaded{
+			SetChildrenLoaded: &apiv1.SetChildrenLoadedEntry{Id: n.inode.ParentId, Loaded: false}}})
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			return fmt.Errorf("delete %s: mark its directory for reloading: %w", p, err)
+		}
 	}
 	klog.FromContext(ctx).V(2).Info("Deleted", "path", p, "alcoveOnly", req.GetAlcoveOnly())
 	return nil

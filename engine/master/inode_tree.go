@@ -49,7 +49,17 @@ func (m *Master) lookup(p string) (*node, error) {
 // getOrLoad resolves a path, loading components missing from the store but
 // present in the UFS (Alluxio's LoadMetadataType ONCE): each loaded inode is
 // journaled as persisted and complete, with its length from the UFS.
+//
+// A directory whose listing was merged (ChildrenLoaded) is authoritative:
+// a name missing from it is not looked up in the UFS again unless its sync
+// interval (reqMs, else the mount's or master's) says the listing is due,
+// as Alluxio's ONCE load type does. That saves a UFS call per new file and
+// lets files be created under loaded directories while the UFS is down.
 func (m *Master) getOrLoad(ctx context.Context, p string) (*node, error) {
+	return m.getOrLoadSync(ctx, p, nil)
+}
+
+func (m *Master) getOrLoadSync(ctx context.Context, p string, reqMs *int64) (*node, error) {
 	comps := meta.Components(p)
 	for attempt := 0; attempt <= len(comps)+3; attempt++ {
 		var inodes []*apiv1.Inode
@@ -77,6 +87,9 @@ func (m *Master) getOrLoad(ctx context.Context, p string) (*node, error) {
 		cp := meta.Join(prefix, comps[k])
 		mnt := mountOf(all, cp)
 		if mnt == nil || ufs.IsTempName(comps[k]) {
+			return nil, fmt.Errorf("%s: %w", p, meta.ErrNotFound)
+		}
+		if parent.ChildrenLoaded && !m.synced.due(parent.Id, m.syncInterval(reqMs, mnt), m.now()) {
 			return nil, fmt.Errorf("%s: %w", p, meta.ErrNotFound)
 		}
 		fs, up, err := m.ufsOf(mnt, cp)
