@@ -186,8 +186,8 @@ func (c *Client) callMaster(ctx context.Context, fn func(context.Context, *grpc.
 		actx, cancel := context.WithTimeout(ctx, c.cfg.RetryTimeout)
 		err = meta.FromStatus(fn(actx, cc))
 		cancel()
-		if err == nil || !errors.Is(err, meta.ErrUnavailable) {
-			return err
+		if err == nil || !errors.Is(err, meta.ErrUnavailable) || errors.Is(err, meta.ErrUFSUnavailable) {
+			return err // the master answered (an unreachable UFS is its answer)
 		}
 		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) || attempt > 50 {
 			if errors.Is(err, meta.ErrNotLeader) {

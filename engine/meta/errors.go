@@ -3,6 +3,7 @@ package meta
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 
@@ -29,6 +30,10 @@ var (
 	ErrNotLeader          = errors.New("not the leader master")
 	ErrPermission         = errors.New("permission denied")
 	ErrAborted            = errors.New("aborted")
+	// ErrUFSUnavailable: the under storage (not Alcove) cannot be reached
+	// or does not answer in time. It is an ErrUnavailable, but callers must
+	// not take it for a master to fail over from.
+	ErrUFSUnavailable = fmt.Errorf("under storage %w", ErrUnavailable)
 )
 
 var codeOf = []struct {
@@ -46,6 +51,7 @@ var codeOf = []struct {
 	{ErrFailedPrecondition, codes.FailedPrecondition},
 	{ErrNoSpace, codes.ResourceExhausted},
 	{ErrDataLost, codes.DataLoss},
+	{ErrUFSUnavailable, codes.Unavailable},
 	{ErrUnavailable, codes.Unavailable},
 	{ErrNotLeader, codes.Unavailable},
 	{ErrPermission, codes.PermissionDenied},

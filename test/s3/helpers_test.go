@@ -188,3 +188,21 @@ func notYet(format string, args ...any) error {
 }
 
 func client0() client.WriteOptions { return client.WriteOptions{WriteType: apiv1.WriteType_THROUGH} }
+
+// writeErr writes n bytes of seed's stream and returns their sha256 or the
+// error Close (or Create) returned.
+func (e *env) writeErr(p string, seed uint64, n int64, wt apiv1.WriteType) (string, error) {
+	w, err := e.c.Create(e.ctx, p, client.WriteOptions{WriteType: wt, Recursive: true})
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(w, h), data(seed, n)); err != nil {
+		w.Close()
+		return "", err
+	}
+	if err := w.Close(); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -256,7 +256,7 @@ func (f *FS) deleteKeys(ctx context.Context, keys []string) error {
 		if out != nil && len(out.Errors) > 0 {
 			e := out.Errors[0]
 			return fmt.Errorf("S3 delete s3://%s/%s at %s: %s: %s (%d of %d failed): %w", f.bucket, aws.ToString(e.Key), f.endpoint,
-				aws.ToString(e.Code), aws.ToString(e.Message), len(out.Errors), len(batch), meta.ErrUnavailable)
+				aws.ToString(e.Code), aws.ToString(e.Message), len(out.Errors), len(batch), meta.ErrUFSUnavailable)
 		}
 	}
 	return nil

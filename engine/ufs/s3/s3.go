@@ -404,10 +404,14 @@ func (f *FS) wrap(parent context.Context, verb, k string, err error) error {
 	case status == http.StatusBadRequest || code == "InvalidArgument" || code == "InvalidBucketName":
 		sentinel = meta.ErrInvalidArgument
 	case errors.Is(err, errTimeout) || errors.Is(context.Cause(parent), errTimeout) || errors.Is(err, context.DeadlineExceeded):
-		sentinel, msg = meta.ErrUnavailable, fmt.Sprintf("S3 did not answer within %v (%s)", f.opts.Timeout, KeyTimeout)
+		sentinel, msg = meta.ErrUFSUnavailable, fmt.Sprintf("S3 did not answer within %v (%s)", f.opts.Timeout, KeyTimeout)
 	default:
 		// Throttling, 5xx and network errors that outlasted the retries.
-		sentinel = meta.ErrUnavailable
+		sentinel = meta.ErrUFSUnavailable
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			msg = "unreachable: " + ufs.Scrub(oe.Error(), f.secrets)
+		}
 	}
 	return fmt.Errorf("S3 %s %s: %s: %w", verb, where, msg, sentinel)
 }

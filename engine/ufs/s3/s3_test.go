@@ -404,7 +404,7 @@ func TestS3Timeouts(t *testing.T) {
 		start := time.Now()
 		err := call()
 		took := time.Since(start)
-		if !errors.Is(err, meta.ErrUnavailable) || !strings.Contains(err.Error(), proxy.Addr) || took > 5*time.Second {
+		if !errors.Is(err, meta.ErrUFSUnavailable) || !strings.Contains(err.Error(), proxy.Addr) || took > 5*time.Second {
 			t.Errorf("%s against a stalled S3: %v after %v; want Unavailable naming %s within 5 s", name, err, took, proxy.Addr)
 		}
 		t.Logf("%s: failed after %v: %v", name, took.Round(time.Millisecond), err)
@@ -413,7 +413,7 @@ func TestS3Timeouts(t *testing.T) {
 	proxy.SetDelay(0)
 	srv.Stop()
 	start := time.Now()
-	if _, err := f.Stat(ctx, "/f"); !errors.Is(err, meta.ErrUnavailable) || time.Since(start) > 15*time.Second {
+	if _, err := f.Stat(ctx, "/f"); !errors.Is(err, meta.ErrUFSUnavailable) || time.Since(start) > 15*time.Second {
 		t.Errorf("stat with S3 down: %v after %v", err, time.Since(start))
 	}
 }
