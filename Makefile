@@ -10,7 +10,7 @@ TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
 .PHONY: all build test unit sanity test-takeover bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e cluster-up cluster-down minio
+	manifests manifests-check e2e cluster-up cluster-down minio bench-s3 test-s3-large
 
 all: build
 
@@ -62,6 +62,14 @@ bench:
 TAKEOVER_RUNS ?= 10
 test-takeover:
 	$(GO) test -count=$(TAKEOVER_RUNS) -timeout 30m -run '^TestTakeover$$' -v ./engine/fuse/
+
+## bench-s3: a 1 GiB object in MinIO read cold through fs cat and FUSE vs a raw parallel ranged GET, then warm (passthrough)
+bench-s3: minio
+	./hack/bench-s3.sh
+
+## test-s3-large: the S3 tests at acceptance size (a 1 GiB file through multipart, a 10,000-object listing); make test runs smaller ones
+test-s3-large: minio
+	ALCOVE_S3_LARGE=1 $(GO) test -count=1 -timeout 30m -v -run 'TestS3Large' ./test/s3/
 
 ## bench-fuse: FUSE sequential read (passthrough) vs tmpfs, first uncached read, 4 KiB random IOPS
 bench-fuse:

@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/worker"
 )
@@ -29,13 +30,17 @@ func newLocalCmd(g *globals) *cobra.Command {
 		Long: `Runs an all-in-one Alcove on loopback: a master (RPC 19998, web 19999) and a
 worker (RPC 29999, web 30000) with a MEM tier on /dev/shm. State lives under
 --dir; restarting on the same --dir resumes the same namespace. The UFS
-mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
+mounted at / is DIR/ufs unless --ufs (or alluxio.master.mount.table.root.ufs)
+names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops it cleanly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			abs, err := filepath.Abs(dir)
 			if err != nil {
 				return err
+			}
+			if !cmd.Flags().Changed("ufs") {
+				ufsURI = g.props.String(conf.MasterRootUFS, "")
 			}
 			if ufsURI == "" {
 				ufsURI = filepath.Join(abs, "ufs")
