@@ -57,4 +57,3 @@ func TestUFSVolumeCredentialsFromSecrets(t *testing.T) {
 		t.Fatal("deleting the volume deleted the bucket's data")
 	}
 }
-
