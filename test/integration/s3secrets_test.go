@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,7 +28,16 @@ func TestS3SecretsNeverShown(t *testing.T) {
 	opt := "alluxio.master.mount.table.root.option."
 	conf := fmt.Sprintf("alluxio.master.mount.table.root.ufs=s3://%s/\n%ss3a.accessKeyId=%s\n%ss3a.secretKey=%s\n%salluxio.underfs.s3.endpoint=%s\n%salluxio.underfs.s3.disable.dns.buckets=true\n",
 		root, opt, srv.AccessKey, opt, secret, opt, srv.Endpoint, opt)
-	c := newClusterConf(t, conf, "-v=10")
+	args := []string{"-v=10"}
+	mnt := ""
+	if os.Geteuid() == 0 { // the FUSE daemon's log too
+		mnt = filepath.Join(t.TempDir(), "mnt")
+		args = append(args, "--fuse-mount", mnt)
+	}
+	c := newClusterConf(t, conf, args...)
+	if mnt != "" {
+		defer exec.Command("umount", "-l", mnt).Run()
+	}
 
 	var shown strings.Builder // everything a user or an operator can see
 	record := func(what, out string, err error) {
@@ -55,6 +65,13 @@ func TestS3SecretsNeverShown(t *testing.T) {
 	}
 	mustOK(append([]string{"fs", "mount", "--readonly", "/other", "s3://" + other + "/p"}, srv.Options()...)...)
 	mustOK("fs", "cat", "/other/obj")
+	if mnt != "" {
+		b, err := os.ReadFile(filepath.Join(mnt, "other", "obj"))
+		record("read through FUSE", string(b), err)
+		if err != nil || string(b) != "other bucket\n" {
+			t.Fatalf("read through FUSE: %q, %v", b, err)
+		}
+	}
 	listing := mustOK("fs", "mount")
 	if !strings.Contains(listing, "s3a.secretKey=<redacted>") || !strings.Contains(listing, "alluxio.underfs.s3.endpoint="+srv.Endpoint) {
 		t.Errorf("fs mount listing should show options with secrets redacted:\n%s", listing)
