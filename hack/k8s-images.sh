@@ -77,3 +77,8 @@ if [ ! -f "$out/csi-provisioner.tar" ]; then
   image csi-provisioner /csi-provisioner "$bins/csi-provisioner:/csi-provisioner" >/dev/null
 fi
 echo "$out/csi-provisioner.tar"
+# minio: the S3 server of the S3 checks (a test server only; hack/minio.sh).
+if [ ! -f "$out/minio.tar" ]; then
+  image minio /minio "$(./hack/minio.sh):/minio" >/dev/null
+fi
+echo "$out/minio.tar"

@@ -292,6 +292,7 @@ func (c *cluster) valuesFile() (string, error) {
 ufs:
   volume:
     hostPath: {path: %[1]s/alcove/ufs, type: DirectoryOrCreate}
+%[3]s
 master:
   journal: {type: emptyDir}
   resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}
@@ -302,6 +303,7 @@ worker:
   domainSocket: {hostPath: %[1]s/alcove/domain-socket}
   resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}
 csi:
+  provisionerSecrets: true
   kubeletDir: %[1]s/kubelet
   stateDir: %[1]s/alcove/csi
   fuseCgroup: %[2]s/alcove-fuse
@@ -314,7 +316,7 @@ csi:
     resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
 extender:
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
-`, c.shared, c.cgroup)
+`, c.shared, c.cgroup, s3Values())
 	if os.Getenv("ALCOVE_E2E_NO_FUSE_CGROUP") == "1" {
 		// Negative control: FUSE daemons stay in the node plugin's pod, so
 		// csi-node-restart-keeps-reads must fail.
