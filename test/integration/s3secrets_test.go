@@ -32,6 +32,9 @@ func TestS3SecretsNeverShown(t *testing.T) {
 	mnt := ""
 	if os.Geteuid() == 0 { // the FUSE daemon's log too
 		mnt = filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(mnt, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		args = append(args, "--fuse-mount", mnt)
 	}
 	c := newClusterConf(t, conf, args...)
