@@ -9,8 +9,8 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit sanity test-takeover bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e cluster-up cluster-down minio bench-s3 test-s3-large
+.PHONY: all build test unit sanity test-takeover fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+	manifests manifests-check e2e cluster-up cluster-down test-load bench-load minio bench-s3 test-s3-large
 
 all: build
 
@@ -58,6 +58,17 @@ proto-check:
 bench:
 	./hack/bench-read.sh
 
+## test-load: the job tier's acceptance load: distributedLoad of a 4 GiB tree onto two workers (separate
+## processes), --percent 50, --nodes (make test runs the same test on 256 MiB); LOAD_BYTES tunes the size
+LOAD_BYTES ?= 4GB
+test-load:
+	ALCOVE_LOAD_BYTES=$(LOAD_BYTES) $(GO) test -count=1 -timeout 30m -run '^TestDistributedLoad$$' -v ./test/integration/
+
+## bench-load: LOAD job throughput of a cold tree vs reading it straight from the UFS, and a reader's
+## latency during a load with and without the bandwidth cap (ALCOVE_BENCH_LOAD_MB, ALCOVE_BENCH_CAP_MB)
+bench-load:
+	ALCOVE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^TestLoadThroughput$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
+
 ## test-takeover: the FUSE live-upgrade test alone, TAKEOVER_RUNS times (default 10; also part of `make test`)
 TAKEOVER_RUNS ?= 10
 test-takeover:
@@ -70,6 +81,12 @@ bench-s3: minio
 ## test-s3-large: the S3 tests at acceptance size (a 1 GiB file through multipart, a 10,000-object listing); make test runs smaller ones
 test-s3-large: minio
 	ALCOVE_S3_LARGE=1 $(GO) test -count=1 -timeout 30m -v -run 'TestS3Large' ./test/s3/
+
+## fsx: the fsx replay, 10,000 random operations (holes, truncates up, unlinks and renames of open files)
+## on the VFS in process and through a FUSE mount, each diffed against a local directory (FSX_SEED to vary)
+FSX_OPS ?= 10000
+fsx:
+	FSX_OPS=$(FSX_OPS) $(GO) test -count=1 -timeout 30m -run '^TestFSX$$' -v ./engine/vfs/ ./engine/fuse/
 
 ## bench-fuse: FUSE sequential read (passthrough) vs tmpfs, first uncached read, 4 KiB random IOPS
 bench-fuse:

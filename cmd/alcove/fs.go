@@ -62,7 +62,8 @@ func newFsCmd(g *globals) *cobra.Command {
 	fs.AddCommand(
 		fsLs(g), fsMkdir(g), fsStat(g), fsRm(g), fsMv(g), fsDu(g), fsCount(g),
 		fsCopyFromLocal(g), fsCopyToLocal(g), fsCat(g), fsChecksum(g),
-		fsMount(g), fsUnmount(g), fsFree(g), fsPin(g, true), fsPin(g, false), fsSetTTL(g), fsLeader(g), fsLoad(g), fsPersist(g), fsLoadMetadata(g),
+		fsMount(g), fsUnmount(g), fsFree(g), fsPin(g, true), fsPin(g, false), fsSetTTL(g), fsLeader(g), fsDistributedLoad(g, "load"), fsPersist(g), fsLoadMetadata(g),
+		fsDistributedLoad(g, "distributedLoad"), fsDistributedCopy(g, false), fsDistributedCopy(g, true),
 	)
 	return fs
 }
@@ -164,6 +165,11 @@ func fsStat(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if info.GetFolder() {
+					if info.InAlcovePercentage, err = treePercentage(ctx, c, info.GetPath()); err != nil {
+						return err
+					}
+				}
 				if output == "json" {
 					return printJSON(cmd.OutOrStdout(), toJSON(info, true))
 				}
@@ -173,6 +179,30 @@ func fsStat(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
+}
+
+// treePercentage is the share of the bytes of the files under a directory
+// that is cached (100 for a tree with no bytes).
+func treePercentage(ctx context.Context, c *client.Client, dir string) (int32, error) {
+	infos, err := c.ListStatus(ctx, dir, true, false)
+	if err != nil {
+		return 0, err
+	}
+	var total, cached int64
+	for _, f := range infos {
+		if !f.GetFolder() {
+			total += f.GetLength()
+			for _, b := range f.GetFileBlockInfos() {
+				if len(b.GetBlockInfo().GetLocations()) > 0 {
+					cached += b.GetBlockInfo().GetLength()
+				}
+			}
+		}
+	}
+	if total == 0 {
+		return 100, nil
+	}
+	return int32(cached * 100 / total), nil
 }
 
 func printStat(cmd *cobra.Command, info *apiv1.FileInfo) error {
@@ -471,22 +501,18 @@ func fsUnmount(g *globals) *cobra.Command {
 }
 
 func fsFree(g *globals) *cobra.Command {
-	var force bool
+	var force, async bool
 	cmd := &cobra.Command{
-		Use:   "free [-f] PATH",
-		Short: "Remove a path's cached blocks (data stays in the UFS)",
+		Use:   "free [-f] [--async] PATH",
+		Short: "Remove a path's cached blocks (data stays in the UFS), with the job tier",
 		Args:  exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				if _, err := c.Free(ctx, args[0], true, force); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s was successfully freed from Alcove space.\n", args[0])
-				return nil
-			})
+			spec := &apiv1.JobSpec{Type: apiv1.JobType_FREE, Path: args[0], Force: force}
+			return runJob(cmd, g, spec, async, args[0]+" was successfully freed from Alcove space.")
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "also free pinned files")
+	cmd.Flags().BoolVar(&async, "async", false, "submit the job and return")
 	return cmd
 }
 

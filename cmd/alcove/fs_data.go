@@ -5,7 +5,6 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -281,101 +280,22 @@ func fsChecksum(g *globals) *cobra.Command {
 	return cmd
 }
 
-func fsLoad(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "load PATH",
-		Short: "Load a file or directory from the UFS into the cache",
-		Args:  exactArgs(1, "one PATH"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				infos, err := walk(ctx, c, args[0])
-				if err != nil {
-					return err
-				}
-				for _, i := range infos {
-					if i.GetFolder() {
-						continue
-					}
-					r, err := c.OpenFile(ctx, i.GetPath(), apiv1.ReadType_CACHE)
-					if err != nil {
-						return err
-					}
-					_, err = r.WriteTo(io.Discard)
-					r.Close()
-					if err != nil && !errors.Is(err, io.EOF) {
-						return err
-					}
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s loaded\n", args[0])
-				return nil
-			})
-		},
-	}
-}
-
 func fsPersist(g *globals) *cobra.Command {
 	var timeout time.Duration
+	var async bool
 	cmd := &cobra.Command{
-		Use:   "persist [--timeout 10m] PATH",
-		Short: "Write a file or directory's files that are only cached (MUST_CACHE, ASYNC_THROUGH) to the UFS, and wait until they are",
+		Use:   "persist [--timeout 10m] [--async] PATH",
+		Short: "Write a file or directory's files that are only cached (MUST_CACHE, ASYNC_THROUGH) to the UFS with the job tier, and wait until they are",
 		Args:  exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
 				return usagef("--timeout %v: give a positive duration such as 10m", timeout)
 			}
-			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				infos, err := walk(ctx, c, args[0])
-				if err != nil {
-					return err
-				}
-				var pending []string
-				for _, i := range infos {
-					if i.GetFolder() || i.GetPersistenceState() == apiv1.PersistenceState_PERSISTED {
-						continue
-					}
-					if i.GetPersistenceState() == apiv1.PersistenceState_LOST {
-						return fmt.Errorf("persist %s: %w: a block of it has no cached copy left, so it cannot be written to the UFS", i.GetPath(), meta.ErrDataLost)
-					}
-					if !i.GetCompleted() {
-						return fmt.Errorf("persist %s: %w: the file is still being written", i.GetPath(), meta.ErrFailedPrecondition)
-					}
-					pending = append(pending, i.GetPath())
-				}
-				if len(pending) > 0 {
-					if err := c.SetAttribute(ctx, &apiv1.SetAttributeRequest{Path: args[0], Persist: true, Recursive: true}); err != nil {
-						return err
-					}
-				}
-				// Workers holding every block of a file write it at their
-				// next heartbeats; wait for the master to record it.
-				deadline := time.Now().Add(timeout)
-				for len(pending) > 0 {
-					info, err := c.GetStatus(ctx, pending[0])
-					if err != nil {
-						return err
-					}
-					switch info.GetPersistenceState() {
-					case apiv1.PersistenceState_PERSISTED:
-						pending = pending[1:]
-						continue
-					case apiv1.PersistenceState_LOST:
-						return fmt.Errorf("persist %s: %w: a block was lost before it reached the UFS", info.GetPath(), meta.ErrDataLost)
-					}
-					if time.Now().After(deadline) {
-						return fmt.Errorf("persist %s: %w: not in the UFS after %v (%d file(s) pending); a file is written by a worker that holds all its blocks: see `alcove fs stat` for where they are",
-							info.GetPath(), meta.ErrUnavailable, timeout, len(pending))
-					}
-					select {
-					case <-ctx.Done():
-						return ctx.Err()
-					case <-time.After(200 * time.Millisecond):
-					}
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s persisted\n", args[0])
-				return nil
-			})
+			spec := &apiv1.JobSpec{Type: apiv1.JobType_PERSIST, Path: args[0], PersistTimeoutMs: timeout.Milliseconds()}
+			return runJob(cmd, g, spec, async, args[0]+" persisted")
 		},
 	}
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the files to reach the UFS")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long each file may take to reach the UFS")
+	cmd.Flags().BoolVar(&async, "async", false, "submit the job and return")
 	return cmd
 }

@@ -30,6 +30,7 @@ type fuseFlags struct {
 	handoverSocket string
 	takeover       string
 	noPassthrough  bool
+	noAtime        bool
 	attrTimeout    time.Duration
 	metricsAddress string
 	debug          bool
@@ -44,6 +45,7 @@ func (f *fuseFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.stageDir, "stage-dir", "", "local directory for files being written (default $TMPDIR/alcove-fuse-stage)")
 	fl.StringVar(&f.handoverSocket, "handover-socket", "", "unix socket on which this daemon hands the mount to a successor (default: derived from the mount point under $TMPDIR; \"none\" disables)")
 	fl.BoolVar(&f.noPassthrough, "no-passthrough", false, "serve every read through the daemon (no kernel passthrough)")
+	fl.BoolVar(&f.noAtime, "noatime", false, "reads never update atime (default: relatime, at most one metadata update per change of a file or per day)")
 	fl.DurationVar(&f.attrTimeout, "attr-timeout", time.Second, "how long the kernel caches names and attributes")
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "HOST:PORT serving the mount's Prometheus /metrics (default: off)")
 	fl.BoolVar(&f.debug, "fuse-debug", false, "log every FUSE request")
@@ -63,7 +65,7 @@ func defaultHandoverSocket(mountPoint string) string {
 func (f *fuseFlags) fuseConfig(c *client.Client) (fuse.Config, error) {
 	cfg := fuse.Config{
 		MountPoint: f.mountPoint, Root: f.path, Client: c, StageDir: f.stageDir,
-		DisablePassthrough: f.noPassthrough, AttrTimeout: f.attrTimeout, EntryTimeout: f.attrTimeout,
+		DisablePassthrough: f.noPassthrough, NoAtime: f.noAtime, AttrTimeout: f.attrTimeout, EntryTimeout: f.attrTimeout,
 		Debug: f.debug,
 	}
 	if f.writeType != "" {

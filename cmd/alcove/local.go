@@ -14,6 +14,7 @@ import (
 
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/conf"
+	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/worker"
 )
@@ -24,11 +25,15 @@ func newLocalCmd(g *globals) *cobra.Command {
 	var masterPort, masterWebPort int
 	var fuseMount string
 	var ufsOptions []string
+	var jf jobWorkerFlags
+	var jobPort, jobWebPort int
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run master, worker and job service on this machine, in the foreground",
-		Long: `Runs an all-in-one Alcove on loopback: a master (RPC 19998, web 19999) and a
-worker (RPC 29999, web 30000) with a MEM tier on /dev/shm. State lives under
+		Long: `Runs an all-in-one Alcove on loopback: a master (RPC 19998, web 19999), a
+worker (RPC 29999, web 30000) with a MEM tier on /dev/shm, and the job
+service: a job master (RPC 20001, web 20002) and a job worker (RPC 30001,
+web 30003). State lives under
 --dir; restarting on the same --dir resumes the same namespace. The UFS
 mounted at / is DIR/ufs unless --ufs (or alluxio.master.mount.table.root.ufs)
 names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops it cleanly.`,
@@ -82,10 +87,33 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 				return fmt.Errorf("start worker: %w", err)
 			}
 			defer w.Close()
+			jm, err := job.NewMaster(job.MasterConfig{Dir: filepath.Join(abs, "job"), Address: hostPort(f.host, jobPort),
+				WebAddress: hostPort(f.host, jobWebPort), MasterAddresses: []string{m.Addr()}})
+			if err != nil {
+				return err
+			}
+			if err := jm.Start(ctx); err != nil {
+				return fmt.Errorf("start job master: %w", err)
+			}
+			defer jm.Close()
+			jcfg, err := jf.config(cmd, g, "job-worker-", f.host, wcfg.Node, jm.Addr())
+			if err != nil {
+				return err
+			}
+			jcfg.MasterAddresses = []string{m.Addr()}
+			jw, err := job.NewWorker(jcfg)
+			if err != nil {
+				return err
+			}
+			if err := jw.Start(ctx); err != nil {
+				return fmt.Errorf("start job worker: %w", err)
+			}
+			defer jw.Close()
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Alcove %s is running (Ctrl-C to stop)\n", version)
 			fmt.Fprintf(out, "  master   %s   web http://%s\n", m.Addr(), m.WebAddr())
 			fmt.Fprintf(out, "  worker   %s   web http://%s   node %s\n", w.Addr(), w.WebAddr(), wcfg.Node)
+			fmt.Fprintf(out, "  jobs     master %s   web http://%s   worker %s\n", jm.Addr(), jm.WebAddr(), jw.Addr())
 			for _, t := range wcfg.Tiers {
 				fmt.Fprintf(out, "  tier     %s %s (%s)\n", t.Alias, t.Dir, humanSize(t.QuotaBytes))
 			}
@@ -109,13 +137,15 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 			fmt.Fprintf(out, "Try: alcove fs copyFromLocal FILE /FILE && alcove fs stat /FILE && alcove fsadmin report capacity\n")
 			<-ctx.Done()
 			klog.InfoS("Shutting down")
+			// The job tier stops first: no task is left running on a draining worker.
+			jerr := errors.Join(jw.Close(), jm.Close())
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wcfg.DrainTimeout)
 			derr := w.Drain(dctx)
 			cancel()
 			if derr != nil {
 				klog.ErrorS(derr, "Worker drain incomplete")
 			}
-			if err := errors.Join(w.Close(), m.Close()); err != nil {
+			if err := errors.Join(jerr, w.Close(), m.Close()); err != nil {
 				return fmt.Errorf("shut down: %w", err)
 			}
 			return nil
@@ -128,6 +158,9 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 	cmd.Flags().StringArrayVar(&ufsOptions, "ufs-option", nil, "root UFS option KEY=VALUE (repeatable), e.g. alluxio.underfs.s3.endpoint=http://127.0.0.1:9000; credentials: prefer AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 	cmd.Flags().IntVar(&masterPort, "master-port", 19998, "master RPC port")
 	cmd.Flags().IntVar(&masterWebPort, "master-web-port", 19999, "master web port")
+	cmd.Flags().IntVar(&jobPort, "job-master-port", 20001, "job master RPC port")
+	cmd.Flags().IntVar(&jobWebPort, "job-master-web-port", 20002, "job master web port")
+	jf.register(cmd, "job-worker-")
 	cmd.Flags().StringVar(&fuseMount, "fuse-mount", "", "also mount the namespace here with a FUSE daemon (needs root or /dev/fuse access)")
 	return cmd
 }

@@ -24,9 +24,10 @@ var version = "v0.1.0-dev"
 
 // globals are flags every command shares.
 type globals struct {
-	master   string
-	confFile string
-	props    *conf.Properties
+	master    string
+	jobMaster string
+	confFile  string
+	props     *conf.Properties
 }
 
 func main() {
@@ -85,8 +86,9 @@ func newRoot(g *globals) *cobra.Command {
 	klog.InitFlags(fs)
 	root.PersistentFlags().AddGoFlag(fs.Lookup("v"))
 	root.PersistentFlags().StringVar(&g.master, "master", "", "master address HOST:PORT[,HOST:PORT...] (env ALCOVE_MASTER; default from the properties file, else 127.0.0.1:19998)")
+	root.PersistentFlags().StringVar(&g.jobMaster, "job-master", "", "job master address HOST:PORT (env ALCOVE_JOB_MASTER; default alluxio.job.master.hostname, else the master's host on port 20001)")
 	root.PersistentFlags().StringVar(&g.confFile, "conf", "", "properties file (default: $ALCOVE_CONF_DIR/alcove-site.properties, ./conf/alcove-site.properties, /etc/alcove/alcove-site.properties)")
-	root.AddCommand(newFsCmd(g), newFsadminCmd(g), newLocalCmd(g), newMasterCmd(g), newWorkerCmd(g), newFormatCmd(g), newRunTestsCmd(g), newCSICmd(g), newExtenderCmd(g), newFuseCmd(g), newVersionCmd())
+	root.AddCommand(newFsCmd(g), newFsadminCmd(g), newLocalCmd(g), newMasterCmd(g), newWorkerCmd(g), newFormatCmd(g), newRunTestsCmd(g), newCSICmd(g), newExtenderCmd(g), newFuseCmd(g), newJobMasterCmd(g), newJobWorkerCmd(g), newJobCmd(g), newVersionCmd())
 	return root
 }
 

@@ -144,6 +144,9 @@ func (r *Reader) loadBlock(w *apiv1.WorkerInfo, idx int64) error {
 
 func (r *Reader) cacheBlock(w *apiv1.WorkerInfo, idx int64) error {
 	info := r.Info()
+	if meta.IsHole(info.GetHoles(), idx) {
+		return nil // zeros: nothing to load
+	}
 	bi, blen := blockInfo(info, idx)
 	wc, err := r.c.workerConn(w.GetAddress())
 	if err != nil {

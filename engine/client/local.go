@@ -60,7 +60,11 @@ func (c *Client) OpenLocalFile(ctx context.Context, info *apiv1.FileInfo) (*Loca
 		return nil, fmt.Errorf("open %s locally: %w: %w", info.GetPath(), ErrNotLocal, err)
 	}
 	var dev, ino uint64
+	var size int64
 	for idx := int64(0); idx < n; idx++ {
+		if meta.IsHole(info.GetHoles(), idx) {
+			continue // zeros: never written in the cache file either
+		}
 		bi, blen := blockInfo(info, idx)
 		socket := ""
 		for _, loc := range bi.GetLocations() {
@@ -93,15 +97,18 @@ func (c *Client) OpenLocalFile(ctx context.Context, info *apiv1.FileInfo) (*Loca
 		if err := unix.Fstat(int(b.File.Fd()), &st); err != nil {
 			return fail(fmt.Errorf("stat cache file: %w", err))
 		}
-		if idx == 0 {
+		if lf.File == nil {
 			dev, ino = st.Dev, st.Ino
 			lf.File, lf.Tier = b.File, b.Tier
 		} else if st.Dev != dev || st.Ino != ino {
-			return fail(fmt.Errorf("block %d is in another cache file (tier %s, block 0 in %s)", bi.GetBlockId(), b.Tier, lf.Tier))
+			return fail(fmt.Errorf("block %d is in another cache file (tier %s, the first in %s)", bi.GetBlockId(), b.Tier, lf.Tier))
 		}
-		if idx == n-1 && st.Size != length {
-			return fail(fmt.Errorf("cache file is %d bytes, file is %d", st.Size, length))
-		}
+		size = st.Size
+	}
+	// Hole regions of the cache file read as zeros (never written, or
+	// punched out), but a hole at the end leaves the cache file short.
+	if lf.File == nil || size != length {
+		return fail(fmt.Errorf("cache file is %d bytes, file is %d", size, length))
 	}
 	return lf, nil
 }

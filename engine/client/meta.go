@@ -22,6 +22,18 @@ func (c *Client) GetStatus(ctx context.Context, path string) (*apiv1.FileInfo, e
 	return info, err
 }
 
+// StatusByID returns the metadata of the file with id wherever it is,
+// also a file unlinked while open (an orphan).
+func (c *Client) StatusByID(ctx context.Context, id int64) (*apiv1.FileInfo, error) {
+	var info *apiv1.FileInfo
+	err := c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.GetStatus(ctx, &apiv1.GetStatusRequest{FileId: id})
+		info = r.GetFileInfo()
+		return err
+	})
+	return info, err
+}
+
 // ListStatus lists a directory (or returns the file itself).
 func (c *Client) ListStatus(ctx context.Context, path string, recursive, syncUfs bool) ([]*apiv1.FileInfo, error) {
 	p, err := meta.CleanPath(path)
@@ -76,13 +88,35 @@ func (c *Client) LoadMetadata(ctx context.Context, path string, recursive bool) 
 // Mkdir creates a directory; parents with recursive; an existing directory
 // is fine with allowExists.
 func (c *Client) Mkdir(ctx context.Context, path string, recursive, allowExists bool, mode uint32) (*apiv1.FileInfo, error) {
+	return c.MkdirWith(ctx, path, MkdirOptions{Recursive: recursive, AllowExists: allowExists, Mode: mode})
+}
+
+// MkdirOptions tune MkdirWith; zero values take the client's defaults.
+type MkdirOptions struct {
+	Recursive   bool // create missing parents
+	AllowExists bool // an existing directory is fine
+	Mode        uint32
+	ExactMode   bool // Mode as given, 0 included (else 0 means 0755)
+	// Owner and Group of the new directory (default: the client's).
+	Owner, Group string
+}
+
+// MkdirWith creates a directory with options.
+func (c *Client) MkdirWith(ctx context.Context, path string, o MkdirOptions) (*apiv1.FileInfo, error) {
 	p, err := meta.CleanPath(path)
 	if err != nil {
 		return nil, err
 	}
+	if o.Owner == "" {
+		o.Owner = c.cfg.Owner
+	}
+	if o.Group == "" {
+		o.Group = c.cfg.Group
+	}
 	var info *apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		r, err := m.CreateDirectory(ctx, &apiv1.CreateDirectoryRequest{Path: p, Recursive: recursive, AllowExists: allowExists, Mode: mode, WriteType: c.cfg.WriteType, Owner: c.cfg.Owner, Group: c.cfg.Group})
+		r, err := m.CreateDirectory(ctx, &apiv1.CreateDirectoryRequest{Path: p, Recursive: o.Recursive, AllowExists: o.AllowExists,
+			Mode: o.Mode, ExactMode: o.ExactMode, WriteType: c.cfg.WriteType, Owner: o.Owner, Group: o.Group})
 		info = r.GetFileInfo()
 		return err
 	})
@@ -91,18 +125,48 @@ func (c *Client) Mkdir(ctx context.Context, path string, recursive, allowExists 
 
 // Delete removes a path (and its UFS copy unless alcoveOnly).
 func (c *Client) Delete(ctx context.Context, path string, recursive, alcoveOnly bool) error {
+	return c.DeleteWith(ctx, path, DeleteOptions{Recursive: recursive, AlcoveOnly: alcoveOnly})
+}
+
+// DeleteOptions tune DeleteWith.
+type DeleteOptions struct {
+	Recursive  bool
+	AlcoveOnly bool // keep the UFS copy
+	// OrphanSession: the caller still has the file open. It loses its
+	// name but stays readable by id until ReleaseOrphans.
+	OrphanSession string
+}
+
+// DeleteWith removes a path with options.
+func (c *Client) DeleteWith(ctx context.Context, path string, o DeleteOptions) error {
 	p, err := meta.CleanPath(path)
 	if err != nil {
 		return err
 	}
 	return c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		_, err := m.Delete(ctx, &apiv1.DeleteRequest{Path: p, Recursive: recursive, AlcoveOnly: alcoveOnly})
+		_, err := m.Delete(ctx, &apiv1.DeleteRequest{Path: p, Recursive: o.Recursive, AlcoveOnly: o.AlcoveOnly, OrphanSession: o.OrphanSession})
 		return err
 	})
 }
 
 // Rename moves src to dst.
 func (c *Client) Rename(ctx context.Context, src, dst string, overwrite bool) error {
+	return c.RenameWith(ctx, src, dst, RenameOptions{Overwrite: overwrite})
+}
+
+// RenameOptions tune RenameWith.
+type RenameOptions struct {
+	Overwrite bool // replace an existing file at dst
+	// KeepIdentity: src is new content for the file at dst, which keeps
+	// its inode number, owner, group, mode and atime.
+	KeepIdentity bool
+	// OrphanSession: a replaced dst the caller still has open becomes an
+	// orphan of this session.
+	OrphanSession string
+}
+
+// RenameWith moves src to dst with options.
+func (c *Client) RenameWith(ctx context.Context, src, dst string, o RenameOptions) error {
 	s, err := meta.CleanPath(src)
 	if err != nil {
 		return err
@@ -112,18 +176,56 @@ func (c *Client) Rename(ctx context.Context, src, dst string, overwrite bool) er
 		return err
 	}
 	return c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		_, err := m.Rename(ctx, &apiv1.RenameRequest{Src: s, Dst: d, Overwrite: overwrite})
+		_, err := m.Rename(ctx, &apiv1.RenameRequest{Src: s, Dst: d, Overwrite: o.Overwrite, KeepIdentity: o.KeepIdentity, OrphanSession: o.OrphanSession})
 		return err
 	})
 }
 
-// SetAttribute changes pin, TTL, mode or owner; the path is set on req.
-func (c *Client) SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error {
-	p, err := meta.CleanPath(req.GetPath())
+// Symlink creates a symbolic link at path to target, owned by owner and
+// group ("": the client's). The client's write type decides whether a
+// UFS that stores links gets it too (not with MUST_CACHE).
+func (c *Client) Symlink(ctx context.Context, path, target, owner, group string) (*apiv1.FileInfo, error) {
+	p, err := meta.CleanPath(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req.Path = p
+	if owner == "" {
+		owner = c.cfg.Owner
+	}
+	if group == "" {
+		group = c.cfg.Group
+	}
+	var info *apiv1.FileInfo
+	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.CreateSymlink(ctx, &apiv1.CreateSymlinkRequest{Path: p, Target: target, Owner: owner, Group: group, WriteType: c.cfg.WriteType})
+		info = r.GetFileInfo()
+		return err
+	})
+	return info, err
+}
+
+// ReleaseOrphans removes orphans of session (files unlinked while open):
+// the ones with ids, or all of them when ids is empty.
+func (c *Client) ReleaseOrphans(ctx context.Context, session string, ids []int64) (int, error) {
+	var n int
+	err := c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.ReleaseOrphans(ctx, &apiv1.ReleaseOrphansRequest{Session: session, FileIds: ids})
+		n = int(r.GetReleased())
+		return err
+	})
+	return n, err
+}
+
+// SetAttribute changes pin, TTL, mode, owner or times; the path (or the
+// file id) is set on req.
+func (c *Client) SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error {
+	if req.GetFileId() == 0 {
+		p, err := meta.CleanPath(req.GetPath())
+		if err != nil {
+			return err
+		}
+		req.Path = p
+	}
 	return c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
 		_, err := m.SetAttribute(ctx, req)
 		return err

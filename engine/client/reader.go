@@ -45,6 +45,12 @@ func (c *Client) OpenFile(ctx context.Context, path string, readType apiv1.ReadT
 	if err != nil {
 		return nil, err
 	}
+	return c.OpenInfo(ctx, info, readType)
+}
+
+// OpenInfo opens the complete file info describes (from GetStatus or
+// StatusByID, with block locations) for reading.
+func (c *Client) OpenInfo(ctx context.Context, info *apiv1.FileInfo, readType apiv1.ReadType) (*Reader, error) {
 	if info.GetFolder() {
 		return nil, fmt.Errorf("open %s: %w", info.GetPath(), meta.ErrIsDirectory)
 	}
@@ -220,6 +226,9 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 // takeSource returns a source for want bytes of block idx at inb: a leased
 // local block, an idle stream positioned at inb, or a new one.
 func (r *Reader) takeSource(idx, inb, want int64) (*source, error) {
+	if s := r.hole(idx, inb); s != nil {
+		return s, nil
+	}
 	r.mu.Lock()
 	if s, ok := r.locals[idx]; ok {
 		r.mu.Unlock()
@@ -291,7 +300,7 @@ func (r *Reader) count(kind string, n int) {
 		r.Stats.ShortCircuit.Add(int64(n))
 	case kindRemote:
 		r.Stats.Remote.Add(int64(n))
-	default:
+	case kindUFS:
 		r.Stats.UFS.Add(int64(n))
 	}
 }
@@ -331,7 +340,13 @@ func (r *Reader) open(idx, inb, length int64) (*source, error) {
 		return src, err
 	}
 	old := r.Info()
-	info, serr := r.c.GetStatus(r.ctx, old.GetPath())
+	var info *apiv1.FileInfo
+	var serr error
+	if old.GetOrphan() {
+		info, serr = r.c.StatusByID(r.ctx, old.GetFileId())
+	} else {
+		info, serr = r.c.GetStatus(r.ctx, old.GetPath())
+	}
 	if serr != nil || info.GetFileId() != old.GetFileId() {
 		return nil, err
 	}
@@ -360,7 +375,21 @@ func ufsSource(info *apiv1.FileInfo, idx int64) *apiv1.UfsBlockSource {
 	}
 }
 
+// hole returns a source of zeros when block idx is a hole of the file
+// (never written: no block anywhere), nil otherwise.
+func (r *Reader) hole(idx, inb int64) *source {
+	info := r.Info()
+	if !meta.IsHole(info.GetHoles(), idx) {
+		return nil
+	}
+	blen := meta.BlockLength(info.GetLength(), info.GetBlockSizeBytes(), idx)
+	return &source{index: idx, blockLen: blen, end: blen, kind: kindHole, zero: true, next: inb}
+}
+
 func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
+	if s := r.hole(idx, inb); s != nil {
+		return s, nil
+	}
 	info := r.Info()
 	bi, blen := blockInfo(info, idx)
 	bs := info.GetBlockSizeBytes()
@@ -493,6 +522,7 @@ const (
 	kindLocal  = "local"
 	kindRemote = "remote"
 	kindUFS    = "ufs"
+	kindHole   = "hole" // zeros of a sparse file's hole: read from nowhere
 )
 
 // source is an open view of one block.
@@ -501,6 +531,7 @@ type source struct {
 	blockLen int64
 	end      int64 // in-block offset where the stream's bytes end
 	kind     string
+	zero     bool // a hole: reads zeros
 	local    *shortcircuit.Block
 	stream   apiv1.BlockWorker_ReadBlockClient
 	cancel   context.CancelFunc
@@ -516,10 +547,19 @@ type source struct {
 }
 
 func (s *source) canRead(inb int64) bool {
-	return s.local != nil || (inb == s.next && (s.stream != nil || s.conn != nil))
+	return s.zero || s.local != nil || (inb == s.next && (s.stream != nil || s.conn != nil))
 }
 
 func (s *source) read(p []byte, inb int64) (int, error) {
+	if s.zero {
+		n := int(max(min(int64(len(p)), s.blockLen-inb), 0))
+		clear(p[:n])
+		s.next = inb + int64(n)
+		if n == 0 && len(p) > 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 	if s.local != nil {
 		n, err := s.local.File.ReadAt(p, s.local.Offset+inb)
 		if err == io.EOF && n == len(p) {

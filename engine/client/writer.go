@@ -25,6 +25,10 @@ type WriteOptions struct {
 	Overwrite bool // replace an existing file
 	TTLMs     int64
 	TTLAction apiv1.TtlAction
+	// ExactMode takes Mode as given, 0 included (else 0 means 0644).
+	ExactMode bool
+	// Owner and Group of the new file (default: the client's).
+	Owner, Group string
 }
 
 // Writer streams a new file to a worker. Close completes it; until then
@@ -39,6 +43,8 @@ type Writer struct {
 	done   bool
 	err    error
 	resp   *apiv1.WriteFileResponse
+	holes  []*apiv1.BlockRun // blocks skipped (Skip)
+	ended  bool              // skipped to the end: nothing may follow
 }
 
 // Create makes a file at path and returns a writer for its content.
@@ -56,6 +62,12 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if err := meta.ValidateBlockSize(opts.BlockSize); err != nil {
 		return nil, err
 	}
+	if opts.Owner == "" {
+		opts.Owner = c.cfg.Owner
+	}
+	if opts.Group == "" {
+		opts.Group = c.cfg.Group
+	}
 	// Pick the worker first: with none alive there is nothing to create.
 	w, err := c.pickWorker(ctx, -1)
 	if err != nil {
@@ -66,7 +78,7 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 		r, err := m.CreateFile(ctx, &apiv1.CreateFileRequest{
 			Path: p, BlockSizeBytes: opts.BlockSize, Mode: opts.Mode, WriteType: opts.WriteType,
 			Recursive: opts.Recursive, Overwrite: opts.Overwrite, TtlMs: opts.TTLMs, TtlAction: opts.TTLAction,
-			ReplicationDurable: c.cfg.ReplicationDurable, Owner: c.cfg.Owner, Group: c.cfg.Group,
+			ReplicationDurable: c.cfg.ReplicationDurable, Owner: opts.Owner, Group: opts.Group, ExactMode: opts.ExactMode,
 		})
 		info = r.GetFileInfo()
 		return err
@@ -154,6 +166,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, fmt.Errorf("write %s: %w", w.info.GetPath(), io.ErrClosedPipe)
 	}
+	if w.ended && len(p) > 0 {
+		return 0, fmt.Errorf("%w: write %s after a skip to its end", meta.ErrInvalidArgument, w.info.GetPath())
+	}
 	written := 0
 	for written < len(p) {
 		end := min(len(p), written+chunkSize)
@@ -169,6 +184,34 @@ func (w *Writer) Write(p []byte) (int, error) {
 		written = end
 	}
 	return written, nil
+}
+
+// Skip appends n bytes of zeros as a hole of the file: no block is
+// written or cached (a sparse file takes no space for it). A hole starts
+// at a block boundary and spans whole blocks, or the rest of the file
+// (then nothing may follow).
+func (w *Writer) Skip(n int64) error {
+	if w.err != nil {
+		return w.err
+	}
+	bs := w.info.GetBlockSizeBytes()
+	if w.done || w.ended || n <= 0 || w.n%bs != 0 {
+		return fmt.Errorf("%w: skip %d bytes of %s at offset %d: holes are whole blocks from a block boundary, or the end of the file",
+			meta.ErrInvalidArgument, n, w.info.GetPath(), w.n)
+	}
+	if err := w.stream.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Skip{Skip: n}}); err != nil {
+		if errors.Is(err, io.EOF) {
+			_, err = w.stream.CloseAndRecv()
+		}
+		w.fail(fmt.Errorf("skip in %s: %w", w.info.GetPath(), meta.FromStatus(err)))
+		return w.err
+	}
+	for i := range meta.BlockCount(n, bs) {
+		w.holes = meta.AddHole(w.holes, w.n/bs+i)
+	}
+	w.n += n
+	w.ended = n%bs != 0
+	return nil
 }
 
 // ReadFrom copies r into the file with large chunks.
@@ -233,7 +276,7 @@ func (w *Writer) Close() error {
 	err = w.c.fs(w.ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
 		r, err := m.CompleteFile(ctx, &apiv1.CompleteFileRequest{
 			Path: w.info.GetPath(), FileId: w.info.GetFileId(), Length: w.n,
-			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(), UfsFingerprint: resp.GetUfsFingerprint(),
+			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(), UfsFingerprint: resp.GetUfsFingerprint(), Holes: w.holes,
 		})
 		info = r.GetFileInfo()
 		return err

@@ -44,6 +44,14 @@ const (
 	// UserMetadataSyncInterval: how old a path's UFS metadata may get
 	// before an access re-reads it (-1 never, 0 always; also a mount option).
 	UserMetadataSyncInterval = "alluxio.user.file.metadata.sync.interval"
+	UserReplicationMin       = "alluxio.user.file.replication.min"
+	JobMasterHostname        = "alluxio.job.master.hostname"
+	JobMasterRPCPort         = "alluxio.job.master.rpc.port"
+	JobMasterWebPort         = "alluxio.job.master.web.port"
+	JobWorkerRPCPort         = "alluxio.job.worker.rpc.port"
+	JobWorkerWebPort         = "alluxio.job.worker.web.port"
+	JobWorkerThreads         = "alluxio.job.worker.threadpool.size"
+	JobWorkerBandwidth       = "alluxio.job.worker.bandwidth"
 )
 
 var known = map[string]func(string) error{
@@ -65,6 +73,14 @@ var known = map[string]func(string) error{
 	UserBlockSize:            size,
 	UserHostname:             nonEmpty,
 	UserDataReadTimeout:      duration,
+	UserReplicationMin:       nonNegativeInt,
+	JobMasterHostname:        nonEmpty,
+	JobMasterRPCPort:         port,
+	JobMasterWebPort:         port,
+	JobWorkerRPCPort:         port,
+	JobWorkerWebPort:         port,
+	JobWorkerThreads:         positiveInt,
+	JobWorkerBandwidth:       size,
 	UserMetadataSyncInterval: func(s string) error { _, err := ParseSyncInterval(s); return err },
 }
 
@@ -229,6 +245,14 @@ func positiveInt(s string) error {
 	n, err := strconv.Atoi(s)
 	if err != nil || n <= 0 {
 		return fmt.Errorf("%q is not a positive integer", s)
+	}
+	return nil
+}
+
+func nonNegativeInt(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a non-negative integer", s)
 	}
 	return nil
 }

@@ -45,6 +45,8 @@ type Config struct {
 	AttrTimeout, EntryTimeout time.Duration
 	// DisablePassthrough serves every read through the daemon.
 	DisablePassthrough bool
+	// NoAtime: reads never update atime (default: relatime).
+	NoAtime bool
 	// ReadAheadKB is set on the mount's BDI (default 4096; 0 keeps it).
 	ReadAheadKB int
 	// HandoverSocket, when set, is a unix socket on which this daemon
@@ -201,6 +203,10 @@ func mountOptions(cfg *Config) *fs.Options {
 		EntryTimeout:    &ent,
 		NegativeTimeout: &neg,
 		ExternalNodeID:  true,
+		// Modes are reported as they are: mode 0000 is a mode (go-fuse
+		// would otherwise show 0644/0755), and the kernel checks them
+		// (default_permissions).
+		NullPermissions: true,
 		RootStableAttr:  &fs.StableAttr{Ino: gofuse.FUSE_ROOT_ID},
 		MountOptions: gofuse.MountOptions{
 			FsName:            "alcove:" + cfg.Root,

@@ -58,6 +58,11 @@ func Mount(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A fresh mount has no open files: files a crashed predecessor kept
+	// open after unlinking them go now (a handover keeps them).
+	if err := s.vfs.PurgeOrphans(ctx); err != nil {
+		logger.Error(err, "Cannot release files a previous mount left unlinked but open; the next mount tries again")
+	}
 
 	fd, err := mountDirect(mnt, &opts.MountOptions)
 	if err != nil {
@@ -83,8 +88,11 @@ func Mount(ctx context.Context, cfg Config) (*Server, error) {
 // Takeover; rootID is the Alcove file id of cfg.Root.
 func newServer(ctx context.Context, cfg Config, rootID int64) (*Server, *rawFS, *fs.Options, error) {
 	logger := klog.FromContext(ctx)
+	nodeName := cfg.Client.Config().Node
 	v, err := vfs.New(ctx, vfs.Config{Root: cfg.Root, WriteType: cfg.WriteType, StageDir: cfg.StageDir,
-		Node: cfg.Client.Config().Node, DisablePassthrough: cfg.DisablePassthrough}, cfg.Client, rootID)
+		Node: nodeName, DisablePassthrough: cfg.DisablePassthrough, NoAtime: cfg.NoAtime,
+		// The same across restarts and handovers of this mount.
+		Session: "fuse:" + nodeName + ":" + cfg.MountPoint}, cfg.Client, rootID)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -180,6 +188,10 @@ func mountDirect(mnt string, o *gofuse.MountOptions) (int, error) {
 	if o.AllowOther {
 		opts = append(opts, "allow_other")
 	}
+	// The kernel checks modes and owners itself (the VFS checks again and
+	// owns what the kernel cannot know): without it allow_other lets any
+	// user open any file whatever its mode.
+	opts = append(opts, "default_permissions")
 	if err := syscall.Mount(o.FsName, mnt, "fuse."+o.Name, syscall.MS_NOSUID|syscall.MS_NODEV, strings.Join(opts, ",")); err != nil {
 		syscall.Close(fd)
 		return -1, fmt.Errorf("mount(2) fuse at %s: %w", mnt, err)

@@ -50,6 +50,8 @@ var (
 	_ fs.NodeRenamer     = (*node)(nil)
 	_ fs.NodeStatfser    = (*node)(nil)
 	_ fs.NodeOnForgetter = (*node)(nil)
+	_ fs.NodeSymlinker   = (*node)(nil)
+	_ fs.NodeReadlinker  = (*node)(nil)
 )
 
 // caller is the process a request comes from.
@@ -61,11 +63,7 @@ func caller(ctx context.Context) vfs.Caller {
 }
 
 func stableAttr(vn *vfs.Node) fs.StableAttr {
-	mode := uint32(syscall.S_IFREG)
-	if vn.IsDir() {
-		mode = syscall.S_IFDIR
-	}
-	return fs.StableAttr{Mode: mode, Ino: vn.Ino()}
+	return fs.StableAttr{Mode: vn.Type(), Ino: vn.Ino()}
 }
 
 // inode returns the go-fuse inode of vn (go-fuse keeps one per inode
@@ -79,10 +77,11 @@ func fillAttr(a *vfs.Attr, out *gofuse.Attr) {
 	out.Mode = a.Mode
 	out.Nlink = a.Nlink
 	out.Size = a.Size
-	out.SetTimes(nil, &a.Mtime, &a.Mtime)
+	out.SetTimes(&a.Atime, &a.Mtime, &a.Ctime)
 	out.Uid = a.Uid
 	out.Gid = a.Gid
 	out.Blksize = a.Blksize
+	out.Blocks = a.Blocks
 }
 
 // OnForget drops a node the kernel no longer references.
@@ -91,10 +90,16 @@ func (n *node) OnForget() { n.v.Forget(n.vn) }
 func (n *node) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	var a vfs.Attr
 	vn, e := n.v.Lookup(ctx, caller(ctx), n.vn, name, &a)
+	return n.entry(ctx, vn, &a, e, out)
+}
+
+// entry answers an operation that returns a child node (lookup, mkdir,
+// symlink) with its attributes.
+func (n *node) entry(ctx context.Context, vn *vfs.Node, a *vfs.Attr, e syscall.Errno, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if e != 0 {
 		return nil, e
 	}
-	fillAttr(&a, &out.Attr)
+	fillAttr(a, &out.Attr)
 	return n.inode(ctx, vn), 0
 }
 
@@ -140,6 +145,15 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *gofuse.SetAttr
 		ms := mt.UnixMilli()
 		sa.Mtime = &ms
 	}
+	if at, ok := in.GetATime(); ok {
+		ms := at.UnixMilli()
+		sa.Atime = &ms
+	}
+	// utimensat(UTIME_NOW) needs only write permission; explicit times
+	// need the owner.
+	sa.TimesNow = in.Valid&(gofuse.FATTR_MTIME|gofuse.FATTR_ATIME) != 0 &&
+		in.Valid&(gofuse.FATTR_MTIME|gofuse.FATTR_MTIME_NOW) != gofuse.FATTR_MTIME &&
+		in.Valid&(gofuse.FATTR_ATIME|gofuse.FATTR_ATIME_NOW) != gofuse.FATTR_ATIME
 	if sz, ok := in.GetSize(); ok {
 		sa.Size = &sz
 	}
@@ -161,11 +175,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	}
 	out := make([]gofuse.DirEntry, len(ents))
 	for i, ent := range ents {
-		mode := uint32(syscall.S_IFREG)
-		if ent.Dir {
-			mode = syscall.S_IFDIR
-		}
-		out[i] = gofuse.DirEntry{Name: ent.Name, Mode: mode, Ino: ent.Ino}
+		out[i] = gofuse.DirEntry{Name: ent.Name, Mode: ent.Type, Ino: ent.Ino}
 	}
 	return fs.NewListDirStream(out), 0
 }
@@ -173,11 +183,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	var a vfs.Attr
 	vn, e := n.v.Mkdir(ctx, caller(ctx), n.vn, name, mode, &a)
-	if e != 0 {
-		return nil, e
-	}
-	fillAttr(&a, &out.Attr)
-	return n.inode(ctx, vn), 0
+	return n.entry(ctx, vn, &a, e, out)
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
@@ -198,6 +204,20 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 	fh, ffl := fileHandleOf(h, fl)
 	return fh, ffl, 0
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	var a vfs.Attr
+	vn, e := n.v.Symlink(ctx, caller(ctx), n.vn, name, target, &a)
+	return n.entry(ctx, vn, &a, e, out)
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, e := n.v.Readlink(ctx, caller(ctx), n.vn)
+	if e != 0 {
+		return nil, e
+	}
+	return []byte(t), 0
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {

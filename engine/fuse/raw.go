@@ -209,8 +209,14 @@ func (r *rawFS) Mknod(cancel <-chan struct{}, in *gofuse.MknodIn, name string, o
 	return r.refuse(gofuse.ENOSYS)
 }
 
-func (r *rawFS) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target, name string, out *gofuse.EntryOut) gofuse.Status {
-	return r.refuse(gofuse.ENOSYS)
+func (r *rawFS) Symlink(cancel <-chan struct{}, h *gofuse.InHeader, target, name string, out *gofuse.EntryOut) (st gofuse.Status) {
+	done := r.begin("symlink")
+	defer func() { done(st) }()
+	st = r.bridge.Symlink(cancel, h, target, name, out)
+	if st == gofuse.OK {
+		r.addLookup(out.NodeId)
+	}
+	return st
 }
 
 func (r *rawFS) Link(cancel <-chan struct{}, in *gofuse.LinkIn, name string, out *gofuse.EntryOut) gofuse.Status {
@@ -431,15 +437,15 @@ func (r *rawFS) Access(cancel <-chan struct{}, in *gofuse.AccessIn) (st gofuse.S
 	return r.bridge.Access(cancel, in)
 }
 
-// The requests below reach no filesystem code of Alcove's (go-fuse answers
-// them itself: xattrs are disabled at mount, there are no symlinks), but
-// they pass the gate like every other.
-
 func (r *rawFS) Readlink(cancel <-chan struct{}, h *gofuse.InHeader) (out []byte, st gofuse.Status) {
 	done := r.begin("readlink")
 	defer func() { done(st) }()
 	return r.bridge.Readlink(cancel, h)
 }
+
+// The requests below reach no filesystem code of Alcove's (go-fuse answers
+// them itself: xattrs are disabled at mount), but they pass the gate like
+// every other.
 
 func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *gofuse.InHeader, attr string, dest []byte) (sz uint32, st gofuse.Status) {
 	done := r.begin("getxattr")

@@ -93,7 +93,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 				continue
 			}
 			ino, err := getInode(tx, f)
-			if err != nil || ino == nil || !ino.Completed || int64(held) < meta.BlockCount(ino.Length, ino.BlockSizeBytes) {
+			if err != nil || ino == nil || !ino.Completed || int64(held) < meta.BlockCount(ino.Length, ino.BlockSizeBytes)-meta.HoleBlocks(ino.Holes) {
 				continue
 			}
 			p, err := pathOf(tx, ino)
@@ -111,7 +111,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 			}
 			resp.Persist = append(resp.Persist, &apiv1.PersistCommand{
 				FileId: f, Path: p, UfsPath: ufsPath(mnt, p), Length: ino.Length,
-				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f), MountId: mnt.GetMountId(),
+				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f), Holes: ino.Holes, MountId: mnt.GetMountId(),
 			})
 		}
 		return nil

@@ -10,6 +10,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 func (m *Master) getStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.FileInfo, error) {
@@ -123,7 +124,7 @@ func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *a
 		return nil, err
 	}
 	mode := req.GetMode() & 0o7777
-	if mode == 0 {
+	if mode == 0 && !req.GetExactMode() {
 		mode = 0o755
 	}
 	ino := &apiv1.Inode{Name: name, Folder: true, Mode: mode, Owner: req.GetOwner(), Group: req.GetGroup(),
@@ -243,7 +244,7 @@ func (m *Master) createFile(ctx context.Context, req *apiv1.CreateFileRequest) (
 		return nil, err
 	}
 	mode := req.GetMode() & 0o7777
-	if mode == 0 {
+	if mode == 0 && !req.GetExactMode() {
 		mode = 0o644
 	}
 	ttlAction := req.GetTtlAction()
@@ -280,14 +281,19 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 	case req.GetLength() < 0 || meta.BlockCount(req.GetLength(), ino.BlockSizeBytes) > meta.MaxBlocksPerFile:
 		return nil, fmt.Errorf("%w: complete file %s: length %d", meta.ErrInvalidArgument, p, req.GetLength())
 	}
+	blocks := meta.BlockCount(req.GetLength(), ino.BlockSizeBytes)
+	if err := meta.ValidateHoles(req.GetHoles(), blocks); err != nil {
+		return nil, fmt.Errorf("complete file %s: %w", p, err)
+	}
 	state := apiv1.PersistenceState_NOT_PERSISTED
 	mtime, fingerprint := req.GetUfsMtimeMs(), req.GetUfsFingerprint()
 	switch {
 	case req.GetPersisted():
 		state = apiv1.PersistenceState_PERSISTED
-	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH && req.GetLength() == 0 && !ino.Completed:
-		// Nothing is cached for a worker to persist: write the empty file
-		// here, under the lock that orders it with deletes and renames.
+	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH && blocks == meta.HoleBlocks(req.GetHoles()) && !ino.Completed:
+		// Nothing is cached for a worker to persist (an empty file, or
+		// one of holes only): write it here, under the lock that orders
+		// it with deletes and renames.
 		nodes, unlock, err := m.lockPaths(ctx, p)
 		if err != nil {
 			return nil, fmt.Errorf("complete file %s: %w", p, err)
@@ -304,6 +310,10 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		if err != nil {
 			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
 		}
+		if err := ufs.Skip(w, req.GetLength()); err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
+		}
 		if err := w.Close(); err != nil {
 			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
 		}
@@ -315,7 +325,7 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		state = apiv1.PersistenceState_TO_BE_PERSISTED
 	}
 	res, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
-		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, UfsFingerprint: fingerprint,
+		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, UfsFingerprint: fingerprint, Holes: req.GetHoles(),
 	}}})
 	if err != nil {
 		return nil, fmt.Errorf("complete file %s: %w", p, err)
@@ -400,17 +410,27 @@ func (m *Master) delete(ctx context.Context, req *apiv1.DeleteRequest) error {
 	if n.inode.MountPoint {
 		return fmt.Errorf("%w: %s is a mount point: unmount it instead", meta.ErrFailedPrecondition, p)
 	}
+	session := req.GetOrphanSession()
+	if session != "" && n.inode.Folder {
+		session = "" // directories keep no data: an open one needs no orphan
+	}
+	var orphanURI string
 	if !req.GetAlcoveOnly() && n.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
 		if err := writable(n); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
-		// Non-recursive: the UFS refuses a directory that is not empty there.
-		if err := m.deleteUFS(ctx, n, req.GetRecursive()); err != nil {
+		if session != "" {
+			// Still open: its UFS copy moves aside until it is released.
+			if orphanURI, err = m.moveAside(ctx, n); err != nil {
+				return err
+			}
+		} else if err := m.deleteUFS(ctx, n, req.GetRecursive()); err != nil {
+			// Non-recursive: the UFS refuses a directory that is not empty there.
 			return err
 		}
 	}
 	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{
-		Id: n.inode.Id, Recursive: req.GetRecursive(),
+		Id: n.inode.Id, Recursive: req.GetRecursive(), OrphanSession: session, OrphanUfsUri: orphanURI,
 	}}})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", p, err)
@@ -496,6 +516,22 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 	if cur, err := m.lookup(meta.Parent(dst)); err != nil || cur.inode.Id != dp.inode.Id {
 		return fmt.Errorf("rename %s to %s: %w: the destination directory changed meanwhile", src, dst, meta.ErrAborted)
 	}
+	if req.GetKeepIdentity() && (dn == nil || dn.inode.Folder || sn.inode.Folder) {
+		return fmt.Errorf("%w: rename %s to %s keeping its identity: only a file takes over an existing file", meta.ErrInvalidArgument, src, dst)
+	}
+	session := req.GetOrphanSession()
+	if dn == nil || dn.inode.Folder {
+		session = ""
+	}
+	var orphanURI string
+	if session != "" && dn.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
+		// The replaced file is still open: its UFS copy moves aside
+		// before the new one takes its place.
+		if orphanURI, err = m.moveAside(ctx, dn); err != nil {
+			return err
+		}
+		dn.inode.PersistenceState = apiv1.PersistenceState_NOT_PERSISTED
+	}
 	srcPersisted := sn.inode.PersistenceState == apiv1.PersistenceState_PERSISTED
 	if srcPersisted {
 		fs, sup, err := m.ufsOf(sn.mount, src)
@@ -516,6 +552,7 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 	}
 	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_Rename{Rename: &apiv1.RenameEntry{
 		Id: sn.inode.Id, NewParentId: dp.inode.Id, NewName: meta.Base(dst), Replace: dn != nil,
+		KeepIdentity: req.GetKeepIdentity(), OrphanSession: session, OrphanUfsUri: orphanURI,
 	}}})
 	if err != nil {
 		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
@@ -545,9 +582,11 @@ func (m *Master) checkReplace(src, dst *node) error {
 }
 
 func (m *Master) setAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error {
-	p, err := cleanPath("set attribute", req.GetPath())
-	if err != nil {
-		return err
+	p, err := "", error(nil)
+	if req.GetFileId() == 0 {
+		if p, err = cleanPath("set attribute", req.GetPath()); err != nil {
+			return err
+		}
 	}
 	if req.TtlMs != nil && req.GetTtlMs() < 0 {
 		return fmt.Errorf("%w: set attribute %s: negative ttl %d", meta.ErrInvalidArgument, p, req.GetTtlMs())
@@ -560,7 +599,12 @@ func (m *Master) setAttribute(ctx context.Context, req *apiv1.SetAttributeReques
 	if req.Mode != nil && req.GetMode()&^0o7777 != 0 {
 		return fmt.Errorf("%w: set attribute %s: mode %o", meta.ErrInvalidArgument, p, req.GetMode())
 	}
-	n, err := m.getOrLoad(ctx, p)
+	var n *node
+	if req.GetFileId() != 0 {
+		n, err = m.nodeByID(req.GetFileId())
+	} else {
+		n, err = m.getOrLoad(ctx, p)
+	}
 	if err != nil {
 		return fmt.Errorf("set attribute: %w", err)
 	}
@@ -569,7 +613,7 @@ func (m *Master) setAttribute(ctx context.Context, req *apiv1.SetAttributeReques
 	}
 	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{
 		Id: n.inode.Id, Pinned: req.Pinned, TtlMs: req.TtlMs, TtlAction: req.TtlAction, Mode: req.Mode,
-		Owner: req.Owner, Group: req.Group, MtimeMs: req.MtimeMs, Recursive: req.GetRecursive(), Persist: req.GetPersist(),
+		Owner: req.Owner, Group: req.Group, MtimeMs: req.MtimeMs, AtimeMs: req.AtimeMs, Recursive: req.GetRecursive(), Persist: req.GetPersist(),
 	}}})
 	if err != nil {
 		return fmt.Errorf("set attribute %s: %w", p, err)

@@ -18,7 +18,7 @@ type fsServer struct {
 var _ apiv1.FileSystemMasterServer = (*fsServer)(nil)
 
 func (s *fsServer) GetStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.GetStatusResponse, error) {
-	fi, err := s.m.getStatus(ctx, req)
+	fi, err := s.m.getStatusReq(ctx, req)
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -111,4 +111,20 @@ func (s *fsServer) GetMountTable(context.Context, *apiv1.GetMountTableRequest) (
 		mt.Properties = ufs.Redact(mt.GetProperties())
 	}
 	return &apiv1.GetMountTableResponse{MountPoints: all}, nil
+}
+
+func (s *fsServer) CreateSymlink(ctx context.Context, req *apiv1.CreateSymlinkRequest) (*apiv1.CreateSymlinkResponse, error) {
+	fi, err := s.m.createSymlink(ctx, req)
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.CreateSymlinkResponse{FileInfo: fi}, nil
+}
+
+func (s *fsServer) ReleaseOrphans(ctx context.Context, req *apiv1.ReleaseOrphansRequest) (*apiv1.ReleaseOrphansResponse, error) {
+	n, err := s.m.releaseOrphans(ctx, req)
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	return &apiv1.ReleaseOrphansResponse{Released: n}, nil
 }

@@ -36,7 +36,7 @@ func applyEntry(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 	case *apiv1.JournalEntry_Rename:
 		return applyRename(tx, x.Rename, now)
 	case *apiv1.JournalEntry_SetAttribute:
-		return applySetAttribute(tx, x.SetAttribute)
+		return applySetAttribute(tx, x.SetAttribute, now)
 	case *apiv1.JournalEntry_AddMount:
 		return applyAddMount(tx, x.AddMount, now)
 	case *apiv1.JournalEntry_DeleteMount:
@@ -47,6 +47,8 @@ func applyEntry(tx *bbolt.Tx, e *apiv1.JournalEntry) (any, error) {
 		return applySetChildrenLoaded(tx, x.SetChildrenLoaded)
 	case *apiv1.JournalEntry_SetClusterId:
 		return applySetClusterID(tx, x.SetClusterId)
+	case *apiv1.JournalEntry_CountChildDirs:
+		return applyCountChildDirs(tx)
 	}
 	return nil, fmt.Errorf("%w: unknown journal entry %T", meta.ErrInvalidArgument, e.GetEntry())
 }
@@ -94,13 +96,18 @@ func putInode(tx *bbolt.Tx, old, ino *apiv1.Inode) error {
 }
 
 func index(tx *bbolt.Tx, ino *apiv1.Inode) error {
-	if ino.TtlMs > 0 {
+	if isOrphan(ino) {
+		// No name: no TTL; its blocks stay protected (unpersisted) below.
+		if err := tx.Bucket(bOrphans).Put(orphanKey(ino.OrphanSession, ino.Id), nil); err != nil {
+			return err
+		}
+	} else if ino.TtlMs > 0 {
 		if err := tx.Bucket(bTTL).Put(ttlKey(ino.CreationTimeMs+ino.TtlMs, ino.Id), nil); err != nil {
 			return err
 		}
 	}
-	if ino.Folder {
-		return nil
+	if ino.Folder || isSymlink(ino) {
+		return nil // no blocks
 	}
 	if ino.Pinned {
 		if err := tx.Bucket(bPinned).Put(idKey(ino.Id), nil); err != nil {
@@ -114,6 +121,11 @@ func index(tx *bbolt.Tx, ino *apiv1.Inode) error {
 }
 
 func unindex(tx *bbolt.Tx, ino *apiv1.Inode) error {
+	if isOrphan(ino) {
+		if err := tx.Bucket(bOrphans).Delete(orphanKey(ino.OrphanSession, ino.Id)); err != nil {
+			return err
+		}
+	}
 	if ino.TtlMs > 0 {
 		if err := tx.Bucket(bTTL).Delete(ttlKey(ino.CreationTimeMs+ino.TtlMs, ino.Id)); err != nil {
 			return err
@@ -177,17 +189,35 @@ func removeSubtree(tx *bbolt.Tx, ino *apiv1.Inode) ([]int64, error) {
 	return removed, nil
 }
 
-func touch(tx *bbolt.Tx, id, now int64) error {
+// touch records a change of directory id's entries at now (mtime and
+// ctime) and a change of its subdirectory count by dirs.
+func touch(tx *bbolt.Tx, id, now, dirs int64) error {
 	ino, err := mustInode(tx, id)
 	if err != nil {
 		return err
 	}
-	if ino.LastModificationTimeMs >= now {
+	if ino.LastModificationTimeMs >= now && ino.ChangeTimeMs >= now && dirs == 0 {
 		return nil
 	}
 	old := proto.Clone(ino).(*apiv1.Inode)
-	ino.LastModificationTimeMs = now
+	ino.LastModificationTimeMs = max(ino.LastModificationTimeMs, now)
+	ino.ChangeTimeMs = max(ino.ChangeTimeMs, now)
+	ino.ChildDirs = max(ino.ChildDirs+dirs, 0)
 	return putInode(tx, old, ino)
+}
+
+// dirCount is what a directory's subdirectory count changes by when ino
+// enters (1) or leaves (-1) it.
+func dirCount(ino *apiv1.Inode, sign int64) int64 {
+	if ino != nil && ino.Folder {
+		return sign
+	}
+	return 0
+}
+
+// changed records a change of ino itself at now (ctime).
+func changed(ino *apiv1.Inode, now int64) {
+	ino.ChangeTimeMs = max(ino.ChangeTimeMs, now)
 }
 
 func nextID(tx *bbolt.Tx) (int64, error) {
@@ -248,6 +278,16 @@ func applyCreate(tx *bbolt.Tx, c *apiv1.CreateInodeEntry, now int64) (any, error
 	if in.LastModificationTimeMs == 0 {
 		in.LastModificationTimeMs = in.CreationTimeMs
 	}
+	if in.AccessTimeMs == 0 {
+		in.AccessTimeMs = in.LastModificationTimeMs
+	}
+	if in.ChangeTimeMs == 0 {
+		in.ChangeTimeMs = in.LastModificationTimeMs
+	}
+	in.OrphanSession, in.OrphanPath, in.OrphanUfsUri = "", "", ""
+	if in.Folder {
+		in.ChildDirs = 0 // a new directory is empty
+	}
 	if parent.Pinned {
 		in.Pinned = true
 	}
@@ -263,8 +303,15 @@ func applyCreate(tx *bbolt.Tx, c *apiv1.CreateInodeEntry, now int64) (any, error
 	if err := tx.Bucket(bEdges).Put(edgeKey(parent.Id, in.Name), idKey(in.Id)); err != nil {
 		return nil, err
 	}
-	if err := touch(tx, parent.Id, now); err != nil {
+	if err := touch(tx, parent.Id, now, dirCount(in, 1)); err != nil {
 		return nil, err
+	}
+	if isSymlink(in) && in.PersistenceState == apiv1.PersistenceState_PERSISTED {
+		// A link written to the UFS: its directories are there too, and a
+		// delete of one of them must reach the UFS.
+		if err := persistAncestors(tx, in); err != nil {
+			return nil, err
+		}
 	}
 	res.Inode = in
 	return res, nil
@@ -299,6 +346,9 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 	if c.GetLength() < 0 {
 		return nil, fmt.Errorf("%w: complete %q: negative length %d", meta.ErrInvalidArgument, ino.Name, c.GetLength())
 	}
+	if err := meta.ValidateHoles(c.GetHoles(), meta.BlockCount(c.GetLength(), ino.BlockSizeBytes)); err != nil {
+		return nil, fmt.Errorf("complete %q: %w", ino.Name, err)
+	}
 	if ino.Completed {
 		if ino.Length == c.GetLength() {
 			return applyResult{Inode: ino}, nil // a retried completion
@@ -314,7 +364,9 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 	}
 	ino.UfsMtimeMs = c.GetUfsMtimeMs()
 	ino.UfsFingerprint = c.GetUfsFingerprint()
+	ino.Holes = meta.CloneHoles(c.GetHoles())
 	ino.LastModificationTimeMs = now
+	changed(ino, now)
 	if err := putInode(tx, old, ino); err != nil {
 		return nil, err
 	}
@@ -331,6 +383,16 @@ func applyDelete(tx *bbolt.Tx, d *apiv1.DeleteInodeEntry, now int64) (any, error
 	if err != nil {
 		return nil, fmt.Errorf("delete: %w", err)
 	}
+	if isOrphan(ino) {
+		// Released: it has no name to remove.
+		if d.GetOrphanSession() != "" {
+			return nil, fmt.Errorf("%w: inode %d is an orphan already", meta.ErrFailedPrecondition, ino.Id)
+		}
+		if err := removeInode(tx, ino); err != nil {
+			return nil, err
+		}
+		return applyResult{Inode: ino, Removed: []int64{ino.Id}}, nil
+	}
 	switch {
 	case ino.Id == RootID:
 		return nil, fmt.Errorf("%w: cannot delete the root", meta.ErrFailedPrecondition)
@@ -339,17 +401,58 @@ func applyDelete(tx *bbolt.Tx, d *apiv1.DeleteInodeEntry, now int64) (any, error
 	case ino.Folder && !d.GetRecursive() && hasChildren(tx, ino.Id):
 		return nil, fmt.Errorf("delete %q: %w (delete recursively)", ino.Name, meta.ErrDirectoryNotEmpty)
 	}
-	removed, err := removeSubtree(tx, ino)
-	if err != nil {
+	if d.GetOrphanSession() != "" && ino.Folder {
+		return nil, fmt.Errorf("%w: only files become orphans (%q is a directory)", meta.ErrInvalidArgument, ino.Name)
+	}
+	if err := validSession(d.GetOrphanSession()); err != nil {
 		return nil, err
 	}
 	if err := tx.Bucket(bEdges).Delete(edgeKey(ino.ParentId, ino.Name)); err != nil {
 		return nil, err
 	}
-	if err := touch(tx, ino.ParentId, now); err != nil {
+	if err := touch(tx, ino.ParentId, now, dirCount(ino, -1)); err != nil {
+		return nil, err
+	}
+	if d.GetOrphanSession() != "" {
+		if err := orphan(tx, ino, d.GetOrphanSession(), d.GetOrphanUfsUri(), now); err != nil {
+			return nil, err
+		}
+		return applyResult{Inode: ino}, nil
+	}
+	removed, err := removeSubtree(tx, ino)
+	if err != nil {
 		return nil, err
 	}
 	return applyResult{Inode: ino, Removed: removed}, nil
+}
+
+// validSession rejects orphan session names the orphan index cannot key.
+func validSession(s string) error {
+	if strings.ContainsRune(s, 0) || len(s) > 1024 {
+		return fmt.Errorf("%w: orphan session %q (at most 1024 bytes, no NUL)", meta.ErrInvalidArgument, s)
+	}
+	return nil
+}
+
+// orphan keeps file ino, whose name is gone already, as an orphan of
+// session: no parent, its blocks kept, never persisted.
+func orphan(tx *bbolt.Tx, ino *apiv1.Inode, session, ufsURI string, now int64) error {
+	p, err := pathOf(tx, ino)
+	if err != nil {
+		return err
+	}
+	old := proto.Clone(ino).(*apiv1.Inode)
+	ino.OrphanSession, ino.OrphanPath, ino.OrphanUfsUri = session, p, ufsURI
+	ino.ParentId = 0
+	if ino.PersistenceState == apiv1.PersistenceState_PERSISTED && ufsURI == "" {
+		// Its UFS copy is gone with the name: the cache holds the only copy.
+		ino.PersistenceState = apiv1.PersistenceState_NOT_PERSISTED
+	}
+	if ino.PersistenceState == apiv1.PersistenceState_TO_BE_PERSISTED {
+		ino.PersistenceState = apiv1.PersistenceState_NOT_PERSISTED
+	}
+	changed(ino, now)
+	return putInode(tx, old, ino)
 }
 
 func applyRename(tx *bbolt.Tx, r *apiv1.RenameEntry, now int64) (any, error) {
@@ -405,6 +508,12 @@ func applyRename(tx *bbolt.Tx, r *apiv1.RenameEntry, now int64) (any, error) {
 	if existing != nil && existing.Id == ino.Id {
 		return applyResult{Inode: ino}, nil
 	}
+	if err := validSession(r.GetOrphanSession()); err != nil {
+		return nil, err
+	}
+	if r.GetKeepIdentity() && (existing == nil || existing.Folder || ino.Folder) {
+		return nil, fmt.Errorf("%w: rename %q keeping the identity of %q: only a file takes over a file", meta.ErrInvalidArgument, ino.Name, r.GetNewName())
+	}
 	if existing != nil {
 		switch {
 		case !r.GetReplace():
@@ -420,8 +529,17 @@ func applyRename(tx *bbolt.Tx, r *apiv1.RenameEntry, now int64) (any, error) {
 		}
 	}
 	var res applyResult
+	old := proto.Clone(ino).(*apiv1.Inode)
 	if existing != nil {
-		if res.Removed, err = removeSubtree(tx, existing); err != nil {
+		if r.GetKeepIdentity() {
+			takeIdentity(ino, existing)
+		}
+		if r.GetOrphanSession() != "" && !existing.Folder {
+			err = orphan(tx, existing, r.GetOrphanSession(), r.GetOrphanUfsUri(), now)
+		} else {
+			res.Removed, err = removeSubtree(tx, existing)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -432,25 +550,33 @@ func applyRename(tx *bbolt.Tx, r *apiv1.RenameEntry, now int64) (any, error) {
 	if err := edges.Put(edgeKey(np.Id, r.GetNewName()), idKey(ino.Id)); err != nil {
 		return nil, err
 	}
-	old := proto.Clone(ino).(*apiv1.Inode)
 	ino.ParentId, ino.Name = np.Id, r.GetNewName()
+	changed(ino, now)
 	if err := putInode(tx, old, ino); err != nil {
 		return nil, err
 	}
-	if err := touch(tx, old.ParentId, now); err != nil {
+	if err := touch(tx, old.ParentId, now, dirCount(ino, -1)); err != nil {
 		return nil, err
 	}
-	if err := touch(tx, np.Id, now); err != nil {
+	if err := touch(tx, np.Id, now, dirCount(ino, 1)+dirCount(existing, -1)); err != nil {
 		return nil, err
 	}
 	res.Inode = ino
 	return res, nil
 }
 
+// takeIdentity makes ino (new content) the file prev was: same inode
+// number, owner, group, mode, access and creation time.
+func takeIdentity(ino, prev *apiv1.Inode) {
+	ino.Ino = inoOf(prev)
+	ino.Owner, ino.Group, ino.Mode = prev.Owner, prev.Group, prev.Mode
+	ino.AccessTimeMs, ino.CreationTimeMs = prev.AccessTimeMs, prev.CreationTimeMs
+}
+
 // applySetAttribute sets attributes on an inode and, when recursive, on
 // everything under it. Pinning a directory always pins its whole subtree
 // (and files created under it later inherit the pin), as in Alluxio.
-func applySetAttribute(tx *bbolt.Tx, s *apiv1.SetAttributeEntry) (any, error) {
+func applySetAttribute(tx *bbolt.Tx, s *apiv1.SetAttributeEntry, now int64) (any, error) {
 	ino, err := mustInode(tx, s.GetId())
 	if err != nil {
 		return nil, fmt.Errorf("set attribute: %w", err)
@@ -481,6 +607,14 @@ func applySetAttribute(tx *bbolt.Tx, s *apiv1.SetAttributeEntry) (any, error) {
 			}
 			if s.MtimeMs != nil {
 				n.LastModificationTimeMs = s.GetMtimeMs()
+			}
+			if s.AtimeMs != nil {
+				n.AccessTimeMs = s.GetAtimeMs()
+			}
+			if s.Mode != nil || s.Owner != nil || s.Group != nil || s.MtimeMs != nil {
+				// A reader's atime update (relatime) alone is no change
+				// of the inode; everything POSIX stores in it is.
+				changed(n, now)
 			}
 			if s.GetPersist() && !n.Folder && n.Completed && n.PersistenceState == apiv1.PersistenceState_NOT_PERSISTED {
 				n.PersistenceState = apiv1.PersistenceState_TO_BE_PERSISTED
@@ -585,7 +719,7 @@ func applyAddMount(tx *bbolt.Tx, a *apiv1.AddMountEntry, now int64) (any, error)
 			if err := tx.Bucket(bEdges).Put(edgeKey(parent.Id, ino.Name), idKey(id)); err != nil {
 				return nil, err
 			}
-			if err := touch(tx, parent.Id, now); err != nil {
+			if err := touch(tx, parent.Id, now, 1); err != nil {
 				return nil, err
 			}
 		}
@@ -631,7 +765,7 @@ func applyDeleteMount(tx *bbolt.Tx, d *apiv1.DeleteMountEntry, now int64) (any, 
 	if err := tx.Bucket(bEdges).Delete(edgeKey(ino.ParentId, ino.Name)); err != nil {
 		return nil, err
 	}
-	if err := touch(tx, ino.ParentId, now); err != nil {
+	if err := touch(tx, ino.ParentId, now, -1); err != nil {
 		return nil, err
 	}
 	return applyResult{Inode: ino, Removed: removed}, nil
@@ -672,4 +806,45 @@ func applySetChildrenLoaded(tx *bbolt.Tx, s *apiv1.SetChildrenLoadedEntry) (any,
 	old := proto.Clone(ino).(*apiv1.Inode)
 	ino.ChildrenLoaded = s.GetLoaded()
 	return applyResult{Inode: ino}, putInode(tx, old, ino)
+}
+
+// applyCountChildDirs sets every directory's child_dirs from its entries
+// (stores written before the count was kept), then marks the store.
+func applyCountChildDirs(tx *bbolt.Tx) (any, error) {
+	if counter(tx, kChildDirsCounted) != 0 {
+		return applyResult{}, nil
+	}
+	counts := map[int64]int64{}
+	var dirs []int64
+	err := tx.Bucket(bInodes).ForEach(func(_, v []byte) error {
+		ino := &apiv1.Inode{}
+		if err := proto.Unmarshal(v, ino); err != nil {
+			return err
+		}
+		if ino.Folder {
+			dirs = append(dirs, ino.Id)
+			if ino.Id != RootID && !isOrphan(ino) {
+				counts[ino.ParentId]++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count subdirectories: %w", err)
+	}
+	for _, id := range dirs {
+		ino, err := mustInode(tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ino.ChildDirs == counts[id] {
+			continue
+		}
+		old := proto.Clone(ino).(*apiv1.Inode)
+		ino.ChildDirs = counts[id]
+		if err := putInode(tx, old, ino); err != nil {
+			return nil, err
+		}
+	}
+	return applyResult{}, setCounter(tx, kChildDirsCounted, 1)
 }

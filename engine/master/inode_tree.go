@@ -128,6 +128,10 @@ func (m *Master) inodeFromUFS(st ufs.Status) *apiv1.Inode {
 		ino.UfsMtimeMs = st.ModTime.UnixMilli()
 		ino.LastModificationTimeMs = ino.UfsMtimeMs
 	}
+	if st.Target != "" {
+		ino.SymlinkTarget, ino.Length, ino.Mode = st.Target, int64(len(st.Target)), 0o777
+		return ino
+	}
 	if st.Folder {
 		if ino.Mode == 0 {
 			ino.Mode = 0o755
@@ -301,22 +305,43 @@ func (m *Master) fileInfo(n *node) *apiv1.FileInfo {
 		Completed: ino.Completed, PersistenceState: ino.PersistenceState, Pinned: ino.Pinned,
 		TtlMs: ino.TtlMs, TtlAction: ino.TtlAction, UfsPath: ufsPath(n.mount, n.path),
 		MountPoint: ino.MountPoint, ReplicationDurable: ino.ReplicationDurable, WriteType: ino.WriteType,
-		MountId: n.mount.GetMountId(), UfsFingerprint: ino.UfsFingerprint,
+		MountId: n.mount.GetMountId(), UfsFingerprint: ino.UfsFingerprint, Ino: inoOf(ino), SymlinkTarget: ino.SymlinkTarget, Nlink: 1,
+		AccessTimeMs: ino.AccessTimeMs, ChangeTimeMs: ino.ChangeTimeMs, Orphan: isOrphan(ino),
 	}
-	if ino.Folder {
+	if fi.AccessTimeMs == 0 {
+		fi.AccessTimeMs = ino.LastModificationTimeMs
+	}
+	if fi.ChangeTimeMs == 0 {
+		fi.ChangeTimeMs = ino.LastModificationTimeMs
+	}
+	switch {
+	case ino.Folder:
+		fi.Nlink = uint32(2 + ino.ChildDirs)
+		return fi
+	case isOrphan(ino):
+		fi.Nlink = 0
+		if ino.OrphanUfsUri != "" {
+			fi.UfsPath = ino.OrphanUfsUri
+		}
+	case isSymlink(ino):
+		fi.InAlcovePercentage = 100
 		return fi
 	}
 	var ids []int64
 	if ino.Completed {
 		count := meta.BlockCount(ino.Length, ino.BlockSizeBytes)
-		ids = make([]int64, count)
-		for i := range ids {
-			ids[i] = meta.BlockID(ino.Id, int64(i))
+		ids = make([]int64, 0, count-meta.HoleBlocks(ino.Holes))
+		for i := range count {
+			if !meta.IsHole(ino.Holes, i) {
+				ids = append(ids, meta.BlockID(ino.Id, i))
+			}
 		}
+		fi.Holes = ino.Holes
 	} else {
 		ids = m.reg.fileBlockIDs(ino.Id)
 	}
-	var cached int64
+	// Holes are never cached and never lost: they count as present.
+	cached := meta.HoleBytes(ino.Holes, ino.Length, ino.BlockSizeBytes)
 	missing := false
 	fi.BlockIds = ids
 	fi.FileBlockInfos = make([]*apiv1.FileBlockInfo, len(ids))

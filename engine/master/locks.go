@@ -193,8 +193,8 @@ func (m *Master) lockFile(ctx context.Context, id int64) (*node, func(), error) 
 		var p string
 		err := m.store.View(func(tx *bbolt.Tx) error {
 			ino, err := getInode(tx, id)
-			if err != nil || ino == nil {
-				return err
+			if err != nil || ino == nil || isOrphan(ino) {
+				return err // an orphan has no path: gone for everyone else
 			}
 			p, err = pathOf(tx, ino)
 			return err

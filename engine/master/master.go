@@ -176,6 +176,9 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if err := m.ensureClusterID(ctx); err != nil {
 		return err
 	}
+	if err := m.countChildDirs(ctx); err != nil {
+		return err
+	}
 	if err := m.refreshMounts(); err != nil {
 		return err
 	}
@@ -249,6 +252,23 @@ func (m *Master) mountRoot(ctx context.Context) error {
 	}}})
 	if err != nil {
 		return fmt.Errorf("mount root UFS %s: %w", m.cfg.RootUFS, err)
+	}
+	return nil
+}
+
+// countChildDirs counts every directory's subdirectories once, for a
+// store written before directories kept the count (their link count).
+func (m *Master) countChildDirs(ctx context.Context) error {
+	var done bool
+	if err := m.store.View(func(tx *bbolt.Tx) error { done = counter(tx, kChildDirsCounted) != 0; return nil }); err != nil {
+		return err
+	}
+	if done || !m.journal.IsLeader() {
+		return nil // a standby gets the count from the leader's journal
+	}
+	_, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CountChildDirs{CountChildDirs: &apiv1.CountChildDirsEntry{}}})
+	if err != nil {
+		return fmt.Errorf("count subdirectories: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	"go.etcd.io/bbolt"
@@ -49,7 +50,7 @@ func (m *Master) mount(ctx context.Context, req *apiv1.MountRequest) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", p, err)
 	}
-	st, err := fs.Stat(ctx, fsPath)
+	st, err := statFollow(ctx, fs, fsPath)
 	if err != nil {
 		return fmt.Errorf("mount %s at %s: %w", uri, p, err)
 	}
@@ -171,4 +172,21 @@ func (m *Master) mountTable() ([]*apiv1.MountPointInfo, error) {
 		return err
 	})
 	return all, err
+}
+
+// statFollow stats a mount's root, following symbolic links (a mounted
+// directory may be a link to one; inside a mount links are objects).
+func statFollow(ctx context.Context, fs ufs.UFS, p string) (ufs.Status, error) {
+	for range 8 {
+		st, err := fs.Stat(ctx, p)
+		if err != nil || st.Target == "" {
+			return st, err
+		}
+		if strings.HasPrefix(st.Target, "/") {
+			p = path.Clean(st.Target)
+		} else {
+			p = path.Join(path.Dir(p), st.Target)
+		}
+	}
+	return ufs.Status{}, fmt.Errorf("stat %s: too many levels of symbolic links: %w", p, meta.ErrInvalidArgument)
 }

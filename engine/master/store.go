@@ -21,6 +21,7 @@ import (
 //	ttl         expiry ms ‖ id → ∅ (creation time + ttl)
 //	pinned      file id → ∅
 //	unpersisted file id → persistence state (files not yet PERSISTED)
+//	orphans     session ‖ 0 ‖ id → ∅ (files unlinked while open, by session)
 var (
 	bInodes      = []byte("inodes")
 	bEdges       = []byte("edges")
@@ -28,16 +29,20 @@ var (
 	bTTL         = []byte("ttl")
 	bPinned      = []byte("pinned")
 	bUnpersisted = []byte("unpersisted")
+	bOrphans     = []byte("orphans")
 
 	kNextInode  = []byte("next_inode_id")
 	kNextMount  = []byte("next_mount_id")
 	kInodeCount = []byte("inode_count")
+	// kChildDirsCounted marks a store whose directories all carry
+	// child_dirs (CountChildDirsEntry ran, or it was new).
+	kChildDirsCounted = []byte("child_dirs_counted")
 )
 
 // RootID is the id of the root directory.
 const RootID int64 = 1
 
-var allBuckets = [][]byte{journal.MetaBucket, bInodes, bEdges, bMounts, bTTL, bPinned, bUnpersisted}
+var allBuckets = [][]byte{journal.MetaBucket, bInodes, bEdges, bMounts, bTTL, bPinned, bUnpersisted, bOrphans}
 
 func ensureBuckets(tx *bbolt.Tx) error {
 	for _, b := range allBuckets {
@@ -54,6 +59,28 @@ func edgeKey(parent int64, name string) []byte {
 	k := make([]byte, 8, 8+len(name))
 	copy(k, idKey(parent))
 	return append(k, name...)
+}
+
+// orphanKey indexes an orphan by its session (sessions hold no NUL).
+func orphanKey(session string, id int64) []byte {
+	k := make([]byte, 0, len(session)+9)
+	k = append(k, session...)
+	k = append(k, 0)
+	return append(k, idKey(id)...)
+}
+
+// isOrphan reports whether ino lost its name while open.
+func isOrphan(ino *apiv1.Inode) bool { return ino.OrphanSession != "" }
+
+// isSymlink reports whether ino is a symbolic link.
+func isSymlink(ino *apiv1.Inode) bool { return ino.SymlinkTarget != "" }
+
+// inoOf is ino's POSIX inode number.
+func inoOf(ino *apiv1.Inode) int64 {
+	if ino.Ino != 0 {
+		return ino.Ino
+	}
+	return ino.Id
 }
 
 func ttlKey(expiry, id int64) []byte {

@@ -95,3 +95,92 @@ func TestLocalLongName(t *testing.T) {
 		t.Fatalf("list: %v %v", sts, err)
 	}
 }
+
+// TestLocalLongPath: a path longer than PATH_MAX (a namespace path of
+// PATH_MAX bytes below a mounted directory) works for every operation.
+func TestLocalLongPath(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p := dir
+	for range 17 {
+		p = filepath.Join(p, strings.Repeat("d", 250))
+	}
+	if len(p) <= 4096 {
+		t.Fatalf("path of %d bytes is not longer than PATH_MAX", len(p))
+	}
+	l := Local{}
+	if err := l.Mkdirs(ctx, p, 0o755); err != nil {
+		t.Fatalf("mkdirs: %v", err)
+	}
+	f := filepath.Join(p, "f")
+	w, err := l.Create(ctx, f, 0o644)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	w.Write([]byte("deep"))
+	if err := w.Close(); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if st, err := l.Stat(ctx, f); err != nil || st.Length != 4 {
+		t.Fatalf("stat: %+v %v", st, err)
+	}
+	r, err := l.OpenRange(ctx, f, 1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	r.Close()
+	if string(b) != "eep" {
+		t.Fatalf("read %q", b)
+	}
+	if sts, err := l.List(ctx, p); err != nil || len(sts) != 1 || sts[0].Name != "f" {
+		t.Fatalf("list: %v %v", sts, err)
+	}
+	if err := l.Rename(ctx, f, filepath.Join(p, "g")); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+	if err := l.Delete(ctx, filepath.Join(dir, strings.Repeat("d", 250)), true); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
+	}
+}
+
+// TestLocalSymlink: links are created, listed and stated as links (never
+// followed), renamed and deleted as links.
+func TestLocalSymlink(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := Local{}
+	if err := os.WriteFile(filepath.Join(dir, "t"), []byte("target"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "sub", "l")
+	if err := l.Symlink(ctx, link, "../t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Symlink(ctx, link, "x"); !errors.Is(err, meta.ErrAlreadyExists) {
+		t.Fatalf("symlink over an existing link: %v", err)
+	}
+	if tgt, err := l.Readlink(ctx, link); err != nil || tgt != "../t" {
+		t.Fatalf("readlink: %q %v", tgt, err)
+	}
+	st, err := l.Stat(ctx, link)
+	if err != nil || st.Target != "../t" || st.Folder {
+		t.Fatalf("stat: %+v %v", st, err)
+	}
+	sts, err := l.List(ctx, filepath.Join(dir, "sub"))
+	if err != nil || len(sts) != 1 || sts[0].Target != "../t" {
+		t.Fatalf("list: %+v %v", sts, err)
+	}
+	if err := l.Rename(ctx, link, filepath.Join(dir, "l2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Delete(ctx, filepath.Join(dir, "l2"), true); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "t")); err != nil || string(b) != "target" {
+		t.Fatalf("deleting the link touched its target: %q %v", b, err)
+	}
+}

@@ -45,6 +45,19 @@ type Status struct {
 	// an identity (S3: the ETag); "" otherwise. A changed fingerprint means
 	// changed bytes even when length and mtime look the same.
 	Fingerprint string
+	// Target is a symbolic link's target ("" for other objects; only a
+	// Symlinker reports links).
+	Target string
+}
+
+// Symlinker is a UFS that stores symbolic links (the local UFS: real
+// links; an object store: a marker object). Alcove keeps links in its own
+// namespace either way; only a Symlinker gets them persisted.
+type Symlinker interface {
+	// Symlink creates a link at path to target (parents created).
+	Symlink(ctx context.Context, path, target string) error
+	// Readlink returns the target of the link at path.
+	Readlink(ctx context.Context, path string) (string, error)
 }
 
 // Writer is an object being created. Close commits it atomically (readers
@@ -53,6 +66,34 @@ type Writer interface {
 	io.Writer
 	Close() error
 	Abort() error
+}
+
+// Skipper is a Writer that can leave a run of zeros unwritten (a sparse
+// region; the local UFS seeks over it).
+type Skipper interface {
+	Skip(n int64) error
+}
+
+// zeros is the source of the zeros Skip writes to a Writer that cannot skip.
+var zeros [1 << 20]byte
+
+// Skip appends n zero bytes to w: as a sparse region when w is a
+// Skipper, else written out.
+func Skip(w io.Writer, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	if s, ok := w.(Skipper); ok {
+		return s.Skip(n)
+	}
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		if _, err := w.Write(zeros[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }
 
 // UFS is one under storage, addressed by paths within it ("/a/b").

@@ -141,6 +141,17 @@ func (n *Node) open(ctx context.Context, flags uint32, info *apiv1.FileInfo) (*H
 	if !info.GetCompleted() && !staged {
 		return nil, 0, syscall.EBUSY
 	}
+	h, fl, e := n.openMode(ctx, info, write, trunc)
+	if e == 0 {
+		n.mu.Lock()
+		n.opens++
+		n.mu.Unlock()
+	}
+	return h, fl, e
+}
+
+// openMode opens a handle in the io mode the file allows.
+func (n *Node) openMode(ctx context.Context, info *apiv1.FileInfo, write, trunc bool) (*Handle, OpenFlags, syscall.Errno) {
 	if write || trunc {
 		return n.openWrite(ctx, write, trunc)
 	}
@@ -240,18 +251,28 @@ func (n *Node) ioMode(h *Handle) OpenFlags {
 	return 0
 }
 
-func (h *Handle) reader() (*client.Reader, error) {
+// reader is the handle's reader of the node's current content: a commit
+// through another handle gives the file a new id (same inode), and this
+// handle then reads the new content, as POSIX wants.
+func (h *Handle) reader(ctx context.Context) (*client.Reader, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.r != nil {
+	if h.r != nil && h.r.Info().GetFileId() == h.n.currentID() {
 		return h.r, nil
 	}
-	p, e := h.n.pathOrErr()
+	if h.r != nil {
+		h.r.Close()
+		h.rcancel()
+		h.r = nil
+	}
+	octx, ocancel := opCtx(ctx)
+	defer ocancel()
+	info, e := h.n.status(octx)
 	if e != 0 {
 		return nil, e
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	r, err := h.n.v.c.OpenFile(rctx, p, apiv1.ReadType_READ_TYPE_UNSPECIFIED)
+	r, err := h.n.v.c.OpenInfo(rctx, info, apiv1.ReadType_READ_TYPE_UNSPECIFIED)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -284,7 +305,7 @@ func (h *Handle) Read(ctx context.Context, dest []byte, off int64) (int, syscall
 		}
 		// Released (and committed) meanwhile: read Alcove.
 	}
-	r, err := h.reader()
+	r, err := h.reader(ctx)
 	if err != nil {
 		return 0, errno(err)
 	}
@@ -320,7 +341,7 @@ func (h *Handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	if !h.write || h.st == nil {
 		return 0, syscall.EBADF
 	}
-	if e := h.n.v.checkSpace(ctx, off+int64(len(data))); e != 0 {
+	if e := h.n.v.checkSpace(ctx, h.st, off, int64(len(data))); e != 0 {
 		return 0, e
 	}
 	n, err := h.st.WriteAt(data, off)
@@ -379,10 +400,14 @@ func (h *Handle) Release(ctx context.Context) syscall.Errno {
 	if closeLF != nil {
 		closeLF.Close() // ends the block leases
 	}
+	var e syscall.Errno
+	octx, cancel := opCtx(ctx)
+	defer cancel()
 	if h.st != nil {
-		octx, cancel := opCtx(ctx)
-		defer cancel()
-		return n.releaseStage(octx, h.st)
+		e = n.releaseStage(octx, h.st)
 	}
-	return 0
+	if n.closed() {
+		n.releaseOrphan(octx)
+	}
+	return e
 }

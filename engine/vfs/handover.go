@@ -6,18 +6,34 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // NodeState is a node as a live handover passes it to a successor daemon
 // (JSON; field names are part of the handover protocol).
 type NodeState struct {
-	Ino    uint64      `json:"ino"`
-	Parent uint64      `json:"parent,omitempty"`
-	Name   string      `json:"name,omitempty"`
-	Path   string      `json:"path"`
-	Dir    bool        `json:"dir,omitempty"`
-	FileID int64       `json:"fileId"`
-	Stage  *StageState `json:"stage,omitempty"`
+	Ino     uint64      `json:"ino"`
+	Parent  uint64      `json:"parent,omitempty"`
+	Name    string      `json:"name,omitempty"`
+	Path    string      `json:"path"`
+	Dir     bool        `json:"dir,omitempty"`
+	Symlink bool        `json:"symlink,omitempty"`
+	FileID  int64       `json:"fileId"`
+	Stage   *StageState `json:"stage,omitempty"`
+	// Orphan: unlinked while open; the master keeps it for this
+	// session until its last close.
+	Orphan bool `json:"orphan,omitempty"`
+}
+
+// typ is the node type the state describes.
+func (ns *NodeState) typ() uint32 {
+	switch {
+	case ns.Dir:
+		return syscall.S_IFDIR
+	case ns.Symlink:
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
 }
 
 // StageState is a node's staging file in a handover.
@@ -29,7 +45,7 @@ type StageState struct {
 
 // State returns n's handover state.
 func (n *Node) State() NodeState {
-	ns := NodeState{Ino: n.ino, Dir: n.dir}
+	ns := NodeState{Ino: n.ino, Dir: n.typ == syscall.S_IFDIR, Symlink: n.typ == syscall.S_IFLNK}
 	n.v.treeMu.RLock()
 	ns.Path, _ = n.pathLocked()
 	if n.parent != nil {
@@ -38,6 +54,7 @@ func (n *Node) State() NodeState {
 	n.v.treeMu.RUnlock()
 	n.mu.Lock()
 	ns.FileID = n.fileID
+	ns.Orphan = n.orphaned
 	st := n.stage
 	n.mu.Unlock()
 	if st != nil {
@@ -57,7 +74,8 @@ func (v *VFS) Restore(nodes []NodeState) error {
 	v.treeMu.Lock()
 	defer v.treeMu.Unlock()
 	for _, ns := range nodes {
-		n := v.newNode(ns.Ino, ns.Dir, ns.FileID)
+		n := v.newNode(ns.Ino, ns.typ(), ns.FileID)
+		n.orphaned = ns.Orphan
 		if ns.Stage != nil {
 			f, err := os.OpenFile(ns.Stage.Path, os.O_RDWR, 0)
 			if err != nil {
@@ -104,5 +122,13 @@ func (v *VFS) FinishRestore(ctx context.Context) {
 			v.logger.Error(e, "Commit of a handed-over staging file failed", "path", p)
 		}
 		cancel()
+	}
+	for _, n := range orphans {
+		n.mu.Lock()
+		done := n.orphaned && n.opens == 0
+		n.mu.Unlock()
+		if done {
+			n.releaseOrphan(ctx) // unlinked, and no reopened file holds it
+		}
 	}
 }

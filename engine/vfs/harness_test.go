@@ -30,7 +30,13 @@ type tfs struct {
 
 func newTFS(t testing.TB, mod func(*Config)) *tfs {
 	t.Helper()
-	cl := alcovetest.Start(t, testNode)
+	return newTFSWith(t, alcovetest.Options{}, mod)
+}
+
+// newTFSWith is newTFS over a cluster started with opts.
+func newTFSWith(t testing.TB, opts alcovetest.Options, mod func(*Config)) *tfs {
+	t.Helper()
+	cl := alcovetest.StartWith(t, opts, testNode)
 	c := cl.Client(testNode)
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
@@ -57,6 +63,25 @@ func newTFS(t testing.TB, mod func(*Config)) *tfs {
 		t.Fatal(err)
 	}
 	return &tfs{t: t, v: v, c: c, cl: cl, ctx: ctx, who: Caller{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Pid: uint32(os.Getpid())}}
+}
+
+// newTFSOn is a second VFS over f's cluster (another mount, or a
+// restarted daemon): it knows no nodes yet.
+func newTFSOn(t testing.TB, f *tfs) *tfs {
+	t.Helper()
+	info, err := f.c.GetStatus(f.ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.v.Config()
+	cfg.StageDir, cfg.Session = t.TempDir(), ""
+	v, err := New(f.ctx, cfg, f.c, info.GetFileId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := *f
+	g.v = v
+	return &g
 }
 
 // walk resolves p ("/a/b") to its node, as the kernel's path walk does.

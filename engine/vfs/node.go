@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"syscall"
@@ -10,15 +11,15 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
-// Node is a file or directory, identified by its inode number: the Alcove
-// file id it was first seen with. The inode number stays while the node
-// lives, even when a commit gives the file a new id. Its place in the tree
-// (parent and name) is the VFS's, kept up to date by Lookup, Create,
-// Mkdir, Rename, Unlink and Rmdir; its Alcove path is derived from it.
+// Node is a file, directory or symbolic link, identified by its inode
+// number: the master's, which stays when a commit gives the file a new
+// Alcove file id. Its place in the tree (parent and name) is the VFS's,
+// kept up to date by Lookup, Create, Mkdir, Symlink, Rename, Unlink and
+// Rmdir; its Alcove path is derived from it.
 type Node struct {
 	v   *VFS
 	ino uint64
-	dir bool
+	typ uint32 // S_IFDIR, S_IFREG or S_IFLNK
 
 	// Tree links, guarded by v.treeMu. A node with no parent is the root,
 	// unlinked (removed or replaced by a rename), or a node handed over
@@ -46,19 +47,48 @@ type Node struct {
 	// cachedVersion is the (file id, length, mtime) last served with
 	// KeepCache; a change drops the kernel's page cache.
 	cachedVersion string
+	// seen is the node's attributes as last seen (hasAttr): permission
+	// checks use them, as the kernel uses the attributes it cached, and a
+	// node gone from the namespace answers from them.
+	seen    Attr
+	hasAttr bool
+	// opens counts the node's open handles. A file unlinked while open is
+	// an orphan in the master (orphaned) until the last one closes.
+	opens     int
+	orphaned  bool
+	orphaning int    // removes of n in flight while it is open (holdOpen)
+	target    string // a symbolic link's target, once seen
 }
 
-func (v *VFS) newNode(ino uint64, dir bool, fileID int64) *Node {
-	n := &Node{v: v, ino: ino, dir: dir, fileID: fileID}
+func (v *VFS) newNode(ino uint64, typ uint32, fileID int64) *Node {
+	n := &Node{v: v, ino: ino, typ: typ, fileID: fileID}
 	n.cond = sync.NewCond(&n.mu)
 	return n
+}
+
+// lastAttr returns n's attributes as last seen, asking Alcove when none
+// were seen yet (the root, a node restored by a handover).
+func (n *Node) lastAttr(ctx context.Context) (Attr, syscall.Errno) {
+	n.mu.Lock()
+	a, ok := n.seen, n.hasAttr
+	n.mu.Unlock()
+	if ok {
+		return a, 0
+	}
+	octx, cancel := opCtx(ctx)
+	defer cancel()
+	e := n.getattr(octx, &a)
+	return a, e
 }
 
 // Ino is the node's inode number.
 func (n *Node) Ino() uint64 { return n.ino }
 
 // IsDir reports whether the node is a directory.
-func (n *Node) IsDir() bool { return n.dir }
+func (n *Node) IsDir() bool { return n.typ == syscall.S_IFDIR }
+
+// Type is the node's file type (S_IFDIR, S_IFREG or S_IFLNK).
+func (n *Node) Type() uint32 { return n.typ }
 
 // path is the node's Alcove path; false when the node is no longer in
 // the namespace (unlinked, or under an unlinked directory).
@@ -112,17 +142,24 @@ func (n *Node) pathOrErr() (string, syscall.Errno) {
 // commit keeps the node, not the id), else the one with its inode number.
 func (n *Node) linkChild(name string, info *apiv1.FileInfo) *Node {
 	v := n.v
+	ino, typ := inoOf(info), typeOf(info)
 	v.treeMu.Lock()
-	defer v.treeMu.Unlock()
-	if ch := n.children[name]; ch != nil && ch.dir == info.GetFolder() && ch.currentID() == info.GetFileId() {
-		return ch
-	}
-	ch := v.nodes[inoOf(info)]
-	if ch == nil || ch.dir != info.GetFolder() {
-		ch = v.newNode(inoOf(info), info.GetFolder(), info.GetFileId())
+	ch := v.nodes[ino]
+	if ch == nil || ch.typ != typ {
+		ch = v.newNode(ino, typ, info.GetFileId())
 		v.nodes[ch.ino] = ch
 	}
-	v.attachLocked(n, name, ch)
+	if ch.parent != n || ch.name != name {
+		v.attachLocked(n, name, ch)
+	}
+	v.treeMu.Unlock()
+	// n.mu is never taken under treeMu: openStage holds n.mu while it
+	// resolves the path.
+	ch.mu.Lock()
+	if ch.stage == nil {
+		ch.fileID = info.GetFileId() // committed elsewhere meanwhile
+	}
+	ch.mu.Unlock()
 	return ch
 }
 
@@ -130,6 +167,14 @@ func (n *Node) currentID() int64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.fileID
+}
+
+// gone reports whether n left the namespace while open: an orphan, read
+// and written by file id until its last close.
+func (n *Node) gone() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.orphaned
 }
 
 // attachLocked links ch as name in parent, unlinking whatever was there

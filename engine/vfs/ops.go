@@ -6,11 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
+	"time"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
-	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -19,25 +17,63 @@ import (
 const commitPrefix = ".alcove-fuse-commit-"
 
 // attr fills out for info, preferring the staged size; the inode number
-// is the node's.
+// is the node's. The node remembers them (permission checks, a node that
+// left the namespace).
 func (n *Node) attr(info *apiv1.FileInfo, out *Attr) {
 	n.v.fillAttr(info, out)
-	n.mu.Lock()
-	st := n.stage
-	n.mu.Unlock()
-	if st != nil {
-		out.Size = uint64(st.Size())
-	}
 	out.Ino = n.ino
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stage != nil {
+		out.Size = uint64(n.stage.Size())
+		out.Blocks = uint64(n.stage.allocated()+511) / 512
+	}
+	if n.orphaned {
+		out.Nlink = 0
+	}
+	n.seen, n.hasAttr = *out, true
+	if t := info.GetSymlinkTarget(); t != "" {
+		n.target = t
+	}
+}
+
+// status is n's Alcove metadata: by path while n is in the namespace and
+// the file there still is n, else by file id — a file unlinked while open
+// (an orphan), or one moved behind this VFS's back. ENOENT when it is gone.
+func (n *Node) status(ctx context.Context) (*apiv1.FileInfo, syscall.Errno) {
+	n.mu.Lock()
+	gone, id := n.orphaned, n.fileID
+	n.mu.Unlock()
+	return n.statusOf(ctx, gone, id)
+}
+
+// statusOf is status for a caller that holds n.mu (gone and id are n's).
+func (n *Node) statusOf(ctx context.Context, gone bool, id int64) (*apiv1.FileInfo, syscall.Errno) {
+	if !gone {
+		if p, ok := n.path(); ok {
+			info, err := n.v.c.GetStatus(ctx, p)
+			if err == nil && (n == n.v.root || inoOf(info) == n.ino) {
+				return info, 0
+			}
+			if err != nil && !errors.Is(err, meta.ErrNotFound) {
+				return nil, errno(err)
+			}
+		}
+	}
+	info, err := n.v.c.StatusByID(ctx, id)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return info, 0
 }
 
 // entry checks name and the caller's access (mask) to directory dir, and
 // returns the Alcove path of name in it.
-func (v *VFS) entry(c Caller, dir *Node, name string, mask uint32) (string, syscall.Errno) {
+func (v *VFS) entry(ctx context.Context, c Caller, dir *Node, name string, mask uint32) (string, syscall.Errno) {
 	if e := checkName(name); e != 0 {
 		return "", e
 	}
-	if e := v.access(c, dir, mask); e != 0 {
+	if e := v.access(ctx, c, dir, mask); e != 0 {
 		return "", e
 	}
 	return dir.childPath(name)
@@ -45,7 +81,7 @@ func (v *VFS) entry(c Caller, dir *Node, name string, mask uint32) (string, sysc
 
 // Lookup finds name in directory n.
 func (v *VFS) Lookup(ctx context.Context, c Caller, n *Node, name string, out *Attr) (*Node, syscall.Errno) {
-	p, e := v.entry(c, n, name, mayExec)
+	p, e := v.entry(ctx, c, n, name, mayExec)
 	if e != 0 {
 		return nil, e
 	}
@@ -60,7 +96,10 @@ func (v *VFS) Lookup(ctx context.Context, c Caller, n *Node, name string, out *A
 	return ch, 0
 }
 
-// Getattr returns n's attributes.
+// Getattr returns n's attributes. A node that left the namespace while
+// something still holds it (an open file, a working directory, a bind
+// mount of a removed directory: issue 17) answers like tmpfs: its
+// attributes with no links, not ENOENT.
 func (v *VFS) Getattr(ctx context.Context, c Caller, n *Node, out *Attr) syscall.Errno {
 	octx, cancel := opCtx(ctx)
 	defer cancel()
@@ -68,13 +107,25 @@ func (v *VFS) Getattr(ctx context.Context, c Caller, n *Node, out *Attr) syscall
 }
 
 func (n *Node) getattr(ctx context.Context, out *Attr) syscall.Errno {
-	p, e := n.pathOrErr()
+	info, e := n.status(ctx)
+	if e == syscall.ENOENT {
+		// A node this VFS unlinked (or orphaned) answers from its last
+		// attributes, as tmpfs does, and so does a directory removed behind
+		// the VFS's back: it may be a bind mount's source (issue 17), and
+		// ENOENT there makes kubelet leak the mount. A file removed behind
+		// the VFS's back is ENOENT, so the kernel drops its dentry.
+		_, linked := n.path()
+		n.mu.Lock()
+		a, ok := n.seen, n.hasAttr && (!linked || n.orphaned || n.IsDir())
+		n.mu.Unlock()
+		if ok {
+			*out = a
+			out.Nlink = 0
+			return 0
+		}
+	}
 	if e != 0 {
 		return e
-	}
-	info, err := n.v.c.GetStatus(ctx, p)
-	if err != nil {
-		return errno(err)
 	}
 	n.attr(info, out)
 	return 0
@@ -82,10 +133,13 @@ func (n *Node) getattr(ctx context.Context, out *Attr) syscall.Errno {
 
 // SetAttrIn says which attributes Setattr changes.
 type SetAttrIn struct {
-	Mode     *uint32 // permission bits
-	Uid, Gid *uint32
-	Mtime    *int64 // ms since the epoch
-	Size     *uint64
+	Mode         *uint32 // permission bits
+	Uid, Gid     *uint32
+	Atime, Mtime *int64 // ms since the epoch
+	Size         *uint64
+	// TimesNow: the times are set to now (utimensat with UTIME_NOW),
+	// which write permission allows; explicit times need the owner.
+	TimesNow bool
 	// Handle is the open file the change is made through (ftruncate), or
 	// nil (truncate(2), which is durable on return).
 	Handle *Handle
@@ -93,53 +147,71 @@ type SetAttrIn struct {
 
 // Setattr changes n's attributes and returns the new ones.
 func (v *VFS) Setattr(ctx context.Context, c Caller, n *Node, in SetAttrIn, out *Attr) syscall.Errno {
-	if e := v.access(c, n, mayWrite); e != 0 {
-		return e
+	if in.Uid != nil && *in.Uid == ^uint32(0) {
+		in.Uid = nil // chown(2) with -1: unchanged
 	}
-	octx, cancel := opCtx(ctx)
-	defer cancel()
-	p, e := n.pathOrErr()
+	if in.Gid != nil && *in.Gid == ^uint32(0) {
+		in.Gid = nil
+	}
+	a, e := n.lastAttr(ctx)
 	if e != 0 {
 		return e
 	}
-	req := &apiv1.SetAttributeRequest{Path: p}
-	set := false
+	if in, e = checkSetattr(c, &a, in); e != 0 {
+		return e
+	}
+	if in.Size != nil && in.Handle == nil {
+		if e := v.access(ctx, c, n, mayWrite); e != 0 {
+			return e
+		}
+	}
+	octx, cancel := opCtx(ctx)
+	defer cancel()
+	req := &apiv1.SetAttributeRequest{}
 	if in.Mode != nil {
 		m := *in.Mode & 0o7777
 		req.Mode = &m
-		set = true
 	}
-	if in.Uid != nil && *in.Uid != ^uint32(0) {
-		s := strconv.FormatUint(uint64(*in.Uid), 10)
+	if in.Uid != nil {
+		s := idString(*in.Uid)
 		req.Owner = &s
-		set = true
 	}
-	if in.Gid != nil && *in.Gid != ^uint32(0) {
-		s := strconv.FormatUint(uint64(*in.Gid), 10)
+	if in.Gid != nil {
+		s := idString(*in.Gid)
 		req.Group = &s
-		set = true
 	}
-	if in.Mtime != nil {
-		req.MtimeMs = in.Mtime
-		set = true
-	}
+	req.MtimeMs, req.AtimeMs = in.Mtime, in.Atime
 	if in.Size != nil {
+		if n.typ != syscall.S_IFREG {
+			return syscall.EINVAL
+		}
 		if e := n.truncate(octx, int64(*in.Size), in.Handle == nil); e != 0 {
 			return e
 		}
 	}
-	if set {
-		if err := v.c.SetAttribute(octx, req); err != nil {
-			return errno(err)
+	if req.Mode != nil || req.Owner != nil || req.Group != nil || req.MtimeMs != nil || req.AtimeMs != nil {
+		if e := n.setAttribute(octx, req); e != 0 {
+			return e
 		}
 	}
 	return n.getattr(octx, out)
 }
 
+// setAttribute sends req for n: by path, or by file id once n left the
+// namespace.
+func (n *Node) setAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) syscall.Errno {
+	if p, ok := n.path(); ok && !n.gone() {
+		req.Path = p
+	} else {
+		req.FileId = n.currentID()
+	}
+	return errno(n.v.c.SetAttribute(ctx, req))
+}
+
 // truncate resizes n through its stage; commit makes it durable now
 // (truncate(2) without an open file).
 func (n *Node) truncate(ctx context.Context, size int64, commit bool) syscall.Errno {
-	if n.dir {
+	if n.IsDir() {
 		return syscall.EISDIR
 	}
 	st, e := n.openStage(ctx, size == 0)
@@ -159,16 +231,41 @@ func (n *Node) truncate(ctx context.Context, size int64, commit bool) syscall.Er
 	return n.releaseStage(ctx, st)
 }
 
+// relatime is how old an atime may get before a read updates it even
+// when the file did not change (Linux relatime).
+const relatime = 24 * time.Hour
+
+// touchAtime updates the atime of the file info describes after a read
+// access, with relatime's rule: only when it is not newer than the mtime
+// or ctime, or older than a day. The master keeps it; one update per
+// change of the file or per day keeps the journal traffic bounded by the
+// write rate. Best effort: a failed update fails no read.
+func (n *Node) touchAtime(ctx context.Context, info *apiv1.FileInfo) {
+	now := time.Now().UnixMilli()
+	at := info.GetAccessTimeMs()
+	if at > info.GetLastModificationTimeMs() && at > info.GetChangeTimeMs() && now-at < relatime.Milliseconds() {
+		return
+	}
+	req := &apiv1.SetAttributeRequest{FileId: info.GetFileId(), AtimeMs: &now}
+	if err := n.v.c.SetAttribute(ctx, req); err != nil {
+		n.v.logger.V(2).Info("Atime update failed", "path", info.GetPath(), "err", err)
+		return
+	}
+	n.mu.Lock()
+	n.seen.Atime = time.UnixMilli(now)
+	n.mu.Unlock()
+}
+
 // DirEntry is one Readdir entry.
 type DirEntry struct {
 	Name string
 	Ino  uint64
-	Dir  bool
+	Type uint32 // S_IFDIR, S_IFREG or S_IFLNK
 }
 
 // Readdir lists directory n.
 func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, syscall.Errno) {
-	if e := v.access(c, n, mayRead); e != 0 {
+	if e := v.access(ctx, c, n, mayRead); e != 0 {
 		return nil, e
 	}
 	octx, cancel := opCtx(ctx)
@@ -188,7 +285,7 @@ func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, sysca
 		if strings.HasPrefix(info.GetName(), commitPrefix) {
 			continue
 		}
-		ent := DirEntry{Name: info.GetName(), Dir: info.GetFolder(), Ino: inoOf(info)}
+		ent := DirEntry{Name: info.GetName(), Type: typeOf(info), Ino: inoOf(info)}
 		if ch := n.children[info.GetName()]; ch != nil {
 			ent.Ino = ch.ino
 		}
@@ -197,185 +294,69 @@ func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, sysca
 	return entries, 0
 }
 
-// Mkdir creates directory name in n.
-func (v *VFS) Mkdir(ctx context.Context, c Caller, n *Node, name string, mode uint32, out *Attr) (*Node, syscall.Errno) {
-	p, e := v.entry(c, n, name, mayWrite|mayExec)
-	if e != 0 {
-		return nil, e
+// Readlink returns symbolic link n's target.
+func (v *VFS) Readlink(ctx context.Context, c Caller, n *Node) (string, syscall.Errno) {
+	if n.typ != syscall.S_IFLNK {
+		return "", syscall.EINVAL
+	}
+	n.mu.Lock()
+	t := n.target
+	n.mu.Unlock()
+	if t != "" {
+		return t, 0 // a link's target never changes
 	}
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	info, err := v.c.Mkdir(octx, p, false, false, mode&0o7777)
-	if err != nil {
-		return nil, errno(err)
+	var a Attr
+	if e := n.getattr(octx, &a); e != 0 {
+		return "", e
 	}
-	ch := n.linkChild(name, info)
-	ch.attr(info, out)
-	return ch, 0
-}
-
-// Create creates file name in n and opens it with flags (open(2) with
-// O_CREAT).
-func (v *VFS) Create(ctx context.Context, c Caller, n *Node, name string, flags, mode uint32, out *Attr) (*Node, *Handle, OpenFlags, syscall.Errno) {
-	p, e := v.entry(c, n, name, mayWrite|mayExec)
-	if e != 0 {
-		return nil, nil, 0, e
-	}
-	octx, cancel := opCtx(ctx)
-	defer cancel()
-	w, err := v.c.Create(octx, p, client.WriteOptions{Mode: mode & 0o7777, WriteType: v.cfg.WriteType})
-	if err == nil {
-		err = w.Close()
-	}
-	var info *apiv1.FileInfo
-	switch {
-	case errors.Is(err, meta.ErrAlreadyExists) && flags&syscall.O_EXCL == 0:
-		// A stale negative dentry: open the existing file instead.
-		if info, err = v.c.GetStatus(octx, p); err != nil {
-			return nil, nil, 0, errno(err)
-		}
-		if info.GetFolder() {
-			return nil, nil, 0, syscall.EISDIR
-		}
-	case err != nil:
-		return nil, nil, 0, errno(err)
-	default:
-		info = w.Info()
-		flags |= syscall.O_TRUNC
-	}
-	ch := n.linkChild(name, info)
-	h, fl, e := ch.open(octx, flags, info)
-	if e != 0 {
-		return nil, nil, 0, e
-	}
-	ch.attr(info, out)
-	return ch, h, fl, 0
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.target, 0
 }
 
 // Open opens file n with open(2) flags.
 func (v *VFS) Open(ctx context.Context, c Caller, n *Node, flags uint32) (*Handle, OpenFlags, syscall.Errno) {
-	if n.dir {
+	switch n.typ {
+	case syscall.S_IFDIR:
 		return nil, 0, syscall.EISDIR
+	case syscall.S_IFLNK:
+		return nil, 0, syscall.ELOOP // the kernel follows links itself
 	}
-	mask := uint32(mayRead)
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+	if e := v.access(ctx, c, n, openMask(flags)); e != 0 {
+		return nil, 0, e
+	}
+	octx, cancel := opCtx(ctx)
+	defer cancel()
+	info, e := n.status(octx)
+	if e != 0 {
+		return nil, 0, e
+	}
+	h, fl, e := n.open(octx, flags, info)
+	if e == 0 && !v.cfg.NoAtime && flags&syscall.O_ACCMODE != syscall.O_WRONLY && flags&syscall.O_TRUNC == 0 {
+		n.touchAtime(octx, info)
+	}
+	return h, fl, e
+}
+
+// openMask is the access an open(2) with flags needs: O_TRUNC needs
+// write permission whatever the access mode (may_open).
+func openMask(flags uint32) uint32 {
+	var mask uint32
+	switch flags & syscall.O_ACCMODE {
+	case syscall.O_RDONLY:
+		mask = mayRead
+	case syscall.O_WRONLY:
 		mask = mayWrite
-		if flags&syscall.O_ACCMODE == syscall.O_RDWR {
-			mask |= mayRead
-		}
+	default:
+		mask = mayRead | mayWrite
 	}
-	if e := v.access(c, n, mask); e != 0 {
-		return nil, 0, e
+	if flags&syscall.O_TRUNC != 0 {
+		mask |= mayWrite
 	}
-	octx, cancel := opCtx(ctx)
-	defer cancel()
-	p, e := n.pathOrErr()
-	if e != 0 {
-		return nil, 0, e
-	}
-	info, err := v.c.GetStatus(octx, p)
-	if err != nil {
-		return nil, 0, errno(err)
-	}
-	return n.open(octx, flags, info)
+	return mask
 }
 
-// Unlink removes file name from n.
-func (v *VFS) Unlink(ctx context.Context, c Caller, n *Node, name string) syscall.Errno {
-	return v.remove(ctx, c, n, name, false)
-}
-
-// Rmdir removes the empty directory name from n.
-func (v *VFS) Rmdir(ctx context.Context, c Caller, n *Node, name string) syscall.Errno {
-	return v.remove(ctx, c, n, name, true)
-}
-
-func (v *VFS) remove(ctx context.Context, c Caller, n *Node, name string, dir bool) syscall.Errno {
-	p, e := v.entry(c, n, name, mayWrite|mayExec)
-	if e != 0 {
-		return e
-	}
-	octx, cancel := opCtx(ctx)
-	defer cancel()
-	info, err := v.c.GetStatus(octx, p)
-	if err != nil {
-		return errno(err)
-	}
-	switch {
-	case dir && !info.GetFolder():
-		return syscall.ENOTDIR
-	case !dir && info.GetFolder():
-		return syscall.EISDIR
-	}
-	if err := v.c.Delete(octx, p, false, false); err != nil {
-		return errno(err)
-	}
-	n.unlinkChild(name)
-	return 0
-}
-
-// Rename moves name in n to newName in np (rename(2), renameat2 flags).
-func (v *VFS) Rename(ctx context.Context, c Caller, n *Node, name string, np *Node, newName string, flags uint32) syscall.Errno {
-	src, e := v.entry(c, n, name, mayWrite|mayExec)
-	if e != 0 {
-		return e
-	}
-	dst, e := v.entry(c, np, newName, mayWrite|mayExec)
-	if e != 0 {
-		return e
-	}
-	if flags&unix.RENAME_EXCHANGE != 0 {
-		return syscall.EINVAL
-	}
-	octx, cancel := opCtx(ctx)
-	defer cancel()
-	if src == dst {
-		return 0
-	}
-	if e := v.rename(octx, src, dst, flags); e != 0 {
-		return e
-	}
-	v.treeMu.Lock()
-	if ch := n.children[name]; ch != nil {
-		v.attachLocked(np, newName, ch)
-	} else if old := np.children[newName]; old != nil {
-		v.detachLocked(old)
-	}
-	v.treeMu.Unlock()
-	return 0
-}
-
-func (v *VFS) rename(ctx context.Context, src, dst string, flags uint32) syscall.Errno {
-	sinfo, err := v.c.GetStatus(ctx, src)
-	if err != nil {
-		return errno(err)
-	}
-	if sinfo.GetFolder() && meta.HasPrefix(dst, src) {
-		return syscall.EINVAL
-	}
-	dinfo, err := v.c.GetStatus(ctx, dst)
-	switch {
-	case errors.Is(err, meta.ErrNotFound):
-		dinfo = nil
-	case err != nil:
-		return errno(err)
-	}
-	if dinfo != nil {
-		if flags&unix.RENAME_NOREPLACE != 0 {
-			return syscall.EEXIST
-		}
-		switch {
-		case sinfo.GetFolder() && !dinfo.GetFolder():
-			return syscall.ENOTDIR
-		case !sinfo.GetFolder() && dinfo.GetFolder():
-			return syscall.EISDIR
-		case dinfo.GetFolder():
-			// POSIX lets a directory replace an empty one.
-			if err := v.c.Delete(ctx, dst, false, false); err != nil {
-				return errno(err)
-			}
-			dinfo = nil
-		}
-	}
-	return errno(v.c.Rename(ctx, src, dst, dinfo != nil))
-}
+// idString is a uid or gid as Alcove stores owners.
+func idString(id uint32) string { return strconv.FormatUint(uint64(id), 10) }

@@ -119,18 +119,18 @@ func (n *Node) openStage(ctx context.Context, empty bool) (*stage, syscall.Errno
 	return st, 0
 }
 
-// copyInto copies the file's committed content into f.
+// copyInto copies the file's committed content into f; n.mu is held.
 func (n *Node) copyInto(ctx context.Context, f *os.File, size *int64) error {
-	p, e := n.pathOrErr()
+	info, e := n.statusOf(ctx, n.orphaned, n.fileID)
 	if e != 0 {
 		return e
 	}
-	r, err := n.v.c.OpenFile(ctx, p, apiv1.ReadType_READ_TYPE_UNSPECIFIED)
+	r, err := n.v.c.OpenInfo(ctx, info, apiv1.ReadType_READ_TYPE_UNSPECIFIED)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	*size, err = io.Copy(f, r)
+	*size, err = copySparse(f, r, info)
 	return err
 }
 
@@ -145,6 +145,14 @@ func (n *Node) releaseStage(ctx context.Context, st *stage) syscall.Errno {
 		n.mu.Lock()
 		if st.refs > 1 {
 			st.refs--
+			n.mu.Unlock()
+			return e
+		}
+		if n.orphaned && n.stage == st {
+			// No name to commit to: the stage is the file's content for
+			// the handles still open, and goes at the last close
+			// (releaseOrphan).
+			st.refs = 0
 			n.mu.Unlock()
 			return e
 		}
@@ -172,9 +180,12 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 		return 0
 	}
 	c := n.v.c
+	if n.gone() {
+		return 0 // an orphan: its content stays in the stage until the last close
+	}
 	p, ok := n.path()
 	if !ok {
-		st.dirty.Store(false) // unlinked while open: the data goes with it
+		st.dirty.Store(false) // removed behind the mount's back: the data goes with it
 		return 0
 	}
 	old, err := c.GetStatus(ctx, p)
@@ -189,11 +200,12 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 		return syscall.EISDIR
 	}
 	tmp := meta.Join(meta.Parent(p), fmt.Sprintf("%s%d-%x", commitPrefix, old.GetFileId(), rand.Uint64()))
-	w, err := c.Create(ctx, tmp, client.WriteOptions{Mode: old.GetMode() & 0o7777, WriteType: n.v.cfg.WriteType, BlockSize: old.GetBlockSizeBytes()})
+	w, err := c.Create(ctx, tmp, client.WriteOptions{Mode: old.GetMode() & 0o7777, ExactMode: true, WriteType: n.v.cfg.WriteType,
+		BlockSize: old.GetBlockSizeBytes(), Owner: old.GetOwner(), Group: old.GetGroup()})
 	if err != nil {
 		return errno(err)
 	}
-	if _, err := w.ReadFrom(io.NewSectionReader(st.f, 0, st.size)); err != nil {
+	if err := writeSparse(w, st.f, st.size, w.Info().GetBlockSizeBytes()); err != nil {
 		w.Abort()
 		n.v.logger.Error(err, "Commit failed", "path", p)
 		return errno(err)
@@ -202,15 +214,11 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 		n.v.logger.Error(err, "Commit failed", "path", p)
 		return errno(err)
 	}
-	if err := c.Rename(ctx, tmp, p, true); err != nil {
-		_ = c.Delete(context.WithoutCancel(ctx), tmp, false, false)
+	// The new content takes over the file's identity: inode number,
+	// owner, mode and atime stay (the master moves them in one entry).
+	if err := c.RenameWith(ctx, tmp, p, client.RenameOptions{Overwrite: true, KeepIdentity: true}); err != nil {
+		_ = c.DeleteWith(context.WithoutCancel(ctx), tmp, client.DeleteOptions{})
 		return errno(err)
-	}
-	if old.GetOwner() != w.Info().GetOwner() || old.GetGroup() != w.Info().GetGroup() {
-		o, g := old.GetOwner(), old.GetGroup()
-		if err := c.SetAttribute(ctx, &apiv1.SetAttributeRequest{Path: p, Owner: &o, Group: &g}); err != nil {
-			n.v.logger.Error(err, "Restore owner after commit", "path", p)
-		}
 	}
 	n.mu.Lock()
 	n.fileID = w.Info().GetFileId()
@@ -221,17 +229,21 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 	return 0
 }
 
-// checkSpace fails a write with ENOSPC when the staged size can never fit
-// the cache and the write type needs the cache (MUST_CACHE).
-func (v *VFS) checkSpace(ctx context.Context, size int64) syscall.Errno {
-	if v.cfg.WriteType != apiv1.WriteType_MUST_CACHE || size < 1<<20 || size&(1<<20-1) > 1<<17 {
+// checkSpace fails a write of n bytes at off into st with ENOSPC when the
+// staged data can never fit the cache and the write type needs the cache
+// (MUST_CACHE). Holes take no space: the stage's allocated bytes count,
+// not its size.
+func (v *VFS) checkSpace(ctx context.Context, st *stage, off, n int64) syscall.Errno {
+	end := off + n
+	if v.cfg.WriteType != apiv1.WriteType_MUST_CACHE || end < 1<<20 || end&(1<<20-1) > 1<<17 {
 		return 0 // checked about once per MiB
 	}
+	need := st.allocated() + n
 	var out Statfs
 	if e := v.statfs(ctx, &out); e != 0 {
 		return 0
 	}
-	if total := int64(out.Blocks) * int64(out.Bsize); total > 0 && size > total {
+	if total := int64(out.Blocks) * int64(out.Bsize); total > 0 && need > total {
 		return syscall.ENOSPC
 	}
 	return 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os/user"
 	"strconv"
 	"strings"
@@ -21,14 +22,27 @@ import (
 // Client is what the VFS needs of Alcove's client; *client.Client
 // satisfies it.
 type Client interface {
+	Namespace
+	Data
+}
+
+// Namespace is the metadata part of Client.
+type Namespace interface {
 	GetStatus(ctx context.Context, path string) (*apiv1.FileInfo, error)
+	StatusByID(ctx context.Context, id int64) (*apiv1.FileInfo, error)
 	ListStatus(ctx context.Context, path string, recursive, syncUfs bool) ([]*apiv1.FileInfo, error)
-	Mkdir(ctx context.Context, path string, recursive, allowExists bool, mode uint32) (*apiv1.FileInfo, error)
-	Create(ctx context.Context, path string, opts client.WriteOptions) (*client.Writer, error)
-	Delete(ctx context.Context, path string, recursive, alcoveOnly bool) error
-	Rename(ctx context.Context, src, dst string, overwrite bool) error
+	MkdirWith(ctx context.Context, path string, opts client.MkdirOptions) (*apiv1.FileInfo, error)
+	Symlink(ctx context.Context, path, target, owner, group string) (*apiv1.FileInfo, error)
+	DeleteWith(ctx context.Context, path string, opts client.DeleteOptions) error
+	RenameWith(ctx context.Context, src, dst string, opts client.RenameOptions) error
 	SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error
-	OpenFile(ctx context.Context, path string, readType apiv1.ReadType) (*client.Reader, error)
+	ReleaseOrphans(ctx context.Context, session string, ids []int64) (int, error)
+}
+
+// Data is the data part of Client.
+type Data interface {
+	Create(ctx context.Context, path string, opts client.WriteOptions) (*client.Writer, error)
+	OpenInfo(ctx context.Context, info *apiv1.FileInfo, readType apiv1.ReadType) (*client.Reader, error)
 	OpenLocalFile(ctx context.Context, info *apiv1.FileInfo) (*client.LocalFile, error)
 	Workers(ctx context.Context) ([]*apiv1.WorkerInfo, error)
 }
@@ -56,6 +70,14 @@ type Config struct {
 	Node string
 	// DisablePassthrough serves every read through the VFS.
 	DisablePassthrough bool
+	// NoAtime: reads never update atime (mount -o noatime); by default
+	// an open for reading updates it by relatime's rule.
+	NoAtime bool
+	// Session names this filesystem's orphans (files unlinked while open,
+	// kept by the master until their last close). A mount uses the same
+	// one across restarts, so a new mount releases what a crashed one
+	// left (PurgeOrphans). Default: a random one.
+	Session string
 }
 
 // Caller is the process an operation is made for (FUSE passes it with
@@ -92,9 +114,12 @@ func New(ctx context.Context, cfg Config, c Client, rootID int64) (*VFS, error) 
 	if cfg.StageDir == "" {
 		return nil, fmt.Errorf("%w: vfs needs a stage directory", meta.ErrInvalidArgument)
 	}
+	if cfg.Session == "" {
+		cfg.Session = fmt.Sprintf("vfs-%016x", rand.Uint64())
+	}
 	v := &VFS{cfg: cfg, c: c, metrics: NewMetrics(), logger: klog.FromContext(ctx),
 		nodes: map[uint64]*Node{}, users: map[string]uint32{}, groups: map[string]uint32{}}
-	v.root = v.newNode(RootIno, true, rootID)
+	v.root = v.newNode(RootIno, syscall.S_IFDIR, rootID)
 	v.nodes[RootIno] = v.root
 	return v, nil
 }
@@ -142,64 +167,76 @@ func checkName(name string) syscall.Errno {
 	return 0
 }
 
-// Access modes for access.
-const (
-	mayExec  = 1
-	mayWrite = 2
-	mayRead  = 4
-)
-
-// access is where permission checks belong: may c use n for mask
-// (mayRead|mayWrite|mayExec)? Alcove does not check permissions yet (the
-// mount is allow_other without default_permissions, as before the VFS
-// existed); every operation already calls it with its caller.
-func (v *VFS) access(c Caller, n *Node, mask uint32) syscall.Errno {
-	_, _, _ = c, n, mask
-	return 0
-}
-
 // Attr is a node's attributes as stat(2) shows them.
 type Attr struct {
-	Ino     uint64
-	Mode    uint32 // S_IFDIR or S_IFREG | permission bits
-	Nlink   uint32
-	Size    uint64
-	Mtime   time.Time
-	Uid     uint32
-	Gid     uint32
-	Blksize uint32
+	Ino                 uint64
+	Mode                uint32 // S_IFDIR, S_IFREG or S_IFLNK | permission bits
+	Nlink               uint32
+	Size                uint64
+	Atime, Mtime, Ctime time.Time
+	Uid                 uint32
+	Gid                 uint32
+	Blksize             uint32
+	Blocks              uint64 // 512-byte units allocated
 }
 
 // IsDir reports whether the attributes are a directory's.
 func (a *Attr) IsDir() bool { return a.Mode&syscall.S_IFMT == syscall.S_IFDIR }
 
+// typeOf is the file type (S_IFMT bits) of an Alcove file.
+func typeOf(info *apiv1.FileInfo) uint32 {
+	switch {
+	case info.GetFolder():
+		return syscall.S_IFDIR
+	case info.GetSymlinkTarget() != "":
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
+}
+
 // fillAttr converts Alcove metadata to attributes.
 func (v *VFS) fillAttr(info *apiv1.FileInfo, out *Attr) {
-	mode := info.GetMode() & 0o7777
-	if info.GetFolder() {
-		if mode == 0 {
-			mode = 0o755
-		}
-		out.Mode = syscall.S_IFDIR | mode
-		out.Nlink = 2
+	out.Mode = typeOf(info) | info.GetMode()&0o7777
+	out.Nlink = info.GetNlink()
+	switch {
+	case info.GetFolder():
 		out.Size = 4096
-	} else {
-		if mode == 0 {
-			mode = 0o644
-		}
-		out.Mode = syscall.S_IFREG | mode
-		out.Nlink = 1
+		out.Nlink = max(out.Nlink, 2) // from a master that did not count
+	case out.Nlink == 0 && !info.GetOrphan():
+		out.Nlink = 1 // from a master that did not count
+		fallthrough
+	default:
 		out.Size = uint64(max(info.GetLength(), 0))
+	}
+	if info.GetSymlinkTarget() != "" {
+		out.Mode = syscall.S_IFLNK | 0o777
 	}
 	out.Ino = inoOf(info)
 	out.Mtime = time.UnixMilli(info.GetLastModificationTimeMs())
+	out.Atime = timeOr(info.GetAccessTimeMs(), out.Mtime)
+	out.Ctime = timeOr(info.GetChangeTimeMs(), out.Mtime)
 	out.Uid = v.uid(info.GetOwner())
 	out.Gid = v.gid(info.GetGroup())
 	out.Blksize = 1 << 20
+	// Holes take no space (du of a sparse file).
+	out.Blocks = (out.Size - uint64(meta.HoleBytes(info.GetHoles(), info.GetLength(), info.GetBlockSizeBytes())) + 511) / 512
 }
 
-// inoOf is the inode number a node for an Alcove file gets: its file id.
-func inoOf(info *apiv1.FileInfo) uint64 { return uint64(info.GetFileId()) }
+func timeOr(ms int64, or time.Time) time.Time {
+	if ms == 0 {
+		return or
+	}
+	return time.UnixMilli(ms)
+}
+
+// inoOf is the inode number of an Alcove file: the master's (stable
+// across commits), else its file id.
+func inoOf(info *apiv1.FileInfo) uint64 {
+	if ino := info.GetIno(); ino != 0 {
+		return uint64(ino)
+	}
+	return uint64(info.GetFileId())
+}
 
 func (v *VFS) uid(owner string) uint32 {
 	return v.idOf(owner, v.users, func(s string) (string, error) {

@@ -8,6 +8,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 // maxConcurrentPersists bounds background persist jobs.
@@ -113,6 +114,12 @@ func (w *Worker) copyBlocks(dst io.Writer, cmd *apiv1.PersistCommand) error {
 	buf := chunkPool.Get(DefaultChunkSize)
 	defer chunkPool.Put(buf)
 	for i := range meta.BlockCount(length, bs) {
+		if meta.IsHole(cmd.GetHoles(), i) {
+			if err := ufs.Skip(dst, meta.BlockLength(length, bs, i)); err != nil {
+				return fmt.Errorf("skip hole block %d: %w", i, err)
+			}
+			continue
+		}
 		id := meta.BlockID(cmd.GetFileId(), i)
 		h, err := w.store.OpenBlock(id)
 		if err != nil {

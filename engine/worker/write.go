@@ -35,6 +35,7 @@ type fileWriter struct {
 	cur    *blockstore.Writer
 	blocks []*apiv1.WorkerBlock
 	length int64
+	ended  bool // a skip to the end of the file came: nothing may follow
 }
 
 func (w *Worker) writeFile(ctx context.Context, stream grpc.ClientStreamingServer[apiv1.WriteFileRequest, apiv1.WriteFileResponse]) (*apiv1.WriteFileResponse, error) {
@@ -126,10 +127,18 @@ func (fw *fileWriter) copy(ctx context.Context, stream grpc.ClientStreamingServe
 		if err != nil {
 			return nil, fmt.Errorf("receive data: %w", err)
 		}
-		if req.GetHeader() != nil {
-			return nil, fmt.Errorf("%w: a second header", meta.ErrInvalidArgument)
+		if fw.ended {
+			return nil, fmt.Errorf("%w: data after a skip to the end of the file", meta.ErrInvalidArgument)
 		}
-		if err := fw.write(ctx, req.GetData()); err != nil {
+		switch v := req.GetValue().(type) {
+		case *apiv1.WriteFileRequest_Data:
+			err = fw.write(ctx, v.Data)
+		case *apiv1.WriteFileRequest_Skip:
+			err = fw.skip(v.Skip)
+		default:
+			err = fmt.Errorf("%w: a second header", meta.ErrInvalidArgument)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -181,6 +190,24 @@ func (fw *fileWriter) write(ctx context.Context, p []byte) error {
 			}
 		}
 	}
+	return nil
+}
+
+// skip leaves n bytes of zeros as a hole: whole blocks from a block
+// boundary (or the rest of the file), never cached; the UFS copy gets a
+// sparse region (or zeros).
+func (fw *fileWriter) skip(n int64) error {
+	bs := fw.h.GetBlockSizeBytes()
+	if n <= 0 || fw.length%bs != 0 {
+		return fmt.Errorf("%w: skip of %d bytes at offset %d: holes are whole blocks from a block boundary", meta.ErrInvalidArgument, n, fw.length)
+	}
+	if fw.ufsW != nil {
+		if err := ufs.Skip(fw.ufsW, n); err != nil {
+			return fmt.Errorf("write UFS: %w", err)
+		}
+	}
+	fw.length += n
+	fw.ended = n%bs != 0
 	return nil
 }
 

@@ -107,6 +107,12 @@ func Required(pod *corev1.Pod) bool {
 	return strings.EqualFold(strings.TrimSpace(pod.Annotations[AnnotationPlacement]), PlacementRequired)
 }
 
+// ClaimPath resolves one claim to its namespace path ("" when the claim is
+// not Alcove's or is not known yet).
+func (r *Resolver) ClaimPath(namespace, name string) (string, error) {
+	return r.claimPath(namespace, name)
+}
+
 // claimPath resolves one claim ("" when it is not Alcove's or not known yet).
 func (r *Resolver) claimPath(namespace, name string) (string, error) {
 	pvc, err := r.Objects.PVC(namespace, name)

@@ -35,8 +35,8 @@ type Options struct {
 	RootUFS string
 	// RootUFSProperties are the root mount's options (e.g. S3 credentials).
 	RootUFSProperties map[string]string
-	// MemBytes is each worker's MEM tier (default 1 GiB).
-	MemBytes int64
+	// TierBytes is each worker's MEM tier size (default 1 GiB).
+	TierBytes int64
 }
 
 // Start runs a master and one worker per node (1 GiB MEM tier each).
@@ -55,8 +55,8 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 	addr := l.Addr().String()
 	l.Close()
 	c := &Cluster{t: t, dir: t.TempDir(), ufs: opts.RootUFS, MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}, opts: opts}
-	if opts.MemBytes == 0 {
-		opts.MemBytes = 1 << 30
+	if opts.TierBytes == 0 {
+		opts.TierBytes = 1 << 30
 	}
 	if c.ufs == "" {
 		c.ufs = t.TempDir()
@@ -66,7 +66,7 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 		w, err := worker.New(worker.Config{
 			MasterAddress: addr, Address: "127.0.0.1:0", Node: n,
 			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0", WebAddress: "127.0.0.1:0",
-			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: opts.MemBytes}},
+			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: opts.TierBytes}},
 			HeartbeatInterval: 50 * time.Millisecond,
 		})
 		if err != nil {

@@ -51,6 +51,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	c.check("wordcount-job", bound, func(ctx context.Context) error { return c.wordCount(ctx, pvName) })
 	c.check("s3-storageclass-wordcount", inst, c.s3StorageClassWordCount)
 	c.check("extender-index-synced", inst, c.extenderSynced)
+	c.check("dataload-completes-and-delete-cancels", inst, c.dataLoads)
 	c.check("csi-node-restart-keeps-reads", written, c.csiNodeRestart)
 	c.check("helm-uninstall-leaves-no-mounts", inst, func(ctx context.Context) error { return c.uninstall(ctx, pvName) })
 }

@@ -316,6 +316,12 @@ csi:
     resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
 extender:
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
+jobMaster:
+  state: {type: emptyDir}
+  resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
+jobWorker:
+  bandwidth: 16MB
+  resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
 `, c.shared, c.cgroup, s3Values())
 	if os.Getenv("ALCOVE_E2E_NO_FUSE_CGROUP") == "1" {
 		// Negative control: FUSE daemons stay in the node plugin's pod, so

@@ -1,8 +1,10 @@
 // Package fsx replays one random sequence of file operations on a
 // filesystem under test and on a reference (a local directory) and
 // compares every result, every read and the final contents, in the spirit
-// of fsx: writes at random offsets (holes included), appends, truncates,
-// reads, fsync, close/reopen (commit), renames, unlinks, over a few files.
+// of fsx: writes at random offsets (holes included), appends, truncates
+// (up: a hole at the end), reads, fsync, close/reopen (commit), renames,
+// unlinks, unlinks of open files and renames over open files (the handles
+// go on with the unlinked file), over a few files.
 // engine/vfs runs it in process, engine/fuse through a mount.
 package fsx
 
@@ -65,8 +67,14 @@ func (d osFS) Rename(from, to string) error {
 
 func (d osFS) Remove(name string) error { return os.Remove(filepath.Join(string(d), name)) }
 
-// Ops is the default number of operations (fewer with -short).
+// Ops is the number of operations: FSX_OPS, else 3000 (600 with -short).
+// `make fsx` runs 10,000.
 func Ops() int {
+	if s := os.Getenv("FSX_OPS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return n
+		}
+	}
 	if testing.Short() {
 		return 600
 	}
@@ -168,7 +176,7 @@ func (r *replay) run(ops int) {
 	for op := 0; op < ops; op++ {
 		i := rng.Intn(nfiles)
 		switch k := rng.Intn(100); {
-		case k < 35: // write at a random offset, maybe past EOF
+		case k < 33: // write at a random offset, maybe past EOF (a hole)
 			p := r.get(i)
 			off := rng.Int63n(maxSize)
 			n := 1 + rng.Intn(64<<10)
@@ -176,14 +184,14 @@ func (r *replay) run(ops int) {
 			_, em := p.m.WriteAt(buf[:n], off)
 			_, el := p.l.WriteAt(buf[:n], off)
 			r.same(fmt.Sprintf("op %d write %s [%d,+%d)", op, name(i), off, n), em, el)
-		case k < 45: // append through O_APPEND
+		case k < 42: // append through O_APPEND
 			r.reopen(i, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 			p := r.open[i]
 			n := 1 + rng.Intn(32<<10)
 			rng.Read(buf[:n])
 			r.same(fmt.Sprintf("op %d append %s +%d", op, name(i), n), p.m.Append(buf[:n]), p.l.Append(buf[:n]))
 			r.reopen(i, -1)
-		case k < 70: // read a random range
+		case k < 64: // read a random range
 			p := r.get(i)
 			off := rng.Int63n(maxSize)
 			n := 1 + rng.Intn(len(buf)/2)
@@ -193,27 +201,38 @@ func (r *replay) run(ops int) {
 			if em, el = noEOF(em), noEOF(el); nm != nl || em != nil || el != nil || !bytes.Equal(mb[:nm], lb[:nl]) {
 				r.t.Fatalf("op %d read %s [%d,+%d): under test %d %v, reference %d %v (seed %d)", op, name(i), off, n, nm, em, nl, el, r.seed)
 			}
-		case k < 78: // ftruncate
+		case k < 70: // ftruncate
 			p := r.get(i)
 			size := rng.Int63n(maxSize)
 			r.same(fmt.Sprintf("op %d truncate %s %d", op, name(i), size), p.m.Truncate(size), p.l.Truncate(size))
-		case k < 84: // fsync
+		case k < 74: // ftruncate up: a hole at the end
+			p := r.get(i)
+			size := maxSize + rng.Int63n(maxSize)
+			r.same(fmt.Sprintf("op %d truncate up %s %d", op, name(i), size), p.m.Truncate(size), p.l.Truncate(size))
+		case k < 79: // fsync
 			if p := r.open[i]; p != nil {
 				if err := p.m.Sync(); err != nil {
 					r.t.Fatalf("op %d fsync %s: %v", op, name(i), err)
 				}
 			}
-		case k < 94: // close (commit) and compare
+		case k < 88: // close (commit) and compare
 			r.reopen(i, -1)
 			r.compare(i, fmt.Sprintf("op %d close %s", op, name(i)))
-		case k < 97: // rename over another file
+		case k < 91: // rename over another file
 			j := (i + 1) % nfiles
 			r.reopen(i, -1)
 			r.reopen(j, -1)
 			r.same(fmt.Sprintf("op %d rename %s %s", op, name(i), name(j)), r.fs.Rename(name(i), name(j)), r.ref.Rename(name(i), name(j)))
-		default: // unlink
+		case k < 93: // unlink
 			r.reopen(i, -1)
 			r.same(fmt.Sprintf("op %d unlink %s", op, name(i)), r.fs.Remove(name(i)), r.ref.Remove(name(i)))
+		case k < 97: // unlink while open: the handle goes on with the unlinked file
+			r.get(i)
+			r.same(fmt.Sprintf("op %d unlink open %s", op, name(i)), r.fs.Remove(name(i)), r.ref.Remove(name(i)))
+		default: // rename over an open file: its handle goes on with the replaced one
+			j := (i + 1) % nfiles
+			r.get(j)
+			r.same(fmt.Sprintf("op %d rename %s over open %s", op, name(i), name(j)), r.fs.Rename(name(i), name(j)), r.ref.Rename(name(i), name(j)))
 		}
 	}
 	for i := 0; i < nfiles; i++ {

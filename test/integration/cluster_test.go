@@ -46,7 +46,7 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 // (read by the daemon and by every CLI command of the test).
 func newClusterConf(t *testing.T, conf string, extra ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, bin: alcoveBin(t), dir: t.TempDir(), ports: freePorts(t, 5), extra: extra, node: "node-it"}
+	c := &cluster{t: t, bin: alcoveBin(t), dir: t.TempDir(), ports: freePorts(t, 9), extra: extra, node: "node-it"}
 	// The worker leaves its MEM ramdisk mounted for a restart; unmount it
 	// (after stop, before the directory is removed).
 	t.Cleanup(func() { ramdisk.UnmountAt(filepath.Join(c.dir, "mem")) })
@@ -67,6 +67,8 @@ func (c *cluster) start() {
 		"--master-port", strconv.Itoa(c.ports[0]), "--master-web-port", strconv.Itoa(c.ports[1]),
 		"--worker-port", strconv.Itoa(c.ports[2]), "--worker-web-port", strconv.Itoa(c.ports[3]),
 		"--worker-data-port", strconv.Itoa(c.ports[4]),
+		"--job-master-port", strconv.Itoa(c.ports[5]), "--job-master-web-port", strconv.Itoa(c.ports[6]),
+		"--job-worker-port", strconv.Itoa(c.ports[7]), "--job-worker-web-port", strconv.Itoa(c.ports[8]),
 		"--mem-dir", filepath.Join(c.dir, "mem")}
 	args = append(args, c.extra...)
 	c.log = &bytes.Buffer{}
@@ -127,7 +129,7 @@ func (c *cluster) run(args ...string) (string, error) {
 func (c *cluster) runEnv(env []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--master", c.master}, args...)...)
+	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--master", c.master, "--job-master", "127.0.0.1:" + strconv.Itoa(c.ports[5])}, args...)...)
 	cmd.Env = append(append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

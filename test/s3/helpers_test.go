@@ -48,7 +48,7 @@ func newEnv(t *testing.T, srv *miniotest.Server, props map[string]string) *env {
 		props = srv.Props()
 	}
 	bucket := srv.NewBucket()
-	cl := alcovetest.StartWith(t, alcovetest.Options{RootUFS: "s3://" + bucket + "/", RootUFSProperties: props, MemBytes: 2 << 30}, "n1")
+	cl := alcovetest.StartWith(t, alcovetest.Options{RootUFS: "s3://" + bucket + "/", RootUFSProperties: props, TierBytes: 2 << 30}, "n1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	return &env{t: t, srv: srv, bucket: bucket, cl: cl, c: newClient(t, cl.MasterAddr), ctx: ctx}

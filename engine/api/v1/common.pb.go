@@ -457,9 +457,18 @@ type FileInfo struct {
 	ReplicationDurable     int32                  `protobuf:"varint,22,opt,name=replication_durable,json=replicationDurable,proto3" json:"replication_durable,omitempty"`
 	WriteType              WriteType              `protobuf:"varint,23,opt,name=write_type,json=writeType,proto3,enum=alcove.v1.WriteType" json:"write_type,omitempty"` // write type the file was created with
 	MountId                int64                  `protobuf:"varint,24,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
+	AccessTimeMs           int64                  `protobuf:"varint,25,opt,name=access_time_ms,json=accessTimeMs,proto3" json:"access_time_ms,omitempty"`
+	ChangeTimeMs           int64                  `protobuf:"varint,26,opt,name=change_time_ms,json=changeTimeMs,proto3" json:"change_time_ms,omitempty"`
+	Ino                    int64                  `protobuf:"varint,27,opt,name=ino,proto3" json:"ino,omitempty"`                                         // POSIX inode number (stable across commits)
+	SymlinkTarget          string                 `protobuf:"bytes,28,opt,name=symlink_target,json=symlinkTarget,proto3" json:"symlink_target,omitempty"` // non-empty: a symbolic link
+	Nlink                  uint32                 `protobuf:"varint,29,opt,name=nlink,proto3" json:"nlink,omitempty"`                                     // POSIX link count (directories: 2 + subdirectories; orphans: 0)
+	Orphan                 bool                   `protobuf:"varint,30,opt,name=orphan,proto3" json:"orphan,omitempty"`                                   // unlinked while open (see Inode.orphan_session)
+	// holes are the blocks never written (all zeros): they have no block
+	// anywhere, read as zeros, and are never lost.
+	Holes []*BlockRun `protobuf:"bytes,31,rep,name=holes,proto3" json:"holes,omitempty"`
 	// The UFS object's content identity when its store has one (S3: ETag);
 	// reads of a missing block pass it back so a changed object is refused.
-	UfsFingerprint string `protobuf:"bytes,25,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	UfsFingerprint string `protobuf:"bytes,32,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -662,11 +671,113 @@ func (x *FileInfo) GetMountId() int64 {
 	return 0
 }
 
+func (x *FileInfo) GetAccessTimeMs() int64 {
+	if x != nil {
+		return x.AccessTimeMs
+	}
+	return 0
+}
+
+func (x *FileInfo) GetChangeTimeMs() int64 {
+	if x != nil {
+		return x.ChangeTimeMs
+	}
+	return 0
+}
+
+func (x *FileInfo) GetIno() int64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+func (x *FileInfo) GetSymlinkTarget() string {
+	if x != nil {
+		return x.SymlinkTarget
+	}
+	return ""
+}
+
+func (x *FileInfo) GetNlink() uint32 {
+	if x != nil {
+		return x.Nlink
+	}
+	return 0
+}
+
+func (x *FileInfo) GetOrphan() bool {
+	if x != nil {
+		return x.Orphan
+	}
+	return false
+}
+
+func (x *FileInfo) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 func (x *FileInfo) GetUfsFingerprint() string {
 	if x != nil {
 		return x.UfsFingerprint
 	}
 	return ""
+}
+
+// BlockRun is count blocks of a file from block index start.
+type BlockRun struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         int64                  `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	Count         int64                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockRun) Reset() {
+	*x = BlockRun{}
+	mi := &file_engine_api_v1_common_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockRun) ProtoMessage() {}
+
+func (x *BlockRun) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_common_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockRun.ProtoReflect.Descriptor instead.
+func (*BlockRun) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BlockRun) GetStart() int64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *BlockRun) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 type TierInfo struct {
@@ -680,7 +791,7 @@ type TierInfo struct {
 
 func (x *TierInfo) Reset() {
 	*x = TierInfo{}
-	mi := &file_engine_api_v1_common_proto_msgTypes[4]
+	mi := &file_engine_api_v1_common_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +803,7 @@ func (x *TierInfo) String() string {
 func (*TierInfo) ProtoMessage() {}
 
 func (x *TierInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_common_proto_msgTypes[4]
+	mi := &file_engine_api_v1_common_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +816,7 @@ func (x *TierInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierInfo.ProtoReflect.Descriptor instead.
 func (*TierInfo) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{4}
+	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TierInfo) GetAlias() string {
@@ -748,7 +859,7 @@ type WorkerInfo struct {
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_engine_api_v1_common_proto_msgTypes[5]
+	mi := &file_engine_api_v1_common_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +871,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_common_proto_msgTypes[5]
+	mi := &file_engine_api_v1_common_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +884,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{5}
+	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WorkerInfo) GetId() int64 {
@@ -870,7 +981,7 @@ type MountPointInfo struct {
 
 func (x *MountPointInfo) Reset() {
 	*x = MountPointInfo{}
-	mi := &file_engine_api_v1_common_proto_msgTypes[6]
+	mi := &file_engine_api_v1_common_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +993,7 @@ func (x *MountPointInfo) String() string {
 func (*MountPointInfo) ProtoMessage() {}
 
 func (x *MountPointInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_common_proto_msgTypes[6]
+	mi := &file_engine_api_v1_common_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1006,7 @@ func (x *MountPointInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountPointInfo.ProtoReflect.Descriptor instead.
 func (*MountPointInfo) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{6}
+	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MountPointInfo) GetAlcovePath() string {
@@ -951,7 +1062,7 @@ type WorkerBlock struct {
 
 func (x *WorkerBlock) Reset() {
 	*x = WorkerBlock{}
-	mi := &file_engine_api_v1_common_proto_msgTypes[7]
+	mi := &file_engine_api_v1_common_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1074,7 @@ func (x *WorkerBlock) String() string {
 func (*WorkerBlock) ProtoMessage() {}
 
 func (x *WorkerBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_common_proto_msgTypes[7]
+	mi := &file_engine_api_v1_common_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1087,7 @@ func (x *WorkerBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBlock.ProtoReflect.Descriptor instead.
 func (*WorkerBlock) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{7}
+	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WorkerBlock) GetBlockId() int64 {
@@ -1019,7 +1130,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rFileBlockInfo\x123\n" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x14.alcove.v1.BlockInfoR\tblockInfo\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x8f\a\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xed\b\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1048,8 +1159,18 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x13replication_durable\x18\x16 \x01(\x05R\x12replicationDurable\x123\n" +
 	"\n" +
 	"write_type\x18\x17 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x19\n" +
-	"\bmount_id\x18\x18 \x01(\x03R\amountId\x12'\n" +
-	"\x0fufs_fingerprint\x18\x19 \x01(\tR\x0eufsFingerprint\"f\n" +
+	"\bmount_id\x18\x18 \x01(\x03R\amountId\x12$\n" +
+	"\x0eaccess_time_ms\x18\x19 \x01(\x03R\faccessTimeMs\x12$\n" +
+	"\x0echange_time_ms\x18\x1a \x01(\x03R\fchangeTimeMs\x12\x10\n" +
+	"\x03ino\x18\x1b \x01(\x03R\x03ino\x12%\n" +
+	"\x0esymlink_target\x18\x1c \x01(\tR\rsymlinkTarget\x12\x14\n" +
+	"\x05nlink\x18\x1d \x01(\rR\x05nlink\x12\x16\n" +
+	"\x06orphan\x18\x1e \x01(\bR\x06orphan\x12)\n" +
+	"\x05holes\x18\x1f \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18  \x01(\tR\x0eufsFingerprint\"6\n" +
+	"\bBlockRun\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"f\n" +
 	"\bTierInfo\x12\x14\n" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\x12%\n" +
 	"\x0ecapacity_bytes\x18\x02 \x01(\x03R\rcapacityBytes\x12\x1d\n" +
@@ -1125,7 +1246,7 @@ func file_engine_api_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_api_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_engine_api_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_engine_api_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_engine_api_v1_common_proto_goTypes = []any{
 	(WriteType)(0),         // 0: alcove.v1.WriteType
 	(ReadType)(0),          // 1: alcove.v1.ReadType
@@ -1135,11 +1256,12 @@ var file_engine_api_v1_common_proto_goTypes = []any{
 	(*BlockInfo)(nil),      // 5: alcove.v1.BlockInfo
 	(*FileBlockInfo)(nil),  // 6: alcove.v1.FileBlockInfo
 	(*FileInfo)(nil),       // 7: alcove.v1.FileInfo
-	(*TierInfo)(nil),       // 8: alcove.v1.TierInfo
-	(*WorkerInfo)(nil),     // 9: alcove.v1.WorkerInfo
-	(*MountPointInfo)(nil), // 10: alcove.v1.MountPointInfo
-	(*WorkerBlock)(nil),    // 11: alcove.v1.WorkerBlock
-	nil,                    // 12: alcove.v1.MountPointInfo.PropertiesEntry
+	(*BlockRun)(nil),       // 8: alcove.v1.BlockRun
+	(*TierInfo)(nil),       // 9: alcove.v1.TierInfo
+	(*WorkerInfo)(nil),     // 10: alcove.v1.WorkerInfo
+	(*MountPointInfo)(nil), // 11: alcove.v1.MountPointInfo
+	(*WorkerBlock)(nil),    // 12: alcove.v1.WorkerBlock
+	nil,                    // 13: alcove.v1.MountPointInfo.PropertiesEntry
 }
 var file_engine_api_v1_common_proto_depIdxs = []int32{
 	4,  // 0: alcove.v1.BlockInfo.locations:type_name -> alcove.v1.BlockLocation
@@ -1148,13 +1270,14 @@ var file_engine_api_v1_common_proto_depIdxs = []int32{
 	3,  // 3: alcove.v1.FileInfo.ttl_action:type_name -> alcove.v1.TtlAction
 	6,  // 4: alcove.v1.FileInfo.file_block_infos:type_name -> alcove.v1.FileBlockInfo
 	0,  // 5: alcove.v1.FileInfo.write_type:type_name -> alcove.v1.WriteType
-	8,  // 6: alcove.v1.WorkerInfo.tiers:type_name -> alcove.v1.TierInfo
-	12, // 7: alcove.v1.MountPointInfo.properties:type_name -> alcove.v1.MountPointInfo.PropertiesEntry
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	8,  // 6: alcove.v1.FileInfo.holes:type_name -> alcove.v1.BlockRun
+	9,  // 7: alcove.v1.WorkerInfo.tiers:type_name -> alcove.v1.TierInfo
+	13, // 8: alcove.v1.MountPointInfo.properties:type_name -> alcove.v1.MountPointInfo.PropertiesEntry
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_common_proto_init() }
@@ -1168,7 +1291,7 @@ func file_engine_api_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_common_proto_rawDesc), len(file_engine_api_v1_common_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -46,9 +46,31 @@ type Inode struct {
 	ChildrenLoaded         bool                   `protobuf:"varint,19,opt,name=children_loaded,json=childrenLoaded,proto3" json:"children_loaded,omitempty"` // the UFS listing of this directory was merged
 	MountPoint             bool                   `protobuf:"varint,20,opt,name=mount_point,json=mountPoint,proto3" json:"mount_point,omitempty"`
 	UfsMtimeMs             int64                  `protobuf:"varint,21,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	UfsFingerprint         string                 `protobuf:"bytes,22,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // S3 ETag of the UFS copy, when known
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// POSIX times: atime (relatime: updated by readers at most once per
+	// change or per day) and ctime (any change of the inode). 0: unknown
+	// (inodes from before they were kept), shown as the mtime.
+	AccessTimeMs int64 `protobuf:"varint,22,opt,name=access_time_ms,json=accessTimeMs,proto3" json:"access_time_ms,omitempty"`
+	ChangeTimeMs int64 `protobuf:"varint,23,opt,name=change_time_ms,json=changeTimeMs,proto3" json:"change_time_ms,omitempty"`
+	// ino is the POSIX inode number: the id the file was created with, kept
+	// when a commit replaces the file by a new one (RenameEntry.keep_identity).
+	// 0 means the id.
+	Ino int64 `protobuf:"varint,24,opt,name=ino,proto3" json:"ino,omitempty"`
+	// symlink_target is a symbolic link's target; non-empty only for links.
+	SymlinkTarget string `protobuf:"bytes,25,opt,name=symlink_target,json=symlinkTarget,proto3" json:"symlink_target,omitempty"`
+	// child_dirs counts the directories directly under a directory (its
+	// link count is 2 + child_dirs).
+	ChildDirs int64 `protobuf:"varint,26,opt,name=child_dirs,json=childDirs,proto3" json:"child_dirs,omitempty"`
+	// An orphan is a file unlinked (or replaced by a rename) while a client
+	// still had it open: it has no name (parent_id 0), keeps its blocks, and
+	// is removed when its session releases it (last close) or purges its
+	// orphans (a new mount of that session).
+	OrphanSession  string      `protobuf:"bytes,27,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanPath     string      `protobuf:"bytes,28,opt,name=orphan_path,json=orphanPath,proto3" json:"orphan_path,omitempty"`             // where it was when it lost its name
+	OrphanUfsUri   string      `protobuf:"bytes,29,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`     // its UFS copy, moved aside to a temporary object ("": none)
+	Holes          []*BlockRun `protobuf:"bytes,30,rep,name=holes,proto3" json:"holes,omitempty"`                                         // blocks never written (sparse files): no block, zeros
+	UfsFingerprint string      `protobuf:"bytes,31,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // S3 ETag of the UFS copy, when known
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Inode) Reset() {
@@ -228,6 +250,69 @@ func (x *Inode) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+func (x *Inode) GetAccessTimeMs() int64 {
+	if x != nil {
+		return x.AccessTimeMs
+	}
+	return 0
+}
+
+func (x *Inode) GetChangeTimeMs() int64 {
+	if x != nil {
+		return x.ChangeTimeMs
+	}
+	return 0
+}
+
+func (x *Inode) GetIno() int64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+func (x *Inode) GetSymlinkTarget() string {
+	if x != nil {
+		return x.SymlinkTarget
+	}
+	return ""
+}
+
+func (x *Inode) GetChildDirs() int64 {
+	if x != nil {
+		return x.ChildDirs
+	}
+	return 0
+}
+
+func (x *Inode) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
+func (x *Inode) GetOrphanPath() string {
+	if x != nil {
+		return x.OrphanPath
+	}
+	return ""
+}
+
+func (x *Inode) GetOrphanUfsUri() string {
+	if x != nil {
+		return x.OrphanUfsUri
+	}
+	return ""
+}
+
+func (x *Inode) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 func (x *Inode) GetUfsFingerprint() string {
 	if x != nil {
 		return x.UfsFingerprint
@@ -252,6 +337,7 @@ type JournalEntry struct {
 	//	*JournalEntry_SetPersistence
 	//	*JournalEntry_SetChildrenLoaded
 	//	*JournalEntry_SetClusterId
+	//	*JournalEntry_CountChildDirs
 	Entry         isJournalEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -391,6 +477,15 @@ func (x *JournalEntry) GetSetClusterId() *SetClusterIdEntry {
 	return nil
 }
 
+func (x *JournalEntry) GetCountChildDirs() *CountChildDirsEntry {
+	if x != nil {
+		if x, ok := x.Entry.(*JournalEntry_CountChildDirs); ok {
+			return x.CountChildDirs
+		}
+	}
+	return nil
+}
+
 type isJournalEntry_Entry interface {
 	isJournalEntry_Entry()
 }
@@ -435,6 +530,10 @@ type JournalEntry_SetClusterId struct {
 	SetClusterId *SetClusterIdEntry `protobuf:"bytes,20,opt,name=set_cluster_id,json=setClusterId,proto3,oneof"`
 }
 
+type JournalEntry_CountChildDirs struct {
+	CountChildDirs *CountChildDirsEntry `protobuf:"bytes,11,opt,name=count_child_dirs,json=countChildDirs,proto3,oneof"`
+}
+
 func (*JournalEntry_CreateInode) isJournalEntry_Entry() {}
 
 func (*JournalEntry_CompleteFile) isJournalEntry_Entry() {}
@@ -454,6 +553,8 @@ func (*JournalEntry_SetPersistence) isJournalEntry_Entry() {}
 func (*JournalEntry_SetChildrenLoaded) isJournalEntry_Entry() {}
 
 func (*JournalEntry_SetClusterId) isJournalEntry_Entry() {}
+
+func (*JournalEntry_CountChildDirs) isJournalEntry_Entry() {}
 
 type CreateInodeEntry struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -531,7 +632,8 @@ type CompleteFileEntry struct {
 	Length           int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
 	PersistenceState PersistenceState       `protobuf:"varint,3,opt,name=persistence_state,json=persistenceState,proto3,enum=alcove.v1.PersistenceState" json:"persistence_state,omitempty"`
 	UfsMtimeMs       int64                  `protobuf:"varint,4,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	UfsFingerprint   string                 `protobuf:"bytes,5,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	Holes            []*BlockRun            `protobuf:"bytes,5,rep,name=holes,proto3" json:"holes,omitempty"`
+	UfsFingerprint   string                 `protobuf:"bytes,6,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -594,6 +696,13 @@ func (x *CompleteFileEntry) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+func (x *CompleteFileEntry) GetHoles() []*BlockRun {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 func (x *CompleteFileEntry) GetUfsFingerprint() string {
 	if x != nil {
 		return x.UfsFingerprint
@@ -602,9 +711,13 @@ func (x *CompleteFileEntry) GetUfsFingerprint() string {
 }
 
 type DeleteInodeEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Recursive bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	// orphan_session set: the file loses its name but stays as an orphan of
+	// that session (see Inode.orphan_session).
+	OrphanSession string `protobuf:"bytes,3,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanUfsUri  string `protobuf:"bytes,4,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -653,12 +766,33 @@ func (x *DeleteInodeEntry) GetRecursive() bool {
 	return false
 }
 
+func (x *DeleteInodeEntry) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
+func (x *DeleteInodeEntry) GetOrphanUfsUri() string {
+	if x != nil {
+		return x.OrphanUfsUri
+	}
+	return ""
+}
+
 type RenameEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	NewParentId   int64                  `protobuf:"varint,2,opt,name=new_parent_id,json=newParentId,proto3" json:"new_parent_id,omitempty"`
-	NewName       string                 `protobuf:"bytes,3,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
-	Replace       bool                   `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	NewParentId int64                  `protobuf:"varint,2,opt,name=new_parent_id,json=newParentId,proto3" json:"new_parent_id,omitempty"`
+	NewName     string                 `protobuf:"bytes,3,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
+	Replace     bool                   `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	// keep_identity: the moved file takes over the replaced file's identity
+	// (inode number, owner, group, mode, atime, creation time): a commit of
+	// new content for the same file.
+	KeepIdentity bool `protobuf:"varint,5,opt,name=keep_identity,json=keepIdentity,proto3" json:"keep_identity,omitempty"`
+	// orphan_session set: a replaced file becomes an orphan of that session.
+	OrphanSession string `protobuf:"bytes,6,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanUfsUri  string `protobuf:"bytes,7,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -721,6 +855,27 @@ func (x *RenameEntry) GetReplace() bool {
 	return false
 }
 
+func (x *RenameEntry) GetKeepIdentity() bool {
+	if x != nil {
+		return x.KeepIdentity
+	}
+	return false
+}
+
+func (x *RenameEntry) GetOrphanSession() string {
+	if x != nil {
+		return x.OrphanSession
+	}
+	return ""
+}
+
+func (x *RenameEntry) GetOrphanUfsUri() string {
+	if x != nil {
+		return x.OrphanUfsUri
+	}
+	return ""
+}
+
 type SetAttributeEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -733,6 +888,7 @@ type SetAttributeEntry struct {
 	MtimeMs       *int64                 `protobuf:"varint,8,opt,name=mtime_ms,json=mtimeMs,proto3,oneof" json:"mtime_ms,omitempty"`
 	Recursive     bool                   `protobuf:"varint,9,opt,name=recursive,proto3" json:"recursive,omitempty"` // also apply to every descendant
 	Persist       bool                   `protobuf:"varint,10,opt,name=persist,proto3" json:"persist,omitempty"`    // complete NOT_PERSISTED files become TO_BE_PERSISTED (fs persist)
+	AtimeMs       *int64                 `protobuf:"varint,11,opt,name=atime_ms,json=atimeMs,proto3,oneof" json:"atime_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,6 +991,13 @@ func (x *SetAttributeEntry) GetPersist() bool {
 		return x.Persist
 	}
 	return false
+}
+
+func (x *SetAttributeEntry) GetAtimeMs() int64 {
+	if x != nil && x.AtimeMs != nil {
+		return *x.AtimeMs
+	}
+	return 0
 }
 
 type AddMountEntry struct {
@@ -993,6 +1156,44 @@ func (x *SetPersistenceEntry) GetUfsFingerprint() string {
 	return ""
 }
 
+// CountChildDirsEntry recounts every directory's child_dirs (once, for
+// stores written before it was kept).
+type CountChildDirsEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountChildDirsEntry) Reset() {
+	*x = CountChildDirsEntry{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountChildDirsEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountChildDirsEntry) ProtoMessage() {}
+
+func (x *CountChildDirsEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountChildDirsEntry.ProtoReflect.Descriptor instead.
+func (*CountChildDirsEntry) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{10}
+}
+
 type SetChildrenLoadedEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1003,7 +1204,7 @@ type SetChildrenLoadedEntry struct {
 
 func (x *SetChildrenLoadedEntry) Reset() {
 	*x = SetChildrenLoadedEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1216,7 @@ func (x *SetChildrenLoadedEntry) String() string {
 func (*SetChildrenLoadedEntry) ProtoMessage() {}
 
 func (x *SetChildrenLoadedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1229,7 @@ func (x *SetChildrenLoadedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetChildrenLoadedEntry.ProtoReflect.Descriptor instead.
 func (*SetChildrenLoadedEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{10}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetChildrenLoadedEntry) GetId() int64 {
@@ -1057,7 +1258,7 @@ type SetClusterIdEntry struct {
 
 func (x *SetClusterIdEntry) Reset() {
 	*x = SetClusterIdEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1270,7 @@ func (x *SetClusterIdEntry) String() string {
 func (*SetClusterIdEntry) ProtoMessage() {}
 
 func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1283,7 @@ func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterIdEntry.ProtoReflect.Descriptor instead.
 func (*SetClusterIdEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetClusterIdEntry) GetClusterId() string {
@@ -1096,7 +1297,7 @@ var File_engine_api_v1_journal_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\n" +
-	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\x8e\x06\n" +
+	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xcb\b\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1123,8 +1324,19 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\vmount_point\x18\x14 \x01(\bR\n" +
 	"mountPoint\x12 \n" +
 	"\fufs_mtime_ms\x18\x15 \x01(\x03R\n" +
-	"ufsMtimeMs\x12'\n" +
-	"\x0fufs_fingerprint\x18\x16 \x01(\tR\x0eufsFingerprint\"\xd1\x05\n" +
+	"ufsMtimeMs\x12$\n" +
+	"\x0eaccess_time_ms\x18\x16 \x01(\x03R\faccessTimeMs\x12$\n" +
+	"\x0echange_time_ms\x18\x17 \x01(\x03R\fchangeTimeMs\x12\x10\n" +
+	"\x03ino\x18\x18 \x01(\x03R\x03ino\x12%\n" +
+	"\x0esymlink_target\x18\x19 \x01(\tR\rsymlinkTarget\x12\x1d\n" +
+	"\n" +
+	"child_dirs\x18\x1a \x01(\x03R\tchildDirs\x12%\n" +
+	"\x0eorphan_session\x18\x1b \x01(\tR\rorphanSession\x12\x1f\n" +
+	"\vorphan_path\x18\x1c \x01(\tR\n" +
+	"orphanPath\x12$\n" +
+	"\x0eorphan_ufs_uri\x18\x1d \x01(\tR\forphanUfsUri\x12)\n" +
+	"\x05holes\x18\x1e \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18\x1f \x01(\tR\x0eufsFingerprint\"\x9d\x06\n" +
 	"\fJournalEntry\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12@\n" +
 	"\fcreate_inode\x18\x02 \x01(\v2\x1b.alcove.v1.CreateInodeEntryH\x00R\vcreateInode\x12C\n" +
@@ -1137,29 +1349,36 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x0fset_persistence\x18\t \x01(\v2\x1e.alcove.v1.SetPersistenceEntryH\x00R\x0esetPersistence\x12S\n" +
 	"\x13set_children_loaded\x18\n" +
 	" \x01(\v2!.alcove.v1.SetChildrenLoadedEntryH\x00R\x11setChildrenLoaded\x12D\n" +
-	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterIdB\a\n" +
+	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterId\x12J\n" +
+	"\x10count_child_dirs\x18\v \x01(\v2\x1e.alcove.v1.CountChildDirsEntryH\x00R\x0ecountChildDirsB\a\n" +
 	"\x05entry\"\x90\x01\n" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
 	"\x05inode\x18\x02 \x01(\v2\x10.alcove.v1.InodeR\x05inode\x12\x18\n" +
 	"\areplace\x18\x03 \x01(\bR\areplace\x12\x1d\n" +
 	"\n" +
-	"replace_id\x18\x04 \x01(\x03R\treplaceId\"\xd0\x01\n" +
+	"replace_id\x18\x04 \x01(\x03R\treplaceId\"\xfb\x01\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12H\n" +
 	"\x11persistence_state\x18\x03 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x10persistenceState\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
-	"ufsMtimeMs\x12'\n" +
-	"\x0fufs_fingerprint\x18\x05 \x01(\tR\x0eufsFingerprint\"@\n" +
+	"ufsMtimeMs\x12)\n" +
+	"\x05holes\x18\x05 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18\x06 \x01(\tR\x0eufsFingerprint\"\x8d\x01\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\"v\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\x12%\n" +
+	"\x0eorphan_session\x18\x03 \x01(\tR\rorphanSession\x12$\n" +
+	"\x0eorphan_ufs_uri\x18\x04 \x01(\tR\forphanUfsUri\"\xe8\x01\n" +
 	"\vRenameEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\"\n" +
 	"\rnew_parent_id\x18\x02 \x01(\x03R\vnewParentId\x12\x19\n" +
 	"\bnew_name\x18\x03 \x01(\tR\anewName\x12\x18\n" +
-	"\areplace\x18\x04 \x01(\bR\areplace\"\x8c\x03\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\x12#\n" +
+	"\rkeep_identity\x18\x05 \x01(\bR\fkeepIdentity\x12%\n" +
+	"\x0eorphan_session\x18\x06 \x01(\tR\rorphanSession\x12$\n" +
+	"\x0eorphan_ufs_uri\x18\a \x01(\tR\forphanUfsUri\"\xb9\x03\n" +
 	"\x11SetAttributeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -1172,14 +1391,16 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\bmtime_ms\x18\b \x01(\x03H\x06R\amtimeMs\x88\x01\x01\x12\x1c\n" +
 	"\trecursive\x18\t \x01(\bR\trecursive\x12\x18\n" +
 	"\apersist\x18\n" +
-	" \x01(\bR\apersistB\t\n" +
+	" \x01(\bR\apersist\x12\x1e\n" +
+	"\batime_ms\x18\v \x01(\x03H\aR\aatimeMs\x88\x01\x01B\t\n" +
 	"\a_pinnedB\t\n" +
 	"\a_ttl_msB\r\n" +
 	"\v_ttl_actionB\a\n" +
 	"\x05_modeB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\v\n" +
-	"\t_mtime_ms\"@\n" +
+	"\t_mtime_msB\v\n" +
+	"\t_atime_ms\"@\n" +
 	"\rAddMountEntry\x12/\n" +
 	"\x05mount\x18\x01 \x01(\v2\x19.alcove.v1.MountPointInfoR\x05mount\"3\n" +
 	"\x10DeleteMountEntry\x12\x1f\n" +
@@ -1190,7 +1411,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x05state\x12 \n" +
 	"\fufs_mtime_ms\x18\x03 \x01(\x03R\n" +
 	"ufsMtimeMs\x12'\n" +
-	"\x0fufs_fingerprint\x18\x04 \x01(\tR\x0eufsFingerprint\"@\n" +
+	"\x0fufs_fingerprint\x18\x04 \x01(\tR\x0eufsFingerprint\"\x15\n" +
+	"\x13CountChildDirsEntry\"@\n" +
 	"\x16SetChildrenLoadedEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06loaded\x18\x02 \x01(\bR\x06loaded\"2\n" +
@@ -1210,7 +1432,7 @@ func file_engine_api_v1_journal_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_journal_proto_rawDescData
 }
 
-var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*Inode)(nil),                  // 0: alcove.v1.Inode
 	(*JournalEntry)(nil),           // 1: alcove.v1.JournalEntry
@@ -1222,37 +1444,42 @@ var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*AddMountEntry)(nil),          // 7: alcove.v1.AddMountEntry
 	(*DeleteMountEntry)(nil),       // 8: alcove.v1.DeleteMountEntry
 	(*SetPersistenceEntry)(nil),    // 9: alcove.v1.SetPersistenceEntry
-	(*SetChildrenLoadedEntry)(nil), // 10: alcove.v1.SetChildrenLoadedEntry
-	(*SetClusterIdEntry)(nil),      // 11: alcove.v1.SetClusterIdEntry
-	(PersistenceState)(0),          // 12: alcove.v1.PersistenceState
-	(TtlAction)(0),                 // 13: alcove.v1.TtlAction
-	(WriteType)(0),                 // 14: alcove.v1.WriteType
-	(*MountPointInfo)(nil),         // 15: alcove.v1.MountPointInfo
+	(*CountChildDirsEntry)(nil),    // 10: alcove.v1.CountChildDirsEntry
+	(*SetChildrenLoadedEntry)(nil), // 11: alcove.v1.SetChildrenLoadedEntry
+	(*SetClusterIdEntry)(nil),      // 12: alcove.v1.SetClusterIdEntry
+	(PersistenceState)(0),          // 13: alcove.v1.PersistenceState
+	(TtlAction)(0),                 // 14: alcove.v1.TtlAction
+	(WriteType)(0),                 // 15: alcove.v1.WriteType
+	(*BlockRun)(nil),               // 16: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),         // 17: alcove.v1.MountPointInfo
 }
 var file_engine_api_v1_journal_proto_depIdxs = []int32{
-	12, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
-	13, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
-	14, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
-	2,  // 3: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
-	3,  // 4: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
-	4,  // 5: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
-	5,  // 6: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
-	6,  // 7: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
-	7,  // 8: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
-	8,  // 9: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
-	9,  // 10: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
-	10, // 11: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
-	11, // 12: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
-	0,  // 13: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
-	12, // 14: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
-	13, // 15: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
-	15, // 16: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
-	12, // 17: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
+	14, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
+	15, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
+	16, // 3: alcove.v1.Inode.holes:type_name -> alcove.v1.BlockRun
+	2,  // 4: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
+	3,  // 5: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
+	4,  // 6: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
+	5,  // 7: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
+	6,  // 8: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
+	7,  // 9: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
+	8,  // 10: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
+	9,  // 11: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
+	11, // 12: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
+	12, // 13: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
+	10, // 14: alcove.v1.JournalEntry.count_child_dirs:type_name -> alcove.v1.CountChildDirsEntry
+	0,  // 15: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
+	13, // 16: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
+	16, // 17: alcove.v1.CompleteFileEntry.holes:type_name -> alcove.v1.BlockRun
+	14, // 18: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
+	17, // 19: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
+	13, // 20: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_journal_proto_init() }
@@ -1272,6 +1499,7 @@ func file_engine_api_v1_journal_proto_init() {
 		(*JournalEntry_SetPersistence)(nil),
 		(*JournalEntry_SetChildrenLoaded)(nil),
 		(*JournalEntry_SetClusterId)(nil),
+		(*JournalEntry_CountChildDirs)(nil),
 	}
 	file_engine_api_v1_journal_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -1280,7 +1508,7 @@ func file_engine_api_v1_journal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_journal_proto_rawDesc), len(file_engine_api_v1_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -31,6 +31,8 @@ const (
 	FileSystemMaster_Mount_FullMethodName           = "/alcove.v1.FileSystemMaster/Mount"
 	FileSystemMaster_Unmount_FullMethodName         = "/alcove.v1.FileSystemMaster/Unmount"
 	FileSystemMaster_GetMountTable_FullMethodName   = "/alcove.v1.FileSystemMaster/GetMountTable"
+	FileSystemMaster_CreateSymlink_FullMethodName   = "/alcove.v1.FileSystemMaster/CreateSymlink"
+	FileSystemMaster_ReleaseOrphans_FullMethodName  = "/alcove.v1.FileSystemMaster/ReleaseOrphans"
 )
 
 // FileSystemMasterClient is the client API for FileSystemMaster service.
@@ -52,6 +54,11 @@ type FileSystemMasterClient interface {
 	Mount(ctx context.Context, in *MountRequest, opts ...grpc.CallOption) (*MountResponse, error)
 	Unmount(ctx context.Context, in *UnmountRequest, opts ...grpc.CallOption) (*UnmountResponse, error)
 	GetMountTable(ctx context.Context, in *GetMountTableRequest, opts ...grpc.CallOption) (*GetMountTableResponse, error)
+	CreateSymlink(ctx context.Context, in *CreateSymlinkRequest, opts ...grpc.CallOption) (*CreateSymlinkResponse, error)
+	// ReleaseOrphans removes orphans of a session (files unlinked while
+	// open): the given ones at their last close, or all of them when a
+	// mount of that session starts afresh.
+	ReleaseOrphans(ctx context.Context, in *ReleaseOrphansRequest, opts ...grpc.CallOption) (*ReleaseOrphansResponse, error)
 }
 
 type fileSystemMasterClient struct {
@@ -182,6 +189,26 @@ func (c *fileSystemMasterClient) GetMountTable(ctx context.Context, in *GetMount
 	return out, nil
 }
 
+func (c *fileSystemMasterClient) CreateSymlink(ctx context.Context, in *CreateSymlinkRequest, opts ...grpc.CallOption) (*CreateSymlinkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateSymlinkResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_CreateSymlink_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fileSystemMasterClient) ReleaseOrphans(ctx context.Context, in *ReleaseOrphansRequest, opts ...grpc.CallOption) (*ReleaseOrphansResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseOrphansResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_ReleaseOrphans_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FileSystemMasterServer is the server API for FileSystemMaster service.
 // All implementations must embed UnimplementedFileSystemMasterServer
 // for forward compatibility.
@@ -201,6 +228,11 @@ type FileSystemMasterServer interface {
 	Mount(context.Context, *MountRequest) (*MountResponse, error)
 	Unmount(context.Context, *UnmountRequest) (*UnmountResponse, error)
 	GetMountTable(context.Context, *GetMountTableRequest) (*GetMountTableResponse, error)
+	CreateSymlink(context.Context, *CreateSymlinkRequest) (*CreateSymlinkResponse, error)
+	// ReleaseOrphans removes orphans of a session (files unlinked while
+	// open): the given ones at their last close, or all of them when a
+	// mount of that session starts afresh.
+	ReleaseOrphans(context.Context, *ReleaseOrphansRequest) (*ReleaseOrphansResponse, error)
 	mustEmbedUnimplementedFileSystemMasterServer()
 }
 
@@ -246,6 +278,12 @@ func (UnimplementedFileSystemMasterServer) Unmount(context.Context, *UnmountRequ
 }
 func (UnimplementedFileSystemMasterServer) GetMountTable(context.Context, *GetMountTableRequest) (*GetMountTableResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMountTable not implemented")
+}
+func (UnimplementedFileSystemMasterServer) CreateSymlink(context.Context, *CreateSymlinkRequest) (*CreateSymlinkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateSymlink not implemented")
+}
+func (UnimplementedFileSystemMasterServer) ReleaseOrphans(context.Context, *ReleaseOrphansRequest) (*ReleaseOrphansResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseOrphans not implemented")
 }
 func (UnimplementedFileSystemMasterServer) mustEmbedUnimplementedFileSystemMasterServer() {}
 func (UnimplementedFileSystemMasterServer) testEmbeddedByValue()                          {}
@@ -484,6 +522,42 @@ func _FileSystemMaster_GetMountTable_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileSystemMaster_CreateSymlink_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSymlinkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).CreateSymlink(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_CreateSymlink_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).CreateSymlink(ctx, req.(*CreateSymlinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FileSystemMaster_ReleaseOrphans_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseOrphansRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).ReleaseOrphans(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_ReleaseOrphans_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).ReleaseOrphans(ctx, req.(*ReleaseOrphansRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FileSystemMaster_ServiceDesc is the grpc.ServiceDesc for FileSystemMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -538,6 +612,14 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMountTable",
 			Handler:    _FileSystemMaster_GetMountTable_Handler,
+		},
+		{
+			MethodName: "CreateSymlink",
+			Handler:    _FileSystemMaster_CreateSymlink_Handler,
+		},
+		{
+			MethodName: "ReleaseOrphans",
+			Handler:    _FileSystemMaster_ReleaseOrphans_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -397,6 +397,7 @@ type WriteFileRequest struct {
 	//
 	//	*WriteFileRequest_Header
 	//	*WriteFileRequest_Data
+	//	*WriteFileRequest_Skip
 	Value         isWriteFileRequest_Value `protobuf_oneof:"value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -457,6 +458,15 @@ func (x *WriteFileRequest) GetData() []byte {
 	return nil
 }
 
+func (x *WriteFileRequest) GetSkip() int64 {
+	if x != nil {
+		if x, ok := x.Value.(*WriteFileRequest_Skip); ok {
+			return x.Skip
+		}
+	}
+	return 0
+}
+
 type isWriteFileRequest_Value interface {
 	isWriteFileRequest_Value()
 }
@@ -469,9 +479,18 @@ type WriteFileRequest_Data struct {
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
 }
 
+type WriteFileRequest_Skip struct {
+	// skip: this many bytes of zeros follow, from a block boundary, as a
+	// hole (no block is cached; the UFS copy gets zeros or a sparse
+	// region): whole blocks, or the rest of the file.
+	Skip int64 `protobuf:"varint,3,opt,name=skip,proto3,oneof"`
+}
+
 func (*WriteFileRequest_Header) isWriteFileRequest_Value() {}
 
 func (*WriteFileRequest_Data) isWriteFileRequest_Value() {}
+
+func (*WriteFileRequest_Skip) isWriteFileRequest_Value() {}
 
 type WriteFileResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1120,10 +1139,11 @@ const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"write_type\x18\x05 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\x19\n" +
 	"\bmount_id\x18\a \x01(\x03R\amountId\x12\x16\n" +
-	"\x06pinned\x18\b \x01(\bR\x06pinned\"g\n" +
+	"\x06pinned\x18\b \x01(\bR\x06pinned\"}\n" +
 	"\x10WriteFileRequest\x124\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.alcove.v1.WriteFileHeaderH\x00R\x06header\x12\x14\n" +
-	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\a\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12\x14\n" +
+	"\x04skip\x18\x03 \x01(\x03H\x00R\x04skipB\a\n" +
 	"\x05value\"\xc4\x01\n" +
 	"\x11WriteFileResponse\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x03R\x06length\x12\x1c\n" +
@@ -1245,6 +1265,7 @@ func file_engine_api_v1_worker_proto_init() {
 	file_engine_api_v1_worker_proto_msgTypes[4].OneofWrappers = []any{
 		(*WriteFileRequest_Header)(nil),
 		(*WriteFileRequest_Data)(nil),
+		(*WriteFileRequest_Skip)(nil),
 	}
 	file_engine_api_v1_worker_proto_msgTypes[8].OneofWrappers = []any{
 		(*ReplicateBlockRequest_Header)(nil),

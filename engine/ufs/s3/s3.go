@@ -23,6 +23,23 @@
 // metadata call with its retries, and a data transfer by the time it may
 // make no progress.
 //
+// What S3 cannot store, and how Alcove copes:
+//   - Persists go through a temporary object (ufs.TempPrefix) that the
+//     master moves into place under the file's lock: on S3 that move is a
+//     server-side copy then a delete, so the object appears at its name only
+//     once whole; the master re-reads its ETag after the move. An orphan's
+//     copy moved aside (a file unlinked while open) is likewise a copy.
+//   - Sparse files: FS's writer is no ufs.Skipper, so the holes of a sparse
+//     file are uploaded as zeros (S3 objects have no holes).
+//   - Symbolic links: FS is no ufs.Symlinker. A link made on an S3 mount
+//     lives in Alcove's namespace only (journaled like any inode, never in
+//     the bucket); a metadata sync keeps it, since only persisted inodes
+//     are dropped when the bucket lacks them.
+//   - Inode numbers: an object changed behind Alcove's back (ETag) becomes
+//     a new inode on the next sync, with a new id and a new POSIX inode
+//     number, like a file replaced by a rename; handles open on the old one
+//     see it as removed.
+//
 // Options (mount properties, then the AWS environment variables):
 //
 //	s3a.accessKeyId, s3a.secretKey          credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); none: anonymous
