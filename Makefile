@@ -9,8 +9,8 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit sanity test-takeover fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e cluster-up cluster-down test-load bench-load minio bench-s3 test-s3-large
+.PHONY: all build test unit sanity test-takeover test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load minio bench-s3 test-s3-large
 
 all: build
 
@@ -25,6 +25,7 @@ run: build
 test: proto-check manifests-check lint unit sanity
 
 unit: minio
+	./hack/python-venv.sh
 	$(GO) test $(TEST_FLAGS) $$($(GO) list $(PKGS) | grep -v /test/sanity)
 
 ## minio: the MinIO server the S3 tests run against, built into .cache/bin (cold ~2.5 min; a test server only, never linked)
@@ -82,6 +83,12 @@ bench-s3: minio
 test-s3-large: minio
 	ALCOVE_S3_LARGE=1 $(GO) test -count=1 -timeout 30m -v -run 'TestS3Large' ./test/s3/
 
+## test-crash: the crash-consistency suites on crashfs with more rounds (CRASH_ROUNDS, default 40; make test runs a few);
+## replay a failure with ALCOVE_CRASH_SEED=<logged seed> (test/crashfs/README.md)
+CRASH_ROUNDS ?= 40
+test-crash:
+	ALCOVE_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test -count=1 -timeout 30m -v -run '^(TestMasterCrashConsistency|TestWorkerCacheCrashConsistency|TestRandomNamespace|TestBoltKill9)$$' ./test/integration/ ./test/crashfs/
+
 ## fsx: the fsx replay, 10,000 random operations (holes, truncates up, unlinks and renames of open files)
 ## on the VFS in process and through a FUSE mount, each diffed against a local directory (FSX_SEED to vary)
 FSX_OPS ?= 10000
@@ -113,14 +120,25 @@ manifests:
 manifests-check:
 	./hack/manifests.sh --check
 
-## e2e: the chart on a real one-node cluster (kubelet + containerd in a private netns): PVC, pods,
-## word-count Job, CSI node restart, uninstall (hack/e2e.sh; cold ~15 min, warm ~3 min; root)
+## e2e: the chart on a real two-node cluster (kubelets, containerd, kube-proxy in namespaces of their
+## own; kube-scheduler with the extender): PVC, pods, word-count Job, CSI node restart, uninstall;
+## Spark-shaped placement next to the data; subPath and symlinks in pods; the storage conformance suite's
+## fast subset (hack/e2e.sh; root)
 e2e:
 	./hack/e2e.sh
 
-## cluster-up / cluster-down: the e2e cluster for manual use (hack/cluster.sh run kubectl get pods -A)
+## conformance: the Kubernetes storage suite (v1.33.13 test/e2e/storage/external) against the chart, fast
+## subset; -slow: the [Slow] specs (hack/conformance.sh; results in .cache/conformance/<subset>)
+conformance:
+	./hack/conformance.sh fast
+
+conformance-slow:
+	./hack/conformance.sh slow
+
+## cluster-up / cluster-down: the e2e cluster for manual use (NODES=2; hack/cluster.sh run kubectl get pods -A)
+NODES ?= 1
 cluster-up:
-	./hack/cluster.sh up
+	./hack/cluster.sh up --nodes $(NODES)
 
 cluster-down:
 	./hack/cluster.sh down

@@ -14,6 +14,7 @@ import (
 
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/conf"
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/worker"
@@ -43,6 +44,9 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 			abs, err := filepath.Abs(dir)
 			if err != nil {
 				return err
+			}
+			if err := fsutil.MkdirAll(abs); err != nil { // its name must survive a power loss too
+				return fmt.Errorf("create state directory: %w", err)
 			}
 			if !cmd.Flags().Changed("ufs") {
 				ufsURI = g.props.String(conf.MasterRootUFS, "")

@@ -379,6 +379,11 @@ func (s *scheduler) resultLocked(w *jobWorker, r *apiv1.TaskResult) {
 		return
 	}
 	j.info.TasksFailed++
+	if _, ok := j.failed[t.file]; ok {
+		// A task of the file planned before it was given up on: the
+		// report already names the file with its attempts.
+		return
+	}
 	j.replan = true
 	j.tries[t.file]++
 	attempts := j.tries[t.file]

@@ -64,6 +64,12 @@ spec:
 // the data bucket with a plain S3 client (not through Alcove), and creates
 // the Secret the chart reads the root UFS credentials from.
 func (c *cluster) minioUp(ctx context.Context) error {
+	c.t.Cleanup(func() { // later tests install the chart on the host directory UFS
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_, _ = c.kubectl(ctx, "delete", "secret", "alcove-s3", "-n", releaseNS, "--ignore-not-found")
+		_, _ = c.kubectl(ctx, "delete", "namespace", minioNS, "--wait=true", "--timeout=90s", "--ignore-not-found")
+	})
 	if _, err := c.run(ctx, fmt.Sprintf(minioYAML, minioUser, minioSecret), "kubectl", "apply", "-f", "-"); err != nil {
 		return err
 	}
@@ -93,6 +99,7 @@ func (c *cluster) minioUp(ctx context.Context) error {
 	_, err = c.kubectl(ctx, "create", "secret", "generic", "alcove-s3", "-n", releaseNS,
 		"--from-literal=AWS_ACCESS_KEY_ID="+minioUser, "--from-literal=AWS_SECRET_ACCESS_KEY="+minioSecret)
 	fmt.Printf("      MinIO at %s (%s), buckets %s and %s\n", p.Status.PodIP, minioDNS, rootBucket, dataBucket)
+	c.s3Root = err == nil
 	return err
 }
 
