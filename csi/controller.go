@@ -11,7 +11,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 type controllerServer struct {
@@ -136,8 +138,16 @@ func (s *controllerServer) provision(ctx context.Context, rec *volumeRecord, vp 
 		}
 		return err
 	default:
-		_, err := ns.Mkdir(ctx, rec.Path, true, true, 0o777)
-		return err
+		if _, err := ns.Mkdir(ctx, rec.Path, true, true, 0o777); err != nil {
+			return err
+		}
+		if vp.pvcNamespace == "" {
+			return nil
+		}
+		// The directory belongs to the PVC's namespace: the master admits
+		// only that namespace's ServiceAccounts (and superusers) to it.
+		g := security.NamespaceGroup(vp.pvcNamespace)
+		return ns.SetAttribute(ctx, &apiv1.SetAttributeRequest{Path: rec.Path, Group: &g})
 	}
 }
 

@@ -66,6 +66,7 @@ type namespace interface {
 	Workers(ctx context.Context) ([]*apiv1.WorkerInfo, error)
 	Create(ctx context.Context, path string, opts client.WriteOptions) (*client.Writer, error)
 	OpenFile(ctx context.Context, path string, readType apiv1.ReadType) (*client.Reader, error)
+	SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error
 }
 
 var _ namespace = (*client.Client)(nil)

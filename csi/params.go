@@ -34,13 +34,16 @@ const (
 
 // volumeParams is a validated parameter set.
 type volumeParams struct {
-	path       string
-	ufsURI     string
-	ufsProps   map[string]string
-	readOnly   bool
-	retain     bool
-	retainSet  bool
-	nodeParams map[string]string // what the node needs: write/read type, replication
+	// pvcNamespace owns a new directory volume (empty: no PVC namespace
+	// given, e.g. csi-sanity).
+	pvcNamespace string
+	path         string
+	ufsURI       string
+	ufsProps     map[string]string
+	readOnly     bool
+	retain       bool
+	retainSet    bool
+	nodeParams   map[string]string // what the node needs: write/read type, replication
 }
 
 func parseParams(p map[string]string, allowedUFS []string) (*volumeParams, error) {
@@ -91,6 +94,8 @@ func parseParams(p map[string]string, allowedUFS []string) (*volumeParams, error
 				return nil, fmt.Errorf("%w: parameter %s=%q: use delete or retain", meta.ErrInvalidArgument, k, v)
 			}
 			vp.retainSet = true
+		case k == provisionerPrefix+"pvc/namespace":
+			vp.pvcNamespace = v
 		case strings.HasPrefix(k, provisionerPrefix):
 		default:
 			return nil, fmt.Errorf("%w: unknown StorageClass parameter %q (known: path, ufs, ufsOption.*, readOnly, writeType, readType, replication, onDelete)", meta.ErrInvalidArgument, k)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/extender/locality"
 	"github.com/alcove-io/alcove/extender/podpaths"
 )
@@ -36,6 +37,9 @@ type Config struct {
 	Objects podpaths.Objects
 	// Watcher overrides the master client (tests).
 	Watcher locality.Watcher
+	// TLS is the extender's certificate (role node) for the master; nil:
+	// plaintext.
+	TLS *security.Source
 }
 
 // Server runs the extender: the master stream feeding the locality index,
@@ -95,7 +99,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	watcher := s.cfg.Watcher
 	if watcher == nil {
-		c, err := client.New(client.Config{MasterAddresses: s.cfg.MasterAddresses, Node: "alcove-extender"})
+		c, err := client.New(client.Config{MasterAddresses: s.cfg.MasterAddresses, Node: "alcove-extender", TLS: s.cfg.TLS})
 		if err != nil {
 			return fmt.Errorf("create master client: %w", err)
 		}

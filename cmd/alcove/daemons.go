@@ -14,11 +14,15 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/ramdisk"
+	"github.com/alcove-io/alcove/engine/security"
+	"github.com/alcove-io/alcove/engine/security/kube"
 	"github.com/alcove-io/alcove/engine/worker"
 )
 
@@ -72,6 +76,7 @@ func memDir(stateDir string) string {
 
 func newMasterCmd(g *globals) *cobra.Command {
 	var cfg master.Config
+	var kubeAuth bool
 	var host string
 	var port, webPort int
 	var rootOptions []string
@@ -106,6 +111,23 @@ func newMasterCmd(g *globals) *cobra.Command {
 			cfg.MetadataSyncInterval = masterSyncInterval(g)
 			cfg.Address = hostPort(host, port)
 			cfg.WebAddress = hostPort(host, webPort)
+			cfg.TokenLifetime = p.Duration(conf.SecurityTokenLifetime, 0)
+			if v, ok := p.Get(conf.SecuritySuperusers); ok {
+				cfg.Superusers = strings.Split(v, ",")
+			}
+			if v, ok := p.Get(conf.SecuritySupergroups); ok {
+				cfg.SuperGroups = strings.Split(v, ",")
+			}
+			if kubeAuth {
+				users, err := kubeTokenReviewer()
+				if err != nil {
+					return err
+				}
+				cfg.Users = users
+			}
+			if cfg.TLS, err = g.tls(security.RoleMaster); err != nil {
+				return err
+			}
 			m, err := master.New(cfg)
 			if err != nil {
 				return err
@@ -120,6 +142,7 @@ func newMasterCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&port, "port", 19998, "RPC port")
 	cmd.Flags().IntVar(&webPort, "web-port", 19999, "web UI and /metrics port")
 	cmd.Flags().DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "mark a worker lost after this long without a heartbeat")
+	cmd.Flags().BoolVar(&kubeAuth, "kube-auth", false, "accept pods' ServiceAccount tokens (audience alcove), verified by TokenReview with the in-cluster configuration")
 	return cmd
 }
 
@@ -161,6 +184,7 @@ type workerFlags struct {
 	tiers                                 []string
 	ramdisk                               bool
 	drainTimeout                          time.Duration
+	socketGroup                           int
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
@@ -169,6 +193,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.webPort, "worker-web-port", 30000, "worker /metrics port")
 	cmd.Flags().IntVar(&f.dataPort, "worker-data-port", 29998, "worker raw block data port for remote reads (0 disables; clients then use gRPC)")
 	cmd.Flags().StringVar(&f.socket, "domain-socket", "", "unix socket for short-circuit reads (\"none\" disables)")
+	cmd.Flags().IntVar(&f.socketGroup, "domain-socket-group", -1, "group id that may connect to the domain socket besides root and the worker's user (mode 0660; -1: the worker's group); reads also need a block token")
 	cmd.Flags().StringVar(&f.memDir, "mem-dir", "", "MEM tier directory (default: on /dev/shm)")
 	cmd.Flags().StringVar(&f.memSize, "mem-size", "1GB", "MEM tier quota (alluxio.worker.ramdisk.size)")
 	cmd.Flags().BoolVar(&f.ramdisk, "mem-ramdisk", true, "mount a dedicated tmpfs with transparent huge pages on the MEM tier directory (needs root; without it the directory is used as it is)")
@@ -236,6 +261,7 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 		Ramdisk:           f.ramdisk,
 		AsyncCacheThreads: f.asyncThreads,
 		DrainTimeout:      f.drainTimeout,
+		DomainSocketGroup: f.socketGroup,
 	}, nil
 }
 
@@ -249,6 +275,9 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(cmd, g, dir, g.masterAddresses()[0])
 			if err != nil {
+				return err
+			}
+			if cfg.TLS, err = g.tls(security.RoleWorker); err != nil {
 				return err
 			}
 			w, err := worker.New(cfg)
@@ -291,4 +320,18 @@ func newFormatCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory of `alcove local`")
 	cmd.Flags().StringVar(&mem, "mem-dir", "", "MEM tier directory, when the worker was given --mem-dir (its ramdisk is unmounted, its cache erased)")
 	return cmd
+}
+
+// kubeTokenReviewer verifies ServiceAccount tokens with the in-cluster
+// Kubernetes API.
+func kubeTokenReviewer() (*kube.TokenReviewer, error) {
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("--kube-auth: in-cluster Kubernetes configuration: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("--kube-auth: create Kubernetes client: %w", err)
+	}
+	return kube.NewTokenReviewer(cs, 0), nil
 }

@@ -11,12 +11,13 @@ import (
 
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/job/dataload"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/extender/podpaths"
 )
 
 // startDataLoadController runs the DataLoad controller against the job
 // master at jobMaster until ctx ends; wait joins it.
-func startDataLoadController(ctx context.Context, kubeconfig, jobMaster string) (wait func() error, err error) {
+func startDataLoadController(ctx context.Context, kubeconfig, jobMaster string, tlsSrc *security.Source) (wait func() error, err error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig %q: %w", kubeconfig, err)
@@ -30,7 +31,7 @@ func startDataLoadController(ctx context.Context, kubeconfig, jobMaster string) 
 	if err != nil {
 		return nil, fmt.Errorf("create kubernetes client: %w", err)
 	}
-	jc, err := client.NewJobClient(jobMaster)
+	jc, err := client.NewJobClient(jobMaster, tlsSrc)
 	if err != nil {
 		return nil, err
 	}

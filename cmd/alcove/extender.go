@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/extender"
 )
 
@@ -23,6 +24,10 @@ answers "no opinion". See extender/README.md for the scheduler configuration.`,
 				return usagef("--min-fraction %v: use a value in 0..1", cfg.Handler.MinFraction)
 			}
 			cfg.MasterAddresses = g.masterAddresses()
+			var err error
+			if cfg.TLS, err = g.tls(security.RoleNode); err != nil {
+				return err
+			}
 			s, err := extender.New(cfg)
 			if err != nil {
 				return err

@@ -20,7 +20,13 @@ import (
 
 // clientConfig builds a client configuration from flags, env and properties.
 func (g *globals) clientConfig() (client.Config, error) {
-	cfg := client.Config{MasterAddresses: g.masterAddresses(), Node: os.Getenv("ALCOVE_NODE")}
+	// ALCOVE_TOKEN_FILE: a pod's projected ServiceAccount token (audience
+	// alcove) proves the user instead of the asserted OS user.
+	cfg := client.Config{MasterAddresses: g.masterAddresses(), Node: os.Getenv("ALCOVE_NODE"), TokenFile: os.Getenv("ALCOVE_TOKEN_FILE")}
+	var err error
+	if cfg.TLS, err = g.clientTLS(); err != nil {
+		return cfg, err
+	}
 	if cfg.Node == "" && g.props != nil {
 		cfg.Node = g.props.String(conf.UserHostname, "")
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // jobMasterAddress resolves --job-master, then ALCOVE_JOB_MASTER, then
@@ -49,7 +50,11 @@ func (g *globals) jobMasterAddress() string {
 
 // withJobs runs fn with a job master client and a filesystem client.
 func (g *globals) withJobs(cmd *cobra.Command, fn func(context.Context, *client.JobClient, *client.Client) error) error {
-	jc, err := client.NewJobClient(g.jobMasterAddress())
+	tlsSrc, err := g.clientTLS()
+	if err != nil {
+		return err
+	}
+	jc, err := client.NewJobClient(g.jobMasterAddress(), tlsSrc)
 	if err != nil {
 		return err
 	}
@@ -80,6 +85,10 @@ func newJobMasterCmd(g *globals) *cobra.Command {
 			}
 			cfg.Address, cfg.WebAddress = hostPort(host, port), hostPort(host, webPort)
 			cfg.MasterAddresses = g.masterAddresses()
+			var err error
+			if cfg.TLS, err = g.tls(security.RoleJob); err != nil {
+				return err
+			}
 			m, err := job.NewMaster(cfg)
 			if err != nil {
 				return err
@@ -90,7 +99,7 @@ func newJobMasterCmd(g *globals) *cobra.Command {
 			}
 			defer m.Close()
 			if dataloads {
-				wait, err := startDataLoadController(ctx, kubeconfig, m.Addr())
+				wait, err := startDataLoadController(ctx, kubeconfig, m.Addr(), cfg.TLS)
 				if err != nil {
 					return err
 				}
@@ -152,6 +161,12 @@ func (f *jobWorkerFlags) config(cmd *cobra.Command, g *globals, prefix, host, no
 		Address: hostPort(host, f.port), WebAddress: hostPort(host, f.webPort), Slots: f.slots, BandwidthBytes: bw}, nil
 }
 
+// jobWorkerTLS is the job worker daemon's certificate.
+func (g *globals) jobWorkerTLS(cfg *job.WorkerConfig) (err error) {
+	cfg.TLS, err = g.tls(security.RoleJob)
+	return err
+}
+
 // parseLabels reads k=v,k2=v2.
 func parseLabels(s string) (map[string]string, error) {
 	out := map[string]string{}
@@ -178,6 +193,9 @@ func newJobWorkerCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(cmd, g, "", host, node, g.jobMasterAddress())
 			if err != nil {
+				return err
+			}
+			if err := g.jobWorkerTLS(&cfg); err != nil {
 				return err
 			}
 			w, err := job.NewWorker(cfg)

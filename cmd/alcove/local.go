@@ -17,6 +17,7 @@ import (
 	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/worker"
 )
 
@@ -28,6 +29,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 	var ufsOptions []string
 	var jf jobWorkerFlags
 	var jobPort, jobWebPort int
+	var noTLS bool
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run master, worker and job service on this machine, in the foreground",
@@ -37,7 +39,12 @@ service: a job master (RPC 20001, web 20002) and a job worker (RPC 30001,
 web 30003). State lives under
 --dir; restarting on the same --dir resumes the same namespace. The UFS
 mounted at / is DIR/ufs unless --ufs (or alluxio.master.mount.table.root.ufs)
-names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops it cleanly.`,
+names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops it cleanly.
+
+Components talk over mTLS with a throwaway CA made in DIR/tls on the first
+start; the CLI finds DIR/tls/admin by itself when DIR is ./alcove-data,
+else give it --tls-dir DIR/tls/admin (or ALCOVE_TLS_DIR). --no-tls runs
+plaintext.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -64,6 +71,10 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 			if err != nil {
 				return err
 			}
+			certs, err := localTLS(abs, f.host, noTLS)
+			if err != nil {
+				return err
+			}
 			m, err := master.New(master.Config{
 				Dir:                  filepath.Join(abs, "master"),
 				Address:              hostPort(f.host, masterPort),
@@ -71,6 +82,7 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 				RootUFS:              ufsURI,
 				RootUFSProperties:    rootProps,
 				MetadataSyncInterval: masterSyncInterval(g),
+				TLS:                  certs[security.RoleMaster],
 			})
 			if err != nil {
 				return err
@@ -83,6 +95,7 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 			if err != nil {
 				return err
 			}
+			wcfg.TLS = certs[security.RoleWorker]
 			w, err := worker.New(wcfg)
 			if err != nil {
 				return err
@@ -92,7 +105,7 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 			}
 			defer w.Close()
 			jm, err := job.NewMaster(job.MasterConfig{Dir: filepath.Join(abs, "job"), Address: hostPort(f.host, jobPort),
-				WebAddress: hostPort(f.host, jobWebPort), MasterAddresses: []string{m.Addr()}})
+				WebAddress: hostPort(f.host, jobWebPort), MasterAddresses: []string{m.Addr()}, TLS: certs[security.RoleJob]})
 			if err != nil {
 				return err
 			}
@@ -105,6 +118,7 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 				return err
 			}
 			jcfg.MasterAddresses = []string{m.Addr()}
+			jcfg.TLS = certs[security.RoleJob]
 			jw, err := job.NewWorker(jcfg)
 			if err != nil {
 				return err
@@ -125,7 +139,7 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 				fmt.Fprintf(out, "  socket   %s (short-circuit reads)\n", wcfg.DomainSocket)
 			}
 			if fuseMount != "" {
-				fc, err := client.New(client.Config{MasterAddresses: []string{m.Addr()}, Node: wcfg.Node})
+				fc, err := client.New(client.Config{MasterAddresses: []string{m.Addr()}, Node: wcfg.Node, TLS: certs[security.RoleNode]})
 				if err != nil {
 					return err
 				}
@@ -138,6 +152,11 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 				fmt.Fprintf(out, "  FUSE     %s (POSIX view of /)\n", srv.MountPoint())
 			}
 			fmt.Fprintf(out, "  UFS /    %s\n  state    %s\n", ufsURI, abs)
+			if certs != nil {
+				fmt.Fprintf(out, "  TLS      mTLS, CA and certificates in %s (CLI: --tls-dir %s)\n", filepath.Join(abs, "tls"), filepath.Join(abs, "tls", string(security.RoleAdmin)))
+			} else {
+				fmt.Fprintf(out, "  TLS      off (--no-tls): any local process can act as any component\n")
+			}
 			fmt.Fprintf(out, "Try: alcove fs copyFromLocal FILE /FILE && alcove fs stat /FILE && alcove fsadmin report capacity\n")
 			<-ctx.Done()
 			klog.InfoS("Shutting down")
@@ -165,6 +184,28 @@ names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops
 	cmd.Flags().IntVar(&jobPort, "job-master-port", 20001, "job master RPC port")
 	cmd.Flags().IntVar(&jobWebPort, "job-master-web-port", 20002, "job master web port")
 	jf.register(cmd, "job-worker-")
+	cmd.Flags().BoolVar(&noTLS, "no-tls", false, "run without TLS (plaintext, unauthenticated components)")
 	cmd.Flags().StringVar(&fuseMount, "fuse-mount", "", "also mount the namespace here with a FUSE daemon (needs root or /dev/fuse access)")
 	return cmd
+}
+
+// localTLS makes (first start) or reuses the throwaway CA and per-role
+// certificates of alcove local under dir/tls, and loads them; nil when off.
+func localTLS(dir, host string, off bool) (map[security.Role]*security.Source, error) {
+	if off {
+		return nil, nil
+	}
+	tdir := filepath.Join(dir, "tls")
+	if err := security.EnsureLocal(tdir, host); err != nil {
+		return nil, fmt.Errorf("create local certificates: %w", err)
+	}
+	out := map[security.Role]*security.Source{}
+	for _, r := range security.Roles {
+		s, err := security.Load(filepath.Join(tdir, string(r)), r)
+		if err != nil {
+			return nil, err
+		}
+		out[r] = s
+	}
+	return out, nil
 }

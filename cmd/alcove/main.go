@@ -27,7 +27,9 @@ type globals struct {
 	master    string
 	jobMaster string
 	confFile  string
-	props     *conf.Properties
+	// tlsDirFlag is --tls-dir; read it through tlsDir().
+	tlsDirFlag string
+	props      *conf.Properties
 }
 
 func main() {
@@ -88,7 +90,8 @@ func newRoot(g *globals) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.master, "master", "", "master address HOST:PORT[,HOST:PORT...] (env ALCOVE_MASTER; default from the properties file, else 127.0.0.1:19998)")
 	root.PersistentFlags().StringVar(&g.jobMaster, "job-master", "", "job master address HOST:PORT (env ALCOVE_JOB_MASTER; default alluxio.job.master.hostname, else the master's host on port 20001)")
 	root.PersistentFlags().StringVar(&g.confFile, "conf", "", "properties file (default: $ALCOVE_CONF_DIR/alcove-site.properties, ./conf/alcove-site.properties, /etc/alcove/alcove-site.properties)")
-	root.AddCommand(newFsCmd(g), newFsadminCmd(g), newLocalCmd(g), newMasterCmd(g), newWorkerCmd(g), newFormatCmd(g), newRunTestsCmd(g), newCSICmd(g), newExtenderCmd(g), newFuseCmd(g), newJobMasterCmd(g), newJobWorkerCmd(g), newJobCmd(g), newVersionCmd())
+	root.PersistentFlags().StringVar(&g.tlsDirFlag, "tls-dir", "", "this process's certificate directory: tls.crt, tls.key, ca.crt (env ALCOVE_TLS_DIR; property alcove.security.tls.dir); empty turns TLS off")
+	root.AddCommand(newCertsCmd(), newFsCmd(g), newFsadminCmd(g), newLocalCmd(g), newMasterCmd(g), newWorkerCmd(g), newFormatCmd(g), newRunTestsCmd(g), newCSICmd(g), newExtenderCmd(g), newFuseCmd(g), newJobMasterCmd(g), newJobWorkerCmd(g), newJobCmd(g), newVersionCmd())
 	return root
 }
 

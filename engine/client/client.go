@@ -12,14 +12,15 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
 )
 
@@ -54,6 +55,13 @@ type Config struct {
 	// with GetStatus and ListStatus: UFS metadata older than this is re-read
 	// (negative: never, 0: always). nil leaves it to the mount and master.
 	MetadataSyncInterval *time.Duration
+	// TLS is this client's certificate for mTLS to masters, workers (gRPC
+	// and data port) and the job master; nil: plaintext (TLS off).
+	TLS *security.Source
+	// TokenFile is a projected ServiceAccount token (audience alcove) the
+	// client proves its user with; it is re-read on every call (kubelet
+	// rotates it). Empty: the user is Owner/Group, asserted (SIMPLE).
+	TokenFile string
 }
 
 // Client is safe for concurrent use.
@@ -133,9 +141,9 @@ func (c *Client) Close() error {
 }
 
 // dataDialOptions are tuned for bulk block streams over loopback and LAN.
-func dataDialOptions() []grpc.DialOption {
+func (c *Client) dataDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		security.DialOption(c.cfg.TLS, security.RoleWorker),
 		grpc.WithInitialWindowSize(64 << 20),
 		grpc.WithInitialConnWindowSize(64 << 20),
 		grpc.WithReadBufferSize(1 << 20),
@@ -153,7 +161,8 @@ func (c *Client) masterConn() (*grpc.ClientConn, string, error) {
 		return c.master, addr, nil
 	}
 	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		security.DialOption(c.cfg.TLS, security.RoleMaster),
+		grpc.WithChainUnaryInterceptor(c.identify), grpc.WithChainStreamInterceptor(c.identifyStream),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if err != nil {
 		return nil, addr, fmt.Errorf("connect to master %s: %w", addr, err)
@@ -223,7 +232,7 @@ func (c *Client) workerConn(addr string) (apiv1.BlockWorkerClient, error) {
 	if cc, ok := c.workers[addr]; ok {
 		return apiv1.NewBlockWorkerClient(cc), nil
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, dataDialOptions()...)
+	cc, err := grpc.NewClient("passthrough:///"+addr, c.dataDialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to worker %s: %w", addr, err)
 	}
@@ -327,4 +336,37 @@ func currentUser() (string, string) {
 		group = g.Name
 	}
 	return u.Username, group
+}
+
+// withUser adds who the call acts for: the ServiceAccount token, or the
+// configured owner and group.
+func (c *Client) withUser(ctx context.Context) (context.Context, error) {
+	if c.cfg.TokenFile != "" {
+		tok, err := os.ReadFile(c.cfg.TokenFile)
+		if err != nil {
+			return ctx, fmt.Errorf("read ServiceAccount token: %w", err)
+		}
+		return security.OutgoingToken(ctx, strings.TrimSpace(string(tok))), nil
+	}
+	var groups []string
+	if c.cfg.Group != "" {
+		groups = []string{c.cfg.Group}
+	}
+	return security.OutgoingUser(ctx, c.cfg.Owner, groups), nil
+}
+
+func (c *Client) identify(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	ctx, err := c.withUser(ctx)
+	if err != nil {
+		return err
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func (c *Client) identifyStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	ctx, err := c.withUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return streamer(ctx, desc, cc, method, opts...)
 }

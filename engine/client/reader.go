@@ -406,7 +406,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 				continue
 			}
 			octx, cancel := r.c.withDataTimeout(r.ctx)
-			b, err := sc.Open(octx, bi.GetBlockId(), bs, r.readType == apiv1.ReadType_CACHE_PROMOTE)
+			b, err := sc.Open(octx, bi.GetBlockId(), bs, r.readType == apiv1.ReadType_CACHE_PROMOTE, info.GetBlockToken())
 			timedOut := octx.Err() != nil && r.ctx.Err() == nil
 			cancel()
 			if err != nil {
@@ -425,7 +425,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 	}
 	req := &apiv1.ReadBlockRequest{
 		BlockId: bi.GetBlockId(), Offset: inb, Length: length, BlockLength: blen,
-		BlockSizeBytes: bs, ReadType: r.readType, Ufs: ufsSource(info, idx),
+		BlockSizeBytes: bs, ReadType: r.readType, Ufs: ufsSource(info, idx), BlockToken: info.GetBlockToken(),
 	}
 	// Cached copies, the local node's first, workers that timed out last.
 	locs := bi.GetLocations()

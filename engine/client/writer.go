@@ -89,6 +89,7 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	hdr := &apiv1.WriteFileHeader{
 		FileId: info.GetFileId(), Path: p, UfsPath: info.GetUfsPath(), BlockSizeBytes: info.GetBlockSizeBytes(),
 		WriteType: opts.WriteType, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
+		BlockToken: info.GetBlockToken(),
 	}
 	// A worker that refuses the write (draining for a restart, not
 	// registered yet) or does not answer is replaced by another one.

@@ -52,6 +52,11 @@ const (
 	JobWorkerWebPort         = "alluxio.job.worker.web.port"
 	JobWorkerThreads         = "alluxio.job.worker.threadpool.size"
 	JobWorkerBandwidth       = "alluxio.job.worker.bandwidth"
+	// Alcove's own keys (written alcove.security.*).
+	SecurityTLSDir        = "alluxio.security.tls.dir"
+	SecurityTokenLifetime = "alluxio.security.block.token.lifetime"
+	SecuritySuperusers    = "alluxio.security.superusers"  // comma-separated
+	SecuritySupergroups   = "alluxio.security.supergroups" // comma-separated
 )
 
 var known = map[string]func(string) error{
@@ -81,6 +86,10 @@ var known = map[string]func(string) error{
 	JobWorkerWebPort:         port,
 	JobWorkerThreads:         positiveInt,
 	JobWorkerBandwidth:       size,
+	SecurityTLSDir:           nonEmpty,
+	SecurityTokenLifetime:    duration,
+	SecuritySuperusers:       nonEmpty,
+	SecuritySupergroups:      nonEmpty,
 	UserMetadataSyncInterval: func(s string) error { _, err := ParseSyncInterval(s); return err },
 }
 

@@ -12,6 +12,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // maxPersistPerHeartbeat bounds the persist commands in one reply.
@@ -54,7 +55,7 @@ func (s *blockServer) RegisterWorker(ctx context.Context, req *apiv1.RegisterWor
 	id, rejected := s.m.reg.register(req, accept, s.m.now())
 	klog.FromContext(ctx).Info("Worker registered", "workerID", id, "address", req.GetAddress(), "node", req.GetNode(),
 		"blocks", len(req.GetBlocks()), "refused", len(rejected), "sameCluster", req.GetClusterId() == cluster)
-	resp := &apiv1.RegisterWorkerResponse{WorkerId: id, ClusterId: cluster}
+	resp := &apiv1.RegisterWorkerResponse{WorkerId: id, ClusterId: cluster, BlockTokenKeys: security.KeysToProto(s.m.tokens.Keys())}
 	if req.GetClusterId() == cluster {
 		resp.FreeBlockIds = rejected
 	}
@@ -72,7 +73,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 	if !ok {
 		return &apiv1.HeartbeatResponse{Register: true}, nil
 	}
-	resp := &apiv1.HeartbeatResponse{FreeBlockIds: free}
+	resp := &apiv1.HeartbeatResponse{FreeBlockIds: free, BlockTokenKeys: security.KeysToProto(s.m.tokens.Keys())}
 	files := m.reg.workerFiles(req.GetWorkerId())
 	err = m.store.View(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bPinned).ForEach(func(k, _ []byte) error {

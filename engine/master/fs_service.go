@@ -6,6 +6,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/ufs"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // fsServer is the FileSystemMaster service. Handlers stay thin: the work is
@@ -19,6 +20,9 @@ var _ apiv1.FileSystemMasterServer = (*fsServer)(nil)
 
 func (s *fsServer) GetStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.GetStatusResponse, error) {
 	fi, err := s.m.getStatusReq(ctx, req)
+	if err == nil {
+		err = s.m.grant(ctx, fi, security.AccessRead)
+	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -27,6 +31,13 @@ func (s *fsServer) GetStatus(ctx context.Context, req *apiv1.GetStatusRequest) (
 
 func (s *fsServer) ListStatus(ctx context.Context, req *apiv1.ListStatusRequest) (*apiv1.ListStatusResponse, error) {
 	fis, err := s.m.listStatus(ctx, req)
+	if err == nil && listingTokens(ctx) {
+		for _, fi := range fis {
+			if err = s.m.grant(ctx, fi, security.AccessRead); err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -43,6 +54,9 @@ func (s *fsServer) CreateDirectory(ctx context.Context, req *apiv1.CreateDirecto
 
 func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest) (*apiv1.CreateFileResponse, error) {
 	fi, err := s.m.createFile(ctx, req)
+	if err == nil {
+		err = s.m.grant(ctx, fi, security.AccessRead|security.AccessWrite)
+	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -51,6 +65,9 @@ func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest)
 
 func (s *fsServer) CompleteFile(ctx context.Context, req *apiv1.CompleteFileRequest) (*apiv1.CompleteFileResponse, error) {
 	fi, err := s.m.completeFile(ctx, req)
+	if err == nil {
+		err = s.m.grant(ctx, fi, security.AccessRead)
+	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/ufs"
 )
 
@@ -67,6 +69,18 @@ type Config struct {
 	JournalID          string
 	JournalBindAddress string
 	JournalPeers       []journal.Peer
+	// TokenLifetime is how long a block token is valid (default
+	// security.DefaultTokenLifetime).
+	TokenLifetime time.Duration
+	// TLS, when set, makes the gRPC server require client certificates
+	// from the cluster CA and apply security.Cluster; nil serves plaintext.
+	TLS *security.Source
+	// Users verifies ServiceAccount tokens (security.TokenReviewer in
+	// Kubernetes); nil accepts none.
+	Users security.Authenticator
+	// Superusers and SuperGroups are users and groups whose permissions
+	// are not checked (alcove.security.superusers / supergroups).
+	Superusers, SuperGroups []string
 }
 
 // Master is a running metadata master.
@@ -80,7 +94,8 @@ type Master struct {
 	epoch   string        // identifies this run's node cache index
 	done    chan struct{} // closed when the master stops
 	persist *persistTracker
-	locks   *inodeLocks // orders UFS-and-journal operations on a path
+	tokens  *security.Signer // block tokens; its keys go to workers
+	locks   *inodeLocks      // orders UFS-and-journal operations on a path
 	synced  syncTimes
 	metrics *metrics
 	started time.Time
@@ -121,6 +136,12 @@ func New(cfg Config) (*Master, error) {
 	if err := meta.ValidateBlockSize(cfg.DefaultBlockSize); err != nil {
 		return nil, fmt.Errorf("configure master: %w", err)
 	}
+	if cfg.Superusers == nil {
+		// Alluxio's default: the user the master runs as.
+		if u, err := user.Current(); err == nil {
+			cfg.Superusers = []string{u.Username}
+		}
+	}
 	if cfg.RootUFS == "" {
 		cfg.RootUFS = filepath.Join(cfg.Dir, "underFSStorage")
 		if abs, err := filepath.Abs(cfg.RootUFS); err == nil {
@@ -131,8 +152,12 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("configure root UFS: %w", err)
 	}
 	cidx := newCacheIndex()
+	var err error
 	m := &Master{cfg: cfg, reg: newRegistry(cidx), cidx: cidx, done: make(chan struct{}), persist: newPersistTracker(cfg.PersistRetryInterval), locks: newInodeLocks()}
 	m.metrics = newMetrics(m)
+	if m.tokens, err = security.NewSigner(cfg.TokenLifetime); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -186,10 +211,10 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if m.lis, err = net.Listen("tcp", m.cfg.Address); err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Address, err)
 	}
-	m.grpcSrv = grpc.NewServer(
+	m.grpcSrv = grpc.NewServer(append(security.ServerOptions(m.cfg.TLS, m.cfg.Users),
 		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
-		grpc.ChainUnaryInterceptor(m.metrics.interceptor, m.leaderInterceptor),
-	)
+		grpc.ChainUnaryInterceptor(m.metrics.interceptor, m.leaderInterceptor, m.permInterceptor),
+	)...)
 	m.Register(m.grpcSrv)
 	if m.cfg.WebAddress != "" {
 		if m.webLis, err = net.Listen("tcp", m.cfg.WebAddress); err != nil {
@@ -426,3 +451,26 @@ func (m *Master) applyAll(ctx context.Context, entries []*apiv1.JournalEntry) ([
 }
 
 func (m *Master) now() time.Time { return time.Now() }
+
+// listingTokens: listings carry block tokens only for the job tier, whose
+// planner turns a listing into cache tasks (and with TLS off, where no
+// caller is authenticated anyway). Other readers get a file's token with
+// its own GetStatus.
+func listingTokens(ctx context.Context) bool {
+	p, ok := security.PeerFrom(ctx)
+	return !ok || p.Role == security.RoleJob
+}
+
+// grant attaches a block token for access a to a file's metadata (not to
+// a directory's).
+func (m *Master) grant(ctx context.Context, fi *apiv1.FileInfo, a security.Access) error {
+	if fi == nil || fi.GetFolder() || (a == security.AccessRead && !m.mayRead(ctx, fi)) {
+		return nil // no token: a worker refuses this caller the file's blocks
+	}
+	tok, err := m.tokens.Sign(security.ScopeOf(fi, a))
+	if err != nil {
+		return err
+	}
+	fi.BlockToken = tok
+	return nil
+}

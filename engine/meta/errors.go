@@ -34,6 +34,9 @@ var (
 	// or does not answer in time. It is an ErrUnavailable, but callers must
 	// not take it for a master to fail over from.
 	ErrUFSUnavailable = fmt.Errorf("under storage %w", ErrUnavailable)
+	// ErrUnauthenticated: the caller did not prove who it is (no client
+	// certificate, a missing, forged or expired block token).
+	ErrUnauthenticated = errors.New("unauthenticated")
 )
 
 var codeOf = []struct {
@@ -56,6 +59,7 @@ var codeOf = []struct {
 	{ErrNotLeader, codes.Unavailable},
 	{ErrPermission, codes.PermissionDenied},
 	{ErrAborted, codes.Aborted},
+	{ErrUnauthenticated, codes.Unauthenticated},
 }
 
 // reasonKey tags the sentinel in the status message so FromStatus can restore
@@ -166,7 +170,7 @@ func Errno(err error) syscall.Errno {
 		return syscall.ENOTEMPTY
 	case errors.Is(err, ErrNoSpace):
 		return syscall.ENOSPC
-	case errors.Is(err, ErrPermission):
+	case errors.Is(err, ErrPermission), errors.Is(err, ErrUnauthenticated):
 		return syscall.EACCES
 	case errors.Is(err, ErrNotLeader):
 		return syscall.EAGAIN

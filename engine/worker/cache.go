@@ -121,6 +121,9 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 // CacheBlock implements apiv1.BlockWorkerServer.
 func (s *blockService) CacheBlock(ctx context.Context, req *apiv1.CacheBlockRequest) (*apiv1.CacheBlockResponse, error) {
 	t := cacheTask{blockID: req.GetBlockId(), length: req.GetBlockLength(), blockSize: req.GetBlockSizeBytes(), src: req.GetUfs()}
+	if err := s.w.authorizeUFS(req.GetBlockToken(), t.blockID, t.blockSize, t.src); err != nil {
+		return nil, meta.ToStatus(fmt.Errorf("cache %w", err))
+	}
 	tier, already, err := s.w.loadBlock(ctx, t)
 	// A read-through or another load is writing the block right now: the
 	// caller wants it cached, so wait for that writer (and take over if it

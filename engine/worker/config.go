@@ -19,6 +19,7 @@ import (
 
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // Defaults, Alluxio's where Alluxio has one.
@@ -56,6 +57,14 @@ type Config struct {
 	// DrainTimeout bounds the graceful exit of Run (finishing writes and
 	// persists after SIGTERM); 0 → DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// TLS, when set, is the worker's certificate: its gRPC server and raw
+	// data port require client certificates from the cluster CA, and it
+	// calls the master and peer workers with mTLS. nil: plaintext.
+	TLS *security.Source
+	// DomainSocketGroup is the group (gid) that may use the domain socket
+	// besides root and the worker's own user (mode 0660); -1: the worker's
+	// group.
+	DomainSocketGroup int
 }
 
 // DefaultConfig returns a Config with the default addresses and tuning; the
@@ -68,6 +77,7 @@ func DefaultConfig() Config {
 		AsyncCacheThreads: DefaultAsyncCacheThreads,
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		DrainTimeout:      DefaultDrainTimeout,
+		DomainSocketGroup: -1,
 	}
 }
 

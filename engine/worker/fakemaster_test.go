@@ -5,10 +5,13 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // fakeMaster is an in-test BlockMaster on a real gRPC server: it records
@@ -46,7 +49,7 @@ func (m *fakeMaster) RegisterWorker(_ context.Context, req *apiv1.RegisterWorker
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.registers = append(m.registers, req)
-	return &apiv1.RegisterWorkerResponse{WorkerId: 42}, nil
+	return &apiv1.RegisterWorkerResponse{WorkerId: 42, BlockTokenKeys: security.KeysToProto(testSigner.Keys())}, nil
 }
 
 func (m *fakeMaster) Heartbeat(_ context.Context, req *apiv1.HeartbeatRequest) (*apiv1.HeartbeatResponse, error) {
@@ -57,7 +60,7 @@ func (m *fakeMaster) Heartbeat(_ context.Context, req *apiv1.HeartbeatRequest) (
 		m.removed[id] = true
 	}
 	if len(m.pending) == 0 {
-		return &apiv1.HeartbeatResponse{}, nil
+		return &apiv1.HeartbeatResponse{BlockTokenKeys: security.KeysToProto(testSigner.Keys())}, nil
 	}
 	resp := m.pending[0]
 	m.pending = m.pending[1:]
@@ -99,4 +102,39 @@ func (m *fakeMaster) committed(id int64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.commits[id] != nil
+}
+
+// testSigner signs the block tokens of this package's tests; the fake
+// master hands its keys to workers as the real master does.
+var testSigner = func() *security.Signer {
+	s, err := security.NewSigner(time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+func signToken(s security.Scope) []byte {
+	tok, err := testSigner.Sign(s)
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
+
+// readToken is the token the master would hand out for req's file.
+func readToken(req *apiv1.ReadBlockRequest) []byte {
+	return signToken(security.Scope{FileID: meta.FileIDOf(req.GetBlockId()), Access: security.AccessRead,
+		MountID: req.GetUfs().GetMountId(), UfsPath: req.GetUfs().GetUfsPath(), BlockSize: req.GetBlockSizeBytes()})
+}
+
+// fileToken is a read token for cached blocks of a file.
+func fileToken(fileID int64) []byte {
+	return signToken(security.Scope{FileID: fileID, Access: security.AccessRead})
+}
+
+// writeToken is the token CreateFile would return for h's file.
+func writeToken(h *apiv1.WriteFileHeader) []byte {
+	return signToken(security.Scope{FileID: h.GetFileId(), Access: security.AccessRead | security.AccessWrite,
+		MountID: h.GetMountId(), UfsPath: h.GetUfsPath(), BlockSize: h.GetBlockSizeBytes()})
 }

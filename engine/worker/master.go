@@ -8,6 +8,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 const (
@@ -58,6 +59,7 @@ func (w *Worker) register(ctx context.Context) error {
 	} else if n := len(resp.GetFreeBlockIds()); n > 0 {
 		w.log.Info("master refused cached blocks (file gone or block does not fit it); dropped them", "blocks", n)
 	}
+	w.tokens.Set(security.KeysFromProto(resp.GetBlockTokenKeys()))
 	w.id.Store(resp.GetWorkerId())
 	return nil
 }
@@ -155,6 +157,7 @@ func (h *heartbeater) beat(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("heartbeat to master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
 	}
+	w.tokens.Set(security.KeysFromProto(resp.GetBlockTokenKeys()))
 	clear(h.added)
 	clear(h.removed)
 	if resp.GetRegister() {

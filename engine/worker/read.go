@@ -12,6 +12,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/ufs"
 )
 
@@ -72,6 +73,9 @@ func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, sin
 	if off < 0 {
 		return fmt.Errorf("read block %d: %w: negative offset %d", id, meta.ErrInvalidArgument, off)
 	}
+	if err := w.authorize(req.GetBlockToken(), id, security.AccessRead); err != nil {
+		return fmt.Errorf("read %w", err)
+	}
 	chunk := chunkSize(req.GetChunkSize())
 	if req.GetReadType() == apiv1.ReadType_CACHE_PROMOTE {
 		if _, err := w.store.Promote(id); err != nil && !errors.Is(err, meta.ErrNotFound) {
@@ -111,6 +115,9 @@ func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, sin
 	blen := req.GetBlockLength()
 	if blen <= 0 || req.GetBlockSizeBytes() <= 0 {
 		return fmt.Errorf("read block %d: %w: a cache miss needs block_length and block_size_bytes", id, meta.ErrInvalidArgument)
+	}
+	if err := w.authorizeUFS(req.GetBlockToken(), id, req.GetBlockSizeBytes(), src); err != nil {
+		return fmt.Errorf("read %w", err)
 	}
 	n, err := rangeLen(id, off, req.GetLength(), blen)
 	if err != nil {

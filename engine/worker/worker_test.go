@@ -150,7 +150,7 @@ func TestShortCircuitRead(t *testing.T) {
 	defer c.Close()
 	var got []byte
 	for i := range int64(3) {
-		b, err := c.Open(ctx, meta.BlockID(11, i), testBS, false)
+		b, err := c.Open(ctx, meta.BlockID(11, i), testBS, false, fileToken(11))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func TestShortCircuitRead(t *testing.T) {
 		b.Close()
 	}
 	equal(t, "short-circuit read", got, data)
-	if _, err := c.Open(ctx, meta.BlockID(12, 0), testBS, false); !errors.Is(err, meta.ErrNotFound) {
+	if _, err := c.Open(ctx, meta.BlockID(12, 0), testBS, false, fileToken(12)); !errors.Is(err, meta.ErrNotFound) {
 		t.Fatalf("open of an uncached block: %v", err)
 	}
 	// A block in SSD is promoted before its fd is handed out.
@@ -172,7 +172,7 @@ func TestShortCircuitRead(t *testing.T) {
 	}
 	bw.Write(data[:100])
 	bw.Commit()
-	b, err := c.Open(ctx, meta.BlockID(13, 0), testBS, true)
+	b, err := c.Open(ctx, meta.BlockID(13, 0), testBS, true, fileToken(13))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,9 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Header{Header: &apiv1.WriteFileHeader{FileId: 40, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}}})
+	h := &apiv1.WriteFileHeader{FileId: 40, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}
+	h.BlockToken = writeToken(h)
+	s.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Header{Header: h}})
 	s.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Data{Data: randBytes(8, testBS+10)}})
 	eventually(t, "the first block to land", func() bool { return e.fm.committed(meta.BlockID(40, 0)) })
 	cancel()

@@ -47,6 +47,9 @@ func (w *Worker) writeFile(ctx context.Context, stream grpc.ClientStreamingServe
 	if err := validateHeader(h); err != nil {
 		return nil, err
 	}
+	if err := w.authorizeWrite(h); err != nil {
+		return nil, err
+	}
 	if !w.work.enter() {
 		return nil, errDraining("write file " + h.GetPath())
 	}

@@ -98,6 +98,9 @@ func (c *cluster) kill9() {
 	c.cmd = nil
 }
 
+// tlsDir is the admin certificate alcove local made (the CLI's identity).
+func (c *cluster) tlsDir() string { return filepath.Join(c.dir, "tls", "admin") }
+
 func (c *cluster) stop() {
 	if c.cmd == nil {
 		return
@@ -130,7 +133,7 @@ func (c *cluster) runEnv(env []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--master", c.master, "--job-master", "127.0.0.1:" + strconv.Itoa(c.ports[5])}, args...)...)
-	cmd.Env = append(append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir), env...)
+	cmd.Env = append(append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir, "ALCOVE_TLS_DIR="+c.tlsDir()), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

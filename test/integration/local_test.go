@@ -50,7 +50,7 @@ func (c *cluster) catSum(path string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, "--master", c.master, "fs", "cat", path)
-	cmd.Env = append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir)
+	cmd.Env = append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir, "ALCOVE_TLS_DIR="+c.tlsDir())
 	h := sha256.New()
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = h, &stderr

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,7 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/test/miniotest"
 )
 
@@ -82,6 +89,7 @@ func TestS3SecretsNeverShown(t *testing.T) {
 	if !strings.Contains(listing, "s3a.secretKey=<redacted>") || !strings.Contains(listing, "alluxio.underfs.s3.endpoint="+srv.Endpoint) {
 		t.Errorf("fs mount listing should show options with secrets redacted:\n%s", listing)
 	}
+	checkMountConfigRoles(t, c, secret)
 	local := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(local, []byte("written through\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -138,4 +146,42 @@ func TestS3SecretsNeverShown(t *testing.T) {
 		}
 	}
 	t.Logf("searched %d bytes of daemon log and %d bytes of CLI, web and metrics output", len(logs), shown.Len())
+}
+
+// checkMountConfigRoles asks the master for the mounts' configurations with
+// each role's certificate: only a worker gets GetMountConfig (with the
+// secret in clear, which shows the refusals are not vacuous); every other
+// role is refused, and GetMountTable answers them with secrets redacted.
+func checkMountConfigRoles(t *testing.T, c *cluster, secret string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, role := range security.Roles {
+		if role == security.RoleMaster {
+			continue // the master's certificate is a server's; it never calls itself
+		}
+		a := newAttacker(t, c, role)
+		mt, err := apiv1.NewFileSystemMasterClient(a.master).GetMountTable(ctx, &apiv1.GetMountTableRequest{})
+		if err != nil {
+			t.Fatalf("GetMountTable as %s: %v", role, err)
+		}
+		if strings.Contains(mt.String(), secret) {
+			t.Errorf("GetMountTable answers %s with a secret in clear", role)
+		}
+		var found bool
+		for _, m := range mt.GetMountPoints() {
+			cfg, err := apiv1.NewBlockMasterClient(a.master).GetMountConfig(ctx, &apiv1.GetMountConfigRequest{MountId: m.GetMountId()})
+			switch {
+			case role == security.RoleWorker && err != nil:
+				t.Fatalf("GetMountConfig(%s) as a worker: %v", m.GetAlcovePath(), err)
+			case role == security.RoleWorker:
+				found = found || strings.Contains(cfg.String(), secret)
+			case status.Code(err) != codes.PermissionDenied:
+				t.Errorf("GetMountConfig(%s) as %s: %v, want PermissionDenied", m.GetAlcovePath(), role, err)
+			}
+		}
+		if role == security.RoleWorker && !found {
+			t.Errorf("no mount's configuration given to a worker holds the secret key (%d mounts)", len(mt.GetMountPoints()))
+		}
+	}
 }

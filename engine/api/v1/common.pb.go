@@ -469,8 +469,13 @@ type FileInfo struct {
 	// The UFS object's content identity when its store has one (S3: ETag);
 	// reads of a missing block pass it back so a changed object is refused.
 	UfsFingerprint string `protobuf:"bytes,32,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A block token (engine/security) for this file, signed by the master:
+	// read access, or read-write in CreateFile's answer. Workers refuse data
+	// requests without one. Answers about one file carry it (GetStatus,
+	// CreateFile, CompleteFile); listings only for the job tier.
+	BlockToken    []byte `protobuf:"bytes,40,opt,name=block_token,json=blockToken,proto3" json:"block_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileInfo) Reset() {
@@ -725,6 +730,13 @@ func (x *FileInfo) GetUfsFingerprint() string {
 		return x.UfsFingerprint
 	}
 	return ""
+}
+
+func (x *FileInfo) GetBlockToken() []byte {
+	if x != nil {
+		return x.BlockToken
+	}
+	return nil
 }
 
 // BlockRun is count blocks of a file from block index start.
@@ -1130,7 +1142,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rFileBlockInfo\x123\n" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x14.alcove.v1.BlockInfoR\tblockInfo\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xed\b\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x8e\t\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1167,7 +1179,9 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x05nlink\x18\x1d \x01(\rR\x05nlink\x12\x16\n" +
 	"\x06orphan\x18\x1e \x01(\bR\x06orphan\x12)\n" +
 	"\x05holes\x18\x1f \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
-	"\x0fufs_fingerprint\x18  \x01(\tR\x0eufsFingerprint\"6\n" +
+	"\x0fufs_fingerprint\x18  \x01(\tR\x0eufsFingerprint\x12\x1f\n" +
+	"\vblock_token\x18( \x01(\fR\n" +
+	"blockToken\"6\n" +
 	"\bBlockRun\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\"f\n" +

@@ -2123,12 +2123,13 @@ func (x *RegisterWorkerRequest) GetClusterId() string {
 }
 
 type RegisterWorkerResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                    // the master's cluster id
-	FreeBlockIds  []int64                `protobuf:"varint,3,rep,packed,name=free_block_ids,json=freeBlockIds,proto3" json:"free_block_ids,omitempty"` // reported blocks refused: remove them before serving
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId       int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	ClusterId      string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                    // the master's cluster id
+	FreeBlockIds   []int64                `protobuf:"varint,3,rep,packed,name=free_block_ids,json=freeBlockIds,proto3" json:"free_block_ids,omitempty"` // reported blocks refused: remove them before serving
+	BlockTokenKeys []*BlockTokenKey       `protobuf:"bytes,20,rep,name=block_token_keys,json=blockTokenKeys,proto3" json:"block_token_keys,omitempty"`  // keys to verify block tokens with
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerResponse) Reset() {
@@ -2182,6 +2183,75 @@ func (x *RegisterWorkerResponse) GetFreeBlockIds() []int64 {
 	return nil
 }
 
+func (x *RegisterWorkerResponse) GetBlockTokenKeys() []*BlockTokenKey {
+	if x != nil {
+		return x.BlockTokenKeys
+	}
+	return nil
+}
+
+// BlockTokenKey is a block token signing key, sent by the master to workers
+// only (over mTLS). Never log it.
+type BlockTokenKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	ExpiresUnixMs int64                  `protobuf:"varint,3,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockTokenKey) Reset() {
+	*x = BlockTokenKey{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockTokenKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockTokenKey) ProtoMessage() {}
+
+func (x *BlockTokenKey) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockTokenKey.ProtoReflect.Descriptor instead.
+func (*BlockTokenKey) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *BlockTokenKey) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BlockTokenKey) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *BlockTokenKey) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
 type HeartbeatRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId        int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2194,7 +2264,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2276,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2289,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() int64 {
@@ -2259,14 +2329,15 @@ type HeartbeatResponse struct {
 	UnpersistedFileIds []int64                `protobuf:"varint,5,rep,packed,name=unpersisted_file_ids,json=unpersistedFileIds,proto3" json:"unpersisted_file_ids,omitempty"` // files whose cached copy is the only copy
 	// Blocks of unpersisted files below their replication.durable copies
 	// (a worker holding one was lost): push them to the targets.
-	Replicate     []*ReplicateCommand `protobuf:"bytes,20,rep,name=replicate,proto3" json:"replicate,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replicate      []*ReplicateCommand `protobuf:"bytes,20,rep,name=replicate,proto3" json:"replicate,omitempty"`
+	BlockTokenKeys []*BlockTokenKey    `protobuf:"bytes,21,rep,name=block_token_keys,json=blockTokenKeys,proto3" json:"block_token_keys,omitempty"` // current keys to verify block tokens with
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2349,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2362,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HeartbeatResponse) GetRegister() bool {
@@ -2336,6 +2407,13 @@ func (x *HeartbeatResponse) GetReplicate() []*ReplicateCommand {
 	return nil
 }
 
+func (x *HeartbeatResponse) GetBlockTokenKeys() []*BlockTokenKey {
+	if x != nil {
+		return x.BlockTokenKeys
+	}
+	return nil
+}
+
 type ReplicateCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	BlockId       int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
@@ -2346,7 +2424,7 @@ type ReplicateCommand struct {
 
 func (x *ReplicateCommand) Reset() {
 	*x = ReplicateCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2436,7 @@ func (x *ReplicateCommand) String() string {
 func (*ReplicateCommand) ProtoMessage() {}
 
 func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2449,7 @@ func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCommand.ProtoReflect.Descriptor instead.
 func (*ReplicateCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReplicateCommand) GetBlockId() int64 {
@@ -2409,7 +2487,7 @@ type PersistCommand struct {
 
 func (x *PersistCommand) Reset() {
 	*x = PersistCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2499,7 @@ func (x *PersistCommand) String() string {
 func (*PersistCommand) ProtoMessage() {}
 
 func (x *PersistCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2512,7 @@ func (x *PersistCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistCommand.ProtoReflect.Descriptor instead.
 func (*PersistCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PersistCommand) GetFileId() int64 {
@@ -2515,7 +2593,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2605,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2618,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2588,7 +2666,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2678,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2691,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CommitBlockResponse) GetReplicasNeeded() int32 {
@@ -2643,7 +2721,7 @@ type PersistDoneRequest struct {
 
 func (x *PersistDoneRequest) Reset() {
 	*x = PersistDoneRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2733,7 @@ func (x *PersistDoneRequest) String() string {
 func (*PersistDoneRequest) ProtoMessage() {}
 
 func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2746,7 @@ func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneRequest.ProtoReflect.Descriptor instead.
 func (*PersistDoneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PersistDoneRequest) GetWorkerId() int64 {
@@ -2714,7 +2792,7 @@ type PersistDoneResponse struct {
 
 func (x *PersistDoneResponse) Reset() {
 	*x = PersistDoneResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +2804,7 @@ func (x *PersistDoneResponse) String() string {
 func (*PersistDoneResponse) ProtoMessage() {}
 
 func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +2817,7 @@ func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneResponse.ProtoReflect.Descriptor instead.
 func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
 }
 
 type GetMountConfigRequest struct {
@@ -2751,7 +2829,7 @@ type GetMountConfigRequest struct {
 
 func (x *GetMountConfigRequest) Reset() {
 	*x = GetMountConfigRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +2841,7 @@ func (x *GetMountConfigRequest) String() string {
 func (*GetMountConfigRequest) ProtoMessage() {}
 
 func (x *GetMountConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +2854,7 @@ func (x *GetMountConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetMountConfigRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetMountConfigRequest) GetMountId() int64 {
@@ -2795,7 +2873,7 @@ type GetMountConfigResponse struct {
 
 func (x *GetMountConfigResponse) Reset() {
 	*x = GetMountConfigResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2885,7 @@ func (x *GetMountConfigResponse) String() string {
 func (*GetMountConfigResponse) ProtoMessage() {}
 
 func (x *GetMountConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2898,7 @@ func (x *GetMountConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetMountConfigResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetMountConfigResponse) GetMount() *MountPointInfo {
@@ -2842,7 +2920,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2854,7 +2932,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2867,7 +2945,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -2899,7 +2977,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2911,7 +2989,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2924,7 +3002,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
 }
 
 type NodeCacheEvent struct {
@@ -2947,7 +3025,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3037,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3050,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -3019,7 +3097,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +3109,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +3122,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -3063,7 +3141,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[50]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3153,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[50]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3166,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -3275,24 +3353,30 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\tworker_id\x18\a \x01(\x03R\bworkerId\x12!\n" +
 	"\fdata_address\x18\b \x01(\tR\vdataAddress\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x14 \x01(\tR\tclusterId\"z\n" +
+	"cluster_id\x18\x14 \x01(\tR\tclusterId\"\xbe\x01\n" +
 	"\x16RegisterWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12$\n" +
-	"\x0efree_block_ids\x18\x03 \x03(\x03R\ffreeBlockIds\"\xc1\x01\n" +
+	"\x0efree_block_ids\x18\x03 \x03(\x03R\ffreeBlockIds\x12B\n" +
+	"\x10block_token_keys\x18\x14 \x03(\v2\x18.alcove.v1.BlockTokenKeyR\x0eblockTokenKeys\"_\n" +
+	"\rBlockTokenKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x03 \x01(\x03R\rexpiresUnixMs\"\xc1\x01\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12)\n" +
 	"\x05tiers\x18\x02 \x03(\v2\x13.alcove.v1.TierInfoR\x05tiers\x129\n" +
 	"\fadded_blocks\x18\x03 \x03(\v2\x16.alcove.v1.WorkerBlockR\vaddedBlocks\x12*\n" +
-	"\x11removed_block_ids\x18\x04 \x03(\x03R\x0fremovedBlockIds\"\x9f\x02\n" +
+	"\x11removed_block_ids\x18\x04 \x03(\x03R\x0fremovedBlockIds\"\xe3\x02\n" +
 	"\x11HeartbeatResponse\x12\x1a\n" +
 	"\bregister\x18\x01 \x01(\bR\bregister\x12$\n" +
 	"\x0efree_block_ids\x18\x02 \x03(\x03R\ffreeBlockIds\x12&\n" +
 	"\x0fpinned_file_ids\x18\x03 \x03(\x03R\rpinnedFileIds\x123\n" +
 	"\apersist\x18\x04 \x03(\v2\x19.alcove.v1.PersistCommandR\apersist\x120\n" +
 	"\x14unpersisted_file_ids\x18\x05 \x03(\x03R\x12unpersistedFileIds\x129\n" +
-	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\"a\n" +
+	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\x12B\n" +
+	"\x10block_token_keys\x18\x15 \x03(\v2\x18.alcove.v1.BlockTokenKeyR\x0eblockTokenKeys\"a\n" +
 	"\x10ReplicateCommand\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x122\n" +
 	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\x98\x02\n" +
@@ -3387,7 +3471,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),        // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),       // 1: alcove.v1.GetStatusResponse
@@ -3425,113 +3509,116 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*CheckpointResponse)(nil),      // 33: alcove.v1.CheckpointResponse
 	(*RegisterWorkerRequest)(nil),   // 34: alcove.v1.RegisterWorkerRequest
 	(*RegisterWorkerResponse)(nil),  // 35: alcove.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),        // 36: alcove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),       // 37: alcove.v1.HeartbeatResponse
-	(*ReplicateCommand)(nil),        // 38: alcove.v1.ReplicateCommand
-	(*PersistCommand)(nil),          // 39: alcove.v1.PersistCommand
-	(*CommitBlockRequest)(nil),      // 40: alcove.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),     // 41: alcove.v1.CommitBlockResponse
-	(*PersistDoneRequest)(nil),      // 42: alcove.v1.PersistDoneRequest
-	(*PersistDoneResponse)(nil),     // 43: alcove.v1.PersistDoneResponse
-	(*GetMountConfigRequest)(nil),   // 44: alcove.v1.GetMountConfigRequest
-	(*GetMountConfigResponse)(nil),  // 45: alcove.v1.GetMountConfigResponse
-	(*NodeCacheEntry)(nil),          // 46: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),   // 47: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),          // 48: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),     // 49: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),    // 50: alcove.v1.GetNodeCacheResponse
-	nil,                             // 51: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                // 52: alcove.v1.FileInfo
-	(WriteType)(0),                  // 53: alcove.v1.WriteType
-	(TtlAction)(0),                  // 54: alcove.v1.TtlAction
-	(*BlockRun)(nil),                // 55: alcove.v1.BlockRun
-	(*MountPointInfo)(nil),          // 56: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),              // 57: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                // 58: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),             // 59: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),           // 60: alcove.v1.BlockLocation
+	(*BlockTokenKey)(nil),           // 36: alcove.v1.BlockTokenKey
+	(*HeartbeatRequest)(nil),        // 37: alcove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 38: alcove.v1.HeartbeatResponse
+	(*ReplicateCommand)(nil),        // 39: alcove.v1.ReplicateCommand
+	(*PersistCommand)(nil),          // 40: alcove.v1.PersistCommand
+	(*CommitBlockRequest)(nil),      // 41: alcove.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),     // 42: alcove.v1.CommitBlockResponse
+	(*PersistDoneRequest)(nil),      // 43: alcove.v1.PersistDoneRequest
+	(*PersistDoneResponse)(nil),     // 44: alcove.v1.PersistDoneResponse
+	(*GetMountConfigRequest)(nil),   // 45: alcove.v1.GetMountConfigRequest
+	(*GetMountConfigResponse)(nil),  // 46: alcove.v1.GetMountConfigResponse
+	(*NodeCacheEntry)(nil),          // 47: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),   // 48: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),          // 49: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),     // 50: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),    // 51: alcove.v1.GetNodeCacheResponse
+	nil,                             // 52: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                // 53: alcove.v1.FileInfo
+	(WriteType)(0),                  // 54: alcove.v1.WriteType
+	(TtlAction)(0),                  // 55: alcove.v1.TtlAction
+	(*BlockRun)(nil),                // 56: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),          // 57: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),              // 58: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                // 59: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),             // 60: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),           // 61: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	52, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	52, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	53, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	52, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	53, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	54, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	52, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	55, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
-	52, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	54, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	51, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	53, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
-	52, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
-	56, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	57, // 14: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	58, // 15: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	59, // 16: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	58, // 17: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	59, // 18: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	39, // 19: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	38, // 20: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	60, // 21: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	55, // 22: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
-	60, // 23: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	56, // 24: alcove.v1.GetMountConfigResponse.mount:type_name -> alcove.v1.MountPointInfo
-	46, // 25: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	46, // 26: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 27: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 28: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 29: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 30: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 31: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 32: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 33: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 34: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 35: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 36: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 37: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	26, // 38: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	22, // 39: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
-	24, // 40: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
-	28, // 41: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	30, // 42: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	32, // 43: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	47, // 44: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	49, // 45: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	34, // 46: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	36, // 47: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	40, // 48: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	42, // 49: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	44, // 50: alcove.v1.BlockMaster.GetMountConfig:input_type -> alcove.v1.GetMountConfigRequest
-	1,  // 51: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 52: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 53: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 54: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 55: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 56: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 57: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 58: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 59: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 60: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 61: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	27, // 62: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	23, // 63: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
-	25, // 64: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
-	29, // 65: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	31, // 66: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	33, // 67: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	48, // 68: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	50, // 69: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	35, // 70: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	37, // 71: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	41, // 72: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	43, // 73: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	45, // 74: alcove.v1.BlockMaster.GetMountConfig:output_type -> alcove.v1.GetMountConfigResponse
-	51, // [51:75] is the sub-list for method output_type
-	27, // [27:51] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	53, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	53, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	54, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	53, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	54, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	55, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	53, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	56, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	53, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	55, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	52, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	54, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	53, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	57, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	58, // 14: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	59, // 15: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	60, // 16: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	36, // 17: alcove.v1.RegisterWorkerResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	59, // 18: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	60, // 19: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	40, // 20: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	39, // 21: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	36, // 22: alcove.v1.HeartbeatResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	61, // 23: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	56, // 24: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	61, // 25: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	57, // 26: alcove.v1.GetMountConfigResponse.mount:type_name -> alcove.v1.MountPointInfo
+	47, // 27: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	47, // 28: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 29: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 30: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 31: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 32: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 33: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 34: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 35: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 36: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 37: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 38: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 39: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 40: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 41: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 42: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 43: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	30, // 44: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	32, // 45: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	48, // 46: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	50, // 47: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	34, // 48: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	37, // 49: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	41, // 50: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	43, // 51: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	45, // 52: alcove.v1.BlockMaster.GetMountConfig:input_type -> alcove.v1.GetMountConfigRequest
+	1,  // 53: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 54: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 55: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 56: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 57: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 58: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 59: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 60: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 61: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 62: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 63: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 64: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 65: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 66: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 67: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	31, // 68: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	33, // 69: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	49, // 70: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	51, // 71: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	35, // 72: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	38, // 73: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	42, // 74: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	44, // 75: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	46, // 76: alcove.v1.BlockMaster.GetMountConfig:output_type -> alcove.v1.GetMountConfigResponse
+	53, // [53:77] is the sub-list for method output_type
+	29, // [29:53] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -3549,7 +3636,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
