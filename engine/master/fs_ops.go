@@ -558,6 +558,9 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
 	}
 	m.cidx.renamed(src, dst)
+	if srcPersisted {
+		m.refreshMoved(ctx, &node{path: dst, inode: sn.inode, mount: dstMount})
+	}
 	return nil
 }
 

@@ -7,9 +7,13 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/bbolt"
+	"k8s.io/klog/v2"
+
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 // SyncAlways as Config.MetadataSyncInterval re-reads UFS metadata on every
@@ -117,4 +121,97 @@ func replaceEntry(old, new *apiv1.Inode) *apiv1.JournalEntry {
 	e := createEntry(old.ParentId, new, true)
 	e.GetCreateInode().ReplaceId = old.Id
 	return e
+}
+
+// refreshMoved records the UFS fingerprints of the files a UFS rename just
+// moved (n is the moved file or directory at its new path). A store whose
+// rename is a copy (S3: copy then delete) may give the copy a new ETag — a
+// multipart object's copy does — and a stale fingerprint would make every
+// read of an uncached block refuse the object as changed, and the next sync
+// drop its cache. Stores that do not check fingerprints are skipped. It
+// costs one Stat for a file and one listing per directory of a moved tree
+// (the rename itself copied every object). Failures are logged: the rename
+// stands, and `fs ls -f` repairs what is left stale.
+func (m *Master) refreshMoved(ctx context.Context, n *node) {
+	fs, up, err := m.ufsOf(n.mount, n.path)
+	if err != nil {
+		return
+	}
+	if _, ok := fs.(ufs.MatchingOpener); !ok {
+		return
+	}
+	var entries []*apiv1.JournalEntry
+	if !n.inode.Folder {
+		var st ufs.Status
+		if st, err = fs.Stat(ctx, up); err == nil {
+			entries = appendRefresh(entries, n.inode, st)
+		}
+	} else {
+		entries, err = m.refreshTree(ctx, fs, n)
+	}
+	_, errs := m.applyAll(ctx, entries)
+	for _, e := range errs {
+		if err == nil {
+			err = e
+		}
+	}
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		klog.FromContext(ctx).Error(err, "Record UFS fingerprints after a rename (fs ls -f repairs them)", "path", n.path)
+	}
+}
+
+// refreshTree lists every directory of the tree at dir (in Alcove's
+// namespace) in the UFS and returns the entries recording changed
+// fingerprints of its persisted files.
+func (m *Master) refreshTree(ctx context.Context, fs ufs.UFS, dir *node) ([]*apiv1.JournalEntry, error) {
+	var entries []*apiv1.JournalEntry
+	queue := []*node{dir}
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		var kids []*apiv1.Inode
+		if err := m.store.View(func(tx *bbolt.Tx) (err error) {
+			kids, err = children(tx, d.inode.Id)
+			return err
+		}); err != nil {
+			return entries, err
+		}
+		files := map[string]*apiv1.Inode{}
+		for _, k := range kids {
+			switch {
+			case k.Folder && !k.MountPoint:
+				queue = append(queue, &node{path: meta.Join(d.path, k.Name), inode: k, mount: d.mount})
+			case !k.Folder && k.UfsFingerprint != "" && k.PersistenceState == apiv1.PersistenceState_PERSISTED:
+				files[k.Name] = k
+			}
+		}
+		if len(files) == 0 {
+			continue
+		}
+		_, up, err := m.ufsOf(d.mount, d.path)
+		if err != nil {
+			return entries, err
+		}
+		sts, err := fs.List(ctx, up)
+		if err != nil {
+			return entries, err
+		}
+		for _, st := range sts {
+			if ino := files[st.Name]; ino != nil {
+				entries = appendRefresh(entries, ino, st)
+			}
+		}
+	}
+	return entries, nil
+}
+
+// appendRefresh adds an entry recording st's fingerprint for ino when the
+// UFS reports another one for an object of the same length.
+func appendRefresh(entries []*apiv1.JournalEntry, ino *apiv1.Inode, st ufs.Status) []*apiv1.JournalEntry {
+	if ino.Folder || st.Folder || ino.UfsFingerprint == "" || st.Fingerprint == "" || st.Fingerprint == ino.UfsFingerprint || st.Length != ino.Length {
+		return entries
+	}
+	return append(entries, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
+		Id: ino.Id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: st.ModTime.UnixMilli(), UfsFingerprint: st.Fingerprint,
+	}}})
 }
