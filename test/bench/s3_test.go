@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"golang.org/x/sys/unix"
 
 	s3ufs "github.com/alcove-io/alcove/engine/ufs/s3"
 	"github.com/alcove-io/alcove/test/alcovetest"
@@ -59,8 +60,10 @@ func TestBenchS3(t *testing.T) {
 		"--master-port", strconv.Itoa(ports[0]), "--master-web-port", strconv.Itoa(ports[1]), "--worker-port", strconv.Itoa(ports[2]),
 		"--worker-web-port", strconv.Itoa(ports[3]), "--worker-data-port", strconv.Itoa(ports[4]), "--node-name", "bench"}, args...)
 	daemon(t, bin, filepath.Join(dir, "local.log"), args...)
+	// alcove local runs mTLS (its default); the CLI and FUSE use its admin certificate.
+	cli := []string{"--master", master, "--tls-dir", filepath.Join(dir, "tls", "admin")}
 	alcove := func(args ...string) (string, error) {
-		out, err := exec.Command(bin, append([]string{"--master", master}, args...)...).CombinedOutput()
+		out, err := exec.Command(bin, append(cli, args...)...).CombinedOutput()
 		return string(out), err
 	}
 	waitFor(t, "alcove local", func() bool {
@@ -71,7 +74,7 @@ func TestBenchS3(t *testing.T) {
 	os.MkdirAll(mnt, 0o755)
 	metrics := "127.0.0.1:" + strconv.Itoa(ports[5])
 	workerWeb := "127.0.0.1:" + strconv.Itoa(ports[3])
-	daemon(t, bin, filepath.Join(dir, "fuse.log"), "--master", master, "fuse", "--mount-point", mnt, "--metrics-address", metrics)
+	daemon(t, bin, filepath.Join(dir, "fuse.log"), append(cli, "fuse", "--mount-point", mnt, "--metrics-address", metrics)...)
 	waitFor(t, "FUSE mount", func() bool { _, err := os.Stat(filepath.Join(mnt, "obj")); return err == nil })
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 	cold := func() {
@@ -85,6 +88,7 @@ func TestBenchS3(t *testing.T) {
 		})
 	}
 
+	const reads = "alcove_fuse_read_requests_total"
 	client := rawClient(srv)
 	raw := func() float64 { return rawGet(t, client, bucket, "obj", size) }
 	var rawCat, cat, rawFuse, fuseCold []float64
@@ -92,7 +96,7 @@ func TestBenchS3(t *testing.T) {
 		rawCat = append(rawCat, raw())
 		cold()
 		start := time.Now()
-		cmd := exec.Command(bin, "--master", master, "fs", "cat", "/obj")
+		cmd := exec.Command(bin, append(cli, "fs", "cat", "/obj")...)
 		cmd.Env = append(os.Environ(), "ALCOVE_NODE=bench")
 		var n countWriter
 		cmd.Stdout = &n
@@ -103,9 +107,12 @@ func TestBenchS3(t *testing.T) {
 
 		rawFuse = append(rawFuse, raw())
 		cold()
+		before := metric(t, metrics, reads)
 		fuseCold = append(fuseCold, readFile(t, filepath.Join(mnt, "obj"), size))
+		if after := metric(t, metrics, reads); after-before < float64(size>>20) {
+			t.Fatalf("cold FUSE read sent %v READ requests to the daemon for %d MiB: served from a cache, not cold", after-before, size>>20)
+		}
 	}
-	const reads = "alcove_fuse_read_requests_total"
 	before := metric(t, metrics, reads)
 	warm := readFile(t, filepath.Join(mnt, "obj"), size)
 	if after := metric(t, metrics, reads); after != before {
@@ -205,6 +212,11 @@ func readFile(t *testing.T, p string, size int64) float64 {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	// Drop the kernel's page cache of the FUSE file: a cold read must reach
+	// the daemon (a warm one then goes to the backing file by passthrough).
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, make([]byte, 1<<20))
 	if err != nil || n != size {
