@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit sanity test-takeover test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+.PHONY: all build test unit fuzz fuzz-short sanity test-takeover test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
 	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load minio bench-s3 test-s3-large
 
 all: build
@@ -21,8 +21,9 @@ build:
 run: build
 	./$(BIN) local $(RUN_ARGS)
 
-## test: generated code and manifests, lint, unit and integration tests, csi-sanity (CI then runs `make e2e`)
-test: proto-check manifests-check lint unit sanity
+## test: generated code and manifests, lint, unit and integration tests (they replay every fuzz target's
+## seed corpus), csi-sanity, a short run of every fuzz target (CI then runs `make e2e`)
+test: proto-check manifests-check lint unit sanity fuzz-short
 
 unit: minio
 	./hack/python-venv.sh
@@ -31,6 +32,17 @@ unit: minio
 ## minio: the MinIO server the S3 tests run against, built into .cache/bin (cold ~2.5 min; a test server only, never linked)
 minio:
 	./hack/minio.sh >/dev/null
+
+## fuzz: every Go fuzz target (hack/fuzz.sh finds them) for FUZZTIME each, one after another;
+## FUZZ_RUN=regexp picks targets, FUZZ_PARALLEL sets fuzz workers (default 1). See SECURITY.md.
+FUZZTIME ?= 10m
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
+
+## fuzz-short: the same targets for FUZZ_SHORT each (part of `make test`)
+FUZZ_SHORT ?= 10s
+fuzz-short:
+	FUZZTIME=$(FUZZ_SHORT) ./hack/fuzz.sh
 
 ## sanity: the CSI conformance suite (csi-sanity) against the real driver with real FUSE mounts
 sanity:

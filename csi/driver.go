@@ -105,6 +105,11 @@ func New(cfg Config, ns namespace) (*Driver, error) {
 		return nil, fmt.Errorf("%w: volume root %q must be a directory below /", meta.ErrInvalidArgument, cfg.VolumeRoot)
 	}
 	cfg.VolumeRoot = root
+	for _, a := range cfg.AllowedUFS {
+		if _, _, err := parseUFSPrefix(a); err != nil {
+			return nil, fmt.Errorf("--allowed-ufs %q: %w", a, err)
+		}
+	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}

@@ -138,6 +138,10 @@ func (n *nodeServer) checkLoop() {
 	}
 }
 
+// volumePath validates the volume context a node is given (a PV's
+// volumeAttributes, written by hand for a static PV) and returns the
+// volume's namespace path. The FUSE options in it go on the daemon's
+// command line, so they are checked here, not left to the daemon.
 func volumePath(volumeID string, vctx map[string]string) (string, error) {
 	p := vctx[ctxPath]
 	if p == "" {
@@ -146,6 +150,16 @@ func volumePath(volumeID string, vctx map[string]string) (string, error) {
 	clean, err := meta.CleanPath(p)
 	if err != nil {
 		return "", status.Errorf(codes.InvalidArgument, "volume %s: namespace path: %v", volumeID, err)
+	}
+	if wt := vctx[ctxWriteType]; wt != "" {
+		if _, err := meta.ParseWriteType(wt); err != nil {
+			return "", status.Errorf(codes.InvalidArgument, "volume %s: volume attribute %s: %v", volumeID, ctxWriteType, err)
+		}
+	}
+	if rt := vctx[ctxReadType]; rt != "" {
+		if _, err := meta.ParseReadType(rt); err != nil {
+			return "", status.Errorf(codes.InvalidArgument, "volume %s: volume attribute %s: %v", volumeID, ctxReadType, err)
+		}
 	}
 	return clean, nil
 }

@@ -2,6 +2,7 @@ package csi
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -112,20 +113,18 @@ func parseParams(p map[string]string, allowedUFS []string) (*volumeParams, error
 
 // checkUFS accepts a UFS URI only under an allowed prefix; local paths
 // must be listed explicitly, so a StorageClass cannot expose the node's
-// or master's own filesystem.
+// or master's own filesystem. Both sides are compared parsed, by scheme,
+// host and whole path components — as the master will mount the URI — so
+// a prefix such as "s3:" or "file:///srv/data" allows neither every bucket
+// nor file:///srv/database.
 func checkUFS(uri string, allowed []string) error {
-	u, err := ufs.ParseURI(uri)
+	u, p, err := parseUFSPrefix(uri)
 	if err != nil {
 		return fmt.Errorf("parameter ufs: %w", err)
 	}
-	clean, err := meta.CleanPath(u.Path)
-	if err != nil {
-		return fmt.Errorf("parameter ufs: %w", err)
-	}
-	full := u.Scheme + "://" + u.Host + clean
 	for _, a := range allowed {
-		a = strings.TrimRight(a, "/")
-		if full == a || strings.HasPrefix(full, a+"/") {
+		r, rp, err := parseUFSPrefix(a)
+		if err == nil && r.Scheme == u.Scheme && r.Host == u.Host && meta.HasPrefix(p, rp) {
 			return nil
 		}
 	}
@@ -183,4 +182,18 @@ func ufsMountParams(vctx map[string]string, allowedUFS []string) (uri string, pr
 		}
 	}
 	return uri, props, readOnly, nil
+}
+
+// parseUFSPrefix parses a UFS URI the way the master mounts it (surrounding
+// space trimmed) and returns it with its clean path.
+func parseUFSPrefix(uri string) (*url.URL, string, error) {
+	u, err := ufs.ParseURI(strings.TrimSpace(uri))
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := meta.CleanPath(u.Path)
+	if err != nil {
+		return nil, "", fmt.Errorf("UFS URI %q: %w", uri, err)
+	}
+	return u, p, nil
 }

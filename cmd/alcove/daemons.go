@@ -37,7 +37,10 @@ func parseTier(s string) (blockstore.TierConfig, error) {
 		return blockstore.TierConfig{}, usagef("--tier %q: alias must be MEM, SSD or HDD", s)
 	}
 	size, err := conf.ParseSize(parts[2])
-	if err != nil || size <= 0 {
+	if err != nil {
+		return blockstore.TierConfig{}, usagef("--tier %q: %v", s, err)
+	}
+	if size <= 0 {
 		return blockstore.TierConfig{}, usagef("--tier %q: size must be positive, e.g. 10GB", s)
 	}
 	return blockstore.TierConfig{Alias: alias, Dir: parts[1], QuotaBytes: size}, nil

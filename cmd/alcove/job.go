@@ -147,8 +147,8 @@ func (f *jobWorkerFlags) config(cmd *cobra.Command, g *globals, prefix, host, no
 		f.slots = p.Int(conf.JobWorkerThreads, f.slots)
 	}
 	bw, err := conf.ParseSize(f.bandwidth)
-	if err != nil || bw < 0 {
-		return job.WorkerConfig{}, usagef("--%sbandwidth %q: give bytes per second such as 200MB, or 0", prefix, f.bandwidth)
+	if err != nil {
+		return job.WorkerConfig{}, usagef("--%sbandwidth: %v: give bytes per second such as 200MB, or 0", prefix, err)
 	}
 	if !cmd.Flags().Changed(prefix + "bandwidth") {
 		bw = p.Size(conf.JobWorkerBandwidth, bw)

@@ -6,7 +6,9 @@ package conf
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -141,7 +143,10 @@ func Parse(path string, text string) (*Properties, error) {
 		}
 		p.values[key] = val
 	}
-	return p, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: read properties: %w", path, err)
+	}
+	return p, nil
 }
 
 // Load reads the first properties file found: explicit path, then
@@ -271,7 +276,9 @@ func size(s string) error { _, err := ParseSize(s); return err }
 func duration(s string) error { _, err := ParseDuration(s); return err }
 
 // ParseSize parses sizes as Alluxio writes them: "1024", "64MB", "1GB",
-// "512MiB", "2g" — binary multiples (Alluxio treats MB as MiB).
+// "512MiB", "2g", "1.5KB" — binary multiples (Alluxio treats MB as MiB); a
+// fraction of a byte is dropped. Negative, non-finite (NaN, Inf) and values
+// beyond int64 (8 EiB) are errors: no size setting has a meaning for them.
 func ParseSize(s string) (int64, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))
 	mult := int64(1)
@@ -284,23 +291,60 @@ func ParseSize(s string) (int64, error) {
 			break
 		}
 	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("%q is not a size (e.g. 512MB, 2GB)", s)
+	// Whole numbers are exact (a float64 has 53 bits: 9223372036854775807 is not one).
+	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
+		switch {
+		case n < 0:
+			return 0, fmt.Errorf("%q is not a size: it is negative", s)
+		case n > math.MaxInt64/mult:
+			return 0, errSizeTooLarge(s)
+		}
+		return n * mult, nil
 	}
-	return int64(f * float64(mult)), nil
+	f, err := strconv.ParseFloat(t, 64)
+	if errors.Is(err, strconv.ErrRange) { // ±Inf beyond float64, or 0 below its smallest
+		err = nil
+	}
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%q is not a size (e.g. 512MB, 2GB)", s)
+	case f < 0:
+		return 0, fmt.Errorf("%q is not a size: it is negative", s)
+	case math.IsNaN(f) || math.IsInf(f, 1) && strings.Contains(t, "INF"):
+		return 0, fmt.Errorf("%q is not a size: it is not a finite number", s)
+	}
+	v := f * float64(mult)
+	if v >= 0x1p63 { // float64(math.MaxInt64) rounds up to 2^63; +Inf lands here too
+		return 0, errSizeTooLarge(s)
+	}
+	return int64(v), nil
 }
 
-// ParseDuration accepts Go durations and Alluxio's bare milliseconds ("30000", "5min").
+func errSizeTooLarge(s string) error {
+	return fmt.Errorf("%q is not a size: it exceeds %d bytes (8 EiB)", s, int64(math.MaxInt64))
+}
+
+// ParseDuration accepts Go durations and Alluxio's bare milliseconds ("30000",
+// "5min"). Negative durations and bare milliseconds beyond time.Duration
+// (about 292 years) are errors.
 func ParseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
+	if n, err := strconv.ParseInt(t, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		switch {
+		case n < 0:
+			return 0, fmt.Errorf("%q is not a duration: it is negative", s)
+		case err != nil || n > math.MaxInt64/int64(time.Millisecond):
+			return 0, fmt.Errorf("%q is not a duration: %s ms exceed %v", s, t, time.Duration(math.MaxInt64))
+		}
 		return time.Duration(n) * time.Millisecond, nil
 	}
 	t = strings.Replace(strings.Replace(t, "min", "m", 1), "sec", "s", 1)
 	d, err := time.ParseDuration(t)
-	if err != nil {
+	switch {
+	case err != nil:
 		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 5min, 30000)", s)
+	case d < 0:
+		return 0, fmt.Errorf("%q is not a duration: it is negative", s)
 	}
 	return d, nil
 }

@@ -278,6 +278,8 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		return nil, fmt.Errorf("complete file %s: %w", p, meta.ErrIsDirectory)
 	case req.GetFileId() != ino.Id:
 		return nil, fmt.Errorf("%w: complete file %s: file id %d does not match the file there (id %d)", meta.ErrFailedPrecondition, p, req.GetFileId(), ino.Id)
+	case ino.BlockSizeBytes <= 0:
+		return nil, fmt.Errorf("%w: complete file %s: not a regular file (a symbolic link?)", meta.ErrFailedPrecondition, p)
 	case req.GetLength() < 0 || meta.BlockCount(req.GetLength(), ino.BlockSizeBytes) > meta.MaxBlocksPerFile:
 		return nil, fmt.Errorf("%w: complete file %s: length %d", meta.ErrInvalidArgument, p, req.GetLength())
 	}

@@ -226,6 +226,11 @@ func nextID(tx *bbolt.Tx) (int64, error) {
 }
 
 func applyCreate(tx *bbolt.Tx, c *apiv1.CreateInodeEntry, now int64) (any, error) {
+	if c.GetInode() == nil {
+		// An entry no master writes; refused, not a panic that every
+		// replaying master would repeat.
+		return nil, fmt.Errorf("%w: create entry without an inode", meta.ErrInvalidArgument)
+	}
 	in := proto.Clone(c.GetInode()).(*apiv1.Inode)
 	parent, err := mustInode(tx, c.GetParentId())
 	if err != nil {
@@ -255,6 +260,9 @@ func applyCreate(tx *bbolt.Tx, c *apiv1.CreateInodeEntry, now int64) (any, error
 			return nil, fmt.Errorf("replace %q: %w: inode %d is there now, not %d", in.Name, meta.ErrAborted, existing.Id, c.GetReplaceId())
 		}
 	}
+	if in.Id < 0 {
+		return nil, fmt.Errorf("%w: create %q: negative inode id %d", meta.ErrInvalidArgument, in.Name, in.Id)
+	}
 	if in.Id != 0 {
 		if other, err := getInode(tx, in.Id); err != nil || other != nil {
 			return nil, fmt.Errorf("create %q: inode id %d: %w", in.Name, in.Id, meta.ErrAlreadyExists)
@@ -268,6 +276,11 @@ func applyCreate(tx *bbolt.Tx, c *apiv1.CreateInodeEntry, now int64) (any, error
 	}
 	if in.Id == 0 {
 		if in.Id, err = nextID(tx); err != nil {
+			return nil, err
+		}
+	} else if in.Id >= counter(tx, kNextInode) {
+		// A given id moves the counter past it: nextID never hands it out again.
+		if err := setCounter(tx, kNextInode, in.Id+1); err != nil {
 			return nil, err
 		}
 	}
@@ -345,6 +358,9 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 	}
 	if c.GetLength() < 0 {
 		return nil, fmt.Errorf("%w: complete %q: negative length %d", meta.ErrInvalidArgument, ino.Name, c.GetLength())
+	}
+	if ino.BlockSizeBytes <= 0 {
+		return nil, fmt.Errorf("%w: complete %q: not a regular file (no block size)", meta.ErrFailedPrecondition, ino.Name)
 	}
 	if err := meta.ValidateHoles(c.GetHoles(), meta.BlockCount(c.GetLength(), ino.BlockSizeBytes)); err != nil {
 		return nil, fmt.Errorf("complete %q: %w", ino.Name, err)

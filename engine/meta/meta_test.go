@@ -66,7 +66,7 @@ func TestBlocks(t *testing.T) {
 		t.Fatalf("block id %d does not round trip", id)
 	}
 	for _, tc := range []struct{ length, bs, count, last int64 }{
-		{0, 10, 0, 0}, {1, 10, 1, 1}, {10, 10, 1, 10}, {25, 10, 3, 5},
+		{0, 10, 0, 0}, {1, 10, 1, 1}, {10, 10, 1, 10}, {25, 10, 3, 5}, {25, 0, 0, 0}, {25, -1, 0, 0},
 	} {
 		if c := BlockCount(tc.length, tc.bs); c != tc.count {
 			t.Errorf("BlockCount(%d,%d) = %d, want %d", tc.length, tc.bs, c, tc.count)

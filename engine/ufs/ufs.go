@@ -156,6 +156,11 @@ func ParseURI(uri string) (*url.URL, error) {
 	if u.User != nil {
 		return nil, fmt.Errorf("%w: UFS URI %s://%s...: credentials do not belong in the URI (give them as mount options)", meta.ErrInvalidArgument, u.Scheme, u.Host)
 	}
+	if u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || strings.Contains(uri, "#") { // "#" alone: an empty fragment
+		// A UFS path is scheme://host/path: a query or fragment would
+		// silently cut every path joined under it short.
+		return nil, fmt.Errorf("%w: UFS URI %q: use scheme://host/path without ? or # (escape them in names as %%3F and %%23)", meta.ErrInvalidArgument, uri)
+	}
 	if u.Path == "" {
 		u.Path = "/"
 	}
@@ -203,12 +208,20 @@ func instanceKey(scheme, host string, props map[string]string) string {
 	return scheme + "://" + host + "#" + hex.EncodeToString(h.Sum(nil))
 }
 
-// JoinURI appends a relative namespace path to a UFS root URI.
+// JoinURI appends a relative namespace path to a UFS root URI. Each name
+// is escaped, so that it reaches the UFS literally once the URI is parsed:
+// a name "%2e%2e" stays a name and never becomes "..", and "%", "?" or "#"
+// in a name neither fail the parse nor cut the path short.
 func JoinURI(root, rel string) string {
+	rel = strings.Trim(rel, "/")
 	if rel == "" {
 		return root
 	}
-	return strings.TrimRight(root, "/") + "/" + strings.TrimLeft(rel, "/")
+	names := strings.Split(rel, "/")
+	for i, n := range names {
+		names[i] = url.PathEscape(n)
+	}
+	return strings.TrimRight(root, "/") + "/" + strings.Join(names, "/")
 }
 
 // Within reports whether uri lies at or under root (same scheme and host,

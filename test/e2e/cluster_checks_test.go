@@ -38,6 +38,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	c.check("helm-install", []string{"minio-up"}, c.helmInstall)
 	inst := []string{"helm-install"}
 	c.check("root-ufs-on-s3-from-secret", inst, c.s3RootUFS)
+	c.check("rbac-least-privilege", inst, c.rbac)
 	c.check("pvc-binds-via-csi-provisioner", inst, func(ctx context.Context) (err error) {
 		pvName, err = c.pvcBinds(ctx)
 		return err
@@ -553,6 +554,28 @@ func (c *cluster) uninstall(ctx context.Context, pv string) error {
 	if _, err := c.kubectl(ctx, "delete", "namespace", testNS, "--wait=true", "--timeout=120s"); err != nil {
 		return err
 	}
+	// The storage suite deletes its namespaces without waiting for them; a
+	// pod still terminating there needs the CSI node plugin to unpublish its
+	// volume, so the release must outlive every namespace being deleted.
+	err := poll(ctx, time.Second, "namespaces being deleted to go", func() (bool, error) {
+		l, err := c.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		var terminating []string
+		for _, ns := range l.Items {
+			if ns.Status.Phase == corev1.NamespaceTerminating {
+				terminating = append(terminating, ns.Name)
+			}
+		}
+		if len(terminating) > 0 {
+			return false, fmt.Errorf("still terminating: %s", strings.Join(terminating, ", "))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
 	if pv != "" {
 		err := poll(ctx, 500*time.Millisecond, "PV "+pv+" deleted by the provisioner", func() (bool, error) {
 			_, err := c.cs.CoreV1().PersistentVolumes().Get(ctx, pv, metav1.GetOptions{})
@@ -565,7 +588,7 @@ func (c *cluster) uninstall(ctx context.Context, pv string) error {
 	if _, err := c.run(ctx, "", "helm", "uninstall", release, "-n", releaseNS, "--wait", "--timeout", "120s"); err != nil {
 		return err
 	}
-	err := poll(ctx, time.Second, "release pods gone", func() (bool, error) {
+	err = poll(ctx, time.Second, "release pods gone", func() (bool, error) {
 		l, err := c.cs.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{})
 		return err == nil && len(l.Items) == 0, err
 	})
