@@ -5,8 +5,8 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
-	"github.com/alcove-io/alcove/engine/ufs"
 	"github.com/alcove-io/alcove/engine/security"
+	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 // fsServer is the FileSystemMaster service. Handlers stay thin: the work is
