@@ -10,7 +10,7 @@ TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
 .PHONY: all build test unit fuzz fuzz-short sanity bench-meta test-takeover test-failover bench-read-barrier test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load
+	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load minio bench-s3 test-s3-large
 
 all: build
 
@@ -25,9 +25,13 @@ run: build
 ## seed corpus), csi-sanity, a short run of every fuzz target (CI then runs `make e2e`)
 test: proto-check manifests-check lint unit sanity fuzz-short
 
-unit:
+unit: minio
 	./hack/python-venv.sh
 	$(GO) test $(TEST_FLAGS) $$($(GO) list $(PKGS) | grep -v /test/sanity)
+
+## minio: the MinIO server the S3 tests run against, built into .cache/bin (cold ~2.5 min; a test server only, never linked)
+minio:
+	./hack/minio.sh >/dev/null
 
 ## fuzz: every Go fuzz target (hack/fuzz.sh finds them) for FUZZTIME each, one after another;
 ## FUZZ_RUN=regexp picks targets, FUZZ_PARALLEL sets fuzz workers (default 1). See SECURITY.md.
@@ -98,6 +102,14 @@ test-failover:
 ## bench-read-barrier: GetStatus on the leader of 3 masters with the linearizable-read check and without it
 bench-read-barrier:
 	$(GO) test -run XXX -bench BenchmarkGetStatusReadBarrier -benchtime 3s ./engine/master/
+
+## bench-s3: a 1 GiB object in MinIO read cold through fs cat and FUSE vs a raw parallel ranged GET, then warm (passthrough)
+bench-s3: minio
+	./hack/bench-s3.sh
+
+## test-s3-large: the S3 tests at acceptance size (a 1 GiB file through multipart, a 10,000-object listing); make test runs smaller ones
+test-s3-large: minio
+	ALCOVE_S3_LARGE=1 $(GO) test -count=1 -timeout 30m -v -run 'TestS3Large' ./test/s3/
 
 ## test-crash: the crash-consistency suites on crashfs with more rounds (CRASH_ROUNDS, default 40; make test runs a few);
 ## replay a failure with ALCOVE_CRASH_SEED=<logged seed> (test/crashfs/README.md)

@@ -73,6 +73,9 @@ func (s *controllerServer) CreateVolume(ctx context.Context, req *csipb.CreateVo
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
+	if vp.ufsURI != "" {
+		maps.Copy(vp.ufsProps, secretOptions(req.GetSecrets())) // provisioner-secret-*
+	}
 	rec := &volumeRecord{ID: req.GetName(), Name: req.GetName(), CapacityBytes: capacity, Retain: vp.retain, Context: map[string]string{}}
 	switch {
 	case vp.path != "":

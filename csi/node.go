@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -208,6 +209,11 @@ func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVo
 	if err != nil {
 		return nil, err
 	}
+	if req.GetVolumeContext()[paramUFS] != "" {
+		if err := n.mountStaticUFS(ctx, path, req.GetVolumeContext(), req.GetSecrets()); err != nil {
+			return nil, meta.ToStatus(fmt.Errorf("volume %s: %w", id, err))
+		}
+	}
 	info, err := n.d.ns.GetStatus(ctx, path)
 	if err != nil {
 		if errors.Is(err, meta.ErrNotFound) {
@@ -249,6 +255,30 @@ func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVo
 	}
 	n.setStaged(id, v)
 	return &csipb.NodeStageVolumeResponse{}, nil
+}
+
+// mountStaticUFS mounts the UFS a static PV names (volume attributes ufs,
+// ufsOption.*, readOnly) at its path, with the node-stage secrets as
+// credentials; a mount already there is kept (idempotent).
+func (n *nodeServer) mountStaticUFS(ctx context.Context, path string, vctx, secrets map[string]string) error {
+	uri, props, readOnly, err := ufsMountParams(vctx, n.d.cfg.AllowedUFS)
+	if err != nil {
+		return err
+	}
+	maps.Copy(props, secretOptions(secrets))
+	if info, err := n.d.ns.GetStatus(ctx, path); err == nil && info.GetMountPoint() {
+		return nil
+	}
+	if _, err := n.d.ns.Mkdir(ctx, meta.Parent(path), true, true, 0); err != nil {
+		return err
+	}
+	err = n.d.ns.Mount(ctx, path, uri, readOnly, false, props)
+	if errors.Is(err, meta.ErrAlreadyExists) {
+		if info, serr := n.d.ns.GetStatus(ctx, path); serr == nil && info.GetMountPoint() {
+			return nil // mounted meanwhile
+		}
+	}
+	return err
 }
 
 func (n *nodeServer) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {

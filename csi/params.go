@@ -147,6 +147,56 @@ func checkUFS(uri string, allowed []string) error {
 	return fmt.Errorf("%w: parameter ufs=%q is outside the UFS prefixes this driver allows (%v; set --allowed-ufs)", meta.ErrPermission, uri, allowed)
 }
 
+// secretAliases map the key names of a typical S3 Secret (as MinIO and AWS
+// tooling write them) to mount options.
+var secretAliases = map[string]string{
+	"AWS_ACCESS_KEY_ID":     "s3a.accessKeyId",
+	"AWS_SECRET_ACCESS_KEY": "s3a.secretKey",
+	"AWS_SESSION_TOKEN":     "s3a.sessionToken",
+	"accessKeyId":           "s3a.accessKeyId",
+	"secretKey":             "s3a.secretKey",
+}
+
+// secretOptions turns CSI secrets (csi.storage.k8s.io/provisioner-secret-*
+// for CreateVolume, node-stage-secret-* for NodeStageVolume) into UFS mount
+// options: a key is a mount option name (s3a.accessKeyId, s3a.secretKey, or
+// any other option) or one of secretAliases. They go to the master with
+// the mount, never into a volume record, a volume context or a log line.
+func secretOptions(secrets map[string]string) map[string]string {
+	if len(secrets) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(secrets))
+	for k, v := range secrets {
+		if alias, ok := secretAliases[k]; ok {
+			k = alias
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// ufsMountParams reads a UFS mount from a static PV's volume attributes
+// (ufs, ufsOption.*, readOnly): the node mounts it with node-stage secrets.
+func ufsMountParams(vctx map[string]string, allowedUFS []string) (uri string, props map[string]string, readOnly bool, err error) {
+	uri = vctx[paramUFS]
+	if err := checkUFS(uri, allowedUFS); err != nil {
+		return "", nil, false, err
+	}
+	props = map[string]string{}
+	for k, v := range vctx {
+		if strings.HasPrefix(k, paramUFSOption) {
+			props[strings.TrimPrefix(k, paramUFSOption)] = v
+		}
+	}
+	if v, ok := vctx[paramReadOnly]; ok {
+		if readOnly, err = strconv.ParseBool(v); err != nil {
+			return "", nil, false, fmt.Errorf("%w: volume attribute %s=%q: use true or false", meta.ErrInvalidArgument, paramReadOnly, v)
+		}
+	}
+	return uri, props, readOnly, nil
+}
+
 // parseUFSPrefix parses a UFS URI the way the master mounts it (surrounding
 // space trimmed) and returns it with its clean path.
 func parseUFSPrefix(uri string) (*url.URL, string, error) {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/master"
@@ -25,6 +26,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 	var dir, ufsURI string
 	var masterPort, masterWebPort int
 	var fuseMount string
+	var ufsOptions []string
 	var jf jobWorkerFlags
 	var jobPort, jobWebPort int
 	var noTLS bool
@@ -36,7 +38,8 @@ worker (RPC 29999, web 30000) with a MEM tier on /dev/shm, and the job
 service: a job master (RPC 20001, web 20002) and a job worker (RPC 30001,
 web 30003). State lives under
 --dir; restarting on the same --dir resumes the same namespace. The UFS
-mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.
+mounted at / is DIR/ufs unless --ufs (or alluxio.master.mount.table.root.ufs)
+names another, e.g. s3://bucket/prefix with --ufs-option KEY=VALUE. Ctrl-C stops it cleanly.
 
 Components talk over mTLS with a throwaway CA made in DIR/tls on the first
 start; the CLI finds DIR/tls/admin by itself when DIR is ./alcove-data,
@@ -52,6 +55,9 @@ plaintext.`,
 			if err := fsutil.MkdirAll(abs); err != nil { // its name must survive a power loss too
 				return fmt.Errorf("create state directory: %w", err)
 			}
+			if !cmd.Flags().Changed("ufs") {
+				ufsURI = g.props.String(conf.MasterRootUFS, "")
+			}
 			if ufsURI == "" {
 				ufsURI = filepath.Join(abs, "ufs")
 				if err := os.MkdirAll(ufsURI, 0o755); err != nil {
@@ -61,16 +67,22 @@ plaintext.`,
 			if err := os.MkdirAll(filepath.Join(abs, "worker"), 0o755); err != nil {
 				return fmt.Errorf("create state directory: %w", err)
 			}
+			rootProps, err := rootUFSOptions(g, ufsOptions)
+			if err != nil {
+				return err
+			}
 			certs, err := localTLS(abs, f.host, noTLS)
 			if err != nil {
 				return err
 			}
 			m, err := master.New(master.Config{
-				Dir:        filepath.Join(abs, "master"),
-				Address:    hostPort(f.host, masterPort),
-				WebAddress: hostPort(f.host, masterWebPort),
-				RootUFS:    ufsURI,
-				TLS:        certs[security.RoleMaster],
+				Dir:                  filepath.Join(abs, "master"),
+				Address:              hostPort(f.host, masterPort),
+				WebAddress:           hostPort(f.host, masterWebPort),
+				RootUFS:              ufsURI,
+				RootUFSProperties:    rootProps,
+				MetadataSyncInterval: masterSyncInterval(g),
+				TLS:                  certs[security.RoleMaster],
 			})
 			if err != nil {
 				return err
@@ -165,7 +177,8 @@ plaintext.`,
 	f.register(cmd)
 	cmd.Flags().StringVar(&f.host, "host", "127.0.0.1", "address to bind and advertise")
 	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory (journal, metadata, default UFS)")
-	cmd.Flags().StringVar(&ufsURI, "ufs", "", "UFS URI mounted at / (default DIR/ufs)")
+	cmd.Flags().StringVar(&ufsURI, "ufs", "", "UFS URI mounted at / (default DIR/ufs), e.g. s3://bucket/prefix")
+	cmd.Flags().StringArrayVar(&ufsOptions, "ufs-option", nil, "root UFS option KEY=VALUE (repeatable), e.g. alluxio.underfs.s3.endpoint=http://127.0.0.1:9000; credentials: prefer AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 	cmd.Flags().IntVar(&masterPort, "master-port", 19998, "master RPC port")
 	cmd.Flags().IntVar(&masterWebPort, "master-web-port", 19999, "master web port")
 	cmd.Flags().IntVar(&jobPort, "job-master-port", 20001, "job master RPC port")

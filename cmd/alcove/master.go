@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,7 @@ func newMasterCmd(g *globals) *cobra.Command {
 	var kubeAuth bool
 	var host, peers, journalBind string
 	var port, webPort, journalPort int
+	var rootOptions []string
 	cmd := &cobra.Command{
 		Use:   "master",
 		Short: "Run a master (metadata, journal, worker registry); with --journal-peers one member of an HA group",
@@ -61,6 +63,11 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 			if cfg.RootUFS == "" {
 				cfg.RootUFS = filepath.Join(cfg.Dir, "ufs")
 			}
+			var err error
+			if cfg.RootUFSProperties, err = rootUFSOptions(g, rootOptions); err != nil {
+				return err
+			}
+			cfg.MetadataSyncInterval = masterSyncInterval(g)
 			cfg.Address = hostPort(host, port)
 			cfg.WebAddress = hostPort(host, webPort)
 			if peers != "" {
@@ -88,7 +95,6 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 				}
 				cfg.Users = users
 			}
-			var err error
 			if cfg.TLS, err = g.tls(security.RoleMaster); err != nil {
 				return err
 			}
@@ -101,7 +107,8 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Dir, "dir", "./alcove-data/master", "journal and metadata directory (alluxio.master.journal.folder)")
-	f.StringVar(&cfg.RootUFS, "root-ufs", "", "UFS URI mounted at / when the namespace is new (default DIR/ufs; every member of a group must see the same UFS)")
+	f.StringVar(&cfg.RootUFS, "root-ufs", "", "UFS URI mounted at / when the namespace is new (default DIR/ufs), e.g. s3://bucket/prefix; every member of a group must see the same UFS")
+	f.StringArrayVar(&rootOptions, "root-ufs-option", nil, "root UFS option KEY=VALUE (repeatable; alluxio.master.mount.table.root.option.KEY); credentials: prefer the AWS_* environment")
 	f.StringVar(&host, "host", "127.0.0.1", "address to bind and advertise")
 	f.IntVar(&port, "port", 19998, "RPC port (alluxio.master.rpc.port)")
 	f.IntVar(&webPort, "web-port", 19999, "web UI and /metrics port (alluxio.master.web.port)")
@@ -161,4 +168,35 @@ func journalMembers(list, id, self string) (journal.Peer, []journal.Peer, error)
 	}
 	others := append(append([]journal.Peer{}, all[:at]...), all[at+1:]...)
 	return all[at], others, nil
+}
+
+// rootUFSOptions merges the root mount's options from the properties file
+// (alluxio.master.mount.table.root.option.*) and flags (flags win).
+func rootUFSOptions(g *globals, flags []string) (map[string]string, error) {
+	props := g.props.WithPrefix(conf.MasterRootUFSOption)
+	fromFlags, err := parseOptions("--root-ufs-option", flags)
+	if err != nil {
+		return nil, err
+	}
+	if props == nil && fromFlags != nil {
+		props = map[string]string{}
+	}
+	maps.Copy(props, fromFlags)
+	return props, nil
+}
+
+// masterSyncInterval is the master's alluxio.user.file.metadata.sync.interval.
+func masterSyncInterval(g *globals) time.Duration {
+	v, ok := g.props.Get(conf.UserMetadataSyncInterval)
+	if !ok {
+		return 0
+	}
+	switch d, _ := conf.ParseSyncInterval(v); {
+	case d < 0:
+		return 0
+	case d == 0:
+		return master.SyncAlways
+	default:
+		return d
+	}
 }

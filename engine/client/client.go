@@ -53,6 +53,10 @@ type Config struct {
 	// worker before it goes to another copy or the UFS (default
 	// DefaultDataTimeout; alluxio.user.streaming.data.read.timeout).
 	DataTimeout time.Duration
+	// MetadataSyncInterval (alluxio.user.file.metadata.sync.interval), sent
+	// with GetStatus and ListStatus: UFS metadata older than this is re-read
+	// (negative: never, 0: always). nil leaves it to the mount and master.
+	MetadataSyncInterval *time.Duration
 	// TLS is this client's certificate for mTLS to masters, workers (gRPC
 	// and data port) and the job master; nil: plaintext (TLS off).
 	TLS *security.Source

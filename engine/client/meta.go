@@ -15,7 +15,7 @@ func (c *Client) GetStatus(ctx context.Context, path string) (*apiv1.FileInfo, e
 	}
 	var info *apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		r, err := m.GetStatus(ctx, &apiv1.GetStatusRequest{Path: p})
+		r, err := m.GetStatus(ctx, &apiv1.GetStatusRequest{Path: p, SyncIntervalMs: c.syncIntervalMs()})
 		info = r.GetFileInfo()
 		return err
 	})
@@ -42,11 +42,47 @@ func (c *Client) ListStatus(ctx context.Context, path string, recursive, syncUfs
 	}
 	var out []*apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		r, err := m.ListStatus(ctx, &apiv1.ListStatusRequest{Path: p, Recursive: recursive, SyncUfs: syncUfs})
+		r, err := m.ListStatus(ctx, &apiv1.ListStatusRequest{Path: p, Recursive: recursive, SyncUfs: syncUfs, SyncIntervalMs: c.syncIntervalMs()})
 		out = r.GetFileInfos()
 		return err
 	})
 	return out, err
+}
+
+func (c *Client) syncIntervalMs() *int64 {
+	if d := c.cfg.MetadataSyncInterval; d != nil {
+		ms := d.Milliseconds()
+		if *d < 0 {
+			ms = -1
+		}
+		return &ms
+	}
+	return nil
+}
+
+// LoadMetadata re-reads a path's metadata from the UFS (Alluxio's fs
+// loadMetadata): objects added, changed or deleted behind Alcove's back
+// become visible, and a changed file's cached blocks are dropped. For a
+// directory it re-reads the listing (the whole subtree with recursive) and
+// returns what it lists; for a file, the file.
+func (c *Client) LoadMetadata(ctx context.Context, path string, recursive bool) ([]*apiv1.FileInfo, error) {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return nil, err
+	}
+	var info *apiv1.FileInfo
+	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.GetStatus(ctx, &apiv1.GetStatusRequest{Path: p, SyncUfs: true})
+		info = r.GetFileInfo()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !info.GetFolder() {
+		return []*apiv1.FileInfo{info}, nil
+	}
+	return c.ListStatus(ctx, p, recursive, true)
 }
 
 // Mkdir creates a directory; parents with recursive; an existing directory

@@ -92,9 +92,16 @@ func (r *Reader) Read(p []byte) (int, error) {
 	for attempt := 0; ; attempt++ {
 		if r.src == nil || r.src.index != idx || !r.src.canRead(inb) {
 			r.closeSource()
-			src, err := r.open(idx, inb, -1)
-			if err != nil {
-				return 0, err
+			// An uncached block is loaded whole into the local worker (the
+			// next LoadAhead blocks too, in the background) and read through
+			// the domain socket: a cold sequential read streams at the UFS's
+			// parallel speed, and the file is local for its next reader.
+			src, ok := r.loadLocal(idx)
+			if !ok {
+				var err error
+				if src, err = r.open(idx, inb, -1); err != nil {
+					return 0, err
+				}
 			}
 			r.src = src
 		}
@@ -377,7 +384,7 @@ func blockInfo(info *apiv1.FileInfo, idx int64) (*apiv1.BlockInfo, int64) {
 func ufsSource(info *apiv1.FileInfo, idx int64) *apiv1.UfsBlockSource {
 	return &apiv1.UfsBlockSource{
 		UfsPath: info.GetUfsPath(), BlockOffset: idx * info.GetBlockSizeBytes(), MountId: info.GetMountId(),
-		Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED,
+		Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED, Fingerprint: info.GetUfsFingerprint(),
 	}
 }
 

@@ -289,7 +289,7 @@ func (w *Writer) Close() error {
 	err = w.c.fs(w.ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
 		r, err := m.CompleteFile(ctx, &apiv1.CompleteFileRequest{
 			Path: w.info.GetPath(), FileId: w.info.GetFileId(), Length: w.n,
-			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(), Holes: w.holes,
+			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(), UfsFingerprint: resp.GetUfsFingerprint(), Holes: w.holes,
 		})
 		info = r.GetFileInfo()
 		return err

@@ -27,6 +27,9 @@ const (
 	MasterWebPort       = "alluxio.master.web.port"
 	MasterJournalFolder = "alluxio.master.journal.folder"
 	MasterRootUFS       = "alluxio.master.mount.table.root.ufs"
+	// MasterRootUFSOption prefixes the root mount's options
+	// (alluxio.master.mount.table.root.option.alluxio.underfs.s3.endpoint=...).
+	MasterRootUFSOption = "alluxio.master.mount.table.root.option."
 	MasterWorkerTimeout = "alluxio.master.worker.timeout"
 	// MasterRPCAddresses lists every master's RPC host:port (HA); clients,
 	// workers, FUSE, CSI and the extender follow the leader among them.
@@ -57,6 +60,9 @@ const (
 	JobWorkerWebPort             = "alluxio.job.worker.web.port"
 	JobWorkerThreads             = "alluxio.job.worker.threadpool.size"
 	JobWorkerBandwidth           = "alluxio.job.worker.bandwidth"
+	// UserMetadataSyncInterval: how old a path's UFS metadata may get
+	// before an access re-reads it (-1 never, 0 always; also a mount option).
+	UserMetadataSyncInterval = "alluxio.user.file.metadata.sync.interval"
 	// Alcove's own keys (written alcove.security.*).
 	SecurityTLSDir        = "alluxio.security.tls.dir"
 	SecurityTokenLifetime = "alluxio.security.block.token.lifetime"
@@ -100,6 +106,7 @@ var known = map[string]func(string) error{
 	SecurityTokenLifetime:        duration,
 	SecuritySuperusers:           nonEmpty,
 	SecuritySupergroups:          nonEmpty,
+	UserMetadataSyncInterval:     func(s string) error { _, err := ParseSyncInterval(s); return err },
 }
 
 // Properties is a parsed properties file plus where it came from.
@@ -138,6 +145,9 @@ func Parse(path string, text string) (*Properties, error) {
 		key := canonical(strings.TrimSpace(line[:i]))
 		val := strings.TrimSpace(line[i+1:])
 		check, ok := known[key]
+		if strings.HasPrefix(key, MasterRootUFSOption) && len(key) > len(MasterRootUFSOption) {
+			check, ok = nonEmpty, true // checked by the UFS when the root is mounted
+		}
 		if !ok {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s:%d: unknown property %q is ignored", path, n, key))
 			continue
@@ -190,6 +200,21 @@ func (p *Properties) String(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// WithPrefix returns the values whose keys start with prefix, keyed by the
+// rest of the key (nil when there are none).
+func (p *Properties) WithPrefix(prefix string) map[string]string {
+	var out map[string]string
+	for k, v := range p.values {
+		if rest, ok := strings.CutPrefix(k, canonical(prefix)); ok && rest != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[rest] = v
+		}
+	}
+	return out
 }
 
 // Keys returns the set keys, sorted.
@@ -346,6 +371,20 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 5min, 30000)", s)
 	case d < 0:
 		return 0, fmt.Errorf("%q is not a duration: it is negative", s)
+	}
+	return d, nil
+}
+
+// ParseSyncInterval parses alluxio.user.file.metadata.sync.interval: -1
+// (never re-read the UFS once loaded), 0 (on every access) or a duration
+// such as 30s, 5min or bare milliseconds.
+func ParseSyncInterval(s string) (time.Duration, error) {
+	if strings.TrimSpace(s) == "-1" {
+		return -1, nil
+	}
+	d, err := ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a sync interval (-1 never, 0 always, or a duration such as 30s)", s)
 	}
 	return d, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"k8s.io/klog/v2"
@@ -111,7 +112,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 			}
 			resp.Persist = append(resp.Persist, &apiv1.PersistCommand{
 				FileId: f, Path: p, UfsPath: ufsPath(mnt, p), Length: ino.Length,
-				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f), Holes: ino.Holes,
+				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f), Holes: ino.Holes, MountId: mnt.GetMountId(),
 			})
 		}
 		return nil
@@ -160,8 +161,8 @@ func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneReq
 	m := s.m
 	logger := klog.FromContext(ctx).WithValues("workerID", req.GetWorkerId(), "fileID", req.GetFileId())
 	if req.GetError() != "" {
-		m.persist.done(req.GetFileId())
-		logger.Info("Persist failed; will retry", "error", req.GetError())
+		wait := m.persist.fail(req.GetFileId(), m.now())
+		logger.Info("Persist failed; will retry", "error", req.GetError(), "after", wait.Round(time.Millisecond))
 		return &apiv1.PersistDoneResponse{}, nil
 	}
 	// Exactly once: a report retried after its commit (the temporary object
@@ -170,9 +171,21 @@ func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneReq
 		return struct{}{}, m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath())
 	}
 	if _, err := exactlyOnce(ctx, m, commit, replayNone); err != nil {
-		m.persist.done(req.GetFileId())
+		m.persist.fail(req.GetFileId(), m.now()) // retried, after a backoff
 		return nil, meta.ToStatus(fmt.Errorf("persist done for file %d: %w", req.GetFileId(), err))
 	}
 	m.persist.done(req.GetFileId())
 	return &apiv1.PersistDoneResponse{}, nil
+}
+
+// GetMountConfig hands a worker a mount's configuration with its
+// properties in clear (UFS credentials): workers build their UFS clients
+// from what the master holds, never from what a client sends.
+func (s *blockServer) GetMountConfig(ctx context.Context, req *apiv1.GetMountConfigRequest) (*apiv1.GetMountConfigResponse, error) {
+	mnt, err := s.m.mountByID(req.GetMountId())
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	klog.FromContext(ctx).V(2).Info("Mount configuration handed out", "mountID", mnt.GetMountId(), "path", mnt.GetAlcovePath())
+	return &apiv1.GetMountConfigResponse{Mount: mnt}, nil
 }

@@ -203,13 +203,18 @@ func TestPersistCommandFlow(t *testing.T) {
 	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 0 {
 		t.Fatal("persist command re-issued immediately")
 	}
-	// A failed persist is retried at the next heartbeat.
+	// A failed persist is retried after a backoff (250-500 ms after the
+	// first failure), not at the very next heartbeat.
+	failed := time.Now()
 	if _, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: fi.FileId, Error: "disk full"}); err != nil {
 		t.Fatal(err)
 	}
-	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 1 {
-		t.Fatal("persist not retried after failure")
+	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 0 && time.Since(failed) < 250*time.Millisecond {
+		t.Fatal("persist retried at once after a failure")
 	}
+	eventually(t, "persist retried after its backoff", 2*time.Second, func() bool {
+		return len(c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}).Persist) == 1
+	})
 	// Without an answer, it is re-issued after the retry interval.
 	time.Sleep(450 * time.Millisecond)
 	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 1 {

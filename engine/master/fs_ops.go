@@ -14,14 +14,28 @@ import (
 	"github.com/alcove-io/alcove/engine/ufs"
 )
 
-func (m *Master) getStatus(ctx context.Context, p string) (*apiv1.FileInfo, error) {
-	p, err := cleanPath("get status", p)
+func (m *Master) getStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.FileInfo, error) {
+	p, err := cleanPath("get status", req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	n, err := m.getOrLoad(ctx, p)
+	var reqMs *int64
+	switch {
+	case req.GetSyncUfs():
+		always := int64(0)
+		reqMs = &always
+	case req.SyncIntervalMs != nil:
+		reqMs = req.SyncIntervalMs
+	}
+	n, err := m.getOrLoadSync(ctx, p, reqMs)
 	if err != nil {
 		return nil, err
+	}
+	if !n.inode.Folder && (req.GetSyncUfs() || m.synced.due(n.inode.Id, m.syncInterval(req.SyncIntervalMs, n.mount), m.now())) {
+		if n, err = m.syncFile(ctx, n); err != nil {
+			return nil, err
+		}
+		m.synced.mark(m.now(), n.inode.Id)
 	}
 	return m.fileInfoAfterRegistration(ctx, n)
 }
@@ -68,7 +82,8 @@ func (m *Master) listStatus(ctx context.Context, req *apiv1.ListStatusRequest) (
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
-		kids, err := m.listChildren(ctx, dir, req.GetSyncUfs())
+		sync := req.GetSyncUfs() || m.synced.due(dir.inode.Id, m.syncInterval(req.SyncIntervalMs, dir.mount), m.now())
+		kids, err := m.listChildren(ctx, dir, sync)
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +320,7 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		return nil, fmt.Errorf("complete file %s: %w", p, err)
 	}
 	state := apiv1.PersistenceState_NOT_PERSISTED
-	mtime := req.GetUfsMtimeMs()
+	mtime, fingerprint := req.GetUfsMtimeMs(), req.GetUfsFingerprint()
 	switch {
 	case req.GetPersisted():
 		state = apiv1.PersistenceState_PERSISTED
@@ -336,12 +351,15 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		if err := w.Close(); err != nil {
 			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
 		}
+		if st, err := fs.Stat(ctx, up); err == nil {
+			mtime, fingerprint = st.ModTime.UnixMilli(), st.Fingerprint
+		}
 		state = apiv1.PersistenceState_PERSISTED
 	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH:
 		state = apiv1.PersistenceState_TO_BE_PERSISTED
 	}
 	res, err := m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
-		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, Holes: req.GetHoles(),
+		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, UfsFingerprint: fingerprint, Holes: req.GetHoles(),
 	}}})
 	if err != nil {
 		return nil, fmt.Errorf("complete file %s: %w", p, err)
@@ -451,6 +469,15 @@ func (m *Master) delete(ctx context.Context, req *apiv1.DeleteRequest) error {
 	}}})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", p, err)
+	}
+	if req.GetAlcoveOnly() && n.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
+		// The UFS copy stays: the parent's listing must be read again for it
+		// to load back on its next access.
+		_, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetChildrenLoaded{
+			SetChildrenLoaded: &apiv1.SetChildrenLoadedEntry{Id: n.inode.ParentId, Loaded: false}}})
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			return fmt.Errorf("delete %s: mark its directory for reloading: %w", p, err)
+		}
 	}
 	klog.FromContext(ctx).V(2).Info("Deleted", "path", p, "alcoveOnly", req.GetAlcoveOnly())
 	return nil
@@ -567,6 +594,9 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
 	}
 	m.cidx.renamed(src, dst)
+	if srcPersisted {
+		m.refreshMoved(ctx, &node{path: dst, inode: sn.inode, mount: dstMount})
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/security"
+	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 // fsServer is the FileSystemMaster service. Handlers stay thin: the work is
@@ -120,10 +121,15 @@ func (s *fsServer) Unmount(ctx context.Context, req *apiv1.UnmountRequest) (*api
 	return &apiv1.UnmountResponse{}, nil
 }
 
+// GetMountTable answers clients: secret properties are redacted (workers
+// get them through BlockMaster.GetMountConfig).
 func (s *fsServer) GetMountTable(context.Context, *apiv1.GetMountTableRequest) (*apiv1.GetMountTableResponse, error) {
 	all, err := s.m.mountTable()
 	if err != nil {
 		return nil, meta.ToStatus(err)
+	}
+	for _, mt := range all {
+		mt.Properties = ufs.Redact(mt.GetProperties())
 	}
 	return &apiv1.GetMountTableResponse{MountPoints: all}, nil
 }

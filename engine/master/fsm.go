@@ -271,12 +271,18 @@ func applyCreate(tx *bbolt.Tx, c *apiv1.CreateInodeEntry, now int64) (any, error
 	if err != nil {
 		return nil, err
 	}
+	if existing == nil && c.GetReplaceId() != 0 {
+		return nil, fmt.Errorf("replace %q: inode %d: %w", in.Name, c.GetReplaceId(), meta.ErrNotFound)
+	}
 	if existing != nil {
 		if !c.GetReplace() {
 			return nil, fmt.Errorf("create %q: %w", in.Name, meta.ErrAlreadyExists)
 		}
 		if existing.Folder || in.Folder {
 			return nil, fmt.Errorf("replace %q: only a file replaces a file: %w", in.Name, meta.ErrIsDirectory)
+		}
+		if c.GetReplaceId() != 0 && existing.Id != c.GetReplaceId() {
+			return nil, fmt.Errorf("replace %q: %w: inode %d is there now, not %d", in.Name, meta.ErrAborted, existing.Id, c.GetReplaceId())
 		}
 	}
 	if in.Id < 0 {
@@ -398,6 +404,7 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 		ino.PersistenceState = apiv1.PersistenceState_NOT_PERSISTED
 	}
 	ino.UfsMtimeMs = c.GetUfsMtimeMs()
+	ino.UfsFingerprint = c.GetUfsFingerprint()
 	ino.Holes = meta.CloneHoles(c.GetHoles())
 	ino.LastModificationTimeMs = now
 	changed(ino, now)
@@ -825,6 +832,9 @@ func applySetPersistence(tx *bbolt.Tx, s *apiv1.SetPersistenceEntry) (any, error
 	ino.PersistenceState = s.GetState()
 	if s.GetUfsMtimeMs() != 0 {
 		ino.UfsMtimeMs = s.GetUfsMtimeMs()
+	}
+	if s.GetUfsFingerprint() != "" {
+		ino.UfsFingerprint = s.GetUfsFingerprint()
 	}
 	if err := putInode(tx, old, ino); err != nil {
 		return nil, err

@@ -65,6 +65,11 @@ type Config struct {
 	PersistRetryInterval time.Duration
 	// DefaultBlockSize for files created without one (default 64 MiB).
 	DefaultBlockSize int64
+	// MetadataSyncInterval (alluxio.user.file.metadata.sync.interval): an
+	// access re-reads a path's UFS metadata when it is older than this.
+	// 0 or negative: never (the default); SyncAlways: on every access.
+	// Mounts and requests may set their own.
+	MetadataSyncInterval time.Duration
 	// Journal membership (single member when JournalPeers is empty):
 	// this member's id, the raft address it binds and the one the others
 	// dial (default: the bound one), the other members, and the election
@@ -109,6 +114,7 @@ type Master struct {
 	persist *persistTracker
 	tokens  *security.Signer // block tokens; its keys go to workers
 	locks   *inodeLocks      // orders UFS-and-journal operations on a path
+	synced  syncTimes
 	metrics *metrics
 	started time.Time
 	lead    leadership

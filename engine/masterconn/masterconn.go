@@ -381,8 +381,12 @@ func (c *Conn) count() int {
 	return len(c.addrs)
 }
 
-// retryable: the master is unreachable, not the leader, or starting.
+// retryable: the master is unreachable, not the leader, or starting. An
+// unreachable under storage is the master's answer, not a reason to retry.
 func retryable(err error) bool {
+	if errors.Is(err, meta.ErrUFSUnavailable) {
+		return false
+	}
 	if errors.Is(err, meta.ErrUnavailable) || errors.Is(err, meta.ErrNotLeader) {
 		return true
 	}

@@ -118,6 +118,9 @@ var Cluster = Policy{
 	apiv1.BlockMaster_Heartbeat_FullMethodName:      {RoleWorker},
 	apiv1.BlockMaster_CommitBlock_FullMethodName:    {RoleWorker},
 	apiv1.BlockMaster_PersistDone_FullMethodName:    {RoleWorker},
+	// Mounts with their UFS credentials in clear: only workers read and
+	// write the UFS for others (clients get GetMountTable, redacted).
+	apiv1.BlockMaster_GetMountConfig_FullMethodName: {RoleWorker},
 	// Admin operations.
 	apiv1.MetaMaster_Checkpoint_FullMethodName: {RoleAdmin, RoleMaster},
 	// The journal quorum (alcove fsadmin journal quorum ...): its members'

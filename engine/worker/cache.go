@@ -88,7 +88,7 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 	if t.length <= 0 || t.blockSize <= 0 || t.length > t.blockSize {
 		return "", false, fmt.Errorf("cache block %d: %w: block length %d, block size %d", t.blockID, meta.ErrInvalidArgument, t.length, t.blockSize)
 	}
-	fs, p, err := ufs.Resolve(t.src.GetUfsPath(), nil)
+	fs, p, err := w.resolveUFS(ctx, t.src.GetUfsPath(), t.src.GetMountId())
 	if err != nil {
 		return "", false, fmt.Errorf("cache block %d: %w", t.blockID, err)
 	}
@@ -96,7 +96,7 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 	if err != nil {
 		return "", false, err
 	}
-	r, err := fs.OpenRange(ctx, p, t.src.GetBlockOffset(), t.length)
+	r, err := ufs.OpenRangeMatching(ctx, fs, p, t.src.GetBlockOffset(), t.length, t.src.GetFingerprint())
 	if err != nil {
 		bw.Abort()
 		return "", false, fmt.Errorf("cache block %d: %w", t.blockID, err)

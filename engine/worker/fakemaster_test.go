@@ -28,6 +28,7 @@ type fakeMaster struct {
 	removed     map[int64]bool
 	persistDone []*apiv1.PersistDoneRequest
 	pending     []*apiv1.HeartbeatResponse // returned by the next heartbeats, in order
+	mounts      map[int64]string           // mount id → UFS URI (default: every id is file:///)
 }
 
 func startFakeMaster(t testing.TB, addr string) *fakeMaster {
@@ -78,6 +79,17 @@ func (m *fakeMaster) PersistDone(_ context.Context, req *apiv1.PersistDoneReques
 	defer m.mu.Unlock()
 	m.persistDone = append(m.persistDone, req)
 	return &apiv1.PersistDoneResponse{}, nil
+}
+
+// GetMountConfig answers a mount id with its UFS URI (default file:///).
+func (m *fakeMaster) GetMountConfig(_ context.Context, req *apiv1.GetMountConfigRequest) (*apiv1.GetMountConfigResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	uri := "file:///"
+	if u, ok := m.mounts[req.GetMountId()]; ok {
+		uri = u
+	}
+	return &apiv1.GetMountConfigResponse{Mount: &apiv1.MountPointInfo{AlcovePath: "/", UfsUri: uri, MountId: req.GetMountId()}}, nil
 }
 
 func (m *fakeMaster) queue(resp *apiv1.HeartbeatResponse) {

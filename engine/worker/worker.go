@@ -50,6 +50,7 @@ type Worker struct {
 
 	peersMu sync.Mutex
 	peers   map[string]*grpc.ClientConn // other workers (replication pushes)
+	mounts  mountConfigs
 
 	bg        context.Context // lives until Close
 	cancel    context.CancelFunc

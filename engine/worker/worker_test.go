@@ -401,3 +401,29 @@ func TestMasterLateStart(t *testing.T) {
 		t.Fatal("second Close:", err)
 	}
 }
+
+// TestUFSPathOutsideMount: a worker takes a UFS location only within the
+// mount the master describes; a client naming another path is refused.
+func TestUFSPathOutsideMount(t *testing.T) {
+	e := newEnv(t)
+	inside := e.ufsFile("in", []byte("inside"))
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.fm.mu.Lock()
+	e.fm.mounts = map[int64]string{7: "file://" + e.ufsDir}
+	e.fm.mu.Unlock()
+	read := func(p string, id int64) ([]byte, error) {
+		return e.read(&apiv1.ReadBlockRequest{BlockId: meta.BlockID(id, 0), Length: -1, BlockLength: 6, BlockSizeBytes: testBS,
+			ReadType: apiv1.ReadType_NO_CACHE, Ufs: &apiv1.UfsBlockSource{UfsPath: p, MountId: 7, Persisted: true}})
+	}
+	if b, err := read(inside, 70); err != nil || string(b) != "inside" {
+		t.Fatalf("read inside the mount: %q, %v", b, err)
+	}
+	for _, p := range []string{outside, e.ufsDir + "/../" + filepath.Base(filepath.Dir(outside)) + "/secret"} {
+		if b, err := read(p, 71); !errors.Is(err, meta.ErrPermission) {
+			t.Fatalf("read of %s outside the mount: %q, %v; want ErrPermission", p, b, err)
+		}
+	}
+}

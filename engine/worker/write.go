@@ -110,7 +110,7 @@ func (fw *fileWriter) open(ctx context.Context) error {
 	if !meta.WritesUfsSync(h.GetWriteType()) {
 		return nil
 	}
-	fs, p, err := ufs.Resolve(h.GetUfsPath(), nil)
+	fs, p, err := fw.w.resolveUFS(ctx, h.GetUfsPath(), h.GetMountId())
 	if err != nil {
 		return fmt.Errorf("write file %s: %w", h.GetPath(), err)
 	}
@@ -157,7 +157,7 @@ func (fw *fileWriter) copy(ctx context.Context, stream grpc.ClientStreamingServe
 		}
 		resp.Persisted = true
 		if st, err := fw.ufsFS.Stat(ctx, fw.ufsP); err == nil {
-			resp.UfsMtimeMs = st.ModTime.UnixMilli()
+			resp.UfsMtimeMs, resp.UfsFingerprint = st.ModTime.UnixMilli(), st.Fingerprint
 		}
 	}
 	return resp, nil

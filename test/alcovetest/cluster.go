@@ -26,12 +26,15 @@ type Cluster struct {
 	Master     *master.Master
 	Workers    map[string]*worker.Worker
 	clients    map[string]*client.Client
+	opts       Options
 }
 
 // Options tune StartWith; zero values take the defaults.
 type Options struct {
 	// RootUFS is mounted at / (default: a new temporary directory).
 	RootUFS string
+	// RootUFSProperties are the root mount's options (e.g. S3 credentials).
+	RootUFSProperties map[string]string
 	// TierBytes is each worker's MEM tier size (default 1 GiB).
 	TierBytes int64
 }
@@ -51,12 +54,12 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c := &Cluster{t: t, dir: t.TempDir(), ufs: opts.RootUFS, MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}}
-	if c.ufs == "" {
-		c.ufs = t.TempDir()
-	}
+	c := &Cluster{t: t, dir: t.TempDir(), ufs: opts.RootUFS, MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}, opts: opts}
 	if opts.TierBytes == 0 {
 		opts.TierBytes = 1 << 30
+	}
+	if c.ufs == "" {
+		c.ufs = t.TempDir()
 	}
 	c.StartMaster()
 	for _, n := range nodes {
@@ -81,7 +84,8 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 // StartMaster (re)starts the master on the same directory and address.
 func (c *Cluster) StartMaster() {
 	c.t.Helper()
-	m, err := master.New(master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, WorkerTimeout: 5 * time.Second})
+	cfg := master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, RootUFSProperties: c.opts.RootUFSProperties, WorkerTimeout: 5 * time.Second}
+	m, err := master.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -93,7 +97,7 @@ func (c *Cluster) StartMaster() {
 			c.Master = m
 			return
 		}
-		m, _ = master.New(master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, WorkerTimeout: 5 * time.Second})
+		m, _ = master.New(cfg)
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.t.Fatal(startErr)

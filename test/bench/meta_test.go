@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/security"
+	"github.com/alcove-io/alcove/test/testbin"
 )
 
 // TestMetaBench measures the master's metadata path (make bench-meta): a
@@ -196,11 +196,8 @@ type benchMaster struct {
 
 func startMaster(t *testing.T) *benchMaster {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "alcove")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/alcove-io/alcove/cmd/alcove").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	ports := freePorts(t, 2)
+	bin := testbin.Alcove(t)
+	ports := testbin.FreePorts(t, 2)
 	m := &benchMaster{bin: bin, dir: t.TempDir(), addr: "127.0.0.1:" + strconv.Itoa(ports[0]), web: ports[1]}
 	m.start(t)
 	t.Cleanup(func() {
@@ -216,21 +213,6 @@ func startMaster(t *testing.T) *benchMaster {
 		t.Fatalf("master did not come up: %v\n%s", err, m.log.String())
 	}
 	return m
-}
-
-// freePorts returns n loopback ports free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // dial opens a connection of its own to the master.

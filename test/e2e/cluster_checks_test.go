@@ -33,10 +33,12 @@ func TestClusterEndToEnd(t *testing.T) {
 		c.summary()
 	}()
 	var pvName string
+	c.check("minio-up", nil, c.minioUp)
 	c.check("helm-lint", nil, c.helmLint)
 	c.check("manifests-accepted-by-apiserver", nil, c.manifestsDryRun)
-	c.check("helm-install", nil, c.helmInstall)
+	c.check("helm-install", []string{"minio-up"}, c.helmInstall)
 	inst := []string{"helm-install"}
+	c.check("root-ufs-on-s3-from-secret", inst, c.s3RootUFS)
 	c.check("rbac-least-privilege", inst, c.rbac)
 	c.check("pvc-binds-via-csi-provisioner", inst, func(ctx context.Context) (err error) {
 		pvName, err = c.pvcBinds(ctx)
@@ -48,6 +50,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	c.check("second-pod-sees-files", written, c.secondPodSees)
 	c.check("domain-socket-volume-in-pod", written, func(ctx context.Context) error { return c.domainSocket(ctx, pvName) })
 	c.check("wordcount-job", bound, func(ctx context.Context) error { return c.wordCount(ctx, pvName) })
+	c.check("s3-storageclass-wordcount", inst, c.s3StorageClassWordCount)
 	c.check("extender-index-synced", inst, c.extenderSynced)
 	c.check("dataload-completes-and-delete-cancels", inst, c.dataLoads)
 	c.check("csi-node-restart-keeps-reads", written, c.csiNodeRestart)
@@ -394,10 +397,34 @@ func metricAt(ctx context.Context, ip string, port int, name string) (float64, e
 // copyFromLocal in the master pod), then a Job counts its words through the
 // PVC with sh/awk; the counts must be exact.
 func (c *cluster) wordCount(ctx context.Context, pv string) error {
+	text, want := wordsText(6)
+	dst := "/volumes/" + pv + "/input/words.txt"
+	load := fmt.Sprintf("cat > /tmp/words.txt && alcove fs mkdir /volumes/%s/input && alcove fs copyFromLocal /tmp/words.txt %s && alcove fs stat %s", pv, dst, dst)
+	out, err := c.run(ctx, text, "kubectl", "exec", "-i", "-n", releaseNS, release+"-master-0", "--", "sh", "-c", load)
+	if err != nil {
+		return fmt.Errorf("load words.txt into Alcove: %w", err)
+	}
+	fmt.Print(indent(lastLines(out, 6)))
+	wantLines, err := c.wordCountJob(ctx, "wordcount", "data", "/data/input/words.txt", "/data/output/counts.txt", want)
+	if err != nil {
+		return err
+	}
+	// The result was written back through the volume: Alcove has it.
+	res, err := c.kubectl(ctx, "exec", "-n", releaseNS, release+"-master-0", "--", "alcove", "fs", "cat", "/volumes/"+pv+"/output/counts.txt")
+	if err != nil || strings.TrimSpace(res) != wantLines {
+		return fmt.Errorf("counts.txt in Alcove (%v):\n%s", err, res)
+	}
+	fmt.Printf("      60000 words, %d distinct, counts exact: %s\n", len(want), strings.ReplaceAll(wantLines, "\n", ", "))
+	return nil
+}
+
+// wordsText is 60,000 words of a small vocabulary (skewed counts), 10 a
+// line, and the count of each.
+func wordsText(seed int64) (string, map[string]int) {
 	vocab := strings.Fields("alluxio alcove spark executor cache block worker master tier locality socket kubelet")
 	want := map[string]int{}
 	var text strings.Builder
-	rng := rand.New(rand.NewSource(6))
+	rng := rand.New(rand.NewSource(seed))
 	for i := 0; i < 60000; i++ {
 		w := vocab[rng.Intn(len(vocab))]
 		if i%3 == 0 { // skew the counts
@@ -411,16 +438,20 @@ func (c *cluster) wordCount(ctx context.Context, pv string) error {
 			text.WriteString(" ")
 		}
 	}
-	dst := "/volumes/" + pv + "/input/words.txt"
-	load := fmt.Sprintf("cat > /tmp/words.txt && alcove fs mkdir /volumes/%s/input && alcove fs copyFromLocal /tmp/words.txt %s && alcove fs stat %s", pv, dst, dst)
-	out, err := c.run(ctx, text.String(), "kubectl", "exec", "-i", "-n", releaseNS, release+"-master-0", "--", "sh", "-c", load)
-	if err != nil {
-		return fmt.Errorf("load words.txt into Alcove: %w", err)
+	return text.String(), want
+}
+
+// wordCountJob runs a busybox Job that counts the words of in on claim
+// (writing them to out when out is set), and checks the counts against
+// want; it returns the expected lines.
+func (c *cluster) wordCountJob(ctx context.Context, name, claim, in, out string, want map[string]int) (string, error) {
+	count := fmt.Sprintf("tr -s ' ' '\\n' < %s | awk 'NF {n[$1]++} END {for (w in n) print w, n[w]}' | sort", in)
+	if out != "" {
+		count = fmt.Sprintf("mkdir -p %s; %s > %s; cat %s", filepath.Dir(out), count, out, out)
 	}
-	fmt.Print(indent(lastLines(out, 6)))
-	job := `apiVersion: batch/v1
+	job := fmt.Sprintf(`apiVersion: batch/v1
 kind: Job
-metadata: {name: wordcount}
+metadata: {name: %s}
 spec:
   backoffLimit: 0
   template:
@@ -430,15 +461,15 @@ spec:
       - name: wc
         image: localhost/busybox:e2e
         imagePullPolicy: Never
-        command: ["sh", "-c", "set -e; mkdir -p /data/output; tr -s ' ' '\\n' < /data/input/words.txt | awk 'NF {n[$1]++} END {for (w in n) print w, n[w]}' | sort > /data/output/counts.txt; cat /data/output/counts.txt"]
+        command: ["sh", "-c", %q]
         volumeMounts: [{name: data, mountPath: /data}]
-      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
-`
+      volumes: [{name: data, persistentVolumeClaim: {claimName: %s}}]
+`, name, "set -e; "+count, claim)
 	if err := c.apply(ctx, job); err != nil {
-		return err
+		return "", err
 	}
-	err = poll(ctx, time.Second, "Job wordcount to complete", func() (bool, error) {
-		j, err := c.cs.BatchV1().Jobs(testNS).Get(ctx, "wordcount", metav1.GetOptions{})
+	err := poll(ctx, time.Second, "Job "+name+" to complete", func() (bool, error) {
+		j, err := c.cs.BatchV1().Jobs(testNS).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
@@ -447,9 +478,9 @@ spec:
 		}
 		return j.Status.Succeeded > 0, nil
 	})
-	logs, lerr := c.kubectl(ctx, "logs", "-n", testNS, "job/wordcount")
+	logs, lerr := c.kubectl(ctx, "logs", "-n", testNS, "job/"+name)
 	if err != nil {
-		return fmt.Errorf("%v; logs (%v):\n%s", err, lerr, logs)
+		return "", fmt.Errorf("%v; logs (%v):\n%s", err, lerr, logs)
 	}
 	var wantLines []string
 	for w, n := range want {
@@ -457,15 +488,9 @@ spec:
 	}
 	sort.Strings(wantLines)
 	if got := strings.TrimSpace(logs); got != strings.Join(wantLines, "\n") {
-		return fmt.Errorf("word counts differ:\ngot:\n%s\nwant:\n%s", got, strings.Join(wantLines, "\n"))
+		return "", fmt.Errorf("word counts differ:\ngot:\n%s\nwant:\n%s", got, strings.Join(wantLines, "\n"))
 	}
-	// The result was written back through the volume: Alcove has it.
-	res, err := c.kubectl(ctx, "exec", "-n", releaseNS, release+"-master-0", "--", "alcove", "fs", "cat", "/volumes/"+pv+"/output/counts.txt")
-	if err != nil || strings.TrimSpace(res) != strings.Join(wantLines, "\n") {
-		return fmt.Errorf("counts.txt in Alcove (%v):\n%s", err, res)
-	}
-	fmt.Printf("      60000 words, %d distinct, counts exact: %s\n", len(want), strings.Join(wantLines, ", "))
-	return nil
+	return strings.Join(wantLines, "\n"), nil
 }
 
 // csiNodeRestart: a pod reads a 48 MiB file slowly (one open fd, 1 MiB every

@@ -39,11 +39,23 @@ type cluster struct {
 
 func newCluster(t *testing.T, extra ...string) *cluster {
 	t.Helper()
+	return newClusterConf(t, "", extra...)
+}
+
+// newClusterConf starts `alcove local` with a properties file holding conf
+// (read by the daemon and by every CLI command of the test).
+func newClusterConf(t *testing.T, conf string, extra ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t, bin: alcoveBin(t), dir: t.TempDir(), ports: freePorts(t, 9), extra: extra, node: "node-it"}
 	// The worker leaves its MEM ramdisk mounted for a restart; unmount it
 	// (after stop, before the directory is removed).
 	t.Cleanup(func() { ramdisk.UnmountAt(filepath.Join(c.dir, "mem")) })
 	c.master = "127.0.0.1:" + strconv.Itoa(c.ports[0])
+	if conf != "" {
+		if err := os.WriteFile(filepath.Join(c.dir, "alcove-site.properties"), []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.start()
 	t.Cleanup(c.stop)
 	return c

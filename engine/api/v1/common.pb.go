@@ -516,6 +516,9 @@ type FileInfo struct {
 	// holes are the blocks never written (all zeros): they have no block
 	// anywhere, read as zeros, and are never lost.
 	Holes []*BlockRun `protobuf:"bytes,31,rep,name=holes,proto3" json:"holes,omitempty"`
+	// The UFS object's content identity when its store has one (S3: ETag);
+	// reads of a missing block pass it back so a changed object is refused.
+	UfsFingerprint string `protobuf:"bytes,32,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	// A block token (engine/security) for this file, signed by the master:
 	// read access, or read-write in CreateFile's answer. Workers refuse data
 	// requests without one. Answers about one file carry it (GetStatus,
@@ -772,6 +775,13 @@ func (x *FileInfo) GetHoles() []*BlockRun {
 	return nil
 }
 
+func (x *FileInfo) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
 func (x *FileInfo) GetBlockToken() []byte {
 	if x != nil {
 		return x.BlockToken
@@ -1016,6 +1026,9 @@ func (x *WorkerInfo) GetDataAddress() string {
 	return ""
 }
 
+// MountPointInfo describes a mount. Its properties may hold credentials:
+// the master answers clients (GetMountTable) with those redacted, and hands
+// them in clear only to workers (BlockMaster.GetMountConfig).
 type MountPointInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AlcovePath    string                 `protobuf:"bytes,1,opt,name=alcove_path,json=alcovePath,proto3" json:"alcove_path,omitempty"`
@@ -1179,7 +1192,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rFileBlockInfo\x123\n" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x14.alcove.v1.BlockInfoR\tblockInfo\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xe5\b\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x8e\t\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1215,7 +1228,8 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x0esymlink_target\x18\x1c \x01(\tR\rsymlinkTarget\x12\x14\n" +
 	"\x05nlink\x18\x1d \x01(\rR\x05nlink\x12\x16\n" +
 	"\x06orphan\x18\x1e \x01(\bR\x06orphan\x12)\n" +
-	"\x05holes\x18\x1f \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12\x1f\n" +
+	"\x05holes\x18\x1f \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18  \x01(\tR\x0eufsFingerprint\x12\x1f\n" +
 	"\vblock_token\x18( \x01(\fR\n" +
 	"blockToken\"6\n" +
 	"\bBlockRun\x12\x14\n" +

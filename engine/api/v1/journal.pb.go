@@ -64,12 +64,13 @@ type Inode struct {
 	// still had it open: it has no name (parent_id 0), keeps its blocks, and
 	// is removed when its session releases it (last close) or purges its
 	// orphans (a new mount of that session).
-	OrphanSession string      `protobuf:"bytes,27,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
-	OrphanPath    string      `protobuf:"bytes,28,opt,name=orphan_path,json=orphanPath,proto3" json:"orphan_path,omitempty"`         // where it was when it lost its name
-	OrphanUfsUri  string      `protobuf:"bytes,29,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"` // its UFS copy, moved aside to a temporary object ("": none)
-	Holes         []*BlockRun `protobuf:"bytes,30,rep,name=holes,proto3" json:"holes,omitempty"`                                     // blocks never written (sparse files): no block, zeros
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OrphanSession  string      `protobuf:"bytes,27,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanPath     string      `protobuf:"bytes,28,opt,name=orphan_path,json=orphanPath,proto3" json:"orphan_path,omitempty"`             // where it was when it lost its name
+	OrphanUfsUri   string      `protobuf:"bytes,29,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`     // its UFS copy, moved aside to a temporary object ("": none)
+	Holes          []*BlockRun `protobuf:"bytes,30,rep,name=holes,proto3" json:"holes,omitempty"`                                         // blocks never written (sparse files): no block, zeros
+	UfsFingerprint string      `protobuf:"bytes,31,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // S3 ETag of the UFS copy, when known
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Inode) Reset() {
@@ -310,6 +311,13 @@ func (x *Inode) GetHoles() []*BlockRun {
 		return x.Holes
 	}
 	return nil
+}
+
+func (x *Inode) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 // RequestId names one client call across its retries: a random client id
@@ -646,10 +654,13 @@ func (*JournalEntry_SetMasterAddress) isJournalEntry_Entry() {}
 func (*JournalEntry_SetTokenSecret) isJournalEntry_Entry() {}
 
 type CreateInodeEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ParentId      int64                  `protobuf:"varint,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	Inode         *Inode                 `protobuf:"bytes,2,opt,name=inode,proto3" json:"inode,omitempty"`      // id is assigned by the state machine when 0
-	Replace       bool                   `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"` // replace an existing file of the same name
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ParentId int64                  `protobuf:"varint,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	Inode    *Inode                 `protobuf:"bytes,2,opt,name=inode,proto3" json:"inode,omitempty"`      // id is assigned by the state machine when 0
+	Replace  bool                   `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"` // replace an existing file of the same name
+	// With replace: only if the existing file is still this inode (a sync
+	// must not replace a file written meanwhile).
+	ReplaceId     int64 `protobuf:"varint,4,opt,name=replace_id,json=replaceId,proto3" json:"replace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -705,6 +716,13 @@ func (x *CreateInodeEntry) GetReplace() bool {
 	return false
 }
 
+func (x *CreateInodeEntry) GetReplaceId() int64 {
+	if x != nil {
+		return x.ReplaceId
+	}
+	return 0
+}
+
 type CompleteFileEntry struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Id               int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -712,6 +730,7 @@ type CompleteFileEntry struct {
 	PersistenceState PersistenceState       `protobuf:"varint,3,opt,name=persistence_state,json=persistenceState,proto3,enum=alcove.v1.PersistenceState" json:"persistence_state,omitempty"`
 	UfsMtimeMs       int64                  `protobuf:"varint,4,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
 	Holes            []*BlockRun            `protobuf:"bytes,5,rep,name=holes,proto3" json:"holes,omitempty"`
+	UfsFingerprint   string                 `protobuf:"bytes,6,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -779,6 +798,13 @@ func (x *CompleteFileEntry) GetHoles() []*BlockRun {
 		return x.Holes
 	}
 	return nil
+}
+
+func (x *CompleteFileEntry) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 type DeleteInodeEntry struct {
@@ -1195,12 +1221,13 @@ func (x *DeleteMountEntry) GetAlcovePath() string {
 }
 
 type SetPersistenceEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	State         PersistenceState       `protobuf:"varint,2,opt,name=state,proto3,enum=alcove.v1.PersistenceState" json:"state,omitempty"`
-	UfsMtimeMs    int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	State          PersistenceState       `protobuf:"varint,2,opt,name=state,proto3,enum=alcove.v1.PersistenceState" json:"state,omitempty"`
+	UfsMtimeMs     int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	UfsFingerprint string                 `protobuf:"bytes,4,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SetPersistenceEntry) Reset() {
@@ -1252,6 +1279,13 @@ func (x *SetPersistenceEntry) GetUfsMtimeMs() int64 {
 		return x.UfsMtimeMs
 	}
 	return 0
+}
+
+func (x *SetPersistenceEntry) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 // CountChildDirsEntry recounts every directory's child_dirs (once, for
@@ -1504,7 +1538,7 @@ var File_engine_api_v1_journal_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\n" +
-	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xa2\b\n" +
+	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xcb\b\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1542,7 +1576,8 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\vorphan_path\x18\x1c \x01(\tR\n" +
 	"orphanPath\x12$\n" +
 	"\x0eorphan_ufs_uri\x18\x1d \x01(\tR\forphanUfsUri\x12)\n" +
-	"\x05holes\x18\x1e \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\":\n" +
+	"\x05holes\x18\x1e \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18\x1f \x01(\tR\x0eufsFingerprint\":\n" +
 	"\tRequestId\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xf0\a\n" +
@@ -1564,18 +1599,21 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x10count_child_dirs\x18\v \x01(\v2\x1e.alcove.v1.CountChildDirsEntryH\x00R\x0ecountChildDirs\x12P\n" +
 	"\x12set_master_address\x18\f \x01(\v2 .alcove.v1.SetMasterAddressEntryH\x00R\x10setMasterAddress\x12J\n" +
 	"\x10set_token_secret\x18( \x01(\v2\x1e.alcove.v1.SetTokenSecretEntryH\x00R\x0esetTokenSecretB\a\n" +
-	"\x05entry\"q\n" +
+	"\x05entry\"\x90\x01\n" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
 	"\x05inode\x18\x02 \x01(\v2\x10.alcove.v1.InodeR\x05inode\x12\x18\n" +
-	"\areplace\x18\x03 \x01(\bR\areplace\"\xd2\x01\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\x12\x1d\n" +
+	"\n" +
+	"replace_id\x18\x04 \x01(\x03R\treplaceId\"\xfb\x01\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12H\n" +
 	"\x11persistence_state\x18\x03 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x10persistenceState\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
 	"ufsMtimeMs\x12)\n" +
-	"\x05holes\x18\x05 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\xbe\x01\n" +
+	"\x05holes\x18\x05 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18\x06 \x01(\tR\x0eufsFingerprint\"\xbe\x01\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12%\n" +
@@ -1619,12 +1657,13 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x05mount\x18\x01 \x01(\v2\x19.alcove.v1.MountPointInfoR\x05mount\"3\n" +
 	"\x10DeleteMountEntry\x12\x1f\n" +
 	"\valcove_path\x18\x01 \x01(\tR\n" +
-	"alcovePath\"z\n" +
+	"alcovePath\"\xa3\x01\n" +
 	"\x13SetPersistenceEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x121\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x05state\x12 \n" +
 	"\fufs_mtime_ms\x18\x03 \x01(\x03R\n" +
-	"ufsMtimeMs\"\x15\n" +
+	"ufsMtimeMs\x12'\n" +
+	"\x0fufs_fingerprint\x18\x04 \x01(\tR\x0eufsFingerprint\"\x15\n" +
 	"\x13CountChildDirsEntry\"@\n" +
 	"\x16SetChildrenLoadedEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +

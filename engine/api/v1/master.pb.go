@@ -22,11 +22,16 @@ const (
 )
 
 type GetStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // non-zero: the file with this id, wherever it is (orphans too); path is ignored
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Path    string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId  int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`    // non-zero: the file with this id, wherever it is (orphans too); path is ignored
+	SyncUfs bool                   `protobuf:"varint,3,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"` // re-read the path's UFS metadata first (fs loadMetadata)
+	// alluxio.user.file.metadata.sync.interval of the caller: -1 never,
+	// 0 always, else re-read metadata older than this; unset: the mount's
+	// option, else the master's setting.
+	SyncIntervalMs *int64 `protobuf:"varint,4,opt,name=sync_interval_ms,json=syncIntervalMs,proto3,oneof" json:"sync_interval_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetStatusRequest) Reset() {
@@ -69,6 +74,20 @@ func (x *GetStatusRequest) GetPath() string {
 func (x *GetStatusRequest) GetFileId() int64 {
 	if x != nil {
 		return x.FileId
+	}
+	return 0
+}
+
+func (x *GetStatusRequest) GetSyncUfs() bool {
+	if x != nil {
+		return x.SyncUfs
+	}
+	return false
+}
+
+func (x *GetStatusRequest) GetSyncIntervalMs() int64 {
+	if x != nil && x.SyncIntervalMs != nil {
+		return *x.SyncIntervalMs
 	}
 	return 0
 }
@@ -118,12 +137,13 @@ func (x *GetStatusResponse) GetFileInfo() *FileInfo {
 }
 
 type ListStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	SyncUfs       bool                   `protobuf:"varint,3,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"` // re-read the UFS listing (like Alluxio's -f)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Path           string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive      bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	SyncUfs        bool                   `protobuf:"varint,3,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"`                              // re-read the UFS listing (like Alluxio's -f)
+	SyncIntervalMs *int64                 `protobuf:"varint,4,opt,name=sync_interval_ms,json=syncIntervalMs,proto3,oneof" json:"sync_interval_ms,omitempty"` // as in GetStatusRequest
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListStatusRequest) Reset() {
@@ -175,6 +195,13 @@ func (x *ListStatusRequest) GetSyncUfs() bool {
 		return x.SyncUfs
 	}
 	return false
+}
+
+func (x *ListStatusRequest) GetSyncIntervalMs() int64 {
+	if x != nil && x.SyncIntervalMs != nil {
+		return *x.SyncIntervalMs
+	}
+	return 0
 }
 
 type ListStatusResponse struct {
@@ -544,15 +571,16 @@ func (x *CreateFileResponse) GetFileInfo() *FileInfo {
 }
 
 type CompleteFileRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // must match the file created at path
-	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
-	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
-	UfsMtimeMs    int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	Holes         []*BlockRun            `protobuf:"bytes,6,rep,name=holes,proto3" json:"holes,omitempty"` // blocks the writer skipped (zeros, no block)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Path           string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId         int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // must match the file created at path
+	Length         int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	Persisted      bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
+	UfsMtimeMs     int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Holes          []*BlockRun            `protobuf:"bytes,6,rep,name=holes,proto3" json:"holes,omitempty"`                                         // blocks the writer skipped (zeros, no block)
+	UfsFingerprint string                 `protobuf:"bytes,7,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // the UFS copy's fingerprint (S3: ETag)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CompleteFileRequest) Reset() {
@@ -625,6 +653,13 @@ func (x *CompleteFileRequest) GetHoles() []*BlockRun {
 		return x.Holes
 	}
 	return nil
+}
+
+func (x *CompleteFileRequest) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 type CompleteFileResponse struct {
@@ -2931,7 +2966,8 @@ type PersistCommand struct {
 	// the worker reports success, under the same lock as deletes and
 	// renames, so a persist never resurrects a file deleted or moved meanwhile.
 	UfsTempPath   string      `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
-	Holes         []*BlockRun `protobuf:"bytes,8,rep,name=holes,proto3" json:"holes,omitempty"` // blocks that are zeros and were never cached
+	Holes         []*BlockRun `protobuf:"bytes,8,rep,name=holes,proto3" json:"holes,omitempty"`                     // blocks that are zeros and were never cached
+	MountId       int64       `protobuf:"varint,9,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"` // the worker gets the mount's UFS configuration by id
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3020,6 +3056,13 @@ func (x *PersistCommand) GetHoles() []*BlockRun {
 		return x.Holes
 	}
 	return nil
+}
+
+func (x *PersistCommand) GetMountId() int64 {
+	if x != nil {
+		return x.MountId
+	}
+	return 0
 }
 
 type CommitBlockRequest struct {
@@ -3264,6 +3307,94 @@ func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
 	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
 }
 
+type GetMountConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MountId       int64                  `protobuf:"varint,1,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMountConfigRequest) Reset() {
+	*x = GetMountConfigRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMountConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMountConfigRequest) ProtoMessage() {}
+
+func (x *GetMountConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMountConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetMountConfigRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *GetMountConfigRequest) GetMountId() int64 {
+	if x != nil {
+		return x.MountId
+	}
+	return 0
+}
+
+type GetMountConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mount         *MountPointInfo        `protobuf:"bytes,1,opt,name=mount,proto3" json:"mount,omitempty"` // properties in clear: never log or show them
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMountConfigResponse) Reset() {
+	*x = GetMountConfigResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMountConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMountConfigResponse) ProtoMessage() {}
+
+func (x *GetMountConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMountConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetMountConfigResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *GetMountConfigResponse) GetMount() *MountPointInfo {
+	if x != nil {
+		return x.Mount
+	}
+	return nil
+}
+
 // NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
 type NodeCacheEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3276,7 +3407,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3288,7 +3419,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3301,7 +3432,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -3333,7 +3464,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3345,7 +3476,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3358,7 +3489,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
 }
 
 type NodeCacheEvent struct {
@@ -3381,7 +3512,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[56]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3393,7 +3524,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[56]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3406,7 +3537,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -3453,7 +3584,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[57]
+	mi := &file_engine_api_v1_master_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3596,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[57]
+	mi := &file_engine_api_v1_master_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3609,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -3497,7 +3628,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[58]
+	mi := &file_engine_api_v1_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3509,7 +3640,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[58]
+	mi := &file_engine_api_v1_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3522,7 +3653,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{58}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -3536,16 +3667,21 @@ var File_engine_api_v1_master_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"?\n" +
+	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\x9e\x01\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
-	"\afile_id\x18\x02 \x01(\x03R\x06fileId\"E\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x19\n" +
+	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\x12-\n" +
+	"\x10sync_interval_ms\x18\x04 \x01(\x03H\x00R\x0esyncIntervalMs\x88\x01\x01B\x13\n" +
+	"\x11_sync_interval_ms\"E\n" +
 	"\x11GetStatusResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"`\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xa4\x01\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x19\n" +
-	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\"H\n" +
+	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\x12-\n" +
+	"\x10sync_interval_ms\x18\x04 \x01(\x03H\x00R\x0esyncIntervalMs\x88\x01\x01B\x13\n" +
+	"\x11_sync_interval_ms\"H\n" +
 	"\x12ListStatusResponse\x122\n" +
 	"\n" +
 	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\x81\x02\n" +
@@ -3580,7 +3716,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"exact_mode\x18\f \x01(\bR\texactMode\"F\n" +
 	"\x12CreateFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xc5\x01\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xee\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
 	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x16\n" +
@@ -3588,7 +3724,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\tpersisted\x18\x04 \x01(\bR\tpersisted\x12 \n" +
 	"\fufs_mtime_ms\x18\x05 \x01(\x03R\n" +
 	"ufsMtimeMs\x12)\n" +
-	"\x05holes\x18\x06 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"H\n" +
+	"\x05holes\x18\x06 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18\a \x01(\tR\x0eufsFingerprint\"H\n" +
 	"\x14CompleteFileResponse\x120\n" +
 	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x89\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
@@ -3760,7 +3897,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x10block_token_keys\x18\x15 \x03(\v2\x18.alcove.v1.BlockTokenKeyR\x0eblockTokenKeys\"a\n" +
 	"\x10ReplicateCommand\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x122\n" +
-	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xfd\x01\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\x98\x02\n" +
 	"\x0ePersistCommand\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
@@ -3769,7 +3906,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\"\n" +
 	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\x12)\n" +
-	"\x05holes\x18\b \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x9d\x01\n" +
+	"\x05holes\x18\b \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12\x19\n" +
+	"\bmount_id\x18\t \x01(\x03R\amountId\"\x9d\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
@@ -3786,7 +3924,11 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
 	"ufsMtimeMs\x12\"\n" +
 	"\rufs_temp_path\x18\x05 \x01(\tR\vufsTempPath\"\x15\n" +
-	"\x13PersistDoneResponse\"N\n" +
+	"\x13PersistDoneResponse\"2\n" +
+	"\x15GetMountConfigRequest\x12\x19\n" +
+	"\bmount_id\x18\x01 \x01(\x03R\amountId\"I\n" +
+	"\x16GetMountConfigResponse\x12/\n" +
+	"\x05mount\x18\x01 \x01(\v2\x19.alcove.v1.MountPointInfoR\x05mount\"N\n" +
 	"\x0eNodeCacheEntry\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
@@ -3831,12 +3973,13 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\rGetQuorumInfo\x12\x1f.alcove.v1.GetQuorumInfoRequest\x1a .alcove.v1.GetQuorumInfoResponse\x12X\n" +
 	"\x0fAddQuorumMember\x12!.alcove.v1.AddQuorumMemberRequest\x1a\".alcove.v1.AddQuorumMemberResponse\x12a\n" +
 	"\x12RemoveQuorumMember\x12$.alcove.v1.RemoveQuorumMemberRequest\x1a%.alcove.v1.RemoveQuorumMemberResponse\x12a\n" +
-	"\x12TransferLeadership\x12$.alcove.v1.TransferLeadershipRequest\x1a%.alcove.v1.TransferLeadershipResponse2\xc8\x02\n" +
+	"\x12TransferLeadership\x12$.alcove.v1.TransferLeadershipRequest\x1a%.alcove.v1.TransferLeadershipResponse2\x9f\x03\n" +
 	"\vBlockMaster\x12U\n" +
 	"\x0eRegisterWorker\x12 .alcove.v1.RegisterWorkerRequest\x1a!.alcove.v1.RegisterWorkerResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.alcove.v1.HeartbeatRequest\x1a\x1c.alcove.v1.HeartbeatResponse\x12L\n" +
 	"\vCommitBlock\x12\x1d.alcove.v1.CommitBlockRequest\x1a\x1e.alcove.v1.CommitBlockResponse\x12L\n" +
-	"\vPersistDone\x12\x1d.alcove.v1.PersistDoneRequest\x1a\x1e.alcove.v1.PersistDoneResponseB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
+	"\vPersistDone\x12\x1d.alcove.v1.PersistDoneRequest\x1a\x1e.alcove.v1.PersistDoneResponse\x12U\n" +
+	"\x0eGetMountConfig\x12 .alcove.v1.GetMountConfigRequest\x1a!.alcove.v1.GetMountConfigResponseB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
 
 var (
 	file_engine_api_v1_master_proto_rawDescOnce sync.Once
@@ -3850,7 +3993,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),           // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),          // 1: alcove.v1.GetStatusResponse
@@ -3906,111 +4049,116 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*CommitBlockResponse)(nil),        // 51: alcove.v1.CommitBlockResponse
 	(*PersistDoneRequest)(nil),         // 52: alcove.v1.PersistDoneRequest
 	(*PersistDoneResponse)(nil),        // 53: alcove.v1.PersistDoneResponse
-	(*NodeCacheEntry)(nil),             // 54: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),      // 55: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),             // 56: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),        // 57: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),       // 58: alcove.v1.GetNodeCacheResponse
-	nil,                                // 59: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                   // 60: alcove.v1.FileInfo
-	(WriteType)(0),                     // 61: alcove.v1.WriteType
-	(TtlAction)(0),                     // 62: alcove.v1.TtlAction
-	(*BlockRun)(nil),                   // 63: alcove.v1.BlockRun
-	(*MountPointInfo)(nil),             // 64: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),                 // 65: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                   // 66: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),                // 67: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),              // 68: alcove.v1.BlockLocation
+	(*GetMountConfigRequest)(nil),      // 54: alcove.v1.GetMountConfigRequest
+	(*GetMountConfigResponse)(nil),     // 55: alcove.v1.GetMountConfigResponse
+	(*NodeCacheEntry)(nil),             // 56: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),      // 57: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),             // 58: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),        // 59: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),       // 60: alcove.v1.GetNodeCacheResponse
+	nil,                                // 61: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                   // 62: alcove.v1.FileInfo
+	(WriteType)(0),                     // 63: alcove.v1.WriteType
+	(TtlAction)(0),                     // 64: alcove.v1.TtlAction
+	(*BlockRun)(nil),                   // 65: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),             // 66: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),                 // 67: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                   // 68: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),                // 69: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),              // 70: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	60, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	60, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	61, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	60, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	61, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	62, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	60, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	63, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
-	60, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	62, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	59, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	61, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
-	60, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
-	64, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	62, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	62, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	63, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	62, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	63, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	64, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	62, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	65, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	62, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	64, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	61, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	63, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	62, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	66, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
 	30, // 14: alcove.v1.GetQuorumInfoResponse.members:type_name -> alcove.v1.QuorumMember
-	65, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	66, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	67, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	67, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	68, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	69, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
 	45, // 18: alcove.v1.RegisterWorkerResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
-	66, // 19: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	67, // 20: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	68, // 19: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	69, // 20: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
 	49, // 21: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
 	48, // 22: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
 	45, // 23: alcove.v1.HeartbeatResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
-	68, // 24: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	63, // 25: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
-	68, // 26: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	54, // 27: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	54, // 28: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 29: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 30: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 31: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 32: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 33: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 34: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 35: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 36: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 37: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 38: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 39: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	26, // 40: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	22, // 41: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
-	24, // 42: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
-	28, // 43: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	39, // 44: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	41, // 45: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	55, // 46: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	57, // 47: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	31, // 48: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
-	33, // 49: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
-	35, // 50: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
-	37, // 51: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
-	43, // 52: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	46, // 53: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	50, // 54: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	52, // 55: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 56: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 57: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 58: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 59: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 60: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 61: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 62: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 63: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 64: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 65: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 66: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	27, // 67: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	23, // 68: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
-	25, // 69: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
-	29, // 70: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	40, // 71: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	42, // 72: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	56, // 73: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	58, // 74: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	32, // 75: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
-	34, // 76: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
-	36, // 77: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
-	38, // 78: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
-	44, // 79: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	47, // 80: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	51, // 81: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	53, // 82: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	56, // [56:83] is the sub-list for method output_type
-	29, // [29:56] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	70, // 24: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	65, // 25: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	70, // 26: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	66, // 27: alcove.v1.GetMountConfigResponse.mount:type_name -> alcove.v1.MountPointInfo
+	56, // 28: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	56, // 29: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 30: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 31: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 32: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 33: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 34: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 35: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 36: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 37: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 38: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 39: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 40: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 41: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 42: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 43: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 44: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	39, // 45: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	41, // 46: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	57, // 47: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	59, // 48: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	31, // 49: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
+	33, // 50: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
+	35, // 51: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
+	37, // 52: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
+	43, // 53: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	46, // 54: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	50, // 55: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	52, // 56: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	54, // 57: alcove.v1.BlockMaster.GetMountConfig:input_type -> alcove.v1.GetMountConfigRequest
+	1,  // 58: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 59: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 60: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 61: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 62: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 63: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 64: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 65: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 66: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 67: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 68: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 69: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 70: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 71: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 72: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	40, // 73: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	42, // 74: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	58, // 75: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	60, // 76: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	32, // 77: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
+	34, // 78: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
+	36, // 79: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
+	38, // 80: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
+	44, // 81: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	47, // 82: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	51, // 83: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	53, // 84: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	55, // 85: alcove.v1.BlockMaster.GetMountConfig:output_type -> alcove.v1.GetMountConfigResponse
+	58, // [58:86] is the sub-list for method output_type
+	30, // [30:58] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -4019,6 +4167,8 @@ func file_engine_api_v1_master_proto_init() {
 		return
 	}
 	file_engine_api_v1_common_proto_init()
+	file_engine_api_v1_master_proto_msgTypes[0].OneofWrappers = []any{}
+	file_engine_api_v1_master_proto_msgTypes[2].OneofWrappers = []any{}
 	file_engine_api_v1_master_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4026,7 +4176,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

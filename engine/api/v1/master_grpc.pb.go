@@ -1059,6 +1059,7 @@ const (
 	BlockMaster_Heartbeat_FullMethodName      = "/alcove.v1.BlockMaster/Heartbeat"
 	BlockMaster_CommitBlock_FullMethodName    = "/alcove.v1.BlockMaster/CommitBlock"
 	BlockMaster_PersistDone_FullMethodName    = "/alcove.v1.BlockMaster/PersistDone"
+	BlockMaster_GetMountConfig_FullMethodName = "/alcove.v1.BlockMaster/GetMountConfig"
 )
 
 // BlockMasterClient is the client API for BlockMaster service.
@@ -1071,6 +1072,11 @@ type BlockMasterClient interface {
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	CommitBlock(ctx context.Context, in *CommitBlockRequest, opts ...grpc.CallOption) (*CommitBlockResponse, error)
 	PersistDone(ctx context.Context, in *PersistDoneRequest, opts ...grpc.CallOption) (*PersistDoneResponse, error)
+	// GetMountConfig returns a mount with its properties in clear (UFS
+	// credentials), so a worker reads and writes the UFS with what the master
+	// holds rather than trusting what a client sends. Workers only: the
+	// security work restricts it to the worker role by certificate.
+	GetMountConfig(ctx context.Context, in *GetMountConfigRequest, opts ...grpc.CallOption) (*GetMountConfigResponse, error)
 }
 
 type blockMasterClient struct {
@@ -1121,6 +1127,16 @@ func (c *blockMasterClient) PersistDone(ctx context.Context, in *PersistDoneRequ
 	return out, nil
 }
 
+func (c *blockMasterClient) GetMountConfig(ctx context.Context, in *GetMountConfigRequest, opts ...grpc.CallOption) (*GetMountConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMountConfigResponse)
+	err := c.cc.Invoke(ctx, BlockMaster_GetMountConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BlockMasterServer is the server API for BlockMaster service.
 // All implementations must embed UnimplementedBlockMasterServer
 // for forward compatibility.
@@ -1131,6 +1147,11 @@ type BlockMasterServer interface {
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	CommitBlock(context.Context, *CommitBlockRequest) (*CommitBlockResponse, error)
 	PersistDone(context.Context, *PersistDoneRequest) (*PersistDoneResponse, error)
+	// GetMountConfig returns a mount with its properties in clear (UFS
+	// credentials), so a worker reads and writes the UFS with what the master
+	// holds rather than trusting what a client sends. Workers only: the
+	// security work restricts it to the worker role by certificate.
+	GetMountConfig(context.Context, *GetMountConfigRequest) (*GetMountConfigResponse, error)
 	mustEmbedUnimplementedBlockMasterServer()
 }
 
@@ -1152,6 +1173,9 @@ func (UnimplementedBlockMasterServer) CommitBlock(context.Context, *CommitBlockR
 }
 func (UnimplementedBlockMasterServer) PersistDone(context.Context, *PersistDoneRequest) (*PersistDoneResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PersistDone not implemented")
+}
+func (UnimplementedBlockMasterServer) GetMountConfig(context.Context, *GetMountConfigRequest) (*GetMountConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMountConfig not implemented")
 }
 func (UnimplementedBlockMasterServer) mustEmbedUnimplementedBlockMasterServer() {}
 func (UnimplementedBlockMasterServer) testEmbeddedByValue()                     {}
@@ -1246,6 +1270,24 @@ func _BlockMaster_PersistDone_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlockMaster_GetMountConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMountConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockMasterServer).GetMountConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockMaster_GetMountConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockMasterServer).GetMountConfig(ctx, req.(*GetMountConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BlockMaster_ServiceDesc is the grpc.ServiceDesc for BlockMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1268,6 +1310,10 @@ var BlockMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PersistDone",
 			Handler:    _BlockMaster_PersistDone_Handler,
+		},
+		{
+			MethodName: "GetMountConfig",
+			Handler:    _BlockMaster_GetMountConfig_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -76,7 +76,8 @@ type UfsBlockSource struct {
 	UfsPath       string                 `protobuf:"bytes,1,opt,name=ufs_path,json=ufsPath,proto3" json:"ufs_path,omitempty"`
 	BlockOffset   int64                  `protobuf:"varint,2,opt,name=block_offset,json=blockOffset,proto3" json:"block_offset,omitempty"` // offset of the block in the UFS file
 	MountId       int64                  `protobuf:"varint,3,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
-	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // false: the UFS has no copy; a miss is an error
+	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"`    // false: the UFS has no copy; a miss is an error
+	Fingerprint   string                 `protobuf:"bytes,5,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"` // the object's recorded fingerprint: a changed object is refused
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -137,6 +138,13 @@ func (x *UfsBlockSource) GetPersisted() bool {
 		return x.Persisted
 	}
 	return false
+}
+
+func (x *UfsBlockSource) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
 }
 
 type ReadBlockRequest struct {
@@ -501,13 +509,14 @@ func (*WriteFileRequest_Data) isWriteFileRequest_Value() {}
 func (*WriteFileRequest_Skip) isWriteFileRequest_Value() {}
 
 type WriteFileResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Length        int64                  `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
-	Persisted     bool                   `protobuf:"varint,2,opt,name=persisted,proto3" json:"persisted,omitempty"`
-	UfsMtimeMs    int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	Blocks        []*WorkerBlock         `protobuf:"bytes,4,rep,name=blocks,proto3" json:"blocks,omitempty"` // blocks cached (and committed) by this worker
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Length         int64                  `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
+	Persisted      bool                   `protobuf:"varint,2,opt,name=persisted,proto3" json:"persisted,omitempty"`
+	UfsMtimeMs     int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Blocks         []*WorkerBlock         `protobuf:"bytes,4,rep,name=blocks,proto3" json:"blocks,omitempty"` // blocks cached (and committed) by this worker
+	UfsFingerprint string                 `protobuf:"bytes,5,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WriteFileResponse) Reset() {
@@ -566,6 +575,13 @@ func (x *WriteFileResponse) GetBlocks() []*WorkerBlock {
 		return x.Blocks
 	}
 	return nil
+}
+
+func (x *WriteFileResponse) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 type CacheBlockRequest struct {
@@ -1127,12 +1143,13 @@ var File_engine_api_v1_worker_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/worker.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\x87\x01\n" +
+	"\x1aengine/api/v1/worker.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xa9\x01\n" +
 	"\x0eUfsBlockSource\x12\x19\n" +
 	"\bufs_path\x18\x01 \x01(\tR\aufsPath\x12!\n" +
 	"\fblock_offset\x18\x02 \x01(\x03R\vblockOffset\x12\x19\n" +
 	"\bmount_id\x18\x03 \x01(\x03R\amountId\x12\x1c\n" +
-	"\tpersisted\x18\x04 \x01(\bR\tpersisted\"\xc9\x02\n" +
+	"\tpersisted\x18\x04 \x01(\bR\tpersisted\x12 \n" +
+	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint\"\xc9\x02\n" +
 	"\x10ReadBlockRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
@@ -1163,13 +1180,14 @@ const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x1a.alcove.v1.WriteFileHeaderH\x00R\x06header\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12\x14\n" +
 	"\x04skip\x18\x03 \x01(\x03H\x00R\x04skipB\a\n" +
-	"\x05value\"\x9b\x01\n" +
+	"\x05value\"\xc4\x01\n" +
 	"\x11WriteFileResponse\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x03R\x06length\x12\x1c\n" +
 	"\tpersisted\x18\x02 \x01(\bR\tpersisted\x12 \n" +
 	"\fufs_mtime_ms\x18\x03 \x01(\x03R\n" +
 	"ufsMtimeMs\x12.\n" +
-	"\x06blocks\x18\x04 \x03(\v2\x16.alcove.v1.WorkerBlockR\x06blocks\"\xe3\x01\n" +
+	"\x06blocks\x18\x04 \x03(\v2\x16.alcove.v1.WorkerBlockR\x06blocks\x12'\n" +
+	"\x0fufs_fingerprint\x18\x05 \x01(\tR\x0eufsFingerprint\"\xe3\x01\n" +
 	"\x11CacheBlockRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12!\n" +
 	"\fblock_length\x18\x02 \x01(\x03R\vblockLength\x12(\n" +

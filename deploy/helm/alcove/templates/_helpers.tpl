@@ -81,6 +81,18 @@ imagePullSecrets:
   valueFrom: {fieldRef: {fieldPath: status.podIP}}
 {{- end -}}
 
+{{/* The root UFS's credentials, from the Secret named in ufs.credentialsSecret (master and workers only). */}}
+{{- define "alcove.ufsCredentials" -}}
+{{- with .Values.ufs.credentialsSecret }}
+{{- if .name }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom: {secretKeyRef: {name: {{ .name }}, key: {{ .accessKeyIdKey }}}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ .name }}, key: {{ .secretAccessKeyKey }}}}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "alcove.confVolume" -}}
 - name: conf
   configMap: {name: {{ include "alcove.fullname" . }}-conf}
