@@ -4,10 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/conf"
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/ramdisk"
 	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/security/kube"
@@ -45,7 +44,6 @@ func parseTier(s string) (blockstore.TierConfig, error) {
 }
 
 // hostPort joins a host and a port flag value.
-func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
 func defaultNode() string {
 	if n := os.Getenv("ALCOVE_NODE"); n != "" {
@@ -87,9 +85,9 @@ type workerFlags struct {
 
 func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.node, "node-name", defaultNode(), "node name reported for locality (Kubernetes node name; env ALCOVE_NODE)")
-	cmd.Flags().IntVar(&f.port, "worker-port", 29999, "worker RPC port")
-	cmd.Flags().IntVar(&f.webPort, "worker-web-port", 30000, "worker /metrics port")
-	cmd.Flags().IntVar(&f.dataPort, "worker-data-port", 29998, "worker raw block data port for remote reads (0 disables; clients then use gRPC)")
+	cmd.Flags().IntVar(&f.port, "worker-port", meta.WorkerRPCPort, "worker RPC port")
+	cmd.Flags().IntVar(&f.webPort, "worker-web-port", meta.WorkerWebPort, "worker /metrics port")
+	cmd.Flags().IntVar(&f.dataPort, "worker-data-port", meta.WorkerDataPort, "worker raw block data port for remote reads (0 disables; clients then use gRPC)")
 	cmd.Flags().StringVar(&f.socket, "domain-socket", "", "unix socket for short-circuit reads (\"none\" disables)")
 	cmd.Flags().IntVar(&f.socketGroup, "domain-socket-group", -1, "group id that may connect to the domain socket besides root and the worker's user (mode 0660; 0 or -1: the worker's group); reads also need a block token")
 	cmd.Flags().StringVar(&f.memDir, "mem-dir", "", "MEM tier directory (default: on /dev/shm)")
@@ -146,12 +144,12 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir string, ma
 	}
 	dataAddr := ""
 	if f.dataPort > 0 {
-		dataAddr = hostPort(f.host, f.dataPort)
+		dataAddr = meta.HostPort(f.host, f.dataPort)
 	}
 	return worker.Config{
 		MasterAddresses:   masters,
-		Address:           hostPort(f.host, f.port),
-		WebAddress:        hostPort(f.host, f.webPort),
+		Address:           meta.HostPort(f.host, f.port),
+		WebAddress:        meta.HostPort(f.host, f.webPort),
 		DataAddress:       dataAddr,
 		DomainSocket:      socket,
 		Node:              f.node,

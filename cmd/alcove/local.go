@@ -17,6 +17,7 @@ import (
 	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/worker"
 )
@@ -77,8 +78,8 @@ plaintext.`,
 			}
 			m, err := master.New(master.Config{
 				Dir:                  filepath.Join(abs, "master"),
-				Address:              hostPort(f.host, masterPort),
-				WebAddress:           hostPort(f.host, masterWebPort),
+				Address:              meta.HostPort(f.host, masterPort),
+				WebAddress:           meta.HostPort(f.host, masterWebPort),
 				RootUFS:              ufsURI,
 				RootUFSProperties:    rootProps,
 				MetadataSyncInterval: masterSyncInterval(g),
@@ -104,8 +105,8 @@ plaintext.`,
 				return fmt.Errorf("start worker: %w", err)
 			}
 			defer w.Close()
-			jm, err := job.NewMaster(job.MasterConfig{Dir: filepath.Join(abs, "job"), Address: hostPort(f.host, jobPort),
-				WebAddress: hostPort(f.host, jobWebPort), MasterAddresses: []string{m.Addr()}, TLS: certs[security.RoleJob]})
+			jm, err := job.NewMaster(job.MasterConfig{Dir: filepath.Join(abs, "job"), Address: meta.HostPort(f.host, jobPort),
+				WebAddress: meta.HostPort(f.host, jobWebPort), MasterAddresses: []string{m.Addr()}, TLS: certs[security.RoleJob]})
 			if err != nil {
 				return err
 			}
@@ -179,10 +180,10 @@ plaintext.`,
 	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory (journal, metadata, default UFS)")
 	cmd.Flags().StringVar(&ufsURI, "ufs", "", "UFS URI mounted at / (default DIR/ufs), e.g. s3://bucket/prefix")
 	cmd.Flags().StringArrayVar(&ufsOptions, "ufs-option", nil, "root UFS option KEY=VALUE (repeatable), e.g. alluxio.underfs.s3.endpoint=http://127.0.0.1:9000; credentials: prefer AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
-	cmd.Flags().IntVar(&masterPort, "master-port", 19998, "master RPC port")
-	cmd.Flags().IntVar(&masterWebPort, "master-web-port", 19999, "master web port")
-	cmd.Flags().IntVar(&jobPort, "job-master-port", 20001, "job master RPC port")
-	cmd.Flags().IntVar(&jobWebPort, "job-master-web-port", 20002, "job master web port")
+	cmd.Flags().IntVar(&masterPort, "master-port", meta.MasterRPCPort, "master RPC port")
+	cmd.Flags().IntVar(&masterWebPort, "master-web-port", meta.MasterWebPort, "master web port")
+	cmd.Flags().IntVar(&jobPort, "job-master-port", meta.JobMasterRPCPort, "job master RPC port")
+	cmd.Flags().IntVar(&jobWebPort, "job-master-web-port", meta.JobMasterWebPort, "job master web port")
 	jf.register(cmd, "job-worker-")
 	cmd.Flags().BoolVar(&noTLS, "no-tls", false, "run without TLS (plaintext, unauthenticated components)")
 	cmd.Flags().StringVar(&fuseMount, "fuse-mount", "", "also mount the namespace here with a FUSE daemon (needs root or /dev/fuse access)")

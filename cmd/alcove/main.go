@@ -17,6 +17,7 @@ import (
 
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/meta"
 )
 
 // version is set by the build (-ldflags -X main.version=...).
@@ -108,17 +109,17 @@ func (g *globals) masterAddresses() []string {
 	}
 	if s == "" && g.props != nil {
 		if h, ok := g.props.Get(conf.MasterHostname); ok {
-			s = h + ":" + g.props.String(conf.MasterRPCPort, "19998")
+			s = meta.HostPort(h, g.props.Int(conf.MasterRPCPort, meta.MasterRPCPort))
 		}
 	}
 	if s == "" {
-		s = "127.0.0.1:19998"
+		s = meta.HostPort("127.0.0.1", meta.MasterRPCPort)
 	}
 	var out []string
 	for _, a := range strings.Split(s, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			if !strings.Contains(a, ":") {
-				a += ":19998"
+				a = meta.HostPort(a, meta.MasterRPCPort)
 			}
 			out = append(out, a)
 		}

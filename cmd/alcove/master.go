@@ -13,11 +13,9 @@ import (
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/security"
 )
-
-// Default journal (raft) port, Alluxio's alluxio.master.embedded.journal.port.
-const defaultJournalPort = 19200
 
 func newMasterCmd(g *globals) *cobra.Command {
 	var cfg master.Config
@@ -68,13 +66,13 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 				return err
 			}
 			cfg.MetadataSyncInterval = masterSyncInterval(g)
-			cfg.Address = hostPort(host, port)
-			cfg.WebAddress = hostPort(host, webPort)
+			cfg.Address = meta.HostPort(host, port)
+			cfg.WebAddress = meta.HostPort(host, webPort)
 			if peers != "" {
 				if journalBind == "" {
-					journalBind = hostPort(host, journalPort)
+					journalBind = meta.HostPort(host, journalPort)
 				}
-				self, others, err := journalMembers(peers, cfg.JournalID, hostPort(host, journalPort))
+				self, others, err := journalMembers(peers, cfg.JournalID, meta.HostPort(host, journalPort))
 				if err != nil {
 					return err
 				}
@@ -110,12 +108,12 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 	f.StringVar(&cfg.RootUFS, "root-ufs", "", "UFS URI mounted at / when the namespace is new (default DIR/ufs), e.g. s3://bucket/prefix; every member of a group must see the same UFS")
 	f.StringArrayVar(&rootOptions, "root-ufs-option", nil, "root UFS option KEY=VALUE (repeatable; alluxio.master.mount.table.root.option.KEY); credentials: prefer the AWS_* environment")
 	f.StringVar(&host, "host", "127.0.0.1", "address to bind and advertise")
-	f.IntVar(&port, "port", 19998, "RPC port (alluxio.master.rpc.port)")
-	f.IntVar(&webPort, "web-port", 19999, "web UI and /metrics port (alluxio.master.web.port)")
+	f.IntVar(&port, "port", meta.MasterRPCPort, "RPC port (alluxio.master.rpc.port)")
+	f.IntVar(&webPort, "web-port", meta.MasterWebPort, "web UI and /metrics port (alluxio.master.web.port)")
 	f.DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "mark a worker lost after this long without a heartbeat; a new leader also waits this long for workers to register before it reports cache-only blocks lost (alluxio.master.worker.timeout)")
 	f.StringVar(&peers, "journal-peers", "", "every member of the journal group, this one included: ID=HOST:PORT,... of their journal ports; HOST:PORT alone uses the address as the id (alluxio.master.embedded.journal.addresses)")
 	f.StringVar(&cfg.JournalID, "journal-id", "", "this member's id in --journal-peers (default: the entry whose address is --host:--journal-port)")
-	f.IntVar(&journalPort, "journal-port", defaultJournalPort, "journal (raft) port of this member (alluxio.master.embedded.journal.port)")
+	f.IntVar(&journalPort, "journal-port", meta.JournalPort, "journal (raft) port of this member (alluxio.master.embedded.journal.port)")
 	f.StringVar(&journalBind, "journal-bind", "", "journal listen address when it differs from this member's address in --journal-peers (default --host:--journal-port)")
 	f.DurationVar(&cfg.JournalElectionTimeout, "journal-election-timeout", journal.DefaultElectionTimeout, "a standby that hears nothing from the leader for 1-2x this long starts an election (alluxio.master.embedded.journal.election.timeout.min)")
 	f.BoolVar(&kubeAuth, "kube-auth", false, "accept pods' ServiceAccount tokens (audience alcove), verified by TokenReview with the in-cluster configuration")

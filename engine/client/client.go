@@ -84,7 +84,7 @@ type Client struct {
 // New returns a client; connections are made on first use.
 func New(cfg Config) (*Client, error) {
 	if len(cfg.MasterAddresses) == 0 {
-		cfg.MasterAddresses = []string{"127.0.0.1:19998"}
+		cfg.MasterAddresses = []string{meta.HostPort("127.0.0.1", meta.MasterRPCPort)}
 	}
 	if cfg.Node == "" {
 		cfg.Node, _ = os.Hostname()

@@ -16,12 +16,12 @@ import (
 	"github.com/alcove-io/alcove/engine/security"
 )
 
-// Default ports (Alluxio's).
-const (
-	DefaultMasterAddress    = "127.0.0.1:20001"
-	DefaultMasterWebAddress = "0.0.0.0:20002"
-	DefaultWorkerAddress    = "127.0.0.1:30001"
-	DefaultWorkerWebAddress = "0.0.0.0:30003"
+// Default addresses (Alluxio's ports).
+var (
+	DefaultMasterAddress    = meta.HostPort("127.0.0.1", meta.JobMasterRPCPort)
+	DefaultMasterWebAddress = meta.HostPort("0.0.0.0", meta.JobMasterWebPort)
+	DefaultWorkerAddress    = meta.HostPort("127.0.0.1", meta.JobWorkerRPCPort)
+	DefaultWorkerWebAddress = meta.HostPort("0.0.0.0", meta.JobWorkerWebPort)
 )
 
 // MasterConfig configures a job master.

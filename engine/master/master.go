@@ -36,10 +36,14 @@ import (
 // Version is reported by GetMasterInfo; the build sets it.
 var Version = "dev"
 
-// Defaults (Alluxio's ports).
+// Default addresses (Alluxio's ports).
+var (
+	DefaultAddress    = meta.HostPort("127.0.0.1", meta.MasterRPCPort)
+	DefaultWebAddress = meta.HostPort("0.0.0.0", meta.MasterWebPort)
+)
+
+// Defaults.
 const (
-	DefaultAddress       = "127.0.0.1:19998"
-	DefaultWebAddress    = "0.0.0.0:19999"
 	DefaultWorkerTimeout = 10 * time.Second
 	maxMsgSize           = 64 << 20
 )

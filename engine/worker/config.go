@@ -22,11 +22,15 @@ import (
 	"github.com/alcove-io/alcove/engine/security"
 )
 
+// Default addresses (Alluxio's ports).
+var (
+	DefaultAddress     = meta.HostPort("127.0.0.1", meta.WorkerRPCPort)
+	DefaultWebAddress  = meta.HostPort("", meta.WorkerWebPort)
+	DefaultDataAddress = meta.HostPort("127.0.0.1", meta.WorkerDataPort)
+)
+
 // Defaults, Alluxio's where Alluxio has one.
 const (
-	DefaultAddress           = "127.0.0.1:29999"
-	DefaultWebAddress        = ":30000"
-	DefaultDataAddress       = "127.0.0.1:29998"
 	DefaultAsyncCacheThreads = 8 // alluxio.worker.network.async.cache.manager.threads.max
 	DefaultHeartbeatInterval = time.Second
 	DefaultChunkSize         = 1 << 20
