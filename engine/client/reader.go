@@ -345,7 +345,9 @@ func (r *Reader) open(idx, inb, length int64) (*source, error) {
 	}
 	wait := r.c.newWorkerWait()
 	for refreshed := false; ; refreshed = true {
-		transient := errors.Is(err, meta.ErrUnavailable) || errors.Is(err, meta.ErrDataLost)
+		// An unreachable under storage is not a worker coming back: waiting
+		// for workers would only hold up the error.
+		transient := (errors.Is(err, meta.ErrUnavailable) && !errors.Is(err, meta.ErrUFSUnavailable)) || errors.Is(err, meta.ErrDataLost)
 		if refreshed && (!transient || !wait.next(r.ctx)) {
 			return nil, err
 		}
@@ -481,7 +483,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 			return s, nil
 		}
 		errs = append(errs, err)
-		if !errors.Is(err, meta.ErrUnavailable) || r.ctx.Err() != nil {
+		if !errors.Is(err, meta.ErrUnavailable) || errors.Is(err, meta.ErrUFSUnavailable) || r.ctx.Err() != nil {
 			break
 		}
 		r.c.markSlow(w.GetAddress())
