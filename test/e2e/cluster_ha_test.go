@@ -5,8 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -145,12 +144,12 @@ func (c *cluster) checkUFSCopies(ctx context.Context, pv string, sums map[string
 	if err != nil || v.Spec.CSI == nil {
 		return 0, fmt.Errorf("PV %s: %v", pv, err)
 	}
-	root := filepath.Join(c.dir, "ufs", v.Spec.CSI.VolumeAttributes["path"])
+	root := v.Spec.CSI.VolumeAttributes["path"]
 	for f, want := range sums {
-		ufs := filepath.Join(root, strings.TrimPrefix(f, "/data/"))
+		ufs := path.Join(root, strings.TrimPrefix(f, "/data/"))
 		var got string
 		check := func() (bool, error) {
-			b, err := os.ReadFile(ufs)
+			b, err := c.ufsFile(ctx, ufs)
 			if err != nil {
 				return false, err
 			}

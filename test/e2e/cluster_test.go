@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,7 +42,8 @@ type cluster struct {
 	cs               kubernetes.Interface
 	results          []checkResult
 	failedDeps       map[string]bool
-	s3Root           bool // MinIO is up: the chart's root UFS is a bucket (TestClusterEndToEnd)
+	s3Root           bool       // MinIO is up: the chart's root UFS is a bucket (TestClusterEndToEnd)
+	s3               *s3.Client // MinIO's, once up
 }
 
 type checkResult struct {

@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -80,9 +83,10 @@ func (c *cluster) minioUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cl := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + p.Status.PodIP + ":9000"), UsePathStyle: true,
+	c.s3 = s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + p.Status.PodIP + ":9000"), UsePathStyle: true,
 		Credentials:                credentials.NewStaticCredentialsProvider(minioUser, minioSecret, ""),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired, ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired})
+	cl := c.s3
 	for _, b := range []string{rootBucket, dataBucket} {
 		if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
 			return fmt.Errorf("create bucket %s: %w", b, err)
@@ -101,6 +105,20 @@ func (c *cluster) minioUp(ctx context.Context) error {
 	fmt.Printf("      MinIO at %s (%s), buckets %s and %s\n", p.Status.PodIP, minioDNS, rootBucket, dataBucket)
 	c.s3Root = err == nil
 	return err
+}
+
+// ufsFile reads a file of the chart's root UFS: an object of the root
+// bucket when the root is on MinIO, else a file of the host directory.
+func (c *cluster) ufsFile(ctx context.Context, p string) ([]byte, error) {
+	if !c.s3Root {
+		return os.ReadFile(filepath.Join(c.dir, "ufs", p))
+	}
+	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(rootBucket), Key: aws.String(strings.TrimPrefix(p, "/"))})
+	if err != nil {
+		return nil, fmt.Errorf("get s3://%s%s: %w", rootBucket, p, err)
+	}
+	defer out.Body.Close()
+	return io.ReadAll(out.Body)
 }
 
 // s3Values are the chart values putting the root UFS on MinIO.
