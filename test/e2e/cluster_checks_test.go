@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -606,6 +607,14 @@ func (c *cluster) uninstall(ctx context.Context, pv string) error {
 	})
 	if err != nil {
 		return err
+	}
+	// The masters' hostPath journals outlive the release, as a PV would;
+	// the next test installs a new namespace (this one may have its root
+	// on a MinIO that is gone by then).
+	for _, n := range c.nodes {
+		if err := os.RemoveAll(filepath.Join(c.nodeDir(n), "alcove", "journal")); err != nil {
+			return fmt.Errorf("remove the journals on %s: %w", n, err)
+		}
 	}
 	var left []string
 	_ = poll(ctx, time.Second, "mounts and daemons gone", func() (bool, error) {
