@@ -293,6 +293,22 @@ func TestFreeAndPin(t *testing.T) {
 	if !slices.Equal(hb.FreeBlockIds, p.BlockIds) || len(hb.PinnedFileIds) != 0 {
 		t.Fatalf("heartbeat after free: %v", hb)
 	}
+
+	// A block committed again while its free is queued (a load found it
+	// still cached) stays: the free of the other block still goes out.
+	c.commit(w, p, "MEM")
+	if _, err := c.fs.Free(c.ctx, &apiv1.FreeRequest{Path: "/d", Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.block.CommitBlock(c.ctx, &apiv1.CommitBlockRequest{WorkerId: w, BlockId: p.BlockIds[0], Length: 1 << 20, Tier: "MEM"}); err != nil {
+		t.Fatal(err)
+	}
+	if hb := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w}); !slices.Equal(hb.FreeBlockIds, p.BlockIds[1:]) {
+		t.Fatalf("free queued, then block %d committed again: heartbeat frees %v", p.BlockIds[0], hb.FreeBlockIds)
+	}
+	if got := c.stat("/d/persisted").InAlcovePercentage; got != 50 {
+		t.Fatalf("after the re-commit: %d%% in Alcove, want 50", got)
+	}
 }
 
 func TestWebEndpoints(t *testing.T) {

@@ -165,6 +165,7 @@ func (r *registry) commit(workerID int64, b *apiv1.WorkerBlock, now time.Time) b
 	}
 	w.lastContact = now
 	r.addLocked(w, b)
+	delete(w.toFree, b.GetBlockId()) // reported again after a free (a load found it still cached): keep it
 	if _, queued := r.recheck[b.GetBlockId()]; queued {
 		r.recheck[b.GetBlockId()] = time.Time{} // a copy arrived: check again at once
 	}

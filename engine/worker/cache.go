@@ -140,6 +140,16 @@ func (s *blockService) CacheBlock(ctx context.Context, req *apiv1.CacheBlockRequ
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
+	if already {
+		// The caller asks because the master does not list this copy: a
+		// free of it may still be queued for the next heartbeat. Report
+		// it again, which cancels that free (see freeGuard).
+		if info, ok := s.w.store.Get(t.blockID); ok {
+			if _, err := s.w.commitBlock(ctx, info, false); err != nil {
+				return nil, meta.ToStatus(err)
+			}
+		}
+	}
 	if req.GetPromote() {
 		if ok, err := s.w.store.Promote(t.blockID); err != nil {
 			return nil, meta.ToStatus(err)

@@ -28,6 +28,7 @@ type fakeMaster struct {
 	removed     map[int64]bool
 	persistDone []*apiv1.PersistDoneRequest
 	pending     []*apiv1.HeartbeatResponse // returned by the next heartbeats, in order
+	beforeReply func()                     // if set, runs (once, unlocked) before a queued heartbeat response is returned
 	mounts      map[int64]string           // mount id → UFS URI (default: every id is file:///)
 }
 
@@ -64,6 +65,12 @@ func (m *fakeMaster) Heartbeat(_ context.Context, req *apiv1.HeartbeatRequest) (
 	}
 	resp := m.pending[0]
 	m.pending = m.pending[1:]
+	if hook := m.beforeReply; hook != nil {
+		m.beforeReply = nil
+		m.mu.Unlock()
+		hook()
+		m.mu.Lock()
+	}
 	return resp, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
@@ -89,7 +90,57 @@ func (w *Worker) commitBlock(ctx context.Context, b blockstore.BlockInfo, wantRe
 	if err != nil {
 		return nil, fmt.Errorf("commit block %d: %w", b.ID, meta.FromStatus(err))
 	}
+	w.frees.committed(b.ID)
 	return resp, nil
+}
+
+// freeGuard keeps a heartbeat's free list from removing a block the master
+// accepted again after that heartbeat left: the master computed the list
+// before the commit arrived (a load re-reporting a block whose free was
+// still queued), and applying it would leave the master with a location
+// this worker no longer holds and the load with a block that is gone.
+type freeGuard struct {
+	mu  sync.Mutex
+	seq int64
+	at  map[int64]int64 // block id -> seq of its last accepted commit
+}
+
+// sending returns the seq a heartbeat carries: commits with a later seq
+// are newer than its free list.
+func (g *freeGuard) sending() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seq++
+	return g.seq
+}
+
+func (g *freeGuard) committed(id int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seq++
+	if g.at == nil {
+		g.at = map[int64]int64{}
+	}
+	g.at[id] = g.seq
+}
+
+// frees filters the free list of the heartbeat sent at seq and forgets
+// the commits older than it (no later heartbeat can predate them).
+func (g *freeGuard) frees(ids []int64, sent int64) []int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := ids[:0:0]
+	for _, id := range ids {
+		if g.at[id] <= sent {
+			out = append(out, id)
+		}
+	}
+	for id, s := range g.at {
+		if s < sent {
+			delete(g.at, id)
+		}
+	}
+	return out
 }
 
 // heartbeatLoop heartbeats every interval; while the master is unreachable
@@ -164,7 +215,7 @@ func (h *heartbeater) beat(ctx context.Context) error {
 	for id := range h.removed {
 		req.RemovedBlockIds = append(req.RemovedBlockIds, id)
 	}
-	sent := time.Now()
+	sent, seq := time.Now(), w.frees.sending()
 	resp, err := w.master.Heartbeat(ctx, req)
 	if err != nil {
 		return fmt.Errorf("heartbeat to master %s: %w", w.conn.Target(), meta.FromStatus(err))
@@ -177,7 +228,7 @@ func (h *heartbeater) beat(ctx context.Context) error {
 		h.registered = false
 		return h.beat(ctx)
 	}
-	for _, id := range resp.GetFreeBlockIds() {
+	for _, id := range w.frees.frees(resp.GetFreeBlockIds(), seq) {
 		w.store.Remove(id)
 	}
 	w.store.SetPinned(resp.GetPinnedFileIds())

@@ -47,6 +47,7 @@ type Worker struct {
 	repl      *replicator
 	work      gate              // writes and incoming replicas, waited for by Drain
 	tokens    *security.Keyring // the master's block token keys
+	frees     freeGuard
 
 	peersMu sync.Mutex
 	peers   map[string]*grpc.ClientConn // other workers (replication pushes)

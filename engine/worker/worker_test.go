@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
 )
 
@@ -425,5 +427,46 @@ func TestUFSPathOutsideMount(t *testing.T) {
 		if b, err := read(p, 71); !errors.Is(err, meta.ErrPermission) {
 			t.Fatalf("read of %s outside the mount: %q, %v; want ErrPermission", p, b, err)
 		}
+	}
+}
+
+// A load of a block the worker still holds while the master's free of it
+// is queued: the heartbeat carrying the free was computed before the
+// load re-reported the block, so applying it would drop a block the
+// master now lists here (TestDistributedLoad's `free` then `--nodes n2`
+// ended with blocks nowhere).
+func TestLoadCancelsQueuedFree(t *testing.T) {
+	e := newEnv(t)
+	const fileID = 61
+	data := randBytes(11, testBS)
+	e.write(context.Background(), &apiv1.WriteFileHeader{FileId: fileID, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_MUST_CACHE}, data)
+	id := meta.BlockID(fileID, 0)
+	src := &apiv1.UfsBlockSource{UfsPath: "/f", Persisted: true}
+	tok := signToken(security.Scope{FileID: fileID, Access: security.AccessRead, UfsPath: src.UfsPath, BlockSize: testBS})
+
+	e.fm.mu.Lock()
+	delete(e.fm.commits, id)
+	e.fm.pending = append(e.fm.pending, &apiv1.HeartbeatResponse{FreeBlockIds: []int64{id}})
+	loaded := make(chan error, 1)
+	e.fm.beforeReply = func() {
+		resp, err := e.client.CacheBlock(context.Background(), &apiv1.CacheBlockRequest{
+			BlockId: id, BlockLength: testBS, BlockSizeBytes: testBS, Ufs: src, BlockToken: tok})
+		if err == nil && !resp.GetAlreadyCached() {
+			err = fmt.Errorf("CacheBlock of a held block: not already cached")
+		}
+		loaded <- err
+	}
+	e.fm.mu.Unlock()
+	if err := <-loaded; err != nil {
+		t.Fatal(err)
+	}
+	if !e.fm.committed(id) {
+		t.Fatal("CacheBlock of a block the master did not list did not report it again")
+	}
+	beats := func() int { e.fm.mu.Lock(); defer e.fm.mu.Unlock(); return e.fm.heartbeats }
+	after := beats() + 1 // the heartbeat with the free has been answered once this one arrives
+	eventually(t, "a heartbeat after the free", func() bool { return beats() > after })
+	if _, ok := e.w.store.Get(id); !ok {
+		t.Fatal("a free computed before the block was reported again removed it")
 	}
 }
