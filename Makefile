@@ -83,10 +83,12 @@ bench-load:
 	ALCOVE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^TestLoadThroughput$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
 
 ## bench-meta: the master's metadata path: META_FILES empty files created through a real master by
-## 64 callers, getStatus/s, a 100 k-entry listing, RSS and disk per million files, start-up after kill -9
+## 64 callers, getStatus/s, a 100 k-entry listing, RSS and disk per million files, start-up after kill -9;
+## then the master's live Go heap per file (TestHeapPerFile, in process). BENCHMARKS.md has the results.
 META_FILES ?= 1000000
 bench-meta:
-	ALCOVE_BENCH=1 ALCOVE_BENCH_META_FILES=$(META_FILES) $(GO) test -count=1 -timeout 3h -run '^TestMetaBench$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
+	set -o pipefail; ALCOVE_BENCH=1 ALCOVE_BENCH_META_FILES=$(META_FILES) $(GO) test -count=1 -timeout 3h -run '^TestMetaBench$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
+	set -o pipefail; ALCOVE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^TestHeapPerFile$$' -v ./engine/master/ | grep '^|'
 
 ## test-takeover: the FUSE live-upgrade test alone, TAKEOVER_RUNS times (default 10; also part of `make test`)
 TAKEOVER_RUNS ?= 10

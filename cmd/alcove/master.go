@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alcove-io/alcove/engine/conf"
+	"github.com/alcove-io/alcove/engine/gctune"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/meta"
@@ -23,6 +24,7 @@ func newMasterCmd(g *globals) *cobra.Command {
 	var host, peers, journalBind string
 	var port, webPort, journalPort int
 	var rootOptions []string
+	var gcFloor string
 	cmd := &cobra.Command{
 		Use:   "master",
 		Short: "Run a master (metadata, journal, worker registry); with --journal-peers one member of an HA group",
@@ -55,13 +57,20 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 			if !cmd.Flags().Changed("journal-peers") {
 				peers = p.String(conf.MasterJournalAddresses, peers)
 			}
+			if !cmd.Flags().Changed("gc-heap-floor") {
+				gcFloor = p.String(conf.MasterGCHeapFloor, gcFloor)
+			}
+			floor, err := conf.ParseSize(gcFloor)
+			if err != nil || floor < 0 {
+				return usagef("--gc-heap-floor %q: want a size such as 256MB, or 0 for Go's default GC", gcFloor)
+			}
+			defer gctune.Start(floor).Stop()
 			if !cmd.Flags().Changed("journal-election-timeout") {
 				cfg.JournalElectionTimeout = p.Duration(conf.MasterJournalElectionTimeout, cfg.JournalElectionTimeout)
 			}
 			if cfg.RootUFS == "" {
 				cfg.RootUFS = filepath.Join(cfg.Dir, "ufs")
 			}
-			var err error
 			if cfg.RootUFSProperties, err = rootUFSOptions(g, rootOptions); err != nil {
 				return err
 			}
@@ -116,6 +125,7 @@ Run 3 (or 5) members so the group survives the loss of 1 (or 2).`,
 	f.IntVar(&journalPort, "journal-port", meta.JournalPort, "journal (raft) port of this member (alluxio.master.embedded.journal.port)")
 	f.StringVar(&journalBind, "journal-bind", "", "journal listen address when it differs from this member's address in --journal-peers (default --host:--journal-port)")
 	f.DurationVar(&cfg.JournalElectionTimeout, "journal-election-timeout", journal.DefaultElectionTimeout, "a standby that hears nothing from the leader for 1-2x this long starts an election (alluxio.master.embedded.journal.election.timeout.min)")
+	f.StringVar(&gcFloor, "gc-heap-floor", "256MB", "let the heap grow to this size between collections while the live heap is small (the namespace is off the Go heap), which cuts the GC's CPU under metadata load (BENCHMARKS.md); 0 keeps Go's default; GOGC or GOMEMLIMIT in the environment win (alluxio.master.gc.heap.floor)")
 	f.BoolVar(&kubeAuth, "kube-auth", false, "accept pods' ServiceAccount tokens (audience alcove), verified by TokenReview with the in-cluster configuration")
 	f.BoolVar(&cfg.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve reads from local state without a leadership check (stale reads)")
 	_ = f.MarkHidden("unsafe-local-reads")

@@ -64,7 +64,10 @@ const (
 	// before an access re-reads it (-1 never, 0 always; also a mount option).
 	UserMetadataSyncInterval = "alluxio.user.file.metadata.sync.interval"
 	// Alcove's own keys (written alcove.security.*).
-	SecurityTLSDir        = "alluxio.security.tls.dir"
+	SecurityTLSDir = "alluxio.security.tls.dir"
+	// MasterGCHeapFloor: the master's GC runs no more often than once per
+	// this much garbage while its live heap is small (engine/gctune; 0 off).
+	MasterGCHeapFloor     = "alluxio.master.gc.heap.floor"
 	SecurityTokenLifetime = "alluxio.security.block.token.lifetime"
 	SecuritySuperusers    = "alluxio.security.superusers"  // comma-separated
 	SecuritySupergroups   = "alluxio.security.supergroups" // comma-separated
@@ -103,6 +106,7 @@ var known = map[string]func(string) error{
 	JobWorkerThreads:             positiveInt,
 	JobWorkerBandwidth:           size,
 	SecurityTLSDir:               nonEmpty,
+	MasterGCHeapFloor:            size,
 	SecurityTokenLifetime:        duration,
 	SecuritySuperusers:           nonEmpty,
 	SecuritySupergroups:          nonEmpty,
