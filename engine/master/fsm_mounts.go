@@ -149,15 +149,7 @@ func applySetPersistence(tx *bbolt.Tx, s *apiv1.SetPersistenceEntry) (any, error
 	if s.GetUfsFingerprint() != "" {
 		ino.UfsFingerprint = s.GetUfsFingerprint()
 	}
-	if err := putInode(tx, old, ino); err != nil {
-		return nil, err
-	}
-	if ino.PersistenceState == apiv1.PersistenceState_PERSISTED {
-		if err := persistAncestors(tx, ino); err != nil {
-			return nil, err
-		}
-	}
-	return applyResult{Inode: ino}, nil
+	return putFile(tx, old, ino)
 }
 
 func applySetChildrenLoaded(tx *bbolt.Tx, s *apiv1.SetChildrenLoadedEntry) (any, error) {

@@ -137,6 +137,20 @@ func applyCreate(tx *bbolt.Tx, c *apiv1.CreateInodeEntry, now int64) (any, error
 	return res, nil
 }
 
+// putFile stores a changed file and, once it is PERSISTED, marks its
+// ancestors persisted too.
+func putFile(tx *bbolt.Tx, old, ino *apiv1.Inode) (any, error) {
+	if err := putInode(tx, old, ino); err != nil {
+		return nil, err
+	}
+	if ino.PersistenceState == apiv1.PersistenceState_PERSISTED {
+		if err := persistAncestors(tx, ino); err != nil {
+			return nil, err
+		}
+	}
+	return applyResult{Inode: ino}, nil
+}
+
 func persistAncestors(tx *bbolt.Tx, ino *apiv1.Inode) error {
 	for id := ino.ParentId; id != 0; {
 		p, err := mustInode(tx, id)
@@ -190,15 +204,7 @@ func applyComplete(tx *bbolt.Tx, c *apiv1.CompleteFileEntry, now int64) (any, er
 	ino.Holes = meta.CloneHoles(c.GetHoles())
 	ino.LastModificationTimeMs = now
 	changed(ino, now)
-	if err := putInode(tx, old, ino); err != nil {
-		return nil, err
-	}
-	if ino.PersistenceState == apiv1.PersistenceState_PERSISTED {
-		if err := persistAncestors(tx, ino); err != nil {
-			return nil, err
-		}
-	}
-	return applyResult{Inode: ino}, nil
+	return putFile(tx, old, ino)
 }
 
 // checkPlace fails when an entry names where its inode was found (parent
