@@ -469,6 +469,12 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 		errs = append(errs, err)
 	}
 	if !req.Ufs.Persisted {
+		if len(errs) > 0 {
+			// Copies are listed but none answered (a worker restarting, an
+			// expired block token): lost for now, and the reasons say why.
+			return nil, fmt.Errorf("block %d of %s: no worker could serve a cached copy and the file was never persisted to the UFS (written with %s): %w: %w",
+				bi.GetBlockId(), info.GetPath(), info.GetWriteType(), meta.ErrDataLost, errors.Join(errs...))
+		}
 		return nil, fmt.Errorf("block %d of %s is lost: it is not cached on any worker and the file was never persisted to the UFS (written with %s): %w",
 			bi.GetBlockId(), info.GetPath(), info.GetWriteType(), meta.ErrDataLost)
 	}

@@ -37,6 +37,8 @@ type Options struct {
 	RootUFSProperties map[string]string
 	// TierBytes is each worker's MEM tier size (default 1 GiB).
 	TierBytes int64
+	// TokenLifetime is the master's block token lifetime (default 10 min).
+	TokenLifetime time.Duration
 }
 
 // Start runs a master and one worker per node (1 GiB MEM tier each).
@@ -84,7 +86,8 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 // StartMaster (re)starts the master on the same directory and address.
 func (c *Cluster) StartMaster() {
 	c.t.Helper()
-	cfg := master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, RootUFSProperties: c.opts.RootUFSProperties, WorkerTimeout: 5 * time.Second}
+	cfg := master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, RootUFSProperties: c.opts.RootUFSProperties, WorkerTimeout: 5 * time.Second,
+		TokenLifetime: c.opts.TokenLifetime}
 	m, err := master.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
