@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,15 +61,9 @@ func TestCertsKubeSecrets(t *testing.T) {
 			if sec.Type != corev1.SecretTypeTLS {
 				t.Fatalf("%s: type %s", sec.Name, sec.Type)
 			}
-			b, _ := pem.Decode(sec.Data[corev1.TLSCertKey])
-			if b == nil {
-				t.Fatalf("%s: no certificate", sec.Name)
-			}
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
+			if got[s], err = secretSerial(sec); err != nil {
 				t.Fatal(err)
 			}
-			got[s] = c.SerialNumber.String()
 		}
 		return got
 	}

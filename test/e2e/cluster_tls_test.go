@@ -165,17 +165,24 @@ func (c *cluster) tlsSerials(ctx context.Context) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		b, _ := pem.Decode(s.Data[corev1.TLSCertKey])
-		if b == nil {
-			return nil, fmt.Errorf("%s: no certificate in tls.crt", s.Name)
+		if out[r], err = secretSerial(s); err != nil {
+			return nil, err
 		}
-		cert, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.Name, err)
-		}
-		out[r] = cert.SerialNumber.String()
 	}
 	return out, nil
+}
+
+// secretSerial is the serial number of a TLS Secret's certificate.
+func secretSerial(s *corev1.Secret) (string, error) {
+	b, _ := pem.Decode(s.Data[corev1.TLSCertKey])
+	if b == nil {
+		return "", fmt.Errorf("%s: no certificate in tls.crt", s.Name)
+	}
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", s.Name, err)
+	}
+	return cert.SerialNumber.String(), nil
 }
 
 // tlsSecretsIdempotent: `helm upgrade` (its hook runs again) keeps every
