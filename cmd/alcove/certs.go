@@ -71,7 +71,7 @@ func newCertsCmd() *cobra.Command {
 	issueCmd.Flags().DurationVar(&validity, "validity", security.DefaultValidity, "how long the certificate is valid")
 	_ = issueCmd.MarkFlagRequired("role")
 	_ = issueCmd.MarkFlagRequired("name")
-	cmd.AddCommand(initCmd, issueCmd)
+	cmd.AddCommand(initCmd, issueCmd, newKubeSecretsCmd())
 	return cmd
 }
 

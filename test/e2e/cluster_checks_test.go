@@ -41,6 +41,8 @@ func TestClusterEndToEnd(t *testing.T) {
 	inst := []string{"helm-install"}
 	c.check("root-ufs-on-s3-from-secret", inst, c.s3RootUFS)
 	c.check("rbac-least-privilege", inst, c.rbac)
+	c.check("tls-enforced", inst, c.tlsEnforced)
+	c.check("tls-secrets-idempotent", inst, c.tlsSecretsIdempotent)
 	c.check("pvc-binds-via-csi-provisioner", inst, func(ctx context.Context) (err error) {
 		pvName, err = c.pvcBinds(ctx)
 		return err
@@ -276,7 +278,11 @@ got=$(alcove fs cat /volumes/%s/big | md5sum | cut -d' ' -f1)
 echo "short-circuit read: $got"
 [ "$got" = "$(cat /data/big.md5)" ]
 echo SOCKET-OK`, pv)
-	if err := c.apply(ctx, pod("socket", "alcove", script, true, master)); err != nil {
+	// The CLI in the pod is an operator's: the release's admin certificate.
+	if err := c.copyAdminTLS(ctx); err != nil {
+		return err
+	}
+	if err := c.apply(ctx, adminTLSPod(pod("socket", "alcove", script, true, master+adminTLSEnv))); err != nil {
 		return err
 	}
 	if err := c.waitPod(ctx, testNS, "socket", true, 2*time.Minute); err != nil {

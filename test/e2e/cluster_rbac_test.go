@@ -17,7 +17,7 @@ import (
 type canI struct {
 	sa    string // service account name without the release prefix ("" = the masters' and workers')
 	verb  string
-	res   string // resource[.group][/subresource]
+	res   string // resource[.group][/subresource][ name]
 	ns    string // "" = all namespaces (-A)
 	allow bool
 }
@@ -65,18 +65,36 @@ var rbacChecks = []canI{
 	{"", "get", "secrets", releaseNS, false},
 }
 
+// certsRBACChecks: the TLS hook's ServiceAccount reads and replaces the
+// release's TLS Secrets by name, creates Secrets in the release namespace
+// (RBAC cannot limit create by name), and nothing else. Asked in
+// TestChartRBAC only: on a live cluster the hook's Role is deleted once the
+// hook succeeded.
+var certsRBACChecks = []canI{
+	{"certs", "get", "secrets " + release + "-tls-master", releaseNS, true},
+	{"certs", "update", "secrets " + release + "-tls-ca", releaseNS, true},
+	{"certs", "update", "secrets " + release + "-tls-node", releaseNS, true},
+	{"certs", "create", "secrets", releaseNS, true},
+	{"certs", "get", "secrets", releaseNS, false},
+	{"certs", "get", "secrets " + release + "-s3", releaseNS, false},
+	{"certs", "list", "secrets", releaseNS, false},
+	{"certs", "delete", "secrets " + release + "-tls-ca", releaseNS, false},
+	{"certs", "create", "secrets", "default", false},
+	{"certs", "get", "pods", releaseNS, false},
+}
+
 // rbac asks every rbacChecks question on the e2e cluster.
 func (c *cluster) rbac(ctx context.Context) error {
-	allowed, denied, err := askRBAC(ctx, func(args ...string) (string, error) { return c.kubectl(ctx, args...) })
+	allowed, denied, err := askRBAC(ctx, rbacChecks, func(args ...string) (string, error) { return c.kubectl(ctx, args...) })
 	fmt.Printf("      kubectl auth can-i: %d grants allowed, %d denied as expected\n", allowed, denied)
 	return err
 }
 
 // askRBAC asks every rbacChecks question with `kubectl auth can-i --as` and
 // reports all the wrong answers.
-func askRBAC(ctx context.Context, kubectl func(args ...string) (string, error)) (allowed, denied int, err error) {
+func askRBAC(ctx context.Context, checks []canI, kubectl func(args ...string) (string, error)) (allowed, denied int, err error) {
 	var errs []error
-	for _, q := range rbacChecks {
+	for _, q := range checks {
 		if ctx.Err() != nil {
 			return allowed, denied, ctx.Err()
 		}
@@ -84,7 +102,11 @@ func askRBAC(ctx context.Context, kubectl func(args ...string) (string, error)) 
 		if q.sa != "" {
 			sa += "-" + q.sa
 		}
-		res, sub, _ := strings.Cut(q.res, "/") // can-i reads RESOURCE/NAME: a subresource is a flag
+		res, name, _ := strings.Cut(q.res, " ")
+		res, sub, _ := strings.Cut(res, "/") // can-i reads RESOURCE/NAME: a subresource is a flag
+		if name != "" {
+			res += "/" + name
+		}
 		args := []string{"auth", "can-i", q.verb, res, "--as=system:serviceaccount:" + releaseNS + ":" + sa}
 		if sub != "" {
 			args = append(args, "--subresource="+sub)
@@ -150,7 +172,7 @@ func TestChartRBAC(t *testing.T) {
 	if _, err := run("", "kubectl", "wait", "--for=condition=Established", "--timeout=60s", "crd/dataloads.alcove.io"); err != nil {
 		t.Fatal(err)
 	}
-	allowed, denied, err := askRBAC(ctx, func(args ...string) (string, error) { return run("", "kubectl", args...) })
+	allowed, denied, err := askRBAC(ctx, append(rbacChecks, certsRBACChecks...), func(args ...string) (string, error) { return run("", "kubectl", args...) })
 	if err != nil {
 		t.Fatal(err)
 	}
