@@ -104,13 +104,17 @@ func (fakeBlockMaster) GetStatus(context.Context, *apiv1.GetStatusRequest) (*api
 	return &apiv1.GetStatusResponse{}, nil
 }
 
-func serve(t *testing.T, src *Source) string {
+func serve(t *testing.T, src *Source) string { t.Helper(); return serveUsers(t, src, nil) }
+
+// serveUsers serves the fake with users verifying bearer tokens (a master
+// run with --kube-auth).
+func serveUsers(t *testing.T, src *Source, users Authenticator) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(ServerOptions(src, nil)...)
+	srv := grpc.NewServer(ServerOptions(src, users)...)
 	apiv1.RegisterBlockMasterServer(srv, fakeBlockMaster{})
 	apiv1.RegisterFileSystemMasterServer(srv, fakeBlockMaster{})
 	go srv.Serve(ln)
@@ -120,6 +124,12 @@ func serve(t *testing.T, src *Source) string {
 
 func call(t *testing.T, addr string, opt grpc.DialOption, method string) codes.Code {
 	t.Helper()
+	return callToken(t, addr, opt, method, "")
+}
+
+// callToken is call with a bearer token ("" sends none).
+func callToken(t *testing.T, addr string, opt grpc.DialOption, method, token string) codes.Code {
+	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///"+addr, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +137,9 @@ func call(t *testing.T, addr string, opt grpc.DialOption, method string) codes.C
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if token != "" {
+		ctx = OutgoingToken(ctx, token)
+	}
 	switch method {
 	case "PersistDone":
 		_, err = apiv1.NewBlockMasterClient(cc).PersistDone(ctx, &apiv1.PersistDoneRequest{})
@@ -159,6 +172,54 @@ func TestMTLSRoles(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := call(t, addr, tc.opt, tc.method); got != tc.want {
+				t.Fatalf("%s: code %v, want %v", tc.method, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCAOnly: a directory holding only ca.crt (what an application pod is
+// given) verifies servers and presents no certificate: a master that takes
+// ServiceAccount tokens lets it in as a user with a token (and only then),
+// a server that requires certificates refuses it, and no daemon loads it.
+func TestCAOnly(t *testing.T) {
+	p := newPKI(t)
+	dir := filepath.Join(p.dir, "app")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(p.dir, "ca", CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, CAFile), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	app := p.load(dir)
+	if r := app.Role(); r != RoleUser {
+		t.Fatalf("role %s, want %s", r, RoleUser)
+	}
+	if _, err := Load(dir, RoleWorker); !errors.Is(err, meta.ErrInvalidArgument) {
+		t.Fatalf("a worker loaded a CA-only directory: %v", err)
+	}
+	master := p.load(p.issue(RoleMaster, "master"))
+	kubeAuth := serveUsers(t, master, fakeAuthn{})
+	certsOnly := serve(t, master)
+	foreign := newPKI(t)
+	for _, tc := range []struct {
+		name, addr, method, token string
+		opt                       grpc.DialOption
+		want                      codes.Code
+	}{
+		{"token reads metadata", kubeAuth, "GetStatus", "good", DialOption(app, RoleMaster), codes.OK},
+		{"token poses as a worker", kubeAuth, "PersistDone", "good", DialOption(app, RoleMaster), codes.PermissionDenied},
+		{"no token", kubeAuth, "GetStatus", "", DialOption(app, RoleMaster), codes.Unauthenticated},
+		{"bad token", kubeAuth, "GetStatus", "bad", DialOption(app, RoleMaster), codes.Unauthenticated},
+		{"server requires certificates", certsOnly, "GetStatus", "good", DialOption(app, RoleMaster), codes.Unavailable},
+		{"master of another CA", serveUsers(t, foreign.load(foreign.issue(RoleMaster, "m")), fakeAuthn{}), "GetStatus", "good", DialOption(app, RoleMaster), codes.Unavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := callToken(t, tc.addr, tc.opt, tc.method, tc.token); got != tc.want {
 				t.Fatalf("%s: code %v, want %v", tc.method, got, tc.want)
 			}
 		})

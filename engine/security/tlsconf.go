@@ -57,6 +57,9 @@ func Load(dir string, want ...Role) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(want) > 0 && st.cert == nil {
+		return nil, fmt.Errorf("load certificate from %s: %w: it holds only %s; this component needs a key pair of role %v (alcove certs issue --role ...)", dir, meta.ErrInvalidArgument, CAFile, want)
+	}
 	if len(want) > 0 && !slices.Contains(want, st.role) {
 		return nil, fmt.Errorf("load certificate from %s: %w: it is for role %s; this component needs %v (alcove certs issue --role ...)", dir, meta.ErrInvalidArgument, st.role, want)
 	}
@@ -99,19 +102,18 @@ func (s *Source) stat() []stamp {
 func (s *Source) read() (*tlsState, []stamp, error) {
 	stamps := s.stat()
 	files := s.files()
+	if stamps[0] == (stamp{}) && stamps[1] == (stamp{}) {
+		return s.readTrust(stamps, files[2])
+	}
 	cert, err := tls.LoadX509KeyPair(files[0], files[1])
 	if err != nil {
 		// The tls error may quote the file; never the key: LoadX509KeyPair's
 		// errors name PEM block types and mismatches only.
 		return nil, nil, fmt.Errorf("load key pair from %s: %w", s.dir, err)
 	}
-	caPEM, err := os.ReadFile(files[2])
+	pool, err := loadPool(files[2])
 	if err != nil {
-		return nil, nil, fmt.Errorf("load cluster CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, nil, fmt.Errorf("load cluster CA %s: %w: no PEM certificate", files[2], meta.ErrInvalidArgument)
+		return nil, nil, err
 	}
 	leaf := cert.Leaf
 	if leaf == nil {
@@ -127,6 +129,30 @@ func (s *Source) read() (*tlsState, []stamp, error) {
 		return nil, nil, fmt.Errorf("certificate in %s: %w", s.dir, err)
 	}
 	return &tlsState{cert: &cert, pool: pool, role: role}, stamps, nil
+}
+
+// readTrust loads a directory that holds only ca.crt: an application pod
+// that authenticates with its ServiceAccount token (a master run with
+// --kube-auth lets it in without a certificate, as RoleUser) and needs the
+// cluster CA only to verify the servers. It presents no certificate.
+func (s *Source) readTrust(stamps []stamp, caFile string) (*tlsState, []stamp, error) {
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tlsState{pool: pool, role: RoleUser}, stamps, nil
+}
+
+func loadPool(caFile string) (*x509.CertPool, error) {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("load cluster CA %s: %w: no PEM certificate", caFile, meta.ErrInvalidArgument)
+	}
+	return pool, nil
 }
 
 // state returns the current key pair, reloading it when the files changed.
@@ -185,7 +211,10 @@ func (s *Source) ClientConfig(peers ...Role) *tls.Config {
 		// CA; Go's built-in check would also demand a matching host name.
 		InsecureSkipVerify: true, //nolint:gosec // verified below
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return s.state().cert, nil
+			if c := s.state().cert; c != nil {
+				return c, nil
+			}
+			return &tls.Certificate{}, nil // a CA-only directory: no certificate sent
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			return s.verifyServer(cs, peers)
