@@ -15,7 +15,7 @@ import (
 // canI is one `kubectl auth can-i` question asked as a service account of
 // the release.
 type canI struct {
-	sa    string // service account name without the release prefix ("" = the masters' and workers')
+	sa    string // service account name without the release prefix ("" = the workers'), or a full system:serviceaccount:NS:NAME
 	verb  string
 	res   string // resource[.group][/subresource][ name]
 	ns    string // "" = all namespaces (-A)
@@ -63,6 +63,14 @@ var rbacChecks = []canI{
 	{"", "get", "pods", releaseNS, false},
 	{"", "list", "nodes", "", false},
 	{"", "get", "secrets", releaseNS, false},
+	{"", "create", "tokenreviews.authentication.k8s.io", "", false},
+
+	// auth.kubernetes: the masters verify pods' tokens, and do nothing else.
+	{"master", "create", "tokenreviews.authentication.k8s.io", "", true},
+	{"master", "get", "pods", releaseNS, false},
+	{"master", "list", "nodes", "", false},
+	{"master", "get", "secrets", releaseNS, false},
+	{"master", "create", "subjectaccessreviews.authorization.k8s.io", "", false},
 }
 
 // certsRBACChecks: the TLS hook's ServiceAccount reads and replaces the
@@ -98,8 +106,11 @@ func askRBAC(ctx context.Context, checks []canI, kubectl func(args ...string) (s
 		if ctx.Err() != nil {
 			return allowed, denied, ctx.Err()
 		}
-		sa := release
-		if q.sa != "" {
+		sa := "system:serviceaccount:" + releaseNS + ":" + release
+		switch {
+		case strings.HasPrefix(q.sa, "system:"):
+			sa = q.sa
+		case q.sa != "":
 			sa += "-" + q.sa
 		}
 		res, name, _ := strings.Cut(q.res, " ")
@@ -107,7 +118,7 @@ func askRBAC(ctx context.Context, checks []canI, kubectl func(args ...string) (s
 		if name != "" {
 			res += "/" + name
 		}
-		args := []string{"auth", "can-i", q.verb, res, "--as=system:serviceaccount:" + releaseNS + ":" + sa}
+		args := []string{"auth", "can-i", q.verb, res, "--as=" + sa}
 		if sub != "" {
 			args = append(args, "--subresource="+sub)
 		}

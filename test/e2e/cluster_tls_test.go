@@ -94,8 +94,9 @@ func adminTLSPod(yaml string) string {
 // adminTLSEnv is the pod() env entry that points the CLI at the admin certificate.
 const adminTLSEnv = `, {name: ALCOVE_TLS_DIR, value: /etc/alcove-tls}`
 
-// tlsEnforced: a call to the master without a client certificate, or in
-// plaintext, is refused; a worker certificate gets through the handshake
+// tlsEnforced: a call to the master without a client certificate and
+// without a valid ServiceAccount token, or in plaintext, is refused; a
+// worker refuses TLS without a client certificate; a worker certificate gets through the handshake
 // (an open RPC answers on the same connection) but an admin RPC is
 // PermissionDenied; the admin certificate may call it.
 func (c *cluster) tlsEnforced(ctx context.Context) error {
@@ -104,7 +105,7 @@ func (c *cluster) tlsEnforced(ctx context.Context) error {
 		return err
 	}
 	addr := meta.HostPort(p.Status.PodIP, meta.MasterRPCPort)
-	call := func(creds credentials.TransportCredentials, admin bool) error {
+	call := func(creds credentials.TransportCredentials, admin bool, token ...string) error {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return err
@@ -112,6 +113,9 @@ func (c *cluster) tlsEnforced(ctx context.Context) error {
 		defer conn.Close()
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
+		for _, t := range token {
+			cctx = security.OutgoingToken(cctx, t)
+		}
 		m := apiv1.NewMetaMasterClient(conn)
 		if admin {
 			_, err = m.GetQuorumInfo(cctx, &apiv1.GetQuorumInfoRequest{})
@@ -121,26 +125,42 @@ func (c *cluster) tlsEnforced(ctx context.Context) error {
 		return err
 	}
 	var errs []string
-	// No certificate: TLS 1.3 finishes the client's side of the handshake,
-	// then the master's alert ends the connection. gRPC reports whatever
-	// its transport hit first (a broken pipe, EOF), so the alert itself is
-	// read on a raw TLS connection.
 	noCert := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{"h2"}} //nolint:gosec // a client without a certificate, on purpose
+	// The masters take ServiceAccount tokens (auth.kubernetes): a caller
+	// without a certificate gets through TLS and is refused per call unless
+	// its token passes a TokenReview.
 	err = call(credentials.NewTLS(noCert), false)
-	if code := status.Code(err); code != codes.Unavailable && code != codes.Unauthenticated {
-		errs = append(errs, fmt.Sprintf("gRPC without a client certificate: %v, want Unavailable or Unauthenticated", err))
+	if status.Code(err) != codes.Unauthenticated {
+		errs = append(errs, fmt.Sprintf("gRPC without a client certificate or token: %v, want Unauthenticated", err))
 	}
-	fmt.Printf("      gRPC without a client certificate: %v\n", err)
-	raw, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, noCert)
+	fmt.Printf("      master, no client certificate, no token: %v\n", err)
+	err = call(credentials.NewTLS(noCert), false, "not-a-serviceaccount-token")
+	if status.Code(err) != codes.Unauthenticated {
+		errs = append(errs, fmt.Sprintf("gRPC without a client certificate, forged token: %v, want Unauthenticated", err))
+	}
+	fmt.Printf("      master, no client certificate, forged token: %v\n", err)
+	// Workers require a certificate: TLS 1.3 finishes the client's side of
+	// the handshake, then the worker's alert ends the connection, read here
+	// on a raw TLS connection (gRPC reports whatever its transport hit
+	// first: a broken pipe, EOF).
+	workers, err := c.cs.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=worker"})
+	if err != nil {
+		return err
+	}
+	if len(workers.Items) == 0 {
+		return fmt.Errorf("no worker pods in %s", releaseNS)
+	}
+	workerAddr := meta.HostPort(workers.Items[0].Status.PodIP, meta.WorkerRPCPort)
+	raw, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", workerAddr, noCert)
 	if err == nil {
 		_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, err = raw.Read(make([]byte, 1))
 		raw.Close()
 	}
 	if err == nil || !strings.Contains(err.Error(), "certificate required") {
-		errs = append(errs, fmt.Sprintf("TLS without a client certificate: %v, want the alert certificate required", err))
+		errs = append(errs, fmt.Sprintf("TLS to a worker without a client certificate: %v, want the alert certificate required", err))
 	}
-	fmt.Printf("      TLS without a client certificate: %v\n", err)
+	fmt.Printf("      worker, TLS without a client certificate: %v\n", err)
 	if err = call(insecure.NewCredentials(), false); status.Code(err) != codes.Unavailable {
 		errs = append(errs, fmt.Sprintf("plaintext: %v, want Unavailable", err))
 	}
