@@ -11,7 +11,8 @@
 #  3. runs the test/e2e tests inside node 1's network namespace:
 #       TestClusterEndToEnd  helm lint, server-side dry-run of every manifest,
 #                            install (mTLS on), TLS enforced and certificates
-#                            kept by helm upgrade, PVC/pod/Job checks, CSI node
+#                            kept by helm upgrade, tenants kept apart (pods of
+#                            two namespaces with ServiceAccount tokens), PVC/pod/Job checks, CSI node
 #                            restart under reads, uninstall leaves no mounts
 #                            (PASS/FAIL lines)
 #       TestPlacement        a Spark-shaped application placed by the real

@@ -52,6 +52,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	written := []string{"pod-writes-and-reads"}
 	c.check("second-pod-sees-files", written, c.secondPodSees)
 	c.check("domain-socket-volume-in-pod", written, func(ctx context.Context) error { return c.domainSocket(ctx, pvName) })
+	c.check("tenant-isolation", inst, c.tenantIsolation)
 	c.check("wordcount-job", bound, func(ctx context.Context) error { return c.wordCount(ctx, pvName) })
 	c.check("s3-storageclass-wordcount", inst, c.s3StorageClassWordCount)
 	c.check("extender-index-synced", inst, c.extenderSynced)
