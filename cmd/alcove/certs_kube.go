@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/alcove-io/alcove/engine/security"
 )
@@ -74,11 +73,10 @@ certificate. Keys are never printed.`,
 			if err != nil {
 				return err
 			}
-			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig) // "" = in-cluster
+			rc, err := kubeRESTConfig(kubeconfig, "alcove-certs")
 			if err != nil {
-				return fmt.Errorf("load Kubernetes configuration: %w", err)
+				return err
 			}
-			rc.UserAgent = "alcove-certs"
 			if k.cs, err = kubernetes.NewForConfig(rc); err != nil {
 				return fmt.Errorf("create Kubernetes client: %w", err)
 			}

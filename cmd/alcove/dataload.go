@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/alcove-io/alcove/engine/client"
@@ -18,11 +19,10 @@ import (
 // startDataLoadController runs the DataLoad controller against the job
 // master at jobMaster until ctx ends; wait joins it.
 func startDataLoadController(ctx context.Context, kubeconfig, jobMaster string, tlsSrc *security.Source) (wait func() error, err error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	rc, err := kubeRESTConfig(kubeconfig, "alcove-job-master")
 	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig %q: %w", kubeconfig, err)
+		return nil, err
 	}
-	rc.UserAgent = "alcove-job-master"
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("create kubernetes client: %w", err)
@@ -44,4 +44,15 @@ func startDataLoadController(ctx context.Context, kubeconfig, jobMaster string, 
 		jc.Close()
 		return err
 	}, nil
+}
+
+// kubeRESTConfig loads the kubeconfig file, or the in-cluster configuration
+// when none is named, for a client that calls itself agent.
+func kubeRESTConfig(kubeconfig, agent string) (*rest.Config, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig) // "" = in-cluster
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %q: %w", kubeconfig, err)
+	}
+	rc.UserAgent = agent
+	return rc, nil
 }
