@@ -27,7 +27,6 @@ const base = 100
 type Tuner struct {
 	floor   uint64
 	stopped atomic.Bool
-	once    sync.Once
 	prev    int
 	sample  []metrics.Sample
 	mu      sync.Mutex // guards sample (finalizers run one at a time; Stop may race)
@@ -96,10 +95,9 @@ func (t *Tuner) Stop() {
 	if t == nil {
 		return
 	}
-	t.once.Do(func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.stopped.Store(true)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.stopped.Swap(true) {
 		debug.SetGCPercent(t.prev)
-	})
+	}
 }
