@@ -38,6 +38,10 @@ const (
 	// RoleUser is the pseudo-role of a caller without a certificate that
 	// proved a user identity with a token. It is never in a certificate.
 	RoleUser Role = "user"
+	// RoleBearer is the pseudo-role of a caller without a certificate at a
+	// worker: it may call TokenMethods only, each request authorized by the
+	// block token it carries. It is never in a certificate.
+	RoleBearer Role = "bearer"
 )
 
 // User is who a call acts for.

@@ -184,17 +184,7 @@ func TestMTLSRoles(t *testing.T) {
 // a server that requires certificates refuses it, and no daemon loads it.
 func TestCAOnly(t *testing.T) {
 	p := newPKI(t)
-	dir := filepath.Join(p.dir, "app")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(p.dir, "ca", CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, CAFile), ca, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := p.caOnly()
 	app := p.load(dir)
 	if r := app.Role(); r != RoleUser {
 		t.Fatalf("role %s, want %s", r, RoleUser)
@@ -221,6 +211,91 @@ func TestCAOnly(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := callToken(t, tc.addr, tc.opt, tc.method, tc.token); got != tc.want {
 				t.Fatalf("%s: code %v, want %v", tc.method, got, tc.want)
+			}
+		})
+	}
+}
+
+// caOnly makes a directory holding only the CA's certificate (what an
+// application pod is given).
+func (p *pki) caOnly() string {
+	p.t.Helper()
+	dir := filepath.Join(p.dir, "app")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(p.dir, "ca", CAFile))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, CAFile), ca, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	return dir
+}
+
+// TestWorkerTakesBearers: a worker lets a caller without a certificate call
+// the data RPCs whose requests carry block tokens (here the unimplemented
+// server answers Unimplemented: the call got past authorization), also
+// with a ServiceAccount token in its metadata, and nothing else; callers
+// with certificates are authorized as before.
+func TestWorkerTakesBearers(t *testing.T) {
+	p := newPKI(t)
+	worker := p.load(p.issue(RoleWorker, "worker"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(DataServerOptions(worker)...)
+	apiv1.RegisterBlockWorkerServer(srv, apiv1.UnimplementedBlockWorkerServer{})
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	app := p.load(p.caOnly())
+	client := p.load(p.issue(RoleClient, "client"))
+	for _, tc := range []struct {
+		name, method, token string
+		src                 *Source
+		want                codes.Code
+	}{
+		{"bearer reads", "ReadBlock", "", app, codes.Unimplemented},
+		{"bearer with a ServiceAccount token reads", "ReadBlock", "sa-token", app, codes.Unimplemented},
+		{"bearer writes", "WriteFile", "", app, codes.Unimplemented},
+		{"bearer loads", "CacheBlock", "", app, codes.Unimplemented},
+		{"bearer poses as a worker", "ReplicateBlock", "", app, codes.Unauthenticated},
+		{"client certificate poses as a worker", "ReplicateBlock", "", client, codes.PermissionDenied},
+		{"client certificate reads", "ReadBlock", "", client, codes.Unimplemented},
+		{"worker replicates", "ReplicateBlock", "", worker, codes.Unimplemented},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(), DialOption(tc.src, RoleWorker))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			ctx, cancel := context.WithTimeout(OutgoingToken(context.Background(), tc.token), 5*time.Second)
+			defer cancel()
+			wc := apiv1.NewBlockWorkerClient(cc)
+			switch tc.method {
+			case "ReadBlock":
+				var st grpc.ServerStreamingClient[apiv1.DataChunk]
+				if st, err = wc.ReadBlock(ctx, &apiv1.ReadBlockRequest{}); err == nil {
+					_, err = st.Recv()
+				}
+			case "CacheBlock":
+				_, err = wc.CacheBlock(ctx, &apiv1.CacheBlockRequest{})
+			case "WriteFile":
+				var st grpc.ClientStreamingClient[apiv1.WriteFileRequest, apiv1.WriteFileResponse]
+				if st, err = wc.WriteFile(ctx); err == nil {
+					_, err = st.CloseAndRecv()
+				}
+			case "ReplicateBlock":
+				var st grpc.ClientStreamingClient[apiv1.ReplicateBlockRequest, apiv1.ReplicateBlockResponse]
+				if st, err = wc.ReplicateBlock(ctx); err == nil {
+					_, err = st.CloseAndRecv()
+				}
+			}
+			if got := status.Code(err); got != tc.want {
+				t.Fatalf("%s: %v, want %v", tc.method, err, tc.want)
 			}
 		})
 	}

@@ -302,6 +302,23 @@ func ServerOptions(s *Source, users Authenticator) []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(s.serverConfig(auth))), grpc.ChainUnaryInterceptor(a.Unary), grpc.ChainStreamInterceptor(a.Stream)}
 }
 
+// DataServerOptions are the ServerOptions of a worker's gRPC server: callers
+// with a certificate as in ServerOptions (no ServiceAccount tokens: the
+// master verifies those), and callers without one for TokenMethods only.
+// A nil Source (TLS off) only names users.
+func DataServerOptions(s *Source) []grpc.ServerOption {
+	if s == nil {
+		return ServerOptions(nil, nil)
+	}
+	a := Authorizer{Policy: Cluster, Bearer: TokenMethods}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(s.DataServerConfig())), grpc.ChainUnaryInterceptor(a.Unary), grpc.ChainStreamInterceptor(a.Stream)}
+}
+
+// DataServerConfig is the TLS of a worker's raw data port: a client
+// certificate is verified when given, and every request carries a block
+// token either way (the port serves nothing else).
+func (s *Source) DataServerConfig() *tls.Config { return s.serverConfig(tls.VerifyClientCertIfGiven) }
+
 // DialOption is the transport of a gRPC client: mTLS to a server of one of
 // the peers roles, or plaintext when s is nil (TLS off).
 func DialOption(s *Source, peers ...Role) grpc.DialOption {

@@ -120,7 +120,7 @@ func (w *Worker) listen(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", w.cfg.Address, err)
 	}
 	w.addr = advertised(ln.Addr())
-	w.grpcSrv = grpc.NewServer(append(security.ServerOptions(w.cfg.TLS, nil), serverOptions(w.metrics)...)...)
+	w.grpcSrv = grpc.NewServer(append(security.DataServerOptions(w.cfg.TLS), serverOptions(w.metrics)...)...)
 	apiv1.RegisterBlockWorkerServer(w.grpcSrv, &blockService{w: w})
 	w.goServe("gRPC", func() error { return w.grpcSrv.Serve(ln) })
 
@@ -130,7 +130,7 @@ func (w *Worker) listen(ctx context.Context) error {
 			return fmt.Errorf("listen on %s: %w", w.cfg.DataAddress, err)
 		}
 		if w.cfg.TLS != nil {
-			dl = tls.NewListener(dl, w.cfg.TLS.ServerConfig())
+			dl = tls.NewListener(dl, w.cfg.TLS.DataServerConfig())
 		}
 		w.dataAddr = advertised(dl.Addr())
 		w.data = &dataServer{w: w, ln: dl, conns: map[net.Conn]struct{}{}}

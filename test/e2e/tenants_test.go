@@ -156,4 +156,60 @@ func TestTenantsKeptApart(t *testing.T) {
 	if err := b.Mount(ctx, "/etc", "file:///etc", false, false, nil); !errors.Is(err, meta.ErrPermission) {
 		t.Fatalf("namespace B mounts: %v, want PermissionDenied", err)
 	}
+
+	// An application pod as the chart's docs set it up: the CA alone and its
+	// token, on a node without a worker, so every block crosses the network
+	// to n1's worker (TLS, no client certificate, block tokens only).
+	caDir := filepath.Join(dir, "app-ca")
+	if err := os.MkdirAll(caDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(certs, string(security.RoleClient), security.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(caDir, security.CAFile), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	app, err := security.Load(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remotePod := func(tokenFile string) *client.Client {
+		c, err := client.New(client.Config{MasterAddresses: []string{m.Addr()}, Node: "n2", TLS: app, TokenFile: tokenFile, WriteType: apiv1.WriteType_MUST_CACHE})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ra, rb := remotePod(token("ns-a", security.Audience)), remotePod(token("ns-b", security.Audience))
+	readAll := func(c *client.Client, path string) ([]byte, error) {
+		r, err := c.OpenFile(ctx, path, apiv1.ReadType_NO_CACHE)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		return io.ReadAll(r)
+	}
+	if got, err := readAll(ra, vol+"/data"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a certificate-less pod of namespace A reads %d bytes from a remote worker, err %v", len(got), err)
+	}
+	mine := bytes.Repeat([]byte("written by A "), 5000)
+	wr, err = ra.Create(ctx, vol+"/from-a", client.WriteOptions{})
+	if err != nil {
+		t.Fatalf("a certificate-less pod of namespace A creates: %v", err)
+	}
+	if _, err := wr.Write(mine); err != nil {
+		t.Fatalf("a certificate-less pod of namespace A writes to a remote worker: %v", err)
+	}
+	if err := wr.Close(); err != nil {
+		t.Fatalf("a certificate-less pod of namespace A closes its file: %v", err)
+	}
+	if got, err := readAll(a, vol+"/from-a"); err != nil || !bytes.Equal(got, mine) {
+		t.Fatalf("namespace A reads back %d bytes, err %v", len(got), err)
+	}
+	if _, err := readAll(rb, vol+"/data"); !errors.Is(err, meta.ErrPermission) {
+		t.Fatalf("a certificate-less pod of namespace B reads namespace A's file: %v, want PermissionDenied", err)
+	}
 }

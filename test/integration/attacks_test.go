@@ -154,6 +154,41 @@ func TestAttacksRefused(t *testing.T) {
 		if _, code := readBlock(apiv1.NewBlockWorkerClient(cc), &apiv1.ReadBlockRequest{BlockId: victimBlock, Length: -1}); code == codes.OK {
 			t.Fatal("plaintext connection accepted")
 		}
+		// TLS without a certificate reaches a worker's data RPCs (an
+		// application pod holding only the CA), but only the block token
+		// authorizes: none is Unauthenticated, another file's is
+		// PermissionDenied, and worker-to-worker RPCs need a certificate.
+		caDir := t.TempDir()
+		ca, err := os.ReadFile(filepath.Join(c.dir, "tls", string(security.RoleClient), security.CAFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(caDir, security.CAFile), ca, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		caOnly, err := security.Load(caDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc, err := grpc.NewClient("passthrough:///"+w.GetAddress(), security.DialOption(caOnly, security.RoleWorker))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bc.Close()
+		bearer := apiv1.NewBlockWorkerClient(bc)
+		if _, code := readBlock(bearer, &apiv1.ReadBlockRequest{BlockId: victimBlock, Length: -1}); code != codes.Unauthenticated {
+			t.Fatalf("certificate-less ReadBlock without a token: %v, want Unauthenticated", code)
+		}
+		if data, code := readBlock(bearer, &apiv1.ReadBlockRequest{BlockId: victimBlock, Length: -1, BlockToken: mine.GetBlockToken()}); code != codes.PermissionDenied || len(data) > 0 {
+			t.Fatalf("certificate-less ReadBlock with another file's token: %d bytes, %v, want PermissionDenied", len(data), code)
+		}
+		rs, err := bearer.ReplicateBlock(tctx)
+		if err == nil {
+			_, err = rs.CloseAndRecv()
+		}
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("certificate-less ReplicateBlock: %v, want Unauthenticated", err)
+		}
 		// A certificate from a CA of its own is no better.
 		foreign := t.TempDir()
 		if err := security.EnsureLocal(foreign, "127.0.0.1"); err != nil {
