@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -96,7 +95,8 @@ const adminTLSEnv = `, {name: ALCOVE_TLS_DIR, value: /etc/alcove-tls}`
 
 // tlsEnforced: a call to the master without a client certificate and
 // without a valid ServiceAccount token, or in plaintext, is refused; a
-// worker refuses TLS without a client certificate; a worker certificate gets through the handshake
+// worker serves a caller without a client certificate only data RPCs that
+// carry a block token; a worker certificate gets through the handshake
 // (an open RPC answers on the same connection) but an admin RPC is
 // PermissionDenied; the admin certificate may call it.
 func (c *cluster) tlsEnforced(ctx context.Context) error {
@@ -139,10 +139,10 @@ func (c *cluster) tlsEnforced(ctx context.Context) error {
 		errs = append(errs, fmt.Sprintf("gRPC without a client certificate, forged token: %v, want Unauthenticated", err))
 	}
 	fmt.Printf("      master, no client certificate, forged token: %v\n", err)
-	// Workers require a certificate: TLS 1.3 finishes the client's side of
-	// the handshake, then the worker's alert ends the connection, read here
-	// on a raw TLS connection (gRPC reports whatever its transport hit
-	// first: a broken pipe, EOF).
+	// Workers take callers without a certificate (application pods holding
+	// the CA and a ServiceAccount token) for the data RPCs only, and there
+	// the block token decides: none is Unauthenticated; a worker-to-worker
+	// RPC is refused outright.
 	workers, err := c.cs.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=worker"})
 	if err != nil {
 		return err
@@ -150,17 +150,27 @@ func (c *cluster) tlsEnforced(ctx context.Context) error {
 	if len(workers.Items) == 0 {
 		return fmt.Errorf("no worker pods in %s", releaseNS)
 	}
-	workerAddr := meta.HostPort(workers.Items[0].Status.PodIP, meta.WorkerRPCPort)
-	raw, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", workerAddr, noCert)
+	wconn, err := grpc.NewClient(meta.HostPort(workers.Items[0].Status.PodIP, meta.WorkerRPCPort), grpc.WithTransportCredentials(credentials.NewTLS(noCert)))
+	if err != nil {
+		return err
+	}
+	defer wconn.Close()
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	bw := apiv1.NewBlockWorkerClient(wconn)
+	_, err = bw.CacheBlock(wctx, &apiv1.CacheBlockRequest{BlockId: 1 << 24})
+	if status.Code(err) != codes.Unauthenticated {
+		errs = append(errs, fmt.Sprintf("worker, no client certificate, CacheBlock without a block token: %v, want Unauthenticated", err))
+	}
+	fmt.Printf("      worker, no client certificate, no block token: %v\n", err)
+	rs, err := bw.ReplicateBlock(wctx)
 	if err == nil {
-		_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, err = raw.Read(make([]byte, 1))
-		raw.Close()
+		_, err = rs.CloseAndRecv()
 	}
-	if err == nil || !strings.Contains(err.Error(), "certificate required") {
-		errs = append(errs, fmt.Sprintf("TLS to a worker without a client certificate: %v, want the alert certificate required", err))
+	if status.Code(err) != codes.Unauthenticated {
+		errs = append(errs, fmt.Sprintf("worker, no client certificate, ReplicateBlock: %v, want Unauthenticated", err))
 	}
-	fmt.Printf("      worker, TLS without a client certificate: %v\n", err)
+	fmt.Printf("      worker, no client certificate, ReplicateBlock: %v\n", err)
 	if err = call(insecure.NewCredentials(), false); status.Code(err) != codes.Unavailable {
 		errs = append(errs, fmt.Sprintf("plaintext: %v, want Unavailable", err))
 	}

@@ -182,6 +182,9 @@ func TestAttacksRefused(t *testing.T) {
 		if data, code := readBlock(bearer, &apiv1.ReadBlockRequest{BlockId: victimBlock, Length: -1, BlockToken: mine.GetBlockToken()}); code != codes.PermissionDenied || len(data) > 0 {
 			t.Fatalf("certificate-less ReadBlock with another file's token: %d bytes, %v, want PermissionDenied", len(data), code)
 		}
+		if _, err := bearer.CacheBlock(tctx, &apiv1.CacheBlockRequest{BlockId: victimBlock}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("certificate-less CacheBlock without a token: %v, want Unauthenticated", err)
+		}
 		rs, err := bearer.ReplicateBlock(tctx)
 		if err == nil {
 			_, err = rs.CloseAndRecv()
