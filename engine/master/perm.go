@@ -172,6 +172,15 @@ func (m *Master) checkRequest(ctx context.Context, req any) error {
 	}
 	switch r := req.(type) {
 	case *apiv1.GetStatusRequest:
+		if r.GetFileId() != 0 {
+			// By id the path is ignored: check the file's own (an orphan's
+			// last one), or a sequential id would reach any tenant's file.
+			n, err := m.nodeByID(r.GetFileId())
+			if err != nil {
+				return fmt.Errorf("get status: %w", err)
+			}
+			return m.authorize(ctx, "get status", n.path, 0, 0)
+		}
 		return m.authorize(ctx, "get status", path(r.GetPath()), 0, 0)
 	case *apiv1.ListStatusRequest:
 		return m.authorize(ctx, "list", path(r.GetPath()), 0, permList)

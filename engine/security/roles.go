@@ -134,6 +134,10 @@ var Cluster = Policy{
 	// StorageClass's ufs against its --allowed-ufs before mounting).
 	apiv1.FileSystemMaster_Mount_FullMethodName:   {RoleAdmin, RoleNode},
 	apiv1.FileSystemMaster_Unmount_FullMethodName: {RoleAdmin, RoleNode},
+	// The cache index names every volume and what each node caches of it:
+	// for the scheduler extender (a node agent) and operators.
+	apiv1.MetaMaster_WatchNodeCache_FullMethodName: {RoleNode, RoleAdmin, RoleMaster},
+	apiv1.MetaMaster_GetNodeCache_FullMethodName:   {RoleNode, RoleAdmin, RoleMaster},
 	// Worker to worker.
 	apiv1.BlockWorker_ReplicateBlock_FullMethodName: {RoleWorker},
 	// Job tier membership.

@@ -144,6 +144,21 @@ func TestTenantsKeptApart(t *testing.T) {
 	if _, err := b.OpenFile(ctx, vol+"/data", apiv1.ReadType_CACHE); !errors.Is(err, meta.ErrPermission) {
 		t.Fatalf("namespace B opens namespace A's file: %v, want PermissionDenied", err)
 	}
+	// By file id (sequential, so easy to guess) the file's own path decides.
+	st, err := a.GetStatus(ctx, vol+"/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := b.StatusByID(ctx, st.GetFileId()); !errors.Is(err, meta.ErrPermission) || len(fi.GetBlockToken()) > 0 {
+		t.Fatalf("namespace B asks for namespace A's file by id: token %v, err %v, want PermissionDenied", len(fi.GetBlockToken()) > 0, err)
+	}
+	if fi, err := a.StatusByID(ctx, st.GetFileId()); err != nil || len(fi.GetBlockToken()) == 0 {
+		t.Fatalf("namespace A asks for its file by id: token %v, err %v", len(fi.GetBlockToken()) > 0, err)
+	}
+	// The cache index (which volumes each node caches) is for the extender.
+	if err := b.WatchNodeCache(ctx, func(*apiv1.NodeCacheEvent) error { return errors.New("got an event") }); !errors.Is(err, meta.ErrPermission) {
+		t.Fatalf("namespace B watches the cache index: %v, want PermissionDenied", err)
+	}
 	if _, err := b.ListStatus(ctx, vol, false, false); !errors.Is(err, meta.ErrPermission) {
 		t.Fatalf("namespace B lists namespace A's volume: %v, want PermissionDenied", err)
 	}
