@@ -65,6 +65,7 @@ type namespace interface {
 	Create(ctx context.Context, path string, opts client.WriteOptions) (*client.Writer, error)
 	OpenFile(ctx context.Context, path string, readType apiv1.ReadType) (*client.Reader, error)
 	SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error
+	IssueVolumeToken(ctx context.Context, path string) (string, time.Time, error)
 }
 
 var _ namespace = (*client.Client)(nil)

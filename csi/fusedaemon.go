@@ -32,8 +32,12 @@ func (n *nodeServer) spawn(ctx context.Context, v *stagedVolume) error {
 		return fmt.Errorf("open FUSE daemon log: %w", err)
 	}
 	defer logf.Close()
+	env, err := n.daemonEnv(ctx, v)
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(n.cfg.AlcoveBinary, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout, cmd.Stderr, cmd.Env = logf, logf, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start FUSE daemon %s: %w", n.cfg.AlcoveBinary, err)

@@ -35,6 +35,9 @@ type NodeConfig struct {
 	// the node plugin's container (see cgroup.go).
 	FuseCgroup string
 	CgroupRoot string // where the host's cgroup hierarchies are mounted (default /sys/fs/cgroup)
+	// CAFile is the cluster CA (TLS on). When set, each FUSE daemon gets
+	// the CA alone and a volume token instead of the plugin's certificate.
+	CAFile string
 }
 
 type nodeServer struct {
@@ -148,7 +151,11 @@ func (n *nodeServer) checkVolume(id string) {
 	}
 	defer unlock()
 	v, ok := n.stagedVol(id)
-	if !ok || n.healthy(v.StagingPath) {
+	if !ok {
+		return
+	}
+	if n.healthy(v.StagingPath) {
+		n.renewToken(n.loopCtx, v)
 		return
 	}
 	if err := n.restore(n.loopCtx, v); err != nil {

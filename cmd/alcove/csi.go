@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -8,6 +9,7 @@ import (
 	"github.com/alcove-io/alcove/csi"
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 func newCSICmd(g *globals) *cobra.Command {
@@ -32,6 +34,9 @@ restores mounts whose FUSE daemon died.`,
 				return err
 			}
 			ccfg.Node = cfg.NodeID
+			if ccfg.TLS != nil {
+				cfg.Node.CAFile = filepath.Join(ccfg.TLS.Dir(), security.CAFile)
+			}
 			c, err := client.New(ccfg)
 			if err != nil {
 				return err

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"time"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
@@ -214,6 +215,20 @@ func (c *Client) ReleaseOrphans(ctx context.Context, session string, ids []int64
 		return err
 	})
 	return n, err
+}
+
+// IssueVolumeToken returns a token that confines its holder to the
+// directory path, and its expiry (node agents and admins only).
+func (c *Client) IssueVolumeToken(ctx context.Context, path string) (string, time.Time, error) {
+	var r *apiv1.IssueVolumeTokenResponse
+	err := c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) (err error) {
+		r, err = m.IssueVolumeToken(ctx, &apiv1.IssueVolumeTokenRequest{Path: path})
+		return err
+	})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return r.GetToken(), time.UnixMilli(r.GetExpiresMs()), nil
 }
 
 // SetAttribute changes pin, TTL, mode, owner or times; the path (or the

@@ -116,8 +116,9 @@ type Master struct {
 	cidx    *cacheIndex
 	done    chan struct{} // closed when the master stops
 	persist *persistTracker
-	tokens  *security.Signer // block tokens; its keys go to workers
-	locks   *inodeLocks      // orders UFS-and-journal operations on a path
+	tokens  *security.Signer       // block tokens; its keys go to workers
+	volumes *security.VolumeTokens // confine volumes' FUSE daemons
+	locks   *inodeLocks            // orders UFS-and-journal operations on a path
 	synced  syncTimes
 	metrics *metrics
 	started time.Time
@@ -182,6 +183,7 @@ func New(cfg Config) (*Master, error) {
 	if m.tokens, err = security.NewSigner(cfg.TokenLifetime); err != nil {
 		return nil, err
 	}
+	m.volumes = security.NewVolumeTokens(m.readTokenSecret)
 	return m, nil
 }
 
@@ -225,7 +227,7 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	m.grpcSrv = grpc.NewServer(append(security.ServerOptions(m.cfg.TLS, m.cfg.Users),
+	m.grpcSrv = grpc.NewServer(append(security.ServerOptions(m.cfg.TLS, security.Tokens{Volumes: m.volumes, Kube: m.cfg.Users}),
 		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
 		grpc.ChainUnaryInterceptor(m.metrics.interceptor, m.leaderInterceptor, m.permInterceptor),
 	)...)

@@ -1,7 +1,6 @@
 package master
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -85,15 +84,7 @@ func applySetTokenSecret(tx *bbolt.Tx, s *apiv1.SetTokenSecretEntry) (any, error
 // ensureTokenSecret mints the group's block token secret when the store has
 // none and makes the signer derive its keys from it (see Signer.UseSecret).
 func (m *Master) ensureTokenSecret(ctx context.Context) error {
-	read := func() ([]byte, error) {
-		var secret []byte
-		err := m.store.View(func(tx *bbolt.Tx) error {
-			secret = bytes.Clone(tx.Bucket(journal.MetaBucket).Get(kTokenSecret))
-			return nil
-		})
-		return secret, err
-	}
-	secret, err := read()
+	secret, err := m.readTokenSecret()
 	if err != nil {
 		return fmt.Errorf("read block token secret: %w", err)
 	}
@@ -105,7 +96,7 @@ func (m *Master) ensureTokenSecret(ctx context.Context) error {
 		if _, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetTokenSecret{SetTokenSecret: &apiv1.SetTokenSecretEntry{Secret: b}}}); err != nil {
 			return fmt.Errorf("mint block token secret: %w", err)
 		}
-		if secret, err = read(); err != nil {
+		if secret, err = m.readTokenSecret(); err != nil {
 			return fmt.Errorf("read block token secret: %w", err)
 		}
 	}

@@ -49,10 +49,10 @@ func InitCA(dir, commonName string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create CA dir %s: %w", dir, err)
 	}
-	if err := writeAtomic(filepath.Join(dir, CAKeyFile), ca.KeyPEM, 0o600); err != nil {
+	if err := WriteAtomic(filepath.Join(dir, CAKeyFile), ca.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(dir, CAFile), ca.CertPEM, 0o644)
+	return WriteAtomic(filepath.Join(dir, CAFile), ca.CertPEM, 0o644)
 }
 
 // CA is a cluster CA in memory: what InitCA writes to a directory and
@@ -152,13 +152,13 @@ func Issue(caDir, outDir string, req IssueRequest) error {
 	}
 	// Key first, certificate last: a reloader that sees the new tls.crt
 	// finds its key already in place (it also retries a mismatched pair).
-	if err := writeAtomic(filepath.Join(outDir, KeyFile), p.Key, 0o600); err != nil {
+	if err := WriteAtomic(filepath.Join(outDir, KeyFile), p.Key, 0o600); err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(outDir, CAFile), p.CA, 0o644); err != nil {
+	if err := WriteAtomic(filepath.Join(outDir, CAFile), p.CA, 0o644); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(outDir, CertFile), p.Cert, 0o644)
+	return WriteAtomic(filepath.Join(outDir, CertFile), p.Cert, 0o644)
 }
 
 // Issue signs a certificate for req. Each certificate is good for both
@@ -282,8 +282,24 @@ func serial() *big.Int {
 	return n
 }
 
-// writeAtomic writes a file by temp file, fsync and rename.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
+// WriteCAOnly makes dir a TLS directory holding only a copy of the CA in
+// caFile: the client Source of a caller that authenticates with a token
+// (an application pod, a volume's FUSE daemon). Run again, it refreshes the
+// copy (a rotated CA).
+func WriteCAOnly(caFile, dir string) error {
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("read the cluster CA: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return WriteAtomic(filepath.Join(dir, CAFile), ca, 0o644)
+}
+
+// WriteAtomic writes a file by temp file, fsync and rename: readers see
+// the old or the new content, never a part.
+func WriteAtomic(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -50,6 +50,9 @@ type User struct {
 	Groups []string
 	// Verified: proven by a token, not asserted.
 	Verified bool
+	// Scope, when set, confines the user to this directory (a volume
+	// token's FUSE daemon; see volume.go).
+	Scope string
 }
 
 // InGroup reports whether u is in group g.

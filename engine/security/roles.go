@@ -134,6 +134,8 @@ var Cluster = Policy{
 	// StorageClass's ufs against its --allowed-ufs before mounting).
 	apiv1.FileSystemMaster_Mount_FullMethodName:   {RoleAdmin, RoleNode},
 	apiv1.FileSystemMaster_Unmount_FullMethodName: {RoleAdmin, RoleNode},
+	// Tokens that confine a volume's FUSE daemon, for the CSI node plugin.
+	apiv1.FileSystemMaster_IssueVolumeToken_FullMethodName: {RoleAdmin, RoleNode},
 	// The cache index names every volume and what each node caches of it:
 	// for the scheduler extender (a node agent) and operators.
 	apiv1.MetaMaster_WatchNodeCache_FullMethodName: {RoleNode, RoleAdmin, RoleMaster},

@@ -221,14 +221,7 @@ func TestCAOnly(t *testing.T) {
 func (p *pki) caOnly() string {
 	p.t.Helper()
 	dir := filepath.Join(p.dir, "app")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		p.t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(p.dir, "ca", CAFile))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, CAFile), ca, 0o644); err != nil {
+	if err := WriteCAOnly(filepath.Join(p.dir, "ca", CAFile), dir); err != nil {
 		p.t.Fatal(err)
 	}
 	return dir

@@ -176,14 +176,7 @@ func TestTenantsKeptApart(t *testing.T) {
 	// token, on a node without a worker, so every block crosses the network
 	// to n1's worker (TLS, no client certificate, block tokens only).
 	caDir := filepath.Join(dir, "app-ca")
-	if err := os.MkdirAll(caDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(certs, string(security.RoleClient), security.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(caDir, security.CAFile), ca, 0o644); err != nil {
+	if err := security.WriteCAOnly(filepath.Join(certs, string(security.RoleClient), security.CAFile), caDir); err != nil {
 		t.Fatal(err)
 	}
 	app, err := security.Load(caDir)

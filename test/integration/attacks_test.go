@@ -159,11 +159,7 @@ func TestAttacksRefused(t *testing.T) {
 		// authorizes: none is Unauthenticated, another file's is
 		// PermissionDenied, and worker-to-worker RPCs need a certificate.
 		caDir := t.TempDir()
-		ca, err := os.ReadFile(filepath.Join(c.dir, "tls", string(security.RoleClient), security.CAFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(caDir, security.CAFile), ca, 0o644); err != nil {
+		if err := security.WriteCAOnly(filepath.Join(c.dir, "tls", string(security.RoleClient), security.CAFile), caDir); err != nil {
 			t.Fatal(err)
 		}
 		caOnly, err := security.Load(caDir)

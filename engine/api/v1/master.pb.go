@@ -1611,6 +1611,102 @@ func (x *ReleaseOrphansResponse) GetReleased() int32 {
 	return 0
 }
 
+type IssueVolumeTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // an existing directory other than /
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueVolumeTokenRequest) Reset() {
+	*x = IssueVolumeTokenRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueVolumeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueVolumeTokenRequest) ProtoMessage() {}
+
+func (x *IssueVolumeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueVolumeTokenRequest.ProtoReflect.Descriptor instead.
+func (*IssueVolumeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *IssueVolumeTokenRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type IssueVolumeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiresMs     int64                  `protobuf:"varint,2,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueVolumeTokenResponse) Reset() {
+	*x = IssueVolumeTokenResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueVolumeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueVolumeTokenResponse) ProtoMessage() {}
+
+func (x *IssueVolumeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueVolumeTokenResponse.ProtoReflect.Descriptor instead.
+func (*IssueVolumeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *IssueVolumeTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *IssueVolumeTokenResponse) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
 type GetMountTableRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1619,7 +1715,7 @@ type GetMountTableRequest struct {
 
 func (x *GetMountTableRequest) Reset() {
 	*x = GetMountTableRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	mi := &file_engine_api_v1_master_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1727,7 @@ func (x *GetMountTableRequest) String() string {
 func (*GetMountTableRequest) ProtoMessage() {}
 
 func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[26]
+	mi := &file_engine_api_v1_master_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1740,7 @@ func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableRequest.ProtoReflect.Descriptor instead.
 func (*GetMountTableRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{26}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
 }
 
 type GetMountTableResponse struct {
@@ -1656,7 +1752,7 @@ type GetMountTableResponse struct {
 
 func (x *GetMountTableResponse) Reset() {
 	*x = GetMountTableResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	mi := &file_engine_api_v1_master_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1764,7 @@ func (x *GetMountTableResponse) String() string {
 func (*GetMountTableResponse) ProtoMessage() {}
 
 func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[27]
+	mi := &file_engine_api_v1_master_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1777,7 @@ func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableResponse.ProtoReflect.Descriptor instead.
 func (*GetMountTableResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{27}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetMountTableResponse) GetMountPoints() []*MountPointInfo {
@@ -1702,7 +1798,7 @@ type GetMasterInfoRequest struct {
 
 func (x *GetMasterInfoRequest) Reset() {
 	*x = GetMasterInfoRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[28]
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1810,7 @@ func (x *GetMasterInfoRequest) String() string {
 func (*GetMasterInfoRequest) ProtoMessage() {}
 
 func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[28]
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1823,7 @@ func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetMasterInfoRequest) GetRequireLeader() bool {
@@ -1760,7 +1856,7 @@ type GetMasterInfoResponse struct {
 
 func (x *GetMasterInfoResponse) Reset() {
 	*x = GetMasterInfoResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[29]
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1868,7 @@ func (x *GetMasterInfoResponse) String() string {
 func (*GetMasterInfoResponse) ProtoMessage() {}
 
 func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[29]
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1881,7 @@ func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{29}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetMasterInfoResponse) GetLeaderAddress() string {
@@ -1908,7 +2004,7 @@ type QuorumMember struct {
 
 func (x *QuorumMember) Reset() {
 	*x = QuorumMember{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +2016,7 @@ func (x *QuorumMember) String() string {
 func (*QuorumMember) ProtoMessage() {}
 
 func (x *QuorumMember) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2029,7 @@ func (x *QuorumMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuorumMember.ProtoReflect.Descriptor instead.
 func (*QuorumMember) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *QuorumMember) GetId() string {
@@ -1986,7 +2082,7 @@ type GetQuorumInfoRequest struct {
 
 func (x *GetQuorumInfoRequest) Reset() {
 	*x = GetQuorumInfoRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2094,7 @@ func (x *GetQuorumInfoRequest) String() string {
 func (*GetQuorumInfoRequest) ProtoMessage() {}
 
 func (x *GetQuorumInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2107,7 @@ func (x *GetQuorumInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuorumInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetQuorumInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
 }
 
 type GetQuorumInfoResponse struct {
@@ -2024,7 +2120,7 @@ type GetQuorumInfoResponse struct {
 
 func (x *GetQuorumInfoResponse) Reset() {
 	*x = GetQuorumInfoResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2132,7 @@ func (x *GetQuorumInfoResponse) String() string {
 func (*GetQuorumInfoResponse) ProtoMessage() {}
 
 func (x *GetQuorumInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2145,7 @@ func (x *GetQuorumInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuorumInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetQuorumInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetQuorumInfoResponse) GetMembers() []*QuorumMember {
@@ -2076,7 +2172,7 @@ type AddQuorumMemberRequest struct {
 
 func (x *AddQuorumMemberRequest) Reset() {
 	*x = AddQuorumMemberRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2184,7 @@ func (x *AddQuorumMemberRequest) String() string {
 func (*AddQuorumMemberRequest) ProtoMessage() {}
 
 func (x *AddQuorumMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2197,7 @@ func (x *AddQuorumMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddQuorumMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddQuorumMemberRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AddQuorumMemberRequest) GetId() string {
@@ -2126,7 +2222,7 @@ type AddQuorumMemberResponse struct {
 
 func (x *AddQuorumMemberResponse) Reset() {
 	*x = AddQuorumMemberResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2234,7 @@ func (x *AddQuorumMemberResponse) String() string {
 func (*AddQuorumMemberResponse) ProtoMessage() {}
 
 func (x *AddQuorumMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2247,7 @@ func (x *AddQuorumMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddQuorumMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddQuorumMemberResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
 }
 
 type RemoveQuorumMemberRequest struct {
@@ -2164,7 +2260,7 @@ type RemoveQuorumMemberRequest struct {
 
 func (x *RemoveQuorumMemberRequest) Reset() {
 	*x = RemoveQuorumMemberRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2272,7 @@ func (x *RemoveQuorumMemberRequest) String() string {
 func (*RemoveQuorumMemberRequest) ProtoMessage() {}
 
 func (x *RemoveQuorumMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2285,7 @@ func (x *RemoveQuorumMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveQuorumMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveQuorumMemberRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveQuorumMemberRequest) GetId() string {
@@ -2214,7 +2310,7 @@ type RemoveQuorumMemberResponse struct {
 
 func (x *RemoveQuorumMemberResponse) Reset() {
 	*x = RemoveQuorumMemberResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2322,7 @@ func (x *RemoveQuorumMemberResponse) String() string {
 func (*RemoveQuorumMemberResponse) ProtoMessage() {}
 
 func (x *RemoveQuorumMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2335,7 @@ func (x *RemoveQuorumMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveQuorumMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveQuorumMemberResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
 }
 
 type TransferLeadershipRequest struct {
@@ -2252,7 +2348,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2360,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2373,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -2303,7 +2399,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2411,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2424,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -2346,7 +2442,7 @@ type GetWorkersRequest struct {
 
 func (x *GetWorkersRequest) Reset() {
 	*x = GetWorkersRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2454,7 @@ func (x *GetWorkersRequest) String() string {
 func (*GetWorkersRequest) ProtoMessage() {}
 
 func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2467,7 @@ func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
 }
 
 type GetWorkersResponse struct {
@@ -2383,7 +2479,7 @@ type GetWorkersResponse struct {
 
 func (x *GetWorkersResponse) Reset() {
 	*x = GetWorkersResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2491,7 @@ func (x *GetWorkersResponse) String() string {
 func (*GetWorkersResponse) ProtoMessage() {}
 
 func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2504,7 @@ func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -2426,7 +2522,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2438,7 +2534,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2451,7 +2547,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
 }
 
 type CheckpointResponse struct {
@@ -2463,7 +2559,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2571,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2584,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CheckpointResponse) GetIndex() int64 {
@@ -2518,7 +2614,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2626,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2639,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() string {
@@ -2621,7 +2717,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2729,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2742,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -2690,7 +2786,7 @@ type BlockTokenKey struct {
 
 func (x *BlockTokenKey) Reset() {
 	*x = BlockTokenKey{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +2798,7 @@ func (x *BlockTokenKey) String() string {
 func (*BlockTokenKey) ProtoMessage() {}
 
 func (x *BlockTokenKey) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +2811,7 @@ func (x *BlockTokenKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockTokenKey.ProtoReflect.Descriptor instead.
 func (*BlockTokenKey) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *BlockTokenKey) GetId() uint32 {
@@ -2751,7 +2847,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +2859,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +2872,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() int64 {
@@ -2824,7 +2920,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +2932,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +2945,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HeartbeatResponse) GetRegister() bool {
@@ -2911,7 +3007,7 @@ type ReplicateCommand struct {
 
 func (x *ReplicateCommand) Reset() {
 	*x = ReplicateCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3019,7 @@ func (x *ReplicateCommand) String() string {
 func (*ReplicateCommand) ProtoMessage() {}
 
 func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3032,7 @@ func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCommand.ProtoReflect.Descriptor instead.
 func (*ReplicateCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicateCommand) GetBlockId() int64 {
@@ -2974,7 +3070,7 @@ type PersistCommand struct {
 
 func (x *PersistCommand) Reset() {
 	*x = PersistCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3082,7 @@ func (x *PersistCommand) String() string {
 func (*PersistCommand) ProtoMessage() {}
 
 func (x *PersistCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[49]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3095,7 @@ func (x *PersistCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistCommand.ProtoReflect.Descriptor instead.
 func (*PersistCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PersistCommand) GetFileId() int64 {
@@ -3080,7 +3176,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[50]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3092,7 +3188,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[50]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3105,7 +3201,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -3153,7 +3249,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[51]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3165,7 +3261,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[51]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3178,7 +3274,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CommitBlockResponse) GetReplicasNeeded() int32 {
@@ -3208,7 +3304,7 @@ type PersistDoneRequest struct {
 
 func (x *PersistDoneRequest) Reset() {
 	*x = PersistDoneRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[52]
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3316,7 @@ func (x *PersistDoneRequest) String() string {
 func (*PersistDoneRequest) ProtoMessage() {}
 
 func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[52]
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3329,7 @@ func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneRequest.ProtoReflect.Descriptor instead.
 func (*PersistDoneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{52}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PersistDoneRequest) GetWorkerId() int64 {
@@ -3279,7 +3375,7 @@ type PersistDoneResponse struct {
 
 func (x *PersistDoneResponse) Reset() {
 	*x = PersistDoneResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[53]
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3291,7 +3387,7 @@ func (x *PersistDoneResponse) String() string {
 func (*PersistDoneResponse) ProtoMessage() {}
 
 func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[53]
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3304,7 +3400,7 @@ func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneResponse.ProtoReflect.Descriptor instead.
 func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
 }
 
 type GetMountConfigRequest struct {
@@ -3316,7 +3412,7 @@ type GetMountConfigRequest struct {
 
 func (x *GetMountConfigRequest) Reset() {
 	*x = GetMountConfigRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3328,7 +3424,7 @@ func (x *GetMountConfigRequest) String() string {
 func (*GetMountConfigRequest) ProtoMessage() {}
 
 func (x *GetMountConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3341,7 +3437,7 @@ func (x *GetMountConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetMountConfigRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetMountConfigRequest) GetMountId() int64 {
@@ -3360,7 +3456,7 @@ type GetMountConfigResponse struct {
 
 func (x *GetMountConfigResponse) Reset() {
 	*x = GetMountConfigResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3372,7 +3468,7 @@ func (x *GetMountConfigResponse) String() string {
 func (*GetMountConfigResponse) ProtoMessage() {}
 
 func (x *GetMountConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3385,7 +3481,7 @@ func (x *GetMountConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetMountConfigResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetMountConfigResponse) GetMount() *MountPointInfo {
@@ -3407,7 +3503,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[56]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3419,7 +3515,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[56]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3432,7 +3528,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -3464,7 +3560,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[57]
+	mi := &file_engine_api_v1_master_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3476,7 +3572,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[57]
+	mi := &file_engine_api_v1_master_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3489,7 +3585,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{59}
 }
 
 type NodeCacheEvent struct {
@@ -3512,7 +3608,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[58]
+	mi := &file_engine_api_v1_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3524,7 +3620,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[58]
+	mi := &file_engine_api_v1_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3537,7 +3633,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{58}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -3584,7 +3680,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[59]
+	mi := &file_engine_api_v1_master_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3692,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[59]
+	mi := &file_engine_api_v1_master_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3705,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{59}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -3628,7 +3724,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[60]
+	mi := &file_engine_api_v1_master_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +3736,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[60]
+	mi := &file_engine_api_v1_master_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +3749,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{60}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -3802,7 +3898,13 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x19\n" +
 	"\bfile_ids\x18\x02 \x03(\x03R\afileIds\"4\n" +
 	"\x16ReleaseOrphansResponse\x12\x1a\n" +
-	"\breleased\x18\x01 \x01(\x05R\breleased\"\x16\n" +
+	"\breleased\x18\x01 \x01(\x05R\breleased\"-\n" +
+	"\x17IssueVolumeTokenRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"O\n" +
+	"\x18IssueVolumeTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\x16\n" +
 	"\x14GetMountTableRequest\"U\n" +
 	"\x15GetMountTableResponse\x12<\n" +
 	"\fmount_points\x18\x01 \x03(\v2\x19.alcove.v1.MountPointInfoR\vmountPoints\"=\n" +
@@ -3943,7 +4045,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x13GetNodeCacheRequest\x12\x14\n" +
 	"\x05paths\x18\x01 \x03(\tR\x05paths\"K\n" +
 	"\x14GetNodeCacheResponse\x123\n" +
-	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xa0\b\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.alcove.v1.NodeCacheEntryR\aentries2\xfd\b\n" +
 	"\x10FileSystemMaster\x12F\n" +
 	"\tGetStatus\x12\x1b.alcove.v1.GetStatusRequest\x1a\x1c.alcove.v1.GetStatusResponse\x12I\n" +
 	"\n" +
@@ -3960,7 +4062,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\aUnmount\x12\x19.alcove.v1.UnmountRequest\x1a\x1a.alcove.v1.UnmountResponse\x12R\n" +
 	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse\x12R\n" +
 	"\rCreateSymlink\x12\x1f.alcove.v1.CreateSymlinkRequest\x1a .alcove.v1.CreateSymlinkResponse\x12U\n" +
-	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse2\x8c\x06\n" +
+	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse\x12[\n" +
+	"\x10IssueVolumeToken\x12\".alcove.v1.IssueVolumeTokenRequest\x1a#.alcove.v1.IssueVolumeTokenResponse2\x8c\x06\n" +
 	"\n" +
 	"MetaMaster\x12R\n" +
 	"\rGetMasterInfo\x12\x1f.alcove.v1.GetMasterInfoRequest\x1a .alcove.v1.GetMasterInfoResponse\x12I\n" +
@@ -3993,7 +4096,7 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_engine_api_v1_master_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),           // 0: alcove.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),          // 1: alcove.v1.GetStatusResponse
@@ -4021,83 +4124,85 @@ var file_engine_api_v1_master_proto_goTypes = []any{
 	(*CreateSymlinkResponse)(nil),      // 23: alcove.v1.CreateSymlinkResponse
 	(*ReleaseOrphansRequest)(nil),      // 24: alcove.v1.ReleaseOrphansRequest
 	(*ReleaseOrphansResponse)(nil),     // 25: alcove.v1.ReleaseOrphansResponse
-	(*GetMountTableRequest)(nil),       // 26: alcove.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),      // 27: alcove.v1.GetMountTableResponse
-	(*GetMasterInfoRequest)(nil),       // 28: alcove.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),      // 29: alcove.v1.GetMasterInfoResponse
-	(*QuorumMember)(nil),               // 30: alcove.v1.QuorumMember
-	(*GetQuorumInfoRequest)(nil),       // 31: alcove.v1.GetQuorumInfoRequest
-	(*GetQuorumInfoResponse)(nil),      // 32: alcove.v1.GetQuorumInfoResponse
-	(*AddQuorumMemberRequest)(nil),     // 33: alcove.v1.AddQuorumMemberRequest
-	(*AddQuorumMemberResponse)(nil),    // 34: alcove.v1.AddQuorumMemberResponse
-	(*RemoveQuorumMemberRequest)(nil),  // 35: alcove.v1.RemoveQuorumMemberRequest
-	(*RemoveQuorumMemberResponse)(nil), // 36: alcove.v1.RemoveQuorumMemberResponse
-	(*TransferLeadershipRequest)(nil),  // 37: alcove.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 38: alcove.v1.TransferLeadershipResponse
-	(*GetWorkersRequest)(nil),          // 39: alcove.v1.GetWorkersRequest
-	(*GetWorkersResponse)(nil),         // 40: alcove.v1.GetWorkersResponse
-	(*CheckpointRequest)(nil),          // 41: alcove.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),         // 42: alcove.v1.CheckpointResponse
-	(*RegisterWorkerRequest)(nil),      // 43: alcove.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),     // 44: alcove.v1.RegisterWorkerResponse
-	(*BlockTokenKey)(nil),              // 45: alcove.v1.BlockTokenKey
-	(*HeartbeatRequest)(nil),           // 46: alcove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),          // 47: alcove.v1.HeartbeatResponse
-	(*ReplicateCommand)(nil),           // 48: alcove.v1.ReplicateCommand
-	(*PersistCommand)(nil),             // 49: alcove.v1.PersistCommand
-	(*CommitBlockRequest)(nil),         // 50: alcove.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),        // 51: alcove.v1.CommitBlockResponse
-	(*PersistDoneRequest)(nil),         // 52: alcove.v1.PersistDoneRequest
-	(*PersistDoneResponse)(nil),        // 53: alcove.v1.PersistDoneResponse
-	(*GetMountConfigRequest)(nil),      // 54: alcove.v1.GetMountConfigRequest
-	(*GetMountConfigResponse)(nil),     // 55: alcove.v1.GetMountConfigResponse
-	(*NodeCacheEntry)(nil),             // 56: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),      // 57: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),             // 58: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),        // 59: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),       // 60: alcove.v1.GetNodeCacheResponse
-	nil,                                // 61: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                   // 62: alcove.v1.FileInfo
-	(WriteType)(0),                     // 63: alcove.v1.WriteType
-	(TtlAction)(0),                     // 64: alcove.v1.TtlAction
-	(*BlockRun)(nil),                   // 65: alcove.v1.BlockRun
-	(*MountPointInfo)(nil),             // 66: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),                 // 67: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                   // 68: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),                // 69: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),              // 70: alcove.v1.BlockLocation
+	(*IssueVolumeTokenRequest)(nil),    // 26: alcove.v1.IssueVolumeTokenRequest
+	(*IssueVolumeTokenResponse)(nil),   // 27: alcove.v1.IssueVolumeTokenResponse
+	(*GetMountTableRequest)(nil),       // 28: alcove.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),      // 29: alcove.v1.GetMountTableResponse
+	(*GetMasterInfoRequest)(nil),       // 30: alcove.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),      // 31: alcove.v1.GetMasterInfoResponse
+	(*QuorumMember)(nil),               // 32: alcove.v1.QuorumMember
+	(*GetQuorumInfoRequest)(nil),       // 33: alcove.v1.GetQuorumInfoRequest
+	(*GetQuorumInfoResponse)(nil),      // 34: alcove.v1.GetQuorumInfoResponse
+	(*AddQuorumMemberRequest)(nil),     // 35: alcove.v1.AddQuorumMemberRequest
+	(*AddQuorumMemberResponse)(nil),    // 36: alcove.v1.AddQuorumMemberResponse
+	(*RemoveQuorumMemberRequest)(nil),  // 37: alcove.v1.RemoveQuorumMemberRequest
+	(*RemoveQuorumMemberResponse)(nil), // 38: alcove.v1.RemoveQuorumMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 39: alcove.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 40: alcove.v1.TransferLeadershipResponse
+	(*GetWorkersRequest)(nil),          // 41: alcove.v1.GetWorkersRequest
+	(*GetWorkersResponse)(nil),         // 42: alcove.v1.GetWorkersResponse
+	(*CheckpointRequest)(nil),          // 43: alcove.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),         // 44: alcove.v1.CheckpointResponse
+	(*RegisterWorkerRequest)(nil),      // 45: alcove.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),     // 46: alcove.v1.RegisterWorkerResponse
+	(*BlockTokenKey)(nil),              // 47: alcove.v1.BlockTokenKey
+	(*HeartbeatRequest)(nil),           // 48: alcove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),          // 49: alcove.v1.HeartbeatResponse
+	(*ReplicateCommand)(nil),           // 50: alcove.v1.ReplicateCommand
+	(*PersistCommand)(nil),             // 51: alcove.v1.PersistCommand
+	(*CommitBlockRequest)(nil),         // 52: alcove.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),        // 53: alcove.v1.CommitBlockResponse
+	(*PersistDoneRequest)(nil),         // 54: alcove.v1.PersistDoneRequest
+	(*PersistDoneResponse)(nil),        // 55: alcove.v1.PersistDoneResponse
+	(*GetMountConfigRequest)(nil),      // 56: alcove.v1.GetMountConfigRequest
+	(*GetMountConfigResponse)(nil),     // 57: alcove.v1.GetMountConfigResponse
+	(*NodeCacheEntry)(nil),             // 58: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),      // 59: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),             // 60: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),        // 61: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),       // 62: alcove.v1.GetNodeCacheResponse
+	nil,                                // 63: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                   // 64: alcove.v1.FileInfo
+	(WriteType)(0),                     // 65: alcove.v1.WriteType
+	(TtlAction)(0),                     // 66: alcove.v1.TtlAction
+	(*BlockRun)(nil),                   // 67: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),             // 68: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),                 // 69: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                   // 70: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),                // 71: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),              // 72: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	62, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	62, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	63, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	62, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	63, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	64, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	62, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	65, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
-	62, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	64, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	61, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	63, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
-	62, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
-	66, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	30, // 14: alcove.v1.GetQuorumInfoResponse.members:type_name -> alcove.v1.QuorumMember
-	67, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	68, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	69, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	45, // 18: alcove.v1.RegisterWorkerResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
-	68, // 19: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	69, // 20: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	49, // 21: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	48, // 22: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	45, // 23: alcove.v1.HeartbeatResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
-	70, // 24: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	65, // 25: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
-	70, // 26: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	66, // 27: alcove.v1.GetMountConfigResponse.mount:type_name -> alcove.v1.MountPointInfo
-	56, // 28: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	56, // 29: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	64, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	64, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	65, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	64, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	65, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	66, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	64, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	67, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	64, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	66, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	63, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	65, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	64, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	68, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	32, // 14: alcove.v1.GetQuorumInfoResponse.members:type_name -> alcove.v1.QuorumMember
+	69, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	70, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	71, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	47, // 18: alcove.v1.RegisterWorkerResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	70, // 19: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	71, // 20: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	51, // 21: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	50, // 22: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	47, // 23: alcove.v1.HeartbeatResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	72, // 24: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	67, // 25: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	72, // 26: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	68, // 27: alcove.v1.GetMountConfigResponse.mount:type_name -> alcove.v1.MountPointInfo
+	58, // 28: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	58, // 29: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
 	0,  // 30: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
 	2,  // 31: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
 	4,  // 32: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
@@ -4109,53 +4214,55 @@ var file_engine_api_v1_master_proto_depIdxs = []int32{
 	16, // 38: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
 	18, // 39: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
 	20, // 40: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	26, // 41: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	28, // 41: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
 	22, // 42: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
 	24, // 43: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
-	28, // 44: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	39, // 45: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	41, // 46: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	57, // 47: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	59, // 48: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	31, // 49: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
-	33, // 50: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
-	35, // 51: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
-	37, // 52: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
-	43, // 53: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	46, // 54: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	50, // 55: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	52, // 56: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	54, // 57: alcove.v1.BlockMaster.GetMountConfig:input_type -> alcove.v1.GetMountConfigRequest
-	1,  // 58: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 59: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 60: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 61: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 62: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 63: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 64: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 65: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 66: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 67: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 68: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	27, // 69: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	23, // 70: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
-	25, // 71: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
-	29, // 72: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	40, // 73: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	42, // 74: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	58, // 75: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	60, // 76: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	32, // 77: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
-	34, // 78: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
-	36, // 79: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
-	38, // 80: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
-	44, // 81: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	47, // 82: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	51, // 83: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	53, // 84: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	55, // 85: alcove.v1.BlockMaster.GetMountConfig:output_type -> alcove.v1.GetMountConfigResponse
-	58, // [58:86] is the sub-list for method output_type
-	30, // [30:58] is the sub-list for method input_type
+	26, // 44: alcove.v1.FileSystemMaster.IssueVolumeToken:input_type -> alcove.v1.IssueVolumeTokenRequest
+	30, // 45: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	41, // 46: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	43, // 47: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	59, // 48: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	61, // 49: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	33, // 50: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
+	35, // 51: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
+	37, // 52: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
+	39, // 53: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
+	45, // 54: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	48, // 55: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	52, // 56: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	54, // 57: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	56, // 58: alcove.v1.BlockMaster.GetMountConfig:input_type -> alcove.v1.GetMountConfigRequest
+	1,  // 59: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 60: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 61: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 62: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 63: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 64: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 65: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 66: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 67: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 68: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 69: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	29, // 70: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 71: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 72: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	27, // 73: alcove.v1.FileSystemMaster.IssueVolumeToken:output_type -> alcove.v1.IssueVolumeTokenResponse
+	31, // 74: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	42, // 75: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	44, // 76: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	60, // 77: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	62, // 78: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	34, // 79: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
+	36, // 80: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
+	38, // 81: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
+	40, // 82: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
+	46, // 83: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	49, // 84: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	53, // 85: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	55, // 86: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	57, // 87: alcove.v1.BlockMaster.GetMountConfig:output_type -> alcove.v1.GetMountConfigResponse
+	59, // [59:88] is the sub-list for method output_type
+	30, // [30:59] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -4176,7 +4283,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -19,20 +19,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FileSystemMaster_GetStatus_FullMethodName       = "/alcove.v1.FileSystemMaster/GetStatus"
-	FileSystemMaster_ListStatus_FullMethodName      = "/alcove.v1.FileSystemMaster/ListStatus"
-	FileSystemMaster_CreateDirectory_FullMethodName = "/alcove.v1.FileSystemMaster/CreateDirectory"
-	FileSystemMaster_CreateFile_FullMethodName      = "/alcove.v1.FileSystemMaster/CreateFile"
-	FileSystemMaster_CompleteFile_FullMethodName    = "/alcove.v1.FileSystemMaster/CompleteFile"
-	FileSystemMaster_Delete_FullMethodName          = "/alcove.v1.FileSystemMaster/Delete"
-	FileSystemMaster_Rename_FullMethodName          = "/alcove.v1.FileSystemMaster/Rename"
-	FileSystemMaster_SetAttribute_FullMethodName    = "/alcove.v1.FileSystemMaster/SetAttribute"
-	FileSystemMaster_Free_FullMethodName            = "/alcove.v1.FileSystemMaster/Free"
-	FileSystemMaster_Mount_FullMethodName           = "/alcove.v1.FileSystemMaster/Mount"
-	FileSystemMaster_Unmount_FullMethodName         = "/alcove.v1.FileSystemMaster/Unmount"
-	FileSystemMaster_GetMountTable_FullMethodName   = "/alcove.v1.FileSystemMaster/GetMountTable"
-	FileSystemMaster_CreateSymlink_FullMethodName   = "/alcove.v1.FileSystemMaster/CreateSymlink"
-	FileSystemMaster_ReleaseOrphans_FullMethodName  = "/alcove.v1.FileSystemMaster/ReleaseOrphans"
+	FileSystemMaster_GetStatus_FullMethodName        = "/alcove.v1.FileSystemMaster/GetStatus"
+	FileSystemMaster_ListStatus_FullMethodName       = "/alcove.v1.FileSystemMaster/ListStatus"
+	FileSystemMaster_CreateDirectory_FullMethodName  = "/alcove.v1.FileSystemMaster/CreateDirectory"
+	FileSystemMaster_CreateFile_FullMethodName       = "/alcove.v1.FileSystemMaster/CreateFile"
+	FileSystemMaster_CompleteFile_FullMethodName     = "/alcove.v1.FileSystemMaster/CompleteFile"
+	FileSystemMaster_Delete_FullMethodName           = "/alcove.v1.FileSystemMaster/Delete"
+	FileSystemMaster_Rename_FullMethodName           = "/alcove.v1.FileSystemMaster/Rename"
+	FileSystemMaster_SetAttribute_FullMethodName     = "/alcove.v1.FileSystemMaster/SetAttribute"
+	FileSystemMaster_Free_FullMethodName             = "/alcove.v1.FileSystemMaster/Free"
+	FileSystemMaster_Mount_FullMethodName            = "/alcove.v1.FileSystemMaster/Mount"
+	FileSystemMaster_Unmount_FullMethodName          = "/alcove.v1.FileSystemMaster/Unmount"
+	FileSystemMaster_GetMountTable_FullMethodName    = "/alcove.v1.FileSystemMaster/GetMountTable"
+	FileSystemMaster_CreateSymlink_FullMethodName    = "/alcove.v1.FileSystemMaster/CreateSymlink"
+	FileSystemMaster_ReleaseOrphans_FullMethodName   = "/alcove.v1.FileSystemMaster/ReleaseOrphans"
+	FileSystemMaster_IssueVolumeToken_FullMethodName = "/alcove.v1.FileSystemMaster/IssueVolumeToken"
 )
 
 // FileSystemMasterClient is the client API for FileSystemMaster service.
@@ -59,6 +60,9 @@ type FileSystemMasterClient interface {
 	// open): the given ones at their last close, or all of them when a
 	// mount of that session starts afresh.
 	ReleaseOrphans(ctx context.Context, in *ReleaseOrphansRequest, opts ...grpc.CallOption) (*ReleaseOrphansResponse, error)
+	// IssueVolumeToken returns a token that confines its holder (the FUSE
+	// daemon of a CSI volume) to one directory; node agents and admins only.
+	IssueVolumeToken(ctx context.Context, in *IssueVolumeTokenRequest, opts ...grpc.CallOption) (*IssueVolumeTokenResponse, error)
 }
 
 type fileSystemMasterClient struct {
@@ -209,6 +213,16 @@ func (c *fileSystemMasterClient) ReleaseOrphans(ctx context.Context, in *Release
 	return out, nil
 }
 
+func (c *fileSystemMasterClient) IssueVolumeToken(ctx context.Context, in *IssueVolumeTokenRequest, opts ...grpc.CallOption) (*IssueVolumeTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueVolumeTokenResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_IssueVolumeToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FileSystemMasterServer is the server API for FileSystemMaster service.
 // All implementations must embed UnimplementedFileSystemMasterServer
 // for forward compatibility.
@@ -233,6 +247,9 @@ type FileSystemMasterServer interface {
 	// open): the given ones at their last close, or all of them when a
 	// mount of that session starts afresh.
 	ReleaseOrphans(context.Context, *ReleaseOrphansRequest) (*ReleaseOrphansResponse, error)
+	// IssueVolumeToken returns a token that confines its holder (the FUSE
+	// daemon of a CSI volume) to one directory; node agents and admins only.
+	IssueVolumeToken(context.Context, *IssueVolumeTokenRequest) (*IssueVolumeTokenResponse, error)
 	mustEmbedUnimplementedFileSystemMasterServer()
 }
 
@@ -284,6 +301,9 @@ func (UnimplementedFileSystemMasterServer) CreateSymlink(context.Context, *Creat
 }
 func (UnimplementedFileSystemMasterServer) ReleaseOrphans(context.Context, *ReleaseOrphansRequest) (*ReleaseOrphansResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseOrphans not implemented")
+}
+func (UnimplementedFileSystemMasterServer) IssueVolumeToken(context.Context, *IssueVolumeTokenRequest) (*IssueVolumeTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueVolumeToken not implemented")
 }
 func (UnimplementedFileSystemMasterServer) mustEmbedUnimplementedFileSystemMasterServer() {}
 func (UnimplementedFileSystemMasterServer) testEmbeddedByValue()                          {}
@@ -558,6 +578,24 @@ func _FileSystemMaster_ReleaseOrphans_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileSystemMaster_IssueVolumeToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueVolumeTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).IssueVolumeToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_IssueVolumeToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).IssueVolumeToken(ctx, req.(*IssueVolumeTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FileSystemMaster_ServiceDesc is the grpc.ServiceDesc for FileSystemMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -620,6 +658,10 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseOrphans",
 			Handler:    _FileSystemMaster_ReleaseOrphans_Handler,
+		},
+		{
+			MethodName: "IssueVolumeToken",
+			Handler:    _FileSystemMaster_IssueVolumeToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
