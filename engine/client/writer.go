@@ -45,22 +45,31 @@ type Writer struct {
 	resp   *apiv1.WriteFileResponse
 	holes  []*apiv1.BlockRun // blocks skipped (Skip)
 	ended  bool              // skipped to the end: nothing may follow
+	keep   bool              // a failure leaves the file (WriteCreated)
 }
 
 // Create makes a file at path and returns a writer for its content.
 func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*Writer, error) {
-	p, err := meta.CleanPath(path)
+	// Pick the worker first: with none alive there is nothing to create
+	// (and an existing file to overwrite stays).
+	w, err := c.pickWorker(ctx, -1)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	info, err := c.CreateIncomplete(ctx, path, opts)
 	if err != nil {
 		return nil, err
 	}
+	return c.writeCreated(ctx, info, opts.WriteType, w, false)
+}
+
+// writeDefaults fills opts' zero values from the client's configuration.
+func (c *Client) writeDefaults(opts *WriteOptions) error {
 	if opts.WriteType == apiv1.WriteType_WRITE_TYPE_UNSPECIFIED {
 		opts.WriteType = c.cfg.WriteType
 	}
 	if opts.BlockSize == 0 {
 		opts.BlockSize = c.cfg.BlockSize
-	}
-	if err := meta.ValidateBlockSize(opts.BlockSize); err != nil {
-		return nil, err
 	}
 	if opts.Owner == "" {
 		opts.Owner = c.cfg.Owner
@@ -68,10 +77,19 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if opts.Group == "" {
 		opts.Group = c.cfg.Group
 	}
-	// Pick the worker first: with none alive there is nothing to create.
-	w, err := c.pickWorker(ctx, -1)
+	return meta.ValidateBlockSize(opts.BlockSize)
+}
+
+// CreateIncomplete makes a file at path without content: it stays
+// incomplete (invisible to readers) until a writer from WriteCreated
+// completes it, or it is removed. One master call.
+func (c *Client) CreateIncomplete(ctx context.Context, path string, opts WriteOptions) (*apiv1.FileInfo, error) {
+	p, err := meta.CleanPath(path)
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", p, err)
+		return nil, err
+	}
+	if err := c.writeDefaults(&opts); err != nil {
+		return nil, err
 	}
 	var info *apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
@@ -86,9 +104,32 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if err != nil {
 		return nil, err
 	}
+	return info, nil
+}
+
+// WriteCreated returns a writer for the content of info, a file made by
+// CreateIncomplete and not completed yet (info.Path is where it is now).
+// A failure (here, or of the writer) leaves the file incomplete, for the
+// caller to write again or remove: another writer of the same file
+// replaces the blocks a failed one cached.
+func (c *Client) WriteCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv1.WriteType) (*Writer, error) {
+	w, err := c.pickWorker(ctx, -1)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", info.GetPath(), err)
+	}
+	return c.writeCreated(ctx, info, wt, w, true)
+}
+
+// writeCreated opens a writer of info on worker w (or another one that
+// takes it); keep: a failure leaves the file (else it is removed).
+func (c *Client) writeCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv1.WriteType, w *apiv1.WorkerInfo, keep bool) (*Writer, error) {
+	if wt == apiv1.WriteType_WRITE_TYPE_UNSPECIFIED {
+		wt = c.cfg.WriteType
+	}
+	p := info.GetPath()
 	hdr := &apiv1.WriteFileHeader{
 		FileId: info.GetFileId(), Path: p, UfsPath: info.GetUfsPath(), BlockSizeBytes: info.GetBlockSizeBytes(),
-		WriteType: opts.WriteType, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
+		WriteType: wt, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
 	}
 	// A worker that refuses the write (draining for a restart, not
 	// registered yet) or does not answer is replaced by another one.
@@ -97,7 +138,7 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	for attempt := 0; ; attempt++ {
 		stream, cancel, err := c.openWrite(ctx, w.GetAddress(), hdr)
 		if err == nil {
-			return &Writer{c: c, info: info, stream: stream, cancel: cancel, ctx: ctx}, nil
+			return &Writer{c: c, info: info, stream: stream, cancel: cancel, ctx: ctx, keep: keep}, nil
 		}
 		errs = append(errs, err)
 		tried = append(tried, w.GetAddress())
@@ -109,7 +150,9 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 			break
 		}
 	}
-	c.abandon(ctx, p)
+	if !keep {
+		c.abandon(ctx, p)
+	}
 	return nil, fmt.Errorf("write %s: %w", p, errors.Join(errs...))
 }
 
@@ -240,7 +283,25 @@ func (w *Writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
+	if w.keep {
+		w.Cancel()
+		return
+	}
 	w.Abort()
+}
+
+// Cancel ends the stream without completing the file and without removing
+// it: it stays incomplete (a later writer of the same file replaces the
+// blocks this one cached).
+func (w *Writer) Cancel() {
+	if w.done {
+		return
+	}
+	if w.err == nil {
+		w.err = fmt.Errorf("write %s: %w", w.info.GetPath(), context.Canceled)
+	}
+	w.done = true
+	w.cancel()
 }
 
 // Abort discards the file.
