@@ -85,11 +85,14 @@ func (v *VFS) Lookup(ctx context.Context, c Caller, n *Node, name string, out *A
 	if e != 0 {
 		return nil, e
 	}
-	octx, cancel := opCtx(ctx)
-	defer cancel()
-	info, err := v.c.GetStatus(octx, p)
-	if err != nil {
-		return nil, errno(err)
+	info := n.fromListing(name)
+	if info == nil {
+		octx, cancel := opCtx(ctx)
+		defer cancel()
+		var err error
+		if info, err = v.c.GetStatus(octx, p); err != nil {
+			return nil, errno(err)
+		}
 	}
 	ch := n.linkChild(name, info)
 	ch.attr(info, out)
@@ -153,6 +156,7 @@ func (v *VFS) Setattr(ctx context.Context, c Caller, n *Node, in SetAttrIn, out 
 	if in.Gid != nil && *in.Gid == ^uint32(0) {
 		in.Gid = nil
 	}
+	defer v.mutating()()
 	a, e := n.lastAttr(ctx)
 	if e != 0 {
 		return e
@@ -247,6 +251,7 @@ func (n *Node) touchAtime(ctx context.Context, info *apiv1.FileInfo) {
 		return
 	}
 	req := &apiv1.SetAttributeRequest{FileId: info.GetFileId(), AtimeMs: &now}
+	defer n.v.mutating()()
 	if err := n.v.c.SetAttribute(ctx, req); err != nil {
 		n.v.logger.V(2).Info("Atime update failed", "path", info.GetPath(), "err", err)
 		return
@@ -274,10 +279,18 @@ func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, sysca
 	if e != 0 {
 		return nil, e
 	}
+	gen, at := v.gen.Load(), time.Now()
 	infos, err := v.c.ListStatus(octx, p, false, false)
 	if err != nil {
 		return nil, errno(err)
 	}
+	listing := make(map[string]*apiv1.FileInfo, len(infos))
+	for _, info := range infos {
+		listing[info.GetName()] = info
+	}
+	n.mu.Lock()
+	n.listing, n.listedGen, n.listedAt = listing, gen, at
+	n.mu.Unlock()
 	entries := make([]DirEntry, 0, len(infos))
 	v.treeMu.RLock()
 	defer v.treeMu.RUnlock()
