@@ -29,6 +29,7 @@ type fileWriter struct {
 	w      *Worker
 	h      *apiv1.WriteFileHeader
 	ufsW   ufs.Writer
+	ufsQ   *ufsPipe // writes ufsW beside the cache
 	ufsFS  ufs.UFS
 	ufsP   string
 	cache  bool // still caching (CACHE_THROUGH stops when the cache is full)
@@ -115,6 +116,7 @@ func (fw *fileWriter) open(ctx context.Context) error {
 		return fmt.Errorf("write file %s: %w", h.GetPath(), err)
 	}
 	fw.ufsFS, fw.ufsP = fs, p
+	fw.ufsQ = newUFSPipe(fw.ufsW, fw.w.metrics.bytesWrittenUFS)
 	return nil
 }
 
@@ -147,6 +149,9 @@ func (fw *fileWriter) copy(ctx context.Context, stream grpc.ClientStreamingServe
 	}
 	resp := &apiv1.WriteFileResponse{Length: fw.length, Blocks: fw.blocks}
 	if fw.ufsW != nil {
+		if err := fw.ufsQ.end(); err != nil {
+			return nil, err
+		}
 		err := fw.ufsW.Close()
 		fw.ufsW = nil
 		if err != nil {
@@ -162,10 +167,9 @@ func (fw *fileWriter) copy(ctx context.Context, stream grpc.ClientStreamingServe
 
 func (fw *fileWriter) write(ctx context.Context, p []byte) error {
 	if fw.ufsW != nil {
-		if _, err := fw.ufsW.Write(p); err != nil {
-			return fmt.Errorf("write UFS: %w", err)
+		if err := fw.ufsQ.send(ufsChunk{data: p}); err != nil {
+			return err
 		}
-		fw.w.metrics.bytesWrittenUFS.Add(float64(len(p)))
 	}
 	bs := fw.h.GetBlockSizeBytes()
 	for len(p) > 0 {
@@ -202,8 +206,8 @@ func (fw *fileWriter) skip(n int64) error {
 		return fmt.Errorf("%w: skip of %d bytes at offset %d: holes are whole blocks from a block boundary", meta.ErrInvalidArgument, n, fw.length)
 	}
 	if fw.ufsW != nil {
-		if err := ufs.Skip(fw.ufsW, n); err != nil {
-			return fmt.Errorf("write UFS: %w", err)
+		if err := fw.ufsQ.send(ufsChunk{skip: n}); err != nil {
+			return err
 		}
 	}
 	fw.length += n
@@ -271,6 +275,7 @@ func (fw *fileWriter) abort() {
 		fw.w.store.Remove(b.GetBlockId())
 	}
 	if fw.ufsW != nil {
+		fw.ufsQ.stop()
 		if err := fw.ufsW.Abort(); err != nil {
 			fw.w.log.Error(err, "abort UFS file", "path", fw.h.GetUfsPath())
 		}
