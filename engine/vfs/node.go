@@ -74,7 +74,20 @@ type Node struct {
 
 // listingTTL is how long a directory listing answers lookups: the age of
 // attributes the kernel may keep anyway (the default attribute timeout).
-const listingTTL = time.Second
+// maxListing bounds the entries kept (a larger directory's lookups go to
+// the master): the metadata of a huge directory is not held in memory.
+const (
+	listingTTL = time.Second
+	maxListing = 1 << 16
+)
+
+// DoneListing drops directory n's listing: the directory handle that read
+// it was closed, so no READDIRPLUS of it follows.
+func (v *VFS) DoneListing(n *Node) {
+	n.mu.Lock()
+	n.listing = nil
+	n.mu.Unlock()
+}
 
 // fromListing returns name's metadata from n's last listing while it is
 // young and nothing changed through this VFS since it was taken; each

@@ -284,9 +284,12 @@ func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, sysca
 	if err != nil {
 		return nil, errno(err)
 	}
-	listing := make(map[string]*apiv1.FileInfo, len(infos))
-	for _, info := range infos {
-		listing[info.GetName()] = info
+	var listing map[string]*apiv1.FileInfo
+	if len(infos) <= maxListing {
+		listing = make(map[string]*apiv1.FileInfo, len(infos))
+		for _, info := range infos {
+			listing[info.GetName()] = info
+		}
 	}
 	n.mu.Lock()
 	n.listing, n.listedGen, n.listedAt = listing, gen, at

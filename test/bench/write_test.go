@@ -144,6 +144,9 @@ func TestWriteThroughput(t *testing.T) {
 		rows = append(rows, row{fmt.Sprintf("master CreateFile over gRPC, %d clients", n), fmt.Sprintf("%.0f /s", r),
 			fmt.Sprintf("%.2f× 1 client, %.2f× raw fsync", r/one, r/fsyncRate)})
 	}
+	stat := statRate(t, c.MasterAddr)
+	rows = append(rows, row{"master GetStatus over gRPC, 1 client (no journal entry; reference)", fmt.Sprintf("%.0f /s", stat),
+		fmt.Sprintf("%.0f µs a call vs %.0f µs a CreateFile", 1e6/stat, 1e6/one)})
 	rows = append(rows, row{"load average before / after", load0 + " / " + loadavg(), ""})
 	printRows(rows)
 }
@@ -426,6 +429,25 @@ func createRate(t *testing.T, addr string, n int) float64 {
 	start := time.Now()
 	wg.Wait()
 	return float64(count.Load()) / time.Since(start).Seconds()
+}
+
+// statRate is the master's GetStatus rate with one client for 2 seconds.
+func statRate(t *testing.T, addr string) float64 {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fs := apiv1.NewFileSystemMasterClient(conn)
+	n := 0
+	start := time.Now()
+	for time.Since(start) < 2*time.Second {
+		if _, err := fs.GetStatus(context.Background(), &apiv1.GetStatusRequest{Path: "/creates"}); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds()
 }
 
 // waitPersisted waits until the n files under dir are persisted (bounded).

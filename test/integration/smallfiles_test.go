@@ -28,7 +28,9 @@ func smallFile(i int) []byte {
 // with their bytes, after kill -9 of the master process in the middle of
 // the stream of files and its restart. close(2) is the acknowledgement:
 // a file whose completion were still on its way to the master's journal
-// when close returned would come back incomplete or not at all.
+// when close returned would come back incomplete or not at all, and
+// another client, asked right after close (every 10th file), would not
+// see it complete (close-to-open).
 func TestSmallFilesSurviveMasterKill9(t *testing.T) {
 	prereq.Root(t)
 	prereq.DevFuse(t)
@@ -48,6 +50,7 @@ func TestSmallFilesSurviveMasterKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	other := c.client("n1", 0, 0)
 	acked := make(chan int, 100000)
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -65,6 +68,15 @@ func TestSmallFilesSurviveMasterKill9(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), smallFile(i), 0o644); err != nil {
 				failed++
 				continue
+			}
+			if i%10 == 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				fi, err := other.GetStatus(ctx, fmt.Sprintf("/tree/f%05d", i))
+				cancel()
+				if err != nil || !fi.GetCompleted() || fi.GetLength() != 64<<10 {
+					t.Errorf("f%05d right after its close, from another client: %v, %v", i, fi, err)
+					return
+				}
 			}
 			acked <- i
 		}
