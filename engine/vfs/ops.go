@@ -23,11 +23,16 @@ func (n *Node) attr(info *apiv1.FileInfo, out *Attr) {
 	n.v.fillAttr(info, out)
 	out.Ino = n.ino
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.stage != nil {
-		out.Size = uint64(n.stage.Size())
-		out.Blocks = uint64(n.stage.allocated()+511) / 512
+	st := n.stage
+	n.mu.Unlock()
+	// The stage's lock comes before the node's (a commit holds it while it
+	// updates the node), so its size is read without the node's lock.
+	if st != nil {
+		out.Size = uint64(st.Size())
+		out.Blocks = uint64(st.allocated()+511) / 512
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.orphaned {
 		out.Nlink = 0
 	}

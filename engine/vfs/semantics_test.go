@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -291,5 +292,63 @@ func TestSparse(t *testing.T) {
 				t.Fatalf("UFS copy %s: size %d blocks %d (%v)", p, st.Size, st.Blocks, err)
 			}
 		})
+	}
+}
+
+// TestGetattrDuringCommit: getattr of a file while a flush commits it
+// through another handle. The commit holds the stage's lock across the
+// upload and then takes the node's; a getattr holding the node's lock
+// while it waited for the stage's deadlocked both (a writer's close and a
+// reader's stat hung for good in an e2e run).
+func TestGetattrDuringCommit(t *testing.T) {
+	f := newTFS(t, nil)
+	fl, e := f.open("/busy", os.O_WRONLY|os.O_CREATE, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	n, e := f.walk("/busy")
+	if e != 0 {
+		t.Fatal(e)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var a Attr
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.v.Getattr(f.ctx, f.who, n, &a)
+		}
+	}()
+	done := make(chan syscall.Errno, 1)
+	go func() {
+		data := randData(1, 1<<20)
+		for i := 0; i < 20; i++ {
+			if e := fl.writeAt(data, int64(i)<<20); e != 0 {
+				done <- e
+				return
+			}
+			if e := fl.h.Flush(f.ctx); e != 0 {
+				done <- e
+				return
+			}
+		}
+		done <- 0
+	}()
+	select {
+	case e := <-done:
+		close(stop)
+		wg.Wait()
+		if e != 0 {
+			t.Fatal(e)
+		}
+		checkErrno(t, "close", fl.close(), 0)
+	case <-time.After(30 * time.Second):
+		t.Fatal("flush and getattr deadlocked") // the handle is left open: closing it would hang too
 	}
 }

@@ -21,6 +21,8 @@ import (
 // writes land here at any offset, reads of the node are served from here,
 // and commit replaces the Alcove file with it.
 type stage struct {
+	// mu is taken before the node's mu, never while holding it (a commit
+	// holds mu across the upload and then updates the node).
 	mu     sync.RWMutex
 	f      *os.File
 	path   string
