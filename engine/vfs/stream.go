@@ -30,6 +30,7 @@ type stream struct {
 	broken  bool
 	q       chan []byte
 	done    chan struct{}
+	cancel  context.CancelFunc // ends the worker stream (stop)
 	w       *client.Writer // set by the sender; read after done
 	err     error          // the sender's; read after done
 	started bool
@@ -52,7 +53,9 @@ func (s *stream) write(p []byte, off int64) {
 		s.started = true
 		s.q = make(chan []byte, streamQueue)
 		s.done = make(chan struct{})
-		go s.send()
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
+		go s.send(ctx)
 	}
 	s.q <- append([]byte(nil), p...) // the FUSE buffer is reused
 	s.next += int64(len(p))
@@ -68,9 +71,9 @@ func (s *stream) truncate(size int64) {
 
 // send opens the worker stream and sends the queue into it until the
 // queue closes or a send fails (it then drains the queue).
-func (s *stream) send() {
+func (s *stream) send(ctx context.Context) {
 	defer close(s.done)
-	s.w, s.err = s.c.WriteCreated(context.Background(), s.info, s.wt)
+	s.w, s.err = s.c.WriteCreated(ctx, s.info, s.wt)
 	for p := range s.q {
 		if s.err == nil {
 			_, s.err = s.w.Write(p)
@@ -90,6 +93,7 @@ func (s *stream) stop() {
 		return
 	}
 	close(s.q)
+	s.cancel() // a send blocked on the worker returns
 	<-s.done
 	if s.w != nil {
 		s.w.Cancel()
@@ -110,6 +114,7 @@ func (s *stream) finish(size int64) (*client.Writer, error) {
 	s.broken = true
 	close(s.q)
 	<-s.done
+	defer s.cancel()
 	if s.err != nil {
 		if s.w != nil {
 			s.w.Cancel()
