@@ -31,8 +31,8 @@ type stream struct {
 	q       chan []byte
 	done    chan struct{}
 	cancel  context.CancelFunc // ends the worker stream (stop)
-	w       *client.Writer // set by the sender; read after done
-	err     error          // the sender's; read after done
+	w       *client.Writer     // set by the sender; read after done
+	err     error              // the sender's; read after done
 	started bool
 }
 
