@@ -10,7 +10,7 @@ TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
 .PHONY: all build test unit sanity test-takeover fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e cluster-up cluster-down test-load bench-load bench-write
+	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load bench-write
 
 all: build
 
@@ -25,6 +25,7 @@ run: build
 test: proto-check manifests-check lint unit sanity
 
 unit:
+	./hack/python-venv.sh
 	$(GO) test $(TEST_FLAGS) $$($(GO) list $(PKGS) | grep -v /test/sanity)
 
 ## sanity: the CSI conformance suite (csi-sanity) against the real driver with real FUSE mounts
@@ -106,14 +107,25 @@ manifests:
 manifests-check:
 	./hack/manifests.sh --check
 
-## e2e: the chart on a real one-node cluster (kubelet + containerd in a private netns): PVC, pods,
-## word-count Job, CSI node restart, uninstall (hack/e2e.sh; cold ~15 min, warm ~3 min; root)
+## e2e: the chart on a real two-node cluster (kubelets, containerd, kube-proxy in namespaces of their
+## own; kube-scheduler with the extender): PVC, pods, word-count Job, CSI node restart, uninstall;
+## Spark-shaped placement next to the data; subPath and symlinks in pods; the storage conformance suite's
+## fast subset (hack/e2e.sh; root)
 e2e:
 	./hack/e2e.sh
 
-## cluster-up / cluster-down: the e2e cluster for manual use (hack/cluster.sh run kubectl get pods -A)
+## conformance: the Kubernetes storage suite (v1.33.13 test/e2e/storage/external) against the chart, fast
+## subset; -slow: the [Slow] specs (hack/conformance.sh; results in .cache/conformance/<subset>)
+conformance:
+	./hack/conformance.sh fast
+
+conformance-slow:
+	./hack/conformance.sh slow
+
+## cluster-up / cluster-down: the e2e cluster for manual use (NODES=2; hack/cluster.sh run kubectl get pods -A)
+NODES ?= 1
 cluster-up:
-	./hack/cluster.sh up
+	./hack/cluster.sh up --nodes $(NODES)
 
 cluster-down:
 	./hack/cluster.sh down

@@ -2,7 +2,7 @@
 # Builds the Kubernetes binaries end-to-end tests use from the Go module proxy
 # (tools modules under hack/tools/) into .cache/k8s/bin:
 #   etcd                     v3.5.35  (hack/tools/etcd)
-#   kube-apiserver, kube-scheduler, kube-controller-manager, kubelet, kubectl
+#   kube-apiserver, kube-scheduler, kube-controller-manager, kube-proxy, kubelet, kubectl
 #                            v1.33.13 (hack/tools/k8s)
 #   csi-provisioner          v5.1.0   (hack/tools/csi-provisioner)
 #   helm                     v3.18.6  (hack/tools/helm)
@@ -32,8 +32,8 @@ names=()
 for a in "$@"; do
   case "$a" in
     control-plane) names+=(etcd kube-apiserver kube-scheduler) ;;
-    cluster) names+=(etcd kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl
-                     csi-provisioner helm coredns cni) ;;
+    cluster) names+=(etcd kube-apiserver kube-scheduler kube-controller-manager kube-proxy kubelet
+                     kubectl csi-provisioner helm coredns cni) ;;
     *) names+=("$a") ;;
   esac
 done
@@ -71,7 +71,7 @@ for name in "${names[@]}"; do
     echo "k8s-bins: building $name $version (cold: minutes)" >&2
     case "$name" in
       etcd) build etcd "$out" go.etcd.io/etcd/server/v3 ;;
-      kube-apiserver|kube-scheduler|kube-controller-manager|kubelet|kubectl)
+      kube-apiserver|kube-scheduler|kube-controller-manager|kube-proxy|kubelet|kubectl)
         minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
         ld="-s -w"
         for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 // TestDeleteLoop: create → unlink → check, 1,000 times through the mount
@@ -147,7 +148,7 @@ func TestPythonVenv(t *testing.T) {
 		err = exec.Command(py, "-c", "import ensurepip, venv").Run()
 	}
 	if err != nil {
-		t.Skipf("python3 with venv and ensurepip is not installed (%v); this test is not a CI prerequisite", err)
+		prereq.Missing(t, "python3 with venv and ensurepip (%v; hack/python-venv.sh installs them)", err)
 	}
 	e := mountEnv(t, clusterOpts{writeType: apiv1.WriteType_ASYNC_THROUGH, quota: 512 << 20}, nil)
 	venv := e.p("venv")

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -247,11 +246,16 @@ echo READER-OK`
 
 // domainSocket: the inline domain-socket volume puts the worker's socket in
 // the pod, and an Alcove client there reads over it (short-circuit): the
-// local worker's domain-socket byte counter grows by the file's size.
+// worker on the pod's node counts the file's size in domain-socket bytes.
 func (c *cluster) domainSocket(ctx context.Context, pv string) error {
-	before, err := c.workerMetric(ctx, "alcove_worker_bytes_read_domain_socket_total")
-	if err != nil {
-		return err
+	const metric = "alcove_worker_bytes_read_domain_socket_total"
+	before := map[string]float64{}
+	for _, n := range c.nodes {
+		v, err := c.workerMetric(ctx, n, metric)
+		if err != nil {
+			return err
+		}
+		before[n] = v
 	}
 	master := fmt.Sprintf(`, {name: ALCOVE_MASTER, value: "%s-master-0.%s-master.%s.svc.cluster.local:19998"}`, release, release, releaseNS)
 	script := fmt.Sprintf(`ls -l /var/lib/alcove/worker
@@ -270,15 +274,31 @@ echo SOCKET-OK`, pv)
 	if err != nil || !strings.Contains(out, "SOCKET-OK") {
 		return fmt.Errorf("socket pod output (%v):\n%s", err, out)
 	}
-	after, err := c.workerMetric(ctx, "alcove_worker_bytes_read_domain_socket_total")
+	node, err := c.podNode(ctx, testNS, "socket")
 	if err != nil {
 		return err
 	}
-	fmt.Print(indent(grep(out, "domain.sock") + fmt.Sprintf("worker bytes over the domain socket: %.0f -> %.0f\n", before, after)))
-	if after-before < bigMiB<<20 {
-		return fmt.Errorf("the pod's read did not go over the domain socket (worker counter +%.0f bytes)", after-before)
+	after, err := c.workerMetric(ctx, node, metric)
+	if err != nil {
+		return err
+	}
+	fmt.Print(indent(grep(out, "domain.sock") + fmt.Sprintf("worker on %s: bytes over the domain socket %.0f -> %.0f\n", node, before[node], after)))
+	if after-before[node] < bigMiB<<20 {
+		return fmt.Errorf("the pod's read did not go over the domain socket (worker counter on %s +%.0f bytes)", node, after-before[node])
 	}
 	return nil
+}
+
+// podNode is the node a pod was scheduled to.
+func (c *cluster) podNode(ctx context.Context, ns, name string) (string, error) {
+	p, err := c.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if p.Spec.NodeName == "" {
+		return "", fmt.Errorf("pod %s/%s is not scheduled", ns, name)
+	}
+	return p.Spec.NodeName, nil
 }
 
 // extenderSynced: the scheduler extender Deployment follows the master's
@@ -289,10 +309,10 @@ func (c *cluster) extenderSynced(ctx context.Context) error {
 	var synced, entries float64
 	err := poll(ctx, time.Second, "extender index synced with entries", func() (bool, error) {
 		var err error
-		if synced, err = c.podMetric(ctx, "extender", 8099, "alcove_extender_index_synced"); err != nil {
+		if synced, err = c.podMetric(ctx, "extender", "", 8099, "alcove_extender_index_synced"); err != nil {
 			return false, err
 		}
-		if entries, err = c.podMetric(ctx, "extender", 8099, "alcove_extender_index_entries"); err != nil {
+		if entries, err = c.podMetric(ctx, "extender", "", 8099, "alcove_extender_index_entries"); err != nil {
 			return false, err
 		}
 		return synced == 1 && entries > 0, nil
@@ -304,19 +324,42 @@ func (c *cluster) extenderSynced(ctx context.Context) error {
 	return nil
 }
 
-// workerMetric reads a counter from the worker's /metrics (pod IP, web port).
-func (c *cluster) workerMetric(ctx context.Context, name string) (float64, error) {
-	return c.podMetric(ctx, "worker", 30000, name)
+// workerMetric reads a counter from /metrics of the worker on node (pod IP,
+// web port).
+func (c *cluster) workerMetric(ctx context.Context, node, name string) (float64, error) {
+	return c.podMetric(ctx, "worker", node, 30000, name)
 }
 
-// podMetric reads a sample from /metrics of the release's one pod of a
-// component, at its pod IP (the test runs in the cluster's network).
-func (c *cluster) podMetric(ctx context.Context, component string, port int, name string) (float64, error) {
-	pods, err := c.cs.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=" + component})
-	if err != nil || len(pods.Items) != 1 {
-		return 0, fmt.Errorf("find the %s pod: %v", component, err)
+// releasePod is the release's pod of a component on node ("": its only pod).
+func (c *cluster) releasePod(ctx context.Context, component, node string) (*corev1.Pod, error) {
+	opts := metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=" + component}
+	if node != "" {
+		opts.FieldSelector = "spec.nodeName=" + node
 	}
-	url := fmt.Sprintf("http://%s:%d/metrics", pods.Items[0].Status.PodIP, port)
+	pods, err := c.cs.CoreV1().Pods(releaseNS).List(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	var live []corev1.Pod
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			live = append(live, p)
+		}
+	}
+	if len(live) != 1 {
+		return nil, fmt.Errorf("%d %s pods on node %q, want 1", len(live), component, node)
+	}
+	return &live[0], nil
+}
+
+// podMetric reads a sample from /metrics of the release's pod of a
+// component on node, at its pod IP (the test runs in the cluster's network).
+func (c *cluster) podMetric(ctx context.Context, component, node string, port int, name string) (float64, error) {
+	pod, err := c.releasePod(ctx, component, node)
+	if err != nil {
+		return 0, err
+	}
+	url := fmt.Sprintf("http://%s:%d/metrics", pod.Status.PodIP, port)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -441,34 +484,33 @@ echo RESTART-OK`, bigMiB<<20)
 	if err := c.waitPod(ctx, testNS, "slowreader", false, 2*time.Minute); err != nil {
 		return err
 	}
-	daemons := fuseDaemons(c.shared)
-	sel := "app.kubernetes.io/component=csi-node"
-	old, err := c.cs.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil || len(old.Items) != 1 {
-		return fmt.Errorf("find the CSI node pod: %v", err)
+	node, err := c.podNode(ctx, testNS, "slowreader")
+	if err != nil {
+		return err
+	}
+	daemons := c.fuseDaemons(node)
+	old, err := c.releasePod(ctx, "csi-node", node)
+	if err != nil {
+		return err
 	}
 	time.Sleep(3 * time.Second) // mid-read
 	start := time.Now()
-	if err := c.deletePods(ctx, releaseNS, old.Items[0].Name); err != nil {
+	if err := c.deletePods(ctx, releaseNS, old.Name); err != nil {
 		return err
 	}
-	var fresh string
-	err = poll(ctx, 500*time.Millisecond, "a new CSI node pod", func() (bool, error) {
-		l, err := c.cs.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil || len(l.Items) != 1 {
-			return false, err
-		}
-		fresh = l.Items[0].Name
-		return true, nil
+	var fresh *corev1.Pod
+	err = poll(ctx, 500*time.Millisecond, "a new CSI node pod on "+node, func() (bool, error) {
+		fresh, err = c.releasePod(ctx, "csi-node", node)
+		return err == nil, err
 	})
 	if err == nil {
-		err = c.waitPod(ctx, releaseNS, fresh, false, time.Minute)
+		err = c.waitPod(ctx, releaseNS, fresh.Name, false, time.Minute)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Printf("      CSI node pod %s deleted, %s ready after %v; FUSE daemons before %v, after %v\n",
-		old.Items[0].Name, fresh, time.Since(start).Round(100*time.Millisecond), daemons, fuseDaemons(c.shared))
+	fmt.Printf("      CSI node pod %s on %s deleted, %s ready after %v; FUSE daemons there before %v, after %v\n",
+		old.Name, node, fresh.Name, time.Since(start).Round(100*time.Millisecond), daemons, c.fuseDaemons(node))
 	if err := c.waitPod(ctx, testNS, "slowreader", true, 3*time.Minute); err != nil {
 		return err
 	}
@@ -507,60 +549,14 @@ func (c *cluster) uninstall(ctx context.Context, pv string) error {
 	}
 	var left []string
 	_ = poll(ctx, time.Second, "mounts and daemons gone", func() (bool, error) {
-		left = leftovers(c.shared)
+		left = c.leftovers()
 		return len(left) == 0, nil
 	})
 	if len(left) > 0 {
 		return fmt.Errorf("left behind:\n%s", strings.Join(left, "\n"))
 	}
-	fmt.Printf("      no fuse.alcove or CSI mounts, no FUSE daemons left under %s\n", c.shared)
+	fmt.Printf("      no fuse.alcove or CSI mounts and no FUSE daemons left on %d node(s)\n", len(c.nodes))
 	return nil
-}
-
-// leftovers lists Alcove mounts under dir (FUSE mounts, CSI staging and
-// publish targets) and live `alcove fuse` daemons mounting there.
-func leftovers(dir string) []string {
-	var left []string
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 || !strings.HasPrefix(f[4], dir+"/") {
-			continue
-		}
-		sep := 6
-		for sep < len(f) && f[sep] != "-" {
-			sep++
-		}
-		fstype := ""
-		if sep+1 < len(f) {
-			fstype = f[sep+1]
-		}
-		if strings.HasPrefix(fstype, "fuse") || strings.Contains(f[4], "csi.alcove.io") || strings.Contains(f[4], "kubernetes.io~csi") {
-			left = append(left, "mount "+f[4]+" ("+fstype+")")
-		}
-	}
-	for _, d := range fuseDaemons(dir) {
-		left = append(left, "FUSE daemon pid "+d)
-	}
-	return left
-}
-
-// fuseDaemons lists the pids of `alcove fuse` processes mounting under dir.
-func fuseDaemons(dir string) []string {
-	var pids []string
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		if len(args) > 3 && filepath.Base(args[0]) == "alcove" && args[1] == "fuse" && strings.Contains(string(b), dir+"/") {
-			pids = append(pids, filepath.Base(filepath.Dir(p)))
-		}
-	}
-	sort.Strings(pids)
-	return pids
 }
 
 func grep(s, sub string) string {

@@ -33,13 +33,14 @@ const (
 
 // cluster is what hack/cluster.sh exports to the test (see `cluster.sh env`).
 type cluster struct {
-	t                      *testing.T
-	root                   string // repository
-	dir, shared, cgroup    string
-	node, kubeconfig, bins string
-	cs                     kubernetes.Interface
-	results                []checkResult
-	failedDeps             map[string]bool
+	t                *testing.T
+	root             string // repository
+	dir, cgroup      string
+	nodes            []string // node i+1 of hack/cluster.sh: its directory is dir/n<i+1>
+	kubeconfig, bins string
+	cs               kubernetes.Interface
+	results          []checkResult
+	failedDeps       map[string]bool
 }
 
 type checkResult struct {
@@ -59,9 +60,8 @@ func newCluster(t *testing.T) *cluster {
 		root = repoRoot(t)
 	}
 	c := &cluster{
-		t: t, root: root, dir: dir,
-		shared: os.Getenv("ALCOVE_CLUSTER_SHARED"), cgroup: os.Getenv("ALCOVE_CLUSTER_CGROUP"),
-		node: os.Getenv("ALCOVE_CLUSTER_NODE"), kubeconfig: os.Getenv("KUBECONFIG"),
+		t: t, root: root, dir: dir, cgroup: os.Getenv("ALCOVE_CLUSTER_CGROUP"),
+		nodes: strings.Split(os.Getenv("ALCOVE_CLUSTER_NODES"), ","), kubeconfig: os.Getenv("KUBECONFIG"),
 		failedDeps: map[string]bool{},
 	}
 	c.bins = filepath.Join(c.root, ".cache", "k8s", "bin")
@@ -73,9 +73,42 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
-// check runs one named check, prints PASS/FAIL with its duration and keeps
-// going: later checks that need it are reported as failed without running.
+// installed is the start of a cluster test that installs the chart first:
+// it prints the summary of the checks at the end (with a dump of the cluster
+// when the test failed) and runs helm-install, the check the others need.
+func (c *cluster) installed() []string {
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			c.dump()
+		}
+		c.summary()
+	})
+	c.check("helm-install", nil, c.helmInstall)
+	return []string{"helm-install"}
+}
+
+// require skips the test when a prerequisite is missing, and fails it
+// instead under CI=true.
+func require(t *testing.T, ok bool, missing string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(missing)
+	}
+	t.Skip(missing)
+}
+
+// check runs one named check (at most 5 minutes), prints PASS/FAIL with its
+// duration and keeps going: later checks that need it are reported as failed
+// without running.
 func (c *cluster) check(name string, needs []string, fn func(ctx context.Context) error) {
+	c.checkFor(name, 5*time.Minute, needs, fn)
+}
+
+// checkFor is check with a time limit of its own.
+func (c *cluster) checkFor(name string, limit time.Duration, needs []string, fn func(ctx context.Context) error) {
 	start := time.Now()
 	var err error
 	for _, n := range needs {
@@ -84,7 +117,7 @@ func (c *cluster) check(name string, needs []string, fn func(ctx context.Context
 		}
 	}
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		err = fn(ctx)
 		cancel()
 	}
@@ -152,13 +185,14 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// poll calls fn every interval until it returns true, an error, or ctx ends.
+// poll calls fn every interval until it returns true (with an error: the
+// wait ends with it), or ctx ends; errors with false are retried.
 func poll(ctx context.Context, interval time.Duration, what string, fn func() (bool, error)) error {
 	var lastErr error
 	for {
 		ok, err := fn()
 		if ok {
-			return nil
+			return err
 		}
 		if err != nil {
 			lastErr = err
@@ -271,10 +305,12 @@ func (c *cluster) dump() {
 		out, err := c.kubectl(ctx, args...)
 		fmt.Printf("---- kubectl %s ----\n%s%v\n", strings.Join(args, " "), lastLines(out, 60), errOrEmpty(err))
 	}
-	logs, _ := filepath.Glob(filepath.Join(c.shared, "alcove", "csi", "*.log"))
-	for _, l := range logs {
-		b, _ := os.ReadFile(l)
-		fmt.Printf("---- FUSE daemon log %s ----\n%s\n", filepath.Base(l), lastLines(string(b), 30))
+	for _, n := range c.nodes {
+		logs, _ := filepath.Glob(filepath.Join(c.nodeDir(n), "alcove", "csi", "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			fmt.Printf("---- FUSE daemon log %s on %s ----\n%s\n", filepath.Base(l), n, lastLines(string(b), 30))
+		}
 	}
 }
 
@@ -285,13 +321,17 @@ func errOrEmpty(err error) string {
 	return err.Error()
 }
 
-// valuesFile writes the chart values of the test cluster: local images, host
-// paths under the cluster's directory, small resources for 2 cores.
+// valuesFile writes the chart values of the test cluster: local images, the
+// UFS in a host directory every node sees (as an NFS export would be), FUSE
+// daemons under the cluster's cgroup, small resources for 2 cores. Host
+// paths on the nodes (kubelet's root, the CSI state, the domain socket) are
+// the chart's defaults: every node has its own /var/lib/kubelet and
+// /var/lib/alcove.
 func (c *cluster) valuesFile() (string, error) {
 	v := fmt.Sprintf(`image: {repository: localhost/alcove, tag: e2e, pullPolicy: Never}
 ufs:
   volume:
-    hostPath: {path: %[1]s/alcove/ufs, type: DirectoryOrCreate}
+    hostPath: {path: %[1]s/ufs, type: DirectoryOrCreate}
 master:
   journal: {type: emptyDir}
   resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}
@@ -299,11 +339,8 @@ worker:
   mem: {size: 256Mi, medium: Memory}
   tiers:
     - {alias: SSD, path: "", size: 512Mi}
-  domainSocket: {hostPath: %[1]s/alcove/domain-socket}
   resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}
 csi:
-  kubeletDir: %[1]s/kubelet
-  stateDir: %[1]s/alcove/csi
   fuseCgroup: %[2]s/alcove-fuse
   controller:
     resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
@@ -320,7 +357,7 @@ jobMaster:
 jobWorker:
   bandwidth: 16MB
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
-`, c.shared, c.cgroup)
+`, c.dir, c.cgroup)
 	if os.Getenv("ALCOVE_E2E_NO_FUSE_CGROUP") == "1" {
 		// Negative control: FUSE daemons stay in the node plugin's pod, so
 		// csi-node-restart-keeps-reads must fail.
