@@ -48,9 +48,6 @@ type Config struct {
 	AttrTimeout, EntryTimeout time.Duration
 	// DisablePassthrough serves every read through the daemon.
 	DisablePassthrough bool
-	// ColdDirectMin: readers of a file at least this large that only the
-	// UFS has get direct io (default vfs.DefaultColdDirectMin; < 0: never).
-	ColdDirectMin int64
 	// NoAtime: reads never update atime (default: relatime).
 	NoAtime bool
 	// ReadAheadKB is set on the mount's BDI (default 4096; 0 keeps it).
@@ -237,10 +234,6 @@ func mountOptions(cfg *Config) *fs.Options {
 			MaxWrite:          1 << 20,
 			MaxReadAhead:      1 << 20,
 			MaxBackground:     64,
-			// Direct io (files only the UFS has, readers beside
-			// passthrough): parallel requests for one large read, and
-			// mmap still works.
-			ExtraCapabilities: gofuse.CAP_ASYNC_DIO | gofuse.CAP_DIRECT_IO_ALLOW_MMAP,
 			DisableXAttrs:     true,
 			DisableSplice:     true,
 			// READDIRPLUS: ls -l and stat of a listed directory cost no

@@ -90,7 +90,7 @@ func newServer(ctx context.Context, cfg Config, rootID int64) (*Server, *rawFS, 
 	logger := klog.FromContext(ctx)
 	nodeName := cfg.Client.Config().Node
 	v, err := vfs.New(ctx, vfs.Config{Root: cfg.Root, WriteType: cfg.WriteType, StageDir: cfg.StageDir,
-		Node: nodeName, DisablePassthrough: cfg.DisablePassthrough, NoAtime: cfg.NoAtime, ColdDirectMin: cfg.ColdDirectMin,
+		Node: nodeName, DisablePassthrough: cfg.DisablePassthrough, NoAtime: cfg.NoAtime,
 		// The same across restarts and handovers of this mount.
 		Session: "fuse:" + nodeName + ":" + cfg.MountPoint}, cfg.Client, rootID)
 	if err != nil {

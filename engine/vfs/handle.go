@@ -160,10 +160,6 @@ func (n *Node) openMode(ctx context.Context, info *apiv1.FileInfo, write, trunc 
 		return h, 0, 0
 	}
 	h := &Handle{n: n}
-	if n.coldRead(info) {
-		n.v.metrics.ColdDirectOpens.Inc()
-		return h, DirectIO, 0
-	}
 	fl := n.ioMode(h)
 	if fl&DirectIO == 0 {
 		version := fmt.Sprintf("%d/%d/%d", info.GetFileId(), info.GetLength(), info.GetLastModificationTimeMs())
@@ -240,34 +236,6 @@ func (n *Node) tryPassthrough(ctx context.Context, info *apiv1.FileInfo) *Handle
 	n.mu.Unlock()
 	lf.Close()
 	return nil
-}
-
-// DefaultColdDirectMin is the smallest file whose reads bypass the page
-// cache while no block of it is cached anywhere (Config.ColdDirectMin).
-const DefaultColdDirectMin = 64 << 20
-
-// coldRead reports whether a reader of info gets direct io: a large file
-// that only the UFS has. Its first read fills the local worker block by
-// block (and the next open gets passthrough), so the kernel's page cache
-// would be a second copy; through the page cache a FUSE read costs the
-// daemon a copy into it per byte, which caps the first read far below a
-// fast disk's or object store's speed (engine/fuse/README.md).
-func (n *Node) coldRead(info *apiv1.FileInfo) bool {
-	least := n.v.cfg.ColdDirectMin
-	if least == 0 {
-		least = DefaultColdDirectMin
-	}
-	if least < 0 || info.GetLength() < least || info.GetPersistenceState() != apiv1.PersistenceState_PERSISTED {
-		return false
-	}
-	for _, b := range info.GetFileBlockInfos() {
-		if len(b.GetBlockInfo().GetLocations()) > 0 {
-			return false
-		}
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.stage == nil
 }
 
 // ioMode picks a non-passthrough handle's kernel io mode: the page cache,

@@ -14,7 +14,6 @@ type Metrics struct {
 
 	PassthroughOpens     prometheus.Counter
 	PassthroughOpenBytes prometheus.Counter
-	ColdDirectOpens      prometheus.Counter
 	BytesShortCircuit    prometheus.Counter
 	BytesRemote          prometheus.Counter
 	BytesUFS             prometheus.Counter
@@ -43,7 +42,6 @@ func NewMetrics() *Metrics {
 		Registry:             reg,
 		PassthroughOpens:     c("passthrough_opens_total", "Opens served by kernel FUSE passthrough from the local worker's cache file."),
 		PassthroughOpenBytes: c("bytes_passthrough_opened_total", "Bytes of files opened with passthrough (the kernel reads them without the daemon, so they cannot be counted per byte)."),
-		ColdDirectOpens:      c("cold_direct_opens_total", "Opens of files only the UFS has, served with direct io (no page cache copy of the first read)."),
 		BytesShortCircuit:    c("bytes_read_short_circuit_total", "Bytes the daemon read from the local worker's cache file (domain socket fd)."),
 		BytesRemote:          c("bytes_read_remote_total", "Bytes the daemon read from a worker's cache over gRPC."),
 		BytesUFS:             c("bytes_read_ufs_total", "Bytes the daemon read from the UFS through a worker (cache misses)."),

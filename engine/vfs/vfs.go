@@ -73,9 +73,6 @@ type Config struct {
 	Node string
 	// DisablePassthrough serves every read through the VFS.
 	DisablePassthrough bool
-	// ColdDirectMin: readers of a file at least this large that only the
-	// UFS has get direct io (default DefaultColdDirectMin; < 0: never).
-	ColdDirectMin int64
 	// NoAtime: reads never update atime (mount -o noatime); by default
 	// an open for reading updates it by relatime's rule.
 	NoAtime bool
