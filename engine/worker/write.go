@@ -174,7 +174,7 @@ func (fw *fileWriter) write(ctx context.Context, p []byte) error {
 	bs := fw.h.GetBlockSizeBytes()
 	for len(p) > 0 {
 		if fw.cache && fw.cur == nil {
-			if err := fw.openBlock(); err != nil {
+			if err := fw.openBlock(ctx); err != nil {
 				return err
 			}
 		}
@@ -215,10 +215,17 @@ func (fw *fileWriter) skip(n int64) error {
 	return nil
 }
 
-func (fw *fileWriter) openBlock() error {
+func (fw *fileWriter) openBlock(ctx context.Context) error {
 	id := meta.BlockID(fw.h.GetFileId(), fw.length/fw.h.GetBlockSizeBytes())
 	bw, err := fw.w.store.CreateBlock(id, fw.h.GetBlockSizeBytes(), 0)
-	if errors.Is(err, meta.ErrAlreadyExists) { // left by an earlier attempt of this write
+	for try := 0; errors.Is(err, meta.ErrAlreadyExists) && try < 3; try++ {
+		// Left by an earlier attempt of this write, or still being
+		// written by one its client canceled (a new file's stream that
+		// broke): doom it, wait until that writer ends, then replace it.
+		fw.w.store.Remove(id)
+		if _, werr := fw.w.store.WaitBlock(ctx, id); werr != nil {
+			return werr
+		}
 		fw.w.store.Remove(id)
 		bw, err = fw.w.store.CreateBlock(id, fw.h.GetBlockSizeBytes(), 0)
 	}
