@@ -9,7 +9,7 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit sanity test-takeover fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+.PHONY: all build test unit sanity test-takeover test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
 	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load bench-write
 
 all: build
@@ -70,6 +70,12 @@ bench-load:
 TAKEOVER_RUNS ?= 10
 test-takeover:
 	$(GO) test -count=$(TAKEOVER_RUNS) -timeout 30m -run '^TestTakeover$$' -v ./engine/fuse/
+
+## test-crash: the crash-consistency suites on crashfs with more rounds (CRASH_ROUNDS, default 40; make test runs a few);
+## replay a failure with ALCOVE_CRASH_SEED=<logged seed> (test/crashfs/README.md)
+CRASH_ROUNDS ?= 40
+test-crash:
+	ALCOVE_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test -count=1 -timeout 30m -v -run '^(TestMasterCrashConsistency|TestWorkerCacheCrashConsistency|TestRandomNamespace|TestBoltKill9)$$' ./test/integration/ ./test/crashfs/
 
 ## fsx: the fsx replay, 10,000 random operations (holes, truncates up, unlinks and renames of open files)
 ## on the VFS in process and through a FUSE mount, each diffed against a local directory (FSX_SEED to vary)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/worker"
@@ -40,6 +41,9 @@ mounted at / is DIR/ufs unless --ufs names another. Ctrl-C stops it cleanly.`,
 			abs, err := filepath.Abs(dir)
 			if err != nil {
 				return err
+			}
+			if err := fsutil.MkdirAll(abs); err != nil { // its name must survive a power loss too
+				return fmt.Errorf("create state directory: %w", err)
 			}
 			if ufsURI == "" {
 				ufsURI = filepath.Join(abs, "ufs")

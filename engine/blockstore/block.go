@@ -79,9 +79,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 }
 
 // Commit makes the block visible with the written length and returns it.
-// When it returns, the block survives a restart of the worker: its data is
-// fsynced (unless in MEM) before its manifest record is appended, and the
-// record is fsynced before Commit returns.
+// When it returns, the block survives a restart of the worker: its data
+// (and, for a new cache file, the tier directory) is fsynced (unless in MEM)
+// before its manifest record is appended, and the record is fsynced before
+// Commit returns.
 func (w *Writer) Commit() (BlockInfo, error) {
 	if w.done {
 		return BlockInfo{}, fmt.Errorf("commit block %d: %w: writer finished", w.b.id, meta.ErrFailedPrecondition)
@@ -92,6 +93,9 @@ func (w *Writer) Commit() (BlockInfo, error) {
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = w.s.syncName(w.b.tier, w.b.fileID)
 	}
 	if err != nil {
 		w.abortFinished()

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -202,4 +203,28 @@ func (s *Store) evictDownLocked(t *tier, target int64) {
 		}
 		e = prev
 	}
+}
+
+// syncName makes the name of fileID's cache file in t durable before a
+// manifest record may point into it: the first block committed to a new
+// cache file fsyncs the tier directory. A MEM tier needs none (its data and
+// names vanish together).
+func (s *Store) syncName(t *tier, fileID int64) error {
+	if t.isMem() {
+		return nil
+	}
+	s.mu.Lock()
+	cf := t.files[fileID]
+	named := cf == nil || cf.named
+	s.mu.Unlock()
+	if named {
+		return nil
+	}
+	if err := fsutil.SyncDir(t.cfg.Dir); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	cf.named = true // cf outlives this call: the caller's block counts in it
+	s.mu.Unlock()
+	return nil
 }

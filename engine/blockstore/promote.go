@@ -39,6 +39,9 @@ func (s *Store) Promote(blockID int64) (bool, error) {
 	s.mu.Unlock()
 
 	err := copyRange(src.path(b.fileID), top.path(b.fileID), b.offset(), b.length, !top.isMem())
+	if err == nil {
+		err = s.syncName(top, b.fileID)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

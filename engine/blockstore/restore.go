@@ -68,6 +68,7 @@ func (s *Store) restoreTier(t *tier, restored map[int64]bool) (string, error) {
 		if err := addFileLocked(t, b.fileID, b.blockSize); err != nil {
 			return "", err
 		}
+		t.files[b.fileID].named = true // the manifest rewrite below fsyncs the directory
 		t.used += b.length
 		b.elem = t.lru.PushFront(b)
 		s.blocks[b.id] = b

@@ -87,6 +87,11 @@ type tier struct {
 type cacheFile struct {
 	blocks    int // blocks of the file in this tier, any state
 	blockSize int64
+	// named: the file's name is durable (the tier directory was fsynced
+	// after it was created). fsync of the file alone does not make a new
+	// name durable (fsync(2)), and a manifest record naming a block of a
+	// file that a power loss removed is a lost block.
+	named bool
 }
 
 type blockState int

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -45,11 +46,15 @@ var _ StateMachine = (*BoltFSM)(nil)
 
 // OpenBolt opens (creating if needed) the bbolt state file at path.
 func OpenBolt(path string, apply ApplyFunc) (*BoltFSM, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create state dir %s: %w", filepath.Dir(path), err)
+	if err := fsutil.MkdirAll(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
 	}
 	b := &BoltFSM{path: path, apply: apply}
 	if err := b.open(); err != nil {
+		return nil, err
+	}
+	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil { // bbolt may have created the file
+		b.Close()
 		return nil, err
 	}
 	return b, nil
@@ -251,9 +256,8 @@ func (b *BoltFSM) Restore(r io.Reader) error {
 	if err := os.Rename(tmp, b.path); err != nil {
 		return fmt.Errorf("replace state store %s: %w", b.path, err)
 	}
-	if d, err := os.Open(filepath.Dir(b.path)); err == nil {
-		_ = d.Sync()
-		d.Close()
+	if err := fsutil.SyncDir(filepath.Dir(b.path)); err != nil {
+		return err
 	}
 	if err := b.open(); err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -75,8 +75,8 @@ func Open(cfg Config, sm StateMachine) (*Journal, error) {
 	}
 	logger = logger.WithName("journal")
 	dir := filepath.Join(cfg.Dir, "journal")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create journal dir %s: %w", dir, err)
+	if err := fsutil.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("create journal dir: %w", err)
 	}
 	hl := newHCLogger(logger)
 	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
@@ -87,6 +87,10 @@ func Open(cfg Config, sm StateMachine) (*Journal, error) {
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open snapshot store %s: %w", dir, err)
+	}
+	if err := fsutil.SyncDir(dir); err != nil { // raft.db and snapshots/ may be new
+		logs.Close()
+		return nil, err
 	}
 	j := &Journal{cfg: cfg, logs: logs, snaps: snaps, sm: sm, logger: logger}
 	if err := j.reconcile(); err != nil {

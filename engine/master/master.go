@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/fsutil"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/ufs"
@@ -145,8 +146,8 @@ func (m *Master) Start(ctx context.Context) (err error) {
 			m.shutdownLocked()
 		}
 	}()
-	if err := os.MkdirAll(m.cfg.Dir, 0o755); err != nil {
-		return fmt.Errorf("create master dir %s: %w", m.cfg.Dir, err)
+	if err := fsutil.MkdirAll(m.cfg.Dir); err != nil {
+		return fmt.Errorf("create master dir: %w", err)
 	}
 	if m.store, err = journal.OpenBolt(filepath.Join(m.cfg.Dir, "metadata.db"), applyEntry); err != nil {
 		return err
