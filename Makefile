@@ -9,8 +9,8 @@ PKGS := ./...
 TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
-.PHONY: all build test unit sanity test-takeover test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load bench-write
+.PHONY: all build test unit fuzz fuzz-short sanity bench-meta test-takeover test-failover bench-read-barrier test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
+	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load minio bench-s3 test-s3-large bench-write
 
 all: build
 
@@ -21,12 +21,28 @@ build:
 run: build
 	./$(BIN) local $(RUN_ARGS)
 
-## test: generated code and manifests, lint, unit and integration tests, csi-sanity (CI then runs `make e2e`)
-test: proto-check manifests-check lint unit sanity
+## test: generated code and manifests, lint, unit and integration tests (they replay every fuzz target's
+## seed corpus), csi-sanity, a short run of every fuzz target (CI then runs `make e2e`)
+test: proto-check manifests-check lint unit sanity fuzz-short
 
-unit:
+unit: minio
 	./hack/python-venv.sh
 	$(GO) test $(TEST_FLAGS) $$($(GO) list $(PKGS) | grep -v /test/sanity)
+
+## minio: the MinIO server the S3 tests run against, built into .cache/bin (cold ~2.5 min; a test server only, never linked)
+minio:
+	./hack/minio.sh >/dev/null
+
+## fuzz: every Go fuzz target (hack/fuzz.sh finds them) for FUZZTIME each, one after another;
+## FUZZ_RUN=regexp picks targets, FUZZ_PARALLEL sets fuzz workers (default 1). See SECURITY.md.
+FUZZTIME ?= 10m
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
+
+## fuzz-short: the same targets for FUZZ_SHORT each (part of `make test`)
+FUZZ_SHORT ?= 10s
+fuzz-short:
+	FUZZTIME=$(FUZZ_SHORT) ./hack/fuzz.sh
 
 ## sanity: the CSI conformance suite (csi-sanity) against the real driver with real FUSE mounts
 sanity:
@@ -66,10 +82,36 @@ test-load:
 bench-load:
 	ALCOVE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^TestLoadThroughput$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
 
+## bench-meta: the master's metadata path: META_FILES empty files created through a real master by
+## 64 callers, getStatus/s, a 100 k-entry listing, RSS and disk per million files, start-up after kill -9;
+## then the master's live Go heap per file (TestHeapPerFile, in process). BENCHMARKS.md has the results.
+META_FILES ?= 1000000
+bench-meta:
+	set -o pipefail; ALCOVE_BENCH=1 ALCOVE_BENCH_META_FILES=$(META_FILES) $(GO) test -count=1 -timeout 3h -run '^TestMetaBench$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IW][0-9]'
+	set -o pipefail; ALCOVE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^TestHeapPerFile$$' -v ./engine/master/ | grep '^|'
+
 ## test-takeover: the FUSE live-upgrade test alone, TAKEOVER_RUNS times (default 10; also part of `make test`)
 TAKEOVER_RUNS ?= 10
 test-takeover:
 	$(GO) test -count=$(TAKEOVER_RUNS) -timeout 30m -run '^TestTakeover$$' -v ./engine/fuse/
+
+## test-failover: HA masters: kill -9 the leader of 3 `alcove master` processes FAILOVER_KILLS times
+## (default 50; `make test` runs 10) under concurrent clients; fail-over p50/p99, nothing lost, porcupine-checked history
+FAILOVER_KILLS ?= 50
+test-failover:
+	ALCOVE_FAILOVER_KILLS=$(FAILOVER_KILLS) $(GO) test -count=1 -timeout 40m -run '^TestFailover$$' -v ./test/failover/
+
+## bench-read-barrier: GetStatus on the leader of 3 masters with the linearizable-read check and without it
+bench-read-barrier:
+	$(GO) test -run XXX -bench BenchmarkGetStatusReadBarrier -benchtime 3s ./engine/master/
+
+## bench-s3: a 1 GiB object in MinIO read cold through fs cat and FUSE vs a raw parallel ranged GET, then warm (passthrough)
+bench-s3: minio
+	./hack/bench-s3.sh
+
+## test-s3-large: the S3 tests at acceptance size (a 1 GiB file through multipart, a 10,000-object listing); make test runs smaller ones
+test-s3-large: minio
+	ALCOVE_S3_LARGE=1 $(GO) test -count=1 -timeout 30m -v -run 'TestS3Large' ./test/s3/
 
 ## test-crash: the crash-consistency suites on crashfs with more rounds (CRASH_ROUNDS, default 40; make test runs a few);
 ## replay a failure with ALCOVE_CRASH_SEED=<logged seed> (test/crashfs/README.md)

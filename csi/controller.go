@@ -11,7 +11,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 type controllerServer struct {
@@ -70,6 +72,9 @@ func (s *controllerServer) CreateVolume(ctx context.Context, req *csipb.CreateVo
 	vp, err := parseParams(req.GetParameters(), d.cfg.AllowedUFS)
 	if err != nil {
 		return nil, meta.ToStatus(err)
+	}
+	if vp.ufsURI != "" {
+		maps.Copy(vp.ufsProps, secretOptions(req.GetSecrets())) // provisioner-secret-*
 	}
 	rec := &volumeRecord{ID: req.GetName(), Name: req.GetName(), CapacityBytes: capacity, Retain: vp.retain, Context: map[string]string{}}
 	switch {
@@ -133,8 +138,16 @@ func (s *controllerServer) provision(ctx context.Context, rec *volumeRecord, vp 
 		}
 		return err
 	default:
-		_, err := ns.Mkdir(ctx, rec.Path, true, true, 0o777)
-		return err
+		if _, err := ns.Mkdir(ctx, rec.Path, true, true, 0o777); err != nil {
+			return err
+		}
+		if vp.pvcNamespace == "" {
+			return nil
+		}
+		// The directory belongs to the PVC's namespace: the master admits
+		// only that namespace's ServiceAccounts (and superusers) to it.
+		g := security.NamespaceGroup(vp.pvcNamespace)
+		return ns.SetAttribute(ctx, &apiv1.SetAttributeRequest{Path: rec.Path, Group: &g})
 	}
 }
 
@@ -239,7 +252,7 @@ func (s *controllerServer) GetCapacity(ctx context.Context, _ *csipb.GetCapacity
 	}
 	var free int64
 	for _, w := range ws {
-		if w.GetState() == "LOST" {
+		if w.GetState() == apiv1.WorkerState_WORKER_LOST {
 			continue
 		}
 		for _, t := range w.GetTiers() {

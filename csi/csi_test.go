@@ -190,6 +190,8 @@ func TestNewConfigErrors(t *testing.T) {
 		{Endpoint: "unix:///x.sock", Mode: "both"},
 		{Endpoint: "unix:///x.sock", Mode: ModeNode},
 		{Endpoint: "unix:///x.sock", Mode: ModeController, VolumeRoot: "/"},
+		{Endpoint: "unix:///x.sock", Mode: ModeController, AllowedUFS: []string{"s3://b/p", "relative/dir"}},
+		{Endpoint: "unix:///x.sock", Mode: ModeController, AllowedUFS: []string{"file:///data?x"}},
 	} {
 		if _, err := New(cfg, nil); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)

@@ -20,11 +20,9 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/grpcstop"
 	"github.com/alcove-io/alcove/engine/meta"
 )
-
-// DriverName is the CSI driver name in CSIDriver and StorageClass objects.
-const DriverName = "csi.alcove.io"
 
 // TopologyKey is the topology segment NodeGetInfo reports.
 const TopologyKey = "topology.alcove.io/node"
@@ -66,6 +64,7 @@ type namespace interface {
 	Workers(ctx context.Context) ([]*apiv1.WorkerInfo, error)
 	Create(ctx context.Context, path string, opts client.WriteOptions) (*client.Writer, error)
 	OpenFile(ctx context.Context, path string, readType apiv1.ReadType) (*client.Reader, error)
+	SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error
 }
 
 var _ namespace = (*client.Client)(nil)
@@ -97,13 +96,18 @@ func New(cfg Config, ns namespace) (*Driver, error) {
 		return nil, fmt.Errorf("%w: --node-id is required for the node service", meta.ErrInvalidArgument)
 	}
 	if cfg.VolumeRoot == "" {
-		cfg.VolumeRoot = "/volumes"
+		cfg.VolumeRoot = meta.VolumesRoot
 	}
 	root, err := meta.CleanPath(cfg.VolumeRoot)
 	if err != nil || root == "/" {
 		return nil, fmt.Errorf("%w: volume root %q must be a directory below /", meta.ErrInvalidArgument, cfg.VolumeRoot)
 	}
 	cfg.VolumeRoot = root
+	for _, a := range cfg.AllowedUFS {
+		if _, _, err := parseUFSPrefix(a); err != nil {
+			return nil, fmt.Errorf("--allowed-ufs %q: %w", a, err)
+		}
+	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
@@ -184,13 +188,7 @@ func (d *Driver) Stop() {
 		d.node.stop()
 	}
 	if d.srv != nil {
-		done := make(chan struct{})
-		go func() { d.srv.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			d.srv.Stop()
-		}
+		grpcstop.Stop(d.srv, grpcstop.Grace)
 	}
 }
 

@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,20 +19,13 @@ import (
 // volume keeps serving while the plugin is away.
 
 // spawn starts a FUSE daemon for v at its staging path and waits for the
-// mount to appear.
-func (n *nodeServer) spawn(v *stagedVolume) error {
+// mount to appear, at most the mount timeout and while ctx lasts. The daemon
+// outlives ctx once mounted (it serves the volume, not the call).
+func (n *nodeServer) spawn(ctx context.Context, v *stagedVolume) error {
 	if err := os.MkdirAll(v.StagingPath, 0o750); err != nil {
 		return fmt.Errorf("create staging path: %w", err)
 	}
-	args := []string{"fuse", "--mount-point", v.StagingPath, "--path", v.Path,
-		"--master", strings.Join(n.cfg.MasterAddresses, ","), "--node-name", n.d.cfg.NodeID}
-	if wt := v.Context[ctxWriteType]; wt != "" {
-		args = append(args, "--write-type", wt)
-	}
-	if rt := v.Context[ctxReadType]; rt != "" {
-		args = append(args, "--read-type", rt)
-	}
-	args = append(args, n.cfg.FuseArgs...)
+	args := append(daemonArgs(v, strings.Join(n.cfg.MasterAddresses, ","), n.d.cfg.NodeID), n.cfg.FuseArgs...)
 	logPath := strings.TrimSuffix(n.statePath(v.VolumeID), ".json") + ".log"
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
@@ -56,6 +50,9 @@ func (n *nodeServer) spawn(v *stagedVolume) error {
 		select {
 		case err := <-exited:
 			return fmt.Errorf("FUSE daemon for %s exited before mounting (%v); see %s", v.VolumeID, err, logPath)
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			return fmt.Errorf("FUSE daemon for %s: gave up waiting for its mount: %w", v.VolumeID, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -66,6 +63,22 @@ func (n *nodeServer) spawn(v *stagedVolume) error {
 	v.PID = cmd.Process.Pid
 	n.log.Info("FUSE daemon mounted", "volume", v.VolumeID, "path", v.Path, "staging", v.StagingPath, "pid", v.PID)
 	return nil
+}
+
+// daemonArgs is the FUSE daemon's command line for v: the volume context's
+// FUSE options (checked by volumePath) become its flags.
+func daemonArgs(v *stagedVolume, masters, node string) []string {
+	args := []string{"fuse", "--mount-point", v.StagingPath, "--path", v.Path, "--master", masters, "--node-name", node}
+	for _, o := range []struct{ key, flag string }{
+		{ctxWriteType, "--write-type"},
+		{ctxReadType, "--read-type"},
+		{ctxReplication, "--replication-durable"},
+	} {
+		if val := v.Context[o.key]; val != "" {
+			args = append(args, o.flag, val)
+		}
+	}
+	return args
 }
 
 // mounted reports whether p is a FUSE mount point listed in mountinfo.
@@ -150,12 +163,12 @@ func processIsFuse(pid int) bool {
 
 // restore re-establishes a staged volume whose daemon died: a fresh
 // daemon at the staging path, then every published target bound again.
-func (n *nodeServer) restore(v *stagedVolume) error {
+func (n *nodeServer) restore(ctx context.Context, v *stagedVolume) error {
 	n.log.Info("Restoring a broken FUSE mount", "volume", v.VolumeID, "staging", v.StagingPath)
 	if err := n.unmount(v.StagingPath); err != nil {
 		return err
 	}
-	if err := n.spawn(v); err != nil {
+	if err := n.spawn(ctx, v); err != nil {
 		return err
 	}
 	for target, ro := range v.Targets {

@@ -5,6 +5,8 @@ import (
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/alcove-io/alcove/engine/meta"
 )
 
 type identityServer struct {
@@ -15,7 +17,7 @@ type identityServer struct {
 var _ csipb.IdentityServer = (*identityServer)(nil)
 
 func (s *identityServer) GetPluginInfo(context.Context, *csipb.GetPluginInfoRequest) (*csipb.GetPluginInfoResponse, error) {
-	return &csipb.GetPluginInfoResponse{Name: DriverName, VendorVersion: s.d.cfg.Version}, nil
+	return &csipb.GetPluginInfoResponse{Name: meta.CSIDriver, VendorVersion: s.d.cfg.Version}, nil
 }
 
 func (s *identityServer) GetPluginCapabilities(context.Context, *csipb.GetPluginCapabilitiesRequest) (*csipb.GetPluginCapabilitiesResponse, error) {

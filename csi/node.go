@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -44,10 +45,13 @@ type nodeServer struct {
 	mounter mount.Interface
 	reg     *registrar
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards staged and locks (see volumelock.go)
 	staged map[string]*stagedVolume
-	stopCh chan struct{}
-	wg     sync.WaitGroup
+	locks  map[string]*volumeLock
+
+	loopCtx  context.Context // the health loop's; ends at stop
+	stopLoop context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 var _ csipb.NodeServer = (*nodeServer)(nil)
@@ -82,7 +86,9 @@ func newNodeServer(d *Driver, cfg NodeConfig) (*nodeServer, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	return &nodeServer{d: d, cfg: cfg, log: d.log.WithName("node"), mounter: mount.New(""), stopCh: make(chan struct{})}, nil
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	return &nodeServer{d: d, cfg: cfg, log: d.log.WithName("node"), mounter: mount.New(""),
+		staged: map[string]*stagedVolume{}, locks: map[string]*volumeLock{}, loopCtx: loopCtx, stopLoop: stopLoop}, nil
 }
 
 // start loads what earlier runs staged, registers with kubelet and starts
@@ -93,7 +99,9 @@ func (n *nodeServer) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.mu.Lock()
 	n.staged = staged
+	n.mu.Unlock()
 	if len(staged) > 0 {
 		n.log.Info("Found staged volumes of an earlier run", "count", len(staged))
 	}
@@ -106,7 +114,7 @@ func (n *nodeServer) start(ctx context.Context) error {
 }
 
 func (n *nodeServer) stop() {
-	close(n.stopCh)
+	n.stopLoop()
 	n.wg.Wait()
 	if n.reg != nil {
 		n.reg.srv.Stop()
@@ -121,22 +129,37 @@ func (n *nodeServer) checkLoop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-n.stopCh:
+		case <-n.loopCtx.Done():
 			return
 		case <-t.C:
 		}
-		n.mu.Lock()
-		for _, v := range n.staged {
-			if !n.healthy(v.StagingPath) {
-				if err := n.restore(v); err != nil {
-					n.log.Error(err, "restore staged volume", "volume", v.VolumeID)
-				}
-			}
+		for _, id := range n.stagedIDs() {
+			n.checkVolume(id)
 		}
-		n.mu.Unlock()
 	}
 }
 
+// checkVolume restores the staged volume id if its mount is broken, unless
+// an RPC is working on it.
+func (n *nodeServer) checkVolume(id string) {
+	unlock, ok := n.tryLockVolume(id)
+	if !ok {
+		return
+	}
+	defer unlock()
+	v, ok := n.stagedVol(id)
+	if !ok || n.healthy(v.StagingPath) {
+		return
+	}
+	if err := n.restore(n.loopCtx, v); err != nil {
+		n.log.Error(err, "restore staged volume", "volume", id)
+	}
+}
+
+// volumePath validates the volume context a node is given (a PV's
+// volumeAttributes, written by hand for a static PV) and returns the
+// volume's namespace path. The FUSE options in it go on the daemon's
+// command line, so they are checked here, not left to the daemon.
 func volumePath(volumeID string, vctx map[string]string) (string, error) {
 	p := vctx[ctxPath]
 	if p == "" {
@@ -145,6 +168,21 @@ func volumePath(volumeID string, vctx map[string]string) (string, error) {
 	clean, err := meta.CleanPath(p)
 	if err != nil {
 		return "", status.Errorf(codes.InvalidArgument, "volume %s: namespace path: %v", volumeID, err)
+	}
+	if wt := vctx[ctxWriteType]; wt != "" {
+		if _, err := meta.ParseWriteType(wt); err != nil {
+			return "", status.Errorf(codes.InvalidArgument, "volume %s: volume attribute %s: %v", volumeID, ctxWriteType, err)
+		}
+	}
+	if rt := vctx[ctxReadType]; rt != "" {
+		if _, err := meta.ParseReadType(rt); err != nil {
+			return "", status.Errorf(codes.InvalidArgument, "volume %s: volume attribute %s: %v", volumeID, ctxReadType, err)
+		}
+	}
+	if r := vctx[ctxReplication]; r != "" {
+		if err := checkReplication(r); err != nil {
+			return "", status.Errorf(codes.InvalidArgument, "volume %s: volume attribute %s: %v", volumeID, ctxReplication, err)
+		}
 	}
 	return clean, nil
 }
@@ -171,6 +209,11 @@ func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVo
 	if err != nil {
 		return nil, err
 	}
+	if req.GetVolumeContext()[paramUFS] != "" {
+		if err := n.mountStaticUFS(ctx, path, req.GetVolumeContext(), req.GetSecrets()); err != nil {
+			return nil, meta.ToStatus(fmt.Errorf("volume %s: %w", id, err))
+		}
+	}
 	info, err := n.d.ns.GetStatus(ctx, path)
 	if err != nil {
 		if errors.Is(err, meta.ErrNotFound) {
@@ -181,16 +224,19 @@ func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVo
 	if !info.GetFolder() {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s: %s is a file, not a directory", id, path)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if v, ok := n.staged[id]; ok {
+	unlock, err := n.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if v, ok := n.stagedVol(id); ok {
 		if v.StagingPath != staging {
 			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is already staged at %s", id, v.StagingPath)
 		}
 		if n.healthy(staging) {
 			return &csipb.NodeStageVolumeResponse{}, nil
 		}
-		if err := n.restore(v); err != nil {
+		if err := n.restore(ctx, v); err != nil {
 			return nil, status.Errorf(codes.Internal, "restore volume %s: %v", id, err)
 		}
 		return &csipb.NodeStageVolumeResponse{}, nil
@@ -200,25 +246,52 @@ func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVo
 	if err := n.unmount(staging); err != nil { // leftovers of a crashed daemon
 		return nil, status.Errorf(codes.Internal, "clean staging path: %v", err)
 	}
-	if err := n.spawn(v); err != nil {
+	if err := n.spawn(ctx, v); err != nil {
 		return nil, status.Errorf(codes.Internal, "stage volume %s: %v", id, err)
 	}
 	if err := n.save(v); err != nil {
 		n.stopDaemon(v)
 		return nil, status.Errorf(codes.Internal, "stage volume %s: %v", id, err)
 	}
-	n.staged[id] = v
+	n.setStaged(id, v)
 	return &csipb.NodeStageVolumeResponse{}, nil
 }
 
-func (n *nodeServer) NodeUnstageVolume(_ context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {
+// mountStaticUFS mounts the UFS a static PV names (volume attributes ufs,
+// ufsOption.*, readOnly) at its path, with the node-stage secrets as
+// credentials; a mount already there is kept (idempotent).
+func (n *nodeServer) mountStaticUFS(ctx context.Context, path string, vctx, secrets map[string]string) error {
+	uri, props, readOnly, err := ufsMountParams(vctx, n.d.cfg.AllowedUFS)
+	if err != nil {
+		return err
+	}
+	maps.Copy(props, secretOptions(secrets))
+	if info, err := n.d.ns.GetStatus(ctx, path); err == nil && info.GetMountPoint() {
+		return nil
+	}
+	if _, err := n.d.ns.Mkdir(ctx, meta.Parent(path), true, true, 0); err != nil {
+		return err
+	}
+	err = n.d.ns.Mount(ctx, path, uri, readOnly, false, props)
+	if errors.Is(err, meta.ErrAlreadyExists) {
+		if info, serr := n.d.ns.GetStatus(ctx, path); serr == nil && info.GetMountPoint() {
+			return nil // mounted meanwhile
+		}
+	}
+	return err
+}
+
+func (n *nodeServer) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
 	if id == "" || staging == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume id and staging target path are required")
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	v, ok := n.staged[id]
+	unlock, err := n.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	v, ok := n.stagedVol(id)
 	if !ok {
 		v = &stagedVolume{VolumeID: id, StagingPath: staging}
 	}
@@ -228,7 +301,7 @@ func (n *nodeServer) NodeUnstageVolume(_ context.Context, req *csipb.NodeUnstage
 	if err := n.forget(id); err != nil {
 		return nil, status.Errorf(codes.Internal, "unstage volume %s: %v", id, err)
 	}
-	delete(n.staged, id)
+	n.setStaged(id, nil)
 	return &csipb.NodeUnstageVolumeResponse{}, nil
 }
 
@@ -246,20 +319,23 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csipb.NodePubli
 		return nil, err
 	}
 	if req.GetVolumeContext()[ctxType] == "domain-socket" {
-		return n.publishSocket(req)
+		return n.publishSocket(ctx, req)
 	}
 	if req.GetStagingTargetPath() == "" {
 		return nil, status.Error(codes.FailedPrecondition, "staging target path is required: stage the volume first")
 	}
 	ro := req.GetReadonly() || readOnlyCap(req.GetVolumeCapability())
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	v, ok := n.staged[id]
+	unlock, err := n.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	v, ok := n.stagedVol(id)
 	if !ok || v.StagingPath != req.GetStagingTargetPath() {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s", id, req.GetStagingTargetPath())
 	}
 	if !n.healthy(v.StagingPath) {
-		if err := n.restore(v); err != nil {
+		if err := n.restore(ctx, v); err != nil {
 			return nil, status.Errorf(codes.Internal, "restore volume %s: %v", id, err)
 		}
 	}
@@ -288,15 +364,18 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csipb.NodePubli
 
 // publishSocket serves the inline ephemeral volume that hands a pod the
 // local worker's domain-socket directory for short-circuit reads.
-func (n *nodeServer) publishSocket(req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
+func (n *nodeServer) publishSocket(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
 	if n.cfg.DomainSocketDir == "" {
 		return nil, status.Error(codes.FailedPrecondition, "this node plugin has no --domain-socket-dir: cannot publish the worker's domain socket")
 	}
 	if _, err := os.Stat(n.cfg.DomainSocketDir); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "worker domain-socket directory: %v", err)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	unlock, err := n.lockVolume(ctx, req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if n.listed(req.GetTargetPath()) {
 		return &csipb.NodePublishVolumeResponse{}, nil
 	}
@@ -306,20 +385,23 @@ func (n *nodeServer) publishSocket(req *csipb.NodePublishVolumeRequest) (*csipb.
 	return &csipb.NodePublishVolumeResponse{}, nil
 }
 
-func (n *nodeServer) NodeUnpublishVolume(_ context.Context, req *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
+func (n *nodeServer) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
 	if id == "" || target == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume id and target path are required")
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	unlock, err := n.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := n.unmount(target); err != nil {
 		return nil, status.Errorf(codes.Internal, "unpublish volume %s: %v", id, err)
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, status.Errorf(codes.Internal, "remove target %s: %v", target, err)
 	}
-	if v, ok := n.staged[id]; ok {
+	if v, ok := n.stagedVol(id); ok {
 		delete(v.Targets, target)
 		if err := n.save(v); err != nil {
 			return nil, status.Errorf(codes.Internal, "unpublish volume %s: %v", id, err)

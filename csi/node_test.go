@@ -26,6 +26,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/test/alcovetest"
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 var (
@@ -129,9 +130,8 @@ func write(t *testing.T, c *client.Client, path string, data []byte) {
 
 func setup(t *testing.T, extra ...string) (*alcovetest.Cluster, *nodePlugin, string, string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("node plugin tests mount FUSE and bind mounts: run as root")
-	}
+	prereq.Root(t) // FUSE and bind mounts
+	prereq.DevFuse(t)
 	cl := alcovetest.Start(t, "n1")
 	dir := t.TempDir()
 	p := startNodePlugin(t, filepath.Join(dir, "csi.sock"), filepath.Join(dir, "state"), cl.MasterAddr, extra...)
@@ -145,7 +145,7 @@ func TestNodeOrderIdempotencyAndErrors(t *testing.T) {
 	if _, err := cl.Client("n1").Mkdir(ctx, "/volumes/v1", true, true, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	vctx := map[string]string{"path": "/volumes/v1"}
+	vctx := map[string]string{"path": "/volumes/v1", "replication": "1"} // the daemon takes --replication-durable
 	pub := &csipb.NodePublishVolumeRequest{VolumeId: "v1", StagingTargetPath: staging, TargetPath: target, VolumeCapability: rwx, VolumeContext: vctx}
 	if _, err := p.node.NodePublishVolume(ctx, pub); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("publish before stage: %v, want FailedPrecondition", err)

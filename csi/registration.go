@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/alcove-io/alcove/engine/meta"
 )
 
 // registrar registers the node plugin with kubelet through kubelet's
@@ -24,7 +26,7 @@ type registrar struct {
 func (r *registrar) GetInfo(context.Context, *registerapi.InfoRequest) (*registerapi.PluginInfo, error) {
 	return &registerapi.PluginInfo{
 		Type:              registerapi.CSIPlugin,
-		Name:              DriverName,
+		Name:              meta.CSIDriver,
 		Endpoint:          r.n.cfg.KubeletEndpoint,
 		SupportedVersions: []string{"1.0.0"},
 	}, nil
@@ -48,7 +50,7 @@ func (n *nodeServer) startRegistration() error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	sock := filepath.Join(dir, DriverName+"-reg.sock")
+	sock := filepath.Join(dir, meta.CSIDriver+"-reg.sock")
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale %s: %w", sock, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
@@ -41,13 +40,8 @@ type volumeRecord struct {
 
 // validName checks that a CSI volume name can be one path component.
 func validName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: volume name is required", meta.ErrInvalidArgument)
-	case len(name) > meta.MaxNameLength:
-		return fmt.Errorf("%w: volume name is %d bytes, longer than %d", meta.ErrInvalidArgument, len(name), meta.MaxNameLength)
-	case name == "." || name == ".." || strings.ContainsAny(name, "/\x00"):
-		return fmt.Errorf("%w: volume name %q must be one path component (no /, not . or .. )", meta.ErrInvalidArgument, name)
+	if err := meta.ValidName(name); err != nil {
+		return fmt.Errorf("volume name: %w", err)
 	}
 	return nil
 }

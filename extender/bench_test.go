@@ -19,6 +19,7 @@ import (
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/extender/locality"
 	"github.com/alcove-io/alcove/extender/podpaths"
 )
@@ -65,7 +66,7 @@ func benchObjects() *fakeObjects {
 		f.pvcs["ns/"+v] = &corev1.PersistentVolumeClaim{Spec: corev1.PersistentVolumeClaimSpec{VolumeName: v}}
 		f.pvs[v] = &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: v}, Spec: corev1.PersistentVolumeSpec{
 			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-				Driver: podpaths.Driver, VolumeHandle: v, VolumeAttributes: map[string]string{"path": "/volumes/" + v}}}}}
+				Driver: meta.CSIDriver, VolumeHandle: v, VolumeAttributes: map[string]string{"path": "/volumes/" + v}}}}}
 	}
 	return f
 }

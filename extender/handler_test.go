@@ -19,6 +19,7 @@ import (
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/extender/locality"
 	"github.com/alcove-io/alcove/extender/podpaths"
 	"github.com/alcove-io/alcove/extender/score"
@@ -65,7 +66,7 @@ func testObjects() *fakeObjects {
 			attrs["path"] = path
 		}
 		return &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PersistentVolumeSpec{
-			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: podpaths.Driver, VolumeHandle: handle, VolumeAttributes: attrs}},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: meta.CSIDriver, VolumeHandle: handle, VolumeAttributes: attrs}},
 		}}
 	}
 	return &fakeObjects{
@@ -82,8 +83,8 @@ func testObjects() *fakeObjects {
 			"pv-nfs":   {ObjectMeta: metav1.ObjectMeta{Name: "pv-nfs"}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: corev1.PersistentVolumeSource{NFS: &corev1.NFSVolumeSource{Server: "x", Path: "/"}}}},
 		},
 		scs: map[string]*storagev1.StorageClass{
-			"alluxio-bound": {Provisioner: podpaths.Driver, Parameters: map[string]string{"path": "/data/train"}},
-			"alluxio":       {Provisioner: podpaths.Driver},
+			"alluxio-bound": {Provisioner: meta.CSIDriver, Parameters: map[string]string{"path": "/data/train"}},
+			"alluxio":       {Provisioner: meta.CSIDriver},
 		},
 	}
 }

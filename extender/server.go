@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/extender/locality"
 	"github.com/alcove-io/alcove/extender/podpaths"
 )
@@ -36,6 +38,9 @@ type Config struct {
 	Objects podpaths.Objects
 	// Watcher overrides the master client (tests).
 	Watcher locality.Watcher
+	// TLS is the extender's certificate (role node) for the master; nil:
+	// plaintext.
+	TLS *security.Source
 }
 
 // Server runs the extender: the master stream feeding the locality index,
@@ -65,6 +70,19 @@ func New(cfg Config) (*Server, error) {
 	return &Server{cfg: cfg, Index: locality.New(), lis: lis}, nil
 }
 
+// kubeConfig loads the kubeconfig file, or the in-cluster configuration
+// when none is named (rest.ErrNotInCluster outside a cluster).
+func kubeConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		return rest.InClusterConfig()
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %q: %w", path, err)
+	}
+	return rc, nil
+}
+
 // Addr is the bound HTTP address.
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
@@ -75,27 +93,38 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	defer s.lis.Close()
 	objects := s.cfg.Objects
+	syncDone := make(chan struct{})
 	if objects == nil {
-		rc, err := clientcmd.BuildConfigFromFlags("", s.cfg.Kubeconfig)
-		if err != nil {
-			return fmt.Errorf("load kubeconfig %q: %w", s.cfg.Kubeconfig, err)
-		}
-		rc.UserAgent = "alcove-extender"
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return fmt.Errorf("create kubernetes client: %w", err)
-		}
-		l := podpaths.StartListers(ctx, cs, 10*time.Minute)
-		go func() {
-			if err := l.WaitForSync(ctx); err == nil {
-				logger.Info("Volume informers synced")
+		rc, err := kubeConfig(s.cfg.Kubeconfig)
+		switch {
+		case errors.Is(err, rest.ErrNotInCluster):
+			logger.Info("WARNING: no Kubernetes API (no --kubeconfig, not in a cluster): annotation-only mode, pods' claims are not resolved; only the annotation " + podpaths.AnnotationDataPaths + " names a pod's data")
+			objects = podpaths.AnnotationsOnly{}
+			close(syncDone)
+		case err != nil:
+			return err
+		default:
+			rc.UserAgent = "alcove-extender"
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return fmt.Errorf("create kubernetes client: %w", err)
 			}
-		}()
-		objects = l
+			l := podpaths.StartListers(ctx, cs, 10*time.Minute)
+			go func() {
+				defer close(syncDone)
+				if err := l.WaitForSync(ctx); err == nil {
+					logger.Info("Volume informers synced")
+				}
+			}()
+			objects = l
+		}
+	} else {
+		close(syncDone)
 	}
+	defer func() { cancel(); <-syncDone }() // the informers' wait ends with ctx
 	watcher := s.cfg.Watcher
 	if watcher == nil {
-		c, err := client.New(client.Config{MasterAddresses: s.cfg.MasterAddresses, Node: "alcove-extender"})
+		c, err := client.New(client.Config{MasterAddresses: s.cfg.MasterAddresses, Node: "alcove-extender", TLS: s.cfg.TLS})
 		if err != nil {
 			return fmt.Errorf("create master client: %w", err)
 		}

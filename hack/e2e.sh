@@ -10,8 +10,11 @@
 #     suite's test images;
 #  3. runs the test/e2e tests inside node 1's network namespace:
 #       TestClusterEndToEnd  helm lint, server-side dry-run of every manifest,
-#                            install, PVC/pod/Job checks, CSI node restart under
-#                            reads, uninstall leaves no mounts (PASS/FAIL lines)
+#                            install (mTLS on), TLS enforced and certificates
+#                            kept by helm upgrade, tenants kept apart (pods of
+#                            two namespaces with ServiceAccount tokens), PVC/pod/Job checks, CSI node
+#                            restart under reads, uninstall leaves no mounts
+#                            (PASS/FAIL lines)
 #       TestPlacement        a Spark-shaped application placed by the real
 #                            scheduler + extender next to its data (2 nodes)
 #       TestPodPOSIX         subPath of a directory another pod removed,

@@ -124,3 +124,8 @@ if [ ! -f "$out/csi-provisioner.tar" ]; then
   image csi-provisioner localhost/csi-provisioner:e2e alcove-e2e /csi-provisioner "" "$bins/csi-provisioner:/csi-provisioner" >/dev/null
 fi
 echo "$out/csi-provisioner.tar"
+# minio: the S3 server of the S3 checks (a test server only; hack/minio.sh).
+if [ ! -f "$out/minio.tar" ]; then
+  image minio localhost/minio:e2e alcove-e2e /minio "" "$(./hack/minio.sh):/minio" >/dev/null
+fi
+echo "$out/minio.tar"

@@ -7,6 +7,7 @@ import (
 
 	"github.com/alcove-io/alcove/csi"
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/engine/meta"
 )
 
 func newCSICmd(g *globals) *cobra.Command {
@@ -47,7 +48,7 @@ restores mounts whose FUSE daemon died.`,
 	f.StringVar(&cfg.Endpoint, "endpoint", "unix:///var/lib/kubelet/plugins/csi.alcove.io/csi.sock", "CSI socket")
 	f.StringVar(&cfg.NodeID, "node-id", defaultNode(), "this node's name (Kubernetes node name)")
 	f.StringVar(&mode, "mode", "all", "services to serve: controller, node or all")
-	f.StringVar(&cfg.VolumeRoot, "volume-root", "/volumes", "namespace directory under which CreateVolume makes volumes")
+	f.StringVar(&cfg.VolumeRoot, "volume-root", meta.VolumesRoot, "namespace directory under which CreateVolume makes volumes")
 	f.StringSliceVar(&cfg.AllowedUFS, "allowed-ufs", nil, "UFS URI prefixes StorageClasses may mount with the ufs parameter (local file:// paths need one)")
 	f.StringVar(&cfg.Node.StateDir, "state-dir", "/var/lib/alcove/csi", "node state: staged volumes and FUSE daemon logs")
 	f.StringVar(&cfg.Node.DomainSocketDir, "domain-socket-dir", "", "the local worker's domain-socket directory, published by the inline domain-socket volume")

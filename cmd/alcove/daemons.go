@@ -4,20 +4,22 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/conf"
-	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/ramdisk"
+	"github.com/alcove-io/alcove/engine/security"
+	"github.com/alcove-io/alcove/engine/security/kube"
 	"github.com/alcove-io/alcove/engine/worker"
 )
 
@@ -32,14 +34,16 @@ func parseTier(s string) (blockstore.TierConfig, error) {
 		return blockstore.TierConfig{}, usagef("--tier %q: alias must be MEM, SSD or HDD", s)
 	}
 	size, err := conf.ParseSize(parts[2])
-	if err != nil || size <= 0 {
+	if err != nil {
+		return blockstore.TierConfig{}, usagef("--tier %q: %v", s, err)
+	}
+	if size <= 0 {
 		return blockstore.TierConfig{}, usagef("--tier %q: size must be positive, e.g. 10GB", s)
 	}
 	return blockstore.TierConfig{Alias: alias, Dir: parts[1], QuotaBytes: size}, nil
 }
 
 // hostPort joins a host and a port flag value.
-func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
 func defaultNode() string {
 	if n := os.Getenv("ALCOVE_NODE"); n != "" {
@@ -69,52 +73,6 @@ func memDir(stateDir string) string {
 	return filepath.Join(stateDir, "worker", "mem")
 }
 
-func newMasterCmd(g *globals) *cobra.Command {
-	var cfg master.Config
-	var host string
-	var port, webPort int
-	cmd := &cobra.Command{
-		Use:   "master",
-		Short: "Run a master (metadata, journal, worker registry)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			p := g.props
-			if !cmd.Flags().Changed("dir") {
-				cfg.Dir = p.String(conf.MasterJournalFolder, cfg.Dir)
-			}
-			if !cmd.Flags().Changed("root-ufs") {
-				cfg.RootUFS = p.String(conf.MasterRootUFS, cfg.RootUFS)
-			}
-			if !cmd.Flags().Changed("port") {
-				port = p.Int(conf.MasterRPCPort, port)
-			}
-			if !cmd.Flags().Changed("web-port") {
-				webPort = p.Int(conf.MasterWebPort, webPort)
-			}
-			if !cmd.Flags().Changed("worker-timeout") {
-				cfg.WorkerTimeout = p.Duration(conf.MasterWorkerTimeout, cfg.WorkerTimeout)
-			}
-			if cfg.RootUFS == "" {
-				cfg.RootUFS = filepath.Join(cfg.Dir, "ufs")
-			}
-			cfg.Address = hostPort(host, port)
-			cfg.WebAddress = hostPort(host, webPort)
-			m, err := master.New(cfg)
-			if err != nil {
-				return err
-			}
-			return m.Run(cmd.Context())
-		},
-	}
-	cmd.Flags().StringVar(&cfg.Dir, "dir", "./alcove-data/master", "journal and metadata directory (alluxio.master.journal.folder)")
-	cmd.Flags().StringVar(&cfg.RootUFS, "root-ufs", "", "UFS URI mounted at / when the namespace is new (default DIR/ufs)")
-	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "address to bind and advertise")
-	cmd.Flags().IntVar(&port, "port", 19998, "RPC port")
-	cmd.Flags().IntVar(&webPort, "web-port", 19999, "web UI and /metrics port")
-	cmd.Flags().DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "mark a worker lost after this long without a heartbeat")
-	return cmd
-}
-
 // workerFlags are shared by `alcove worker` and `alcove local`.
 type workerFlags struct {
 	host, node, socket, memDir, memSize   string
@@ -122,14 +80,16 @@ type workerFlags struct {
 	tiers                                 []string
 	ramdisk                               bool
 	drainTimeout                          time.Duration
+	socketGroup                           int
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.node, "node-name", defaultNode(), "node name reported for locality (Kubernetes node name; env ALCOVE_NODE)")
-	cmd.Flags().IntVar(&f.port, "worker-port", 29999, "worker RPC port")
-	cmd.Flags().IntVar(&f.webPort, "worker-web-port", 30000, "worker /metrics port")
-	cmd.Flags().IntVar(&f.dataPort, "worker-data-port", 29998, "worker raw block data port for remote reads (0 disables; clients then use gRPC)")
+	cmd.Flags().IntVar(&f.port, "worker-port", meta.WorkerRPCPort, "worker RPC port")
+	cmd.Flags().IntVar(&f.webPort, "worker-web-port", meta.WorkerWebPort, "worker /metrics port")
+	cmd.Flags().IntVar(&f.dataPort, "worker-data-port", meta.WorkerDataPort, "worker raw block data port for remote reads (0 disables; clients then use gRPC)")
 	cmd.Flags().StringVar(&f.socket, "domain-socket", "", "unix socket for short-circuit reads (\"none\" disables)")
+	cmd.Flags().IntVar(&f.socketGroup, "domain-socket-group", -1, "group id that may connect to the domain socket besides root and the worker's user (mode 0660; 0 or -1: the worker's group); reads also need a block token")
 	cmd.Flags().StringVar(&f.memDir, "mem-dir", "", "MEM tier directory (default: on /dev/shm)")
 	cmd.Flags().StringVar(&f.memSize, "mem-size", "1GB", "MEM tier quota (alluxio.worker.ramdisk.size)")
 	cmd.Flags().BoolVar(&f.ramdisk, "mem-ramdisk", true, "mount a dedicated tmpfs with transparent huge pages on the MEM tier directory (needs root; without it the directory is used as it is)")
@@ -138,7 +98,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.drainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "on SIGTERM, refuse new writes and wait this long for in-flight writes and persists before exiting (keep it under the pod's terminationGracePeriodSeconds)")
 }
 
-func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAddr string) (worker.Config, error) {
+func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir string, masters []string) (worker.Config, error) {
 	p := g.props
 	if !cmd.Flags().Changed("worker-port") {
 		f.port = p.Int(conf.WorkerRPCPort, f.port)
@@ -184,12 +144,12 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 	}
 	dataAddr := ""
 	if f.dataPort > 0 {
-		dataAddr = hostPort(f.host, f.dataPort)
+		dataAddr = meta.HostPort(f.host, f.dataPort)
 	}
 	return worker.Config{
-		MasterAddress:     masterAddr,
-		Address:           hostPort(f.host, f.port),
-		WebAddress:        hostPort(f.host, f.webPort),
+		MasterAddresses:   masters,
+		Address:           meta.HostPort(f.host, f.port),
+		WebAddress:        meta.HostPort(f.host, f.webPort),
 		DataAddress:       dataAddr,
 		DomainSocket:      socket,
 		Node:              f.node,
@@ -197,6 +157,7 @@ func (f *workerFlags) config(cmd *cobra.Command, g *globals, stateDir, masterAdd
 		Ramdisk:           f.ramdisk,
 		AsyncCacheThreads: f.asyncThreads,
 		DrainTimeout:      f.drainTimeout,
+		DomainSocketGroup: f.socketGroup,
 	}, nil
 }
 
@@ -208,8 +169,11 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		Short: "Run a worker (tiered block cache, short-circuit socket)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config(cmd, g, dir, g.masterAddresses()[0])
+			cfg, err := f.config(cmd, g, dir, g.masterAddresses())
 			if err != nil {
+				return err
+			}
+			if cfg.TLS, err = g.tls(security.RoleWorker); err != nil {
 				return err
 			}
 			w, err := worker.New(cfg)
@@ -252,4 +216,18 @@ func newFormatCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", "./alcove-data", "state directory of `alcove local`")
 	cmd.Flags().StringVar(&mem, "mem-dir", "", "MEM tier directory, when the worker was given --mem-dir (its ramdisk is unmounted, its cache erased)")
 	return cmd
+}
+
+// kubeTokenReviewer verifies ServiceAccount tokens with the in-cluster
+// Kubernetes API.
+func kubeTokenReviewer() (*kube.TokenReviewer, error) {
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("--kube-auth: in-cluster Kubernetes configuration: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("--kube-auth: create Kubernetes client: %w", err)
+	}
+	return kube.NewTokenReviewer(cs, 0), nil
 }

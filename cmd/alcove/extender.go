@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/extender"
 )
 
@@ -23,6 +24,10 @@ answers "no opinion". See extender/README.md for the scheduler configuration.`,
 				return usagef("--min-fraction %v: use a value in 0..1", cfg.Handler.MinFraction)
 			}
 			cfg.MasterAddresses = g.masterAddresses()
+			var err error
+			if cfg.TLS, err = g.tls(security.RoleNode); err != nil {
+				return err
+			}
 			s, err := extender.New(cfg)
 			if err != nil {
 				return err
@@ -32,7 +37,7 @@ answers "no opinion". See extender/README.md for the scheduler configuration.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", extender.DefaultListen, "HTTP listen address")
-	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration; outside a cluster, annotation-only mode)")
 	f.BoolVar(&cfg.Handler.Hard, "hard", false, "filter every pod with Alcove data to nodes caching it (otherwise only pods annotated alcove.io/placement: required)")
 	f.Float64Var(&cfg.Handler.MinFraction, "min-fraction", extender.DefaultMinFraction, "/filter keeps nodes caching at least this fraction of what the best node caches")
 	f.Float64Var(&cfg.Handler.DampingPods, "damping-pods", extender.DefaultDampingPods, "halve a node's score once this many data pods were recently scored onto it (negative: no damping)")

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,7 +20,13 @@ import (
 
 // clientConfig builds a client configuration from flags, env and properties.
 func (g *globals) clientConfig() (client.Config, error) {
-	cfg := client.Config{MasterAddresses: g.masterAddresses(), Node: os.Getenv("ALCOVE_NODE")}
+	// ALCOVE_TOKEN_FILE: a pod's projected ServiceAccount token (audience
+	// alcove) proves the user instead of the asserted OS user.
+	cfg := client.Config{MasterAddresses: g.masterAddresses(), Node: os.Getenv("ALCOVE_NODE"), TokenFile: os.Getenv("ALCOVE_TOKEN_FILE")}
+	var err error
+	if cfg.TLS, err = g.clientTLS(); err != nil {
+		return cfg, err
+	}
 	if cfg.Node == "" && g.props != nil {
 		cfg.Node = g.props.String(conf.UserHostname, "")
 	}
@@ -32,6 +40,11 @@ func (g *globals) clientConfig() (client.Config, error) {
 		cfg.ReadType, _ = meta.ParseReadType(v)
 	}
 	cfg.BlockSize = g.props.Size(conf.UserBlockSize, 0)
+	cfg.RetryTimeout = g.props.Duration(conf.UserRPCRetryMaxDuration, 0)
+	if v, ok := g.props.Get(conf.UserMetadataSyncInterval); ok {
+		d, _ := conf.ParseSyncInterval(v) // validated when the file was read
+		cfg.MetadataSyncInterval = &d
+	}
 	cfg.ReplicationDurable = int32(g.props.Int(conf.UserReplicationDurable, 0))
 	cfg.DataTimeout = g.props.Duration(conf.UserDataReadTimeout, 0)
 	return cfg, nil
@@ -56,7 +69,7 @@ func newFsCmd(g *globals) *cobra.Command {
 	fs.AddCommand(
 		fsLs(g), fsMkdir(g), fsStat(g), fsRm(g), fsMv(g), fsDu(g), fsCount(g),
 		fsCopyFromLocal(g), fsCopyToLocal(g), fsCat(g), fsChecksum(g),
-		fsMount(g), fsUnmount(g), fsFree(g), fsPin(g, true), fsPin(g, false), fsSetTTL(g), fsLeader(g), fsDistributedLoad(g, "load"), fsPersist(g),
+		fsMount(g), fsUnmount(g), fsFree(g), fsPin(g, true), fsPin(g, false), fsSetTTL(g), fsLeader(g), fsDistributedLoad(g, "load"), fsPersist(g), fsLoadMetadata(g),
 		fsDistributedLoad(g, "distributedLoad"), fsDistributedCopy(g, false), fsDistributedCopy(g, true),
 	)
 	return fs
@@ -388,13 +401,9 @@ func fsMount(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			props := map[string]string{}
-			for _, o := range options {
-				k, v, ok := strings.Cut(o, "=")
-				if !ok {
-					return usagef("--option %q: use KEY=VALUE", o)
-				}
-				props[k] = v
+			props, err := parseOptions("--option", options)
+			if err != nil {
+				return err
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				if len(args) == 0 {
@@ -407,7 +416,7 @@ func fsMount(g *globals) *cobra.Command {
 						if m.GetReadOnly() {
 							ro = " (readonly)"
 						}
-						fmt.Fprintf(cmd.OutOrStdout(), "%s  on  %s%s\n", m.GetUfsUri(), m.GetAlcovePath(), ro)
+						fmt.Fprintf(cmd.OutOrStdout(), "%s  on  %s%s%s\n", m.GetUfsUri(), m.GetAlcovePath(), ro, optionsString(m.GetProperties()))
 					}
 					return nil
 				}
@@ -421,7 +430,63 @@ func fsMount(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&readOnly, "readonly", false, "mount read-only")
 	cmd.Flags().BoolVar(&shared, "shared", false, "mount shared")
-	cmd.Flags().StringArrayVar(&options, "option", nil, "UFS property KEY=VALUE (repeatable)")
+	cmd.Flags().StringArrayVar(&options, "option", nil, "UFS property KEY=VALUE (repeatable), e.g. alluxio.underfs.s3.endpoint=http://minio:9000; prefer the AWS_* environment of master and workers for credentials (command lines are visible to other users)")
+	return cmd
+}
+
+// parseOptions turns repeated KEY=VALUE flags into mount properties.
+func parseOptions(flag string, opts []string) (map[string]string, error) {
+	if len(opts) == 0 {
+		return nil, nil
+	}
+	props := map[string]string{}
+	for _, o := range opts {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok || k == "" {
+			return nil, usagef("%s %q: use KEY=VALUE", flag, strings.SplitN(o, "=", 2)[0])
+		}
+		props[k] = v
+	}
+	return props, nil
+}
+
+// optionsString renders mount properties as the master hands them to
+// clients (secrets already redacted), sorted.
+func optionsString(props map[string]string) string {
+	if len(props) == 0 {
+		return ""
+	}
+	var kv []string
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		kv = append(kv, k+"="+props[k])
+	}
+	return " (" + strings.Join(kv, ", ") + ")"
+}
+
+func fsLoadMetadata(g *globals) *cobra.Command {
+	var recursive, force bool
+	cmd := &cobra.Command{
+		Use:   "loadMetadata [-R] [-F] PATH",
+		Short: "Re-read a path's metadata from the UFS (objects added, changed or deleted behind Alcove's back)",
+		Long: `Re-reads PATH's metadata from the UFS: new objects appear, deleted ones
+disappear, and a file whose object changed (S3 ETag, length or mtime) gets
+new metadata; its cached blocks of the old version are dropped. With -R the
+whole subtree is re-read. Metadata is always re-read (-F is accepted for
+Alluxio compatibility).`,
+		Args: exactArgs(1, "one PATH"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				infos, err := c.LoadMetadata(ctx, args[0], recursive)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Loaded metadata of %s (%d entries)\n", args[0], len(infos))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "re-read the whole subtree")
+	cmd.Flags().BoolVarP(&force, "force", "F", false, "re-read even loaded metadata (always the case)")
 	return cmd
 }
 

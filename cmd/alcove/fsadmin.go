@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -62,6 +63,7 @@ func newFsadminCmd(g *globals) *cobra.Command {
 			})
 		},
 	})
+	journal.AddCommand(newQuorumCmd(g))
 	admin.AddCommand(report, journal)
 	return admin
 }
@@ -70,7 +72,7 @@ func newFsadminCmd(g *globals) *cobra.Command {
 func tierTotals(ws []*apiv1.WorkerInfo) (aliases []string, capacity, used map[string]int64) {
 	capacity, used = map[string]int64{}, map[string]int64{}
 	for _, w := range ws {
-		if w.GetState() == "LOST" {
+		if w.GetState() == apiv1.WorkerState_WORKER_LOST {
 			continue
 		}
 		for _, t := range w.GetTiers() {
@@ -134,7 +136,7 @@ func printCapacity(out io.Writer, ws []*apiv1.WorkerInfo) error {
 			wc += t.GetCapacityBytes()
 			wu += t.GetUsedBytes()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%ds ago\tcapacity %s", w.GetAddress(), w.GetNode(), w.GetState(), w.GetLastContactMs()/1000, humanSize(wc))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%ds ago\tcapacity %s", w.GetAddress(), w.GetNode(), strings.TrimPrefix(w.GetState().String(), "WORKER_"), w.GetLastContactMs()/1000, humanSize(wc))
 		for _, a := range aliases {
 			fmt.Fprintf(tw, "\t%s", humanSize(caps[a]))
 		}

@@ -36,6 +36,7 @@ type fuseFlags struct {
 	debug          bool
 	node           string
 	readType       string
+	replication    int
 }
 
 func (f *fuseFlags) register(cmd *cobra.Command) {
@@ -51,6 +52,7 @@ func (f *fuseFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.debug, "fuse-debug", false, "log every FUSE request")
 	fl.StringVar(&f.node, "node-name", defaultNode(), "this node's name: blocks cached by its worker are read by passthrough / short-circuit (env ALCOVE_NODE)")
 	fl.StringVar(&f.readType, "read-type", "", "CACHE, CACHE_PROMOTE or NO_CACHE (default: alluxio.user.file.readtype.default, else CACHE)")
+	fl.IntVar(&f.replication, "replication-durable", 0, "copies of an ASYNC_THROUGH file's blocks on distinct workers before a write is acknowledged (default: alluxio.user.file.replication.durable, else 1)")
 }
 
 // defaultHandoverSocket derives the handover socket from the mount point,
@@ -146,6 +148,12 @@ the open-file table, the old daemon exits, and open files keep working.`,
 				if ccfg.ReadType, err = readTypeFlag(f.readType); err != nil {
 					return err
 				}
+			}
+			switch {
+			case f.replication < 0:
+				return usagef("--replication-durable %d: use a positive number of copies", f.replication)
+			case f.replication > 0:
+				ccfg.ReplicationDurable = int32(f.replication)
 			}
 			c, err := client.New(ccfg)
 			if err != nil {

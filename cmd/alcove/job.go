@@ -22,6 +22,7 @@ import (
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/job"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // jobMasterAddress resolves --job-master, then ALCOVE_JOB_MASTER, then
@@ -33,23 +34,27 @@ func (g *globals) jobMasterAddress() string {
 	if a := os.Getenv("ALCOVE_JOB_MASTER"); a != "" {
 		return a
 	}
-	port := 20001
+	port := meta.JobMasterRPCPort
 	if g.props != nil {
 		port = g.props.Int(conf.JobMasterRPCPort, port)
 		if h, ok := g.props.Get(conf.JobMasterHostname); ok {
-			return hostPort(h, port)
+			return meta.HostPort(h, port)
 		}
 	}
 	host, _, err := net.SplitHostPort(g.masterAddresses()[0])
 	if err != nil {
 		host = "127.0.0.1"
 	}
-	return hostPort(host, port)
+	return meta.HostPort(host, port)
 }
 
 // withJobs runs fn with a job master client and a filesystem client.
 func (g *globals) withJobs(cmd *cobra.Command, fn func(context.Context, *client.JobClient, *client.Client) error) error {
-	jc, err := client.NewJobClient(g.jobMasterAddress())
+	tlsSrc, err := g.clientTLS()
+	if err != nil {
+		return err
+	}
+	jc, err := client.NewJobClient(g.jobMasterAddress(), tlsSrc)
 	if err != nil {
 		return err
 	}
@@ -78,8 +83,12 @@ func newJobMasterCmd(g *globals) *cobra.Command {
 			if !cmd.Flags().Changed("replication-min") {
 				cfg.ReplicationMin = p.Int(conf.UserReplicationMin, cfg.ReplicationMin)
 			}
-			cfg.Address, cfg.WebAddress = hostPort(host, port), hostPort(host, webPort)
+			cfg.Address, cfg.WebAddress = meta.HostPort(host, port), meta.HostPort(host, webPort)
 			cfg.MasterAddresses = g.masterAddresses()
+			var err error
+			if cfg.TLS, err = g.tls(security.RoleJob); err != nil {
+				return err
+			}
 			m, err := job.NewMaster(cfg)
 			if err != nil {
 				return err
@@ -90,7 +99,7 @@ func newJobMasterCmd(g *globals) *cobra.Command {
 			}
 			defer m.Close()
 			if dataloads {
-				wait, err := startDataLoadController(ctx, kubeconfig, m.Addr())
+				wait, err := startDataLoadController(ctx, kubeconfig, m.Addr(), cfg.TLS)
 				if err != nil {
 					return err
 				}
@@ -102,8 +111,8 @@ func newJobMasterCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfg.Dir, "dir", "./alcove-data/job", "job store directory")
 	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "address to bind and advertise")
-	cmd.Flags().IntVar(&port, "port", 20001, "RPC port (alluxio.job.master.rpc.port)")
-	cmd.Flags().IntVar(&webPort, "web-port", 20002, "web page and /metrics port (alluxio.job.master.web.port)")
+	cmd.Flags().IntVar(&port, "port", meta.JobMasterRPCPort, "RPC port (alluxio.job.master.rpc.port)")
+	cmd.Flags().IntVar(&webPort, "web-port", meta.JobMasterWebPort, "web page and /metrics port (alluxio.job.master.web.port)")
 	cmd.Flags().DurationVar(&cfg.WorkerTimeout, "worker-timeout", 10*time.Second, "a job worker silent this long is lost; its tasks are planned again")
 	cmd.Flags().IntVar(&cfg.Retries, "retries", 3, "attempts per file before a job reports it failed")
 	cmd.Flags().BoolVar(&dataloads, "dataload-controller", false, "reconcile DataLoad resources (alcove.io/v1alpha1) of a Kubernetes cluster")
@@ -119,8 +128,8 @@ type jobWorkerFlags struct {
 }
 
 func (f *jobWorkerFlags) register(cmd *cobra.Command, prefix string) {
-	cmd.Flags().IntVar(&f.port, prefix+"port", 30001, "job worker RPC port (alluxio.job.worker.rpc.port)")
-	cmd.Flags().IntVar(&f.webPort, prefix+"web-port", 30003, "job worker /metrics port (alluxio.job.worker.web.port)")
+	cmd.Flags().IntVar(&f.port, prefix+"port", meta.JobWorkerRPCPort, "job worker RPC port (alluxio.job.worker.rpc.port)")
+	cmd.Flags().IntVar(&f.webPort, prefix+"web-port", meta.JobWorkerWebPort, "job worker /metrics port (alluxio.job.worker.web.port)")
 	cmd.Flags().IntVar(&f.slots, prefix+"threads", 4, "tasks run at once (alluxio.job.worker.threadpool.size)")
 	cmd.Flags().StringVar(&f.bandwidth, prefix+"bandwidth", "0", "cap on bytes per second loaded or copied, e.g. 200MB (alluxio.job.worker.bandwidth; 0: none)")
 	cmd.Flags().StringVar(&f.labels, prefix+"node-labels", "", "labels jobs' node selectors match, k=v,k2=v2")
@@ -138,8 +147,8 @@ func (f *jobWorkerFlags) config(cmd *cobra.Command, g *globals, prefix, host, no
 		f.slots = p.Int(conf.JobWorkerThreads, f.slots)
 	}
 	bw, err := conf.ParseSize(f.bandwidth)
-	if err != nil || bw < 0 {
-		return job.WorkerConfig{}, usagef("--%sbandwidth %q: give bytes per second such as 200MB, or 0", prefix, f.bandwidth)
+	if err != nil {
+		return job.WorkerConfig{}, usagef("--%sbandwidth: %v: give bytes per second such as 200MB, or 0", prefix, err)
 	}
 	if !cmd.Flags().Changed(prefix + "bandwidth") {
 		bw = p.Size(conf.JobWorkerBandwidth, bw)
@@ -149,7 +158,13 @@ func (f *jobWorkerFlags) config(cmd *cobra.Command, g *globals, prefix, host, no
 		return job.WorkerConfig{}, usagef("--%snode-labels: %v", prefix, err)
 	}
 	return job.WorkerConfig{JobMasterAddress: jobMaster, MasterAddresses: g.masterAddresses(), Node: node, Labels: labels,
-		Address: hostPort(host, f.port), WebAddress: hostPort(host, f.webPort), Slots: f.slots, BandwidthBytes: bw}, nil
+		Address: meta.HostPort(host, f.port), WebAddress: meta.HostPort(host, f.webPort), Slots: f.slots, BandwidthBytes: bw}, nil
+}
+
+// jobWorkerTLS is the job worker daemon's certificate.
+func (g *globals) jobWorkerTLS(cfg *job.WorkerConfig) (err error) {
+	cfg.TLS, err = g.tls(security.RoleJob)
+	return err
 }
 
 // parseLabels reads k=v,k2=v2.
@@ -178,6 +193,9 @@ func newJobWorkerCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(cmd, g, "", host, node, g.jobMasterAddress())
 			if err != nil {
+				return err
+			}
+			if err := g.jobWorkerTLS(&cfg); err != nil {
 				return err
 			}
 			w, err := job.NewWorker(cfg)

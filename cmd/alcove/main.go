@@ -17,6 +17,7 @@ import (
 
 	"github.com/alcove-io/alcove/engine/conf"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/meta"
 )
 
 // version is set by the build (-ldflags -X main.version=...).
@@ -27,7 +28,9 @@ type globals struct {
 	master    string
 	jobMaster string
 	confFile  string
-	props     *conf.Properties
+	// tlsDirFlag is --tls-dir; read it through tlsDir().
+	tlsDirFlag string
+	props      *conf.Properties
 }
 
 func main() {
@@ -88,30 +91,35 @@ func newRoot(g *globals) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.master, "master", "", "master address HOST:PORT[,HOST:PORT...] (env ALCOVE_MASTER; default from the properties file, else 127.0.0.1:19998)")
 	root.PersistentFlags().StringVar(&g.jobMaster, "job-master", "", "job master address HOST:PORT (env ALCOVE_JOB_MASTER; default alluxio.job.master.hostname, else the master's host on port 20001)")
 	root.PersistentFlags().StringVar(&g.confFile, "conf", "", "properties file (default: $ALCOVE_CONF_DIR/alcove-site.properties, ./conf/alcove-site.properties, /etc/alcove/alcove-site.properties)")
-	root.AddCommand(newFsCmd(g), newFsadminCmd(g), newLocalCmd(g), newMasterCmd(g), newWorkerCmd(g), newFormatCmd(g), newRunTestsCmd(g), newCSICmd(g), newExtenderCmd(g), newFuseCmd(g), newJobMasterCmd(g), newJobWorkerCmd(g), newJobCmd(g), newVersionCmd())
+	root.PersistentFlags().StringVar(&g.tlsDirFlag, "tls-dir", "", "this process's certificate directory: tls.crt, tls.key, ca.crt (env ALCOVE_TLS_DIR; property alcove.security.tls.dir); empty turns TLS off")
+	root.AddCommand(newCertsCmd(), newFsCmd(g), newFsadminCmd(g), newLocalCmd(g), newMasterCmd(g), newWorkerCmd(g), newFormatCmd(g), newRunTestsCmd(g), newCSICmd(g), newExtenderCmd(g), newFuseCmd(g), newJobMasterCmd(g), newJobWorkerCmd(g), newJobCmd(g), newVersionCmd())
 	return root
 }
 
 // masterAddresses resolves --master, then ALCOVE_MASTER, then the
-// properties file, then the default.
+// properties file (alluxio.master.rpc.addresses, else alluxio.master.hostname),
+// then the default.
 func (g *globals) masterAddresses() []string {
 	s := g.master
 	if s == "" {
 		s = os.Getenv("ALCOVE_MASTER")
 	}
 	if s == "" && g.props != nil {
+		s = g.props.String(conf.MasterRPCAddresses, "")
+	}
+	if s == "" && g.props != nil {
 		if h, ok := g.props.Get(conf.MasterHostname); ok {
-			s = h + ":" + g.props.String(conf.MasterRPCPort, "19998")
+			s = meta.HostPort(h, g.props.Int(conf.MasterRPCPort, meta.MasterRPCPort))
 		}
 	}
 	if s == "" {
-		s = "127.0.0.1:19998"
+		s = meta.HostPort("127.0.0.1", meta.MasterRPCPort)
 	}
 	var out []string
 	for _, a := range strings.Split(s, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			if !strings.Contains(a, ":") {
-				a += ":19998"
+				a = meta.HostPort(a, meta.MasterRPCPort)
 			}
 			out = append(out, a)
 		}

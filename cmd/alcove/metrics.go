@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/spf13/cobra"
 
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
 )
 
@@ -38,7 +39,7 @@ func newMetricsReportCmd(g *globals) *cobra.Command {
 					sources = append(sources, mi.GetWebAddress())
 				}
 				for _, w := range ws {
-					if w.GetState() != "LOST" && w.GetWebAddress() != "" {
+					if w.GetState() != apiv1.WorkerState_WORKER_LOST && w.GetWebAddress() != "" {
 						sources = append(sources, w.GetWebAddress())
 					}
 				}

@@ -12,14 +12,16 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/masterconn"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
 )
 
@@ -35,8 +37,9 @@ type Config struct {
 	ReadType           apiv1.ReadType
 	BlockSize          int64
 	ReplicationDurable int32
-	// RetryTimeout bounds how long a metadata call retries an unreachable
-	// master before it fails (default 5 s).
+	// RetryTimeout bounds how long a metadata call keeps retrying masters
+	// that are unreachable or not leading (a fail-over) before it fails
+	// (default masterconn.DefaultRetryTimeout).
 	RetryTimeout time.Duration
 	// DisableShortCircuit forces reads through gRPC even on the same node.
 	DisableShortCircuit bool
@@ -50,27 +53,38 @@ type Config struct {
 	// worker before it goes to another copy or the UFS (default
 	// DefaultDataTimeout; alluxio.user.streaming.data.read.timeout).
 	DataTimeout time.Duration
+	// MetadataSyncInterval (alluxio.user.file.metadata.sync.interval), sent
+	// with GetStatus and ListStatus: UFS metadata older than this is re-read
+	// (negative: never, 0: always). nil leaves it to the mount and master.
+	MetadataSyncInterval *time.Duration
+	// TLS is this client's certificate for mTLS to masters, workers (gRPC
+	// and data port) and the job master; nil: plaintext (TLS off).
+	TLS *security.Source
+	// TokenFile is a projected ServiceAccount token (audience alcove) the
+	// client proves its user with; it is re-read on every call (kubelet
+	// rotates it). Empty: the user is Owner/Group, asserted (SIMPLE).
+	TokenFile string
 }
 
 // Client is safe for concurrent use.
 type Client struct {
 	cfg Config
 
-	mu        sync.Mutex
-	master    *grpc.ClientConn
-	masterIdx int
-	workers   map[string]*grpc.ClientConn
-	sc        map[string]*shortcircuit.Client
-	dataIdle  map[string][]net.Conn // idle data-port connections by worker
-	wcache    []*apiv1.WorkerInfo
-	wcacheAt  time.Time
-	slow      map[string]time.Time // workers that timed out, until when (see deadline.go)
+	master *masterconn.Conn // follows the leader
+
+	mu       sync.Mutex
+	workers  map[string]*grpc.ClientConn
+	sc       map[string]*shortcircuit.Client
+	dataIdle map[string][]net.Conn // idle data-port connections by worker
+	wcache   []*apiv1.WorkerInfo
+	wcacheAt time.Time
+	slow     map[string]time.Time // workers that timed out, until when (see deadline.go)
 }
 
 // New returns a client; connections are made on first use.
 func New(cfg Config) (*Client, error) {
 	if len(cfg.MasterAddresses) == 0 {
-		cfg.MasterAddresses = []string{"127.0.0.1:19998"}
+		cfg.MasterAddresses = []string{meta.HostPort("127.0.0.1", meta.MasterRPCPort)}
 	}
 	if cfg.Node == "" {
 		cfg.Node, _ = os.Hostname()
@@ -91,12 +105,20 @@ func New(cfg Config) (*Client, error) {
 		cfg.Owner, cfg.Group = currentUser()
 	}
 	if cfg.RetryTimeout == 0 {
-		cfg.RetryTimeout = 5 * time.Second
+		cfg.RetryTimeout = masterconn.DefaultRetryTimeout
 	}
 	if cfg.DataTimeout <= 0 {
 		cfg.DataTimeout = DefaultDataTimeout
 	}
-	return &Client{cfg: cfg, workers: map[string]*grpc.ClientConn{}, sc: map[string]*shortcircuit.Client{}}, nil
+	c := &Client{cfg: cfg, workers: map[string]*grpc.ClientConn{}, sc: map[string]*shortcircuit.Client{}}
+	mc, err := masterconn.New(masterconn.Config{Addresses: cfg.MasterAddresses, RetryTimeout: cfg.RetryTimeout,
+		DialOptions: []grpc.DialOption{security.DialOption(cfg.TLS, security.RoleMaster),
+			grpc.WithChainUnaryInterceptor(c.identify), grpc.WithChainStreamInterceptor(c.identifyStream)}})
+	if err != nil {
+		return nil, err
+	}
+	c.master = mc
+	return c, nil
 }
 
 // Config returns the effective configuration.
@@ -106,11 +128,7 @@ func (c *Client) Config() Config { return c.cfg }
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var errs []error
-	if c.master != nil {
-		errs = append(errs, c.master.Close())
-		c.master = nil
-	}
+	errs := []error{c.master.Close()}
 	for k, w := range c.workers {
 		errs = append(errs, w.Close())
 		delete(c.workers, k)
@@ -129,9 +147,9 @@ func (c *Client) Close() error {
 }
 
 // dataDialOptions are tuned for bulk block streams over loopback and LAN.
-func dataDialOptions() []grpc.DialOption {
+func (c *Client) dataDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		security.DialOption(c.cfg.TLS, security.RoleWorker),
 		grpc.WithInitialWindowSize(64 << 20),
 		grpc.WithInitialConnWindowSize(64 << 20),
 		grpc.WithReadBufferSize(1 << 20),
@@ -141,76 +159,14 @@ func dataDialOptions() []grpc.DialOption {
 	}
 }
 
-func (c *Client) masterConn() (*grpc.ClientConn, string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	addr := c.cfg.MasterAddresses[c.masterIdx%len(c.cfg.MasterAddresses)]
-	if c.master != nil {
-		return c.master, addr, nil
-	}
-	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
-	if err != nil {
-		return nil, addr, fmt.Errorf("connect to master %s: %w", addr, err)
-	}
-	c.master = cc
-	return cc, addr, nil
-}
-
-// nextMaster drops the current connection so the next call tries another master.
-func (c *Client) nextMaster(bad *grpc.ClientConn) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.master == bad && bad != nil {
-		bad.Close()
-		c.master = nil
-		c.masterIdx++
-	}
-}
-
-// callMaster runs fn against the leader, retrying Unavailable errors (a
-// master that is down, restarting, or not the leader) until RetryTimeout.
-func (c *Client) callMaster(ctx context.Context, fn func(context.Context, *grpc.ClientConn) error) error {
-	deadline := time.Now().Add(c.cfg.RetryTimeout)
-	backoff := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		cc, addr, err := c.masterConn()
-		if err != nil {
-			return err
-		}
-		actx, cancel := context.WithTimeout(ctx, c.cfg.RetryTimeout)
-		err = meta.FromStatus(fn(actx, cc))
-		cancel()
-		if err == nil || !errors.Is(err, meta.ErrUnavailable) {
-			return err
-		}
-		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) || attempt > 50 {
-			if errors.Is(err, meta.ErrNotLeader) {
-				return fmt.Errorf("no leader master among %v: %w", c.cfg.MasterAddresses, err)
-			}
-			return fmt.Errorf("cannot reach the master at %s (is `alcove local` or `alcove master` running? set --master or ALCOVE_MASTER): %w", addr, err)
-		}
-		c.nextMaster(cc)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
-	}
-}
-
+// fs runs fn with the leader's FileSystemMaster; the connection follows the
+// leader and retries across fail-overs (engine/masterconn).
 func (c *Client) fs(ctx context.Context, fn func(context.Context, apiv1.FileSystemMasterClient) error) error {
-	return c.callMaster(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
-		return fn(ctx, apiv1.NewFileSystemMasterClient(cc))
-	})
+	return meta.FromStatus(fn(ctx, apiv1.NewFileSystemMasterClient(c.master)))
 }
 
 func (c *Client) metaMaster(ctx context.Context, fn func(context.Context, apiv1.MetaMasterClient) error) error {
-	return c.callMaster(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
-		return fn(ctx, apiv1.NewMetaMasterClient(cc))
-	})
+	return meta.FromStatus(fn(ctx, apiv1.NewMetaMasterClient(c.master)))
 }
 
 func (c *Client) workerConn(addr string) (apiv1.BlockWorkerClient, error) {
@@ -219,7 +175,7 @@ func (c *Client) workerConn(addr string) (apiv1.BlockWorkerClient, error) {
 	if cc, ok := c.workers[addr]; ok {
 		return apiv1.NewBlockWorkerClient(cc), nil
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, dataDialOptions()...)
+	cc, err := grpc.NewClient("passthrough:///"+addr, c.dataDialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to worker %s: %w", addr, err)
 	}
@@ -266,7 +222,7 @@ func (c *Client) liveWorkers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
 	}
 	var live []*apiv1.WorkerInfo
 	for _, w := range all {
-		if w.GetState() != "LOST" {
+		if w.GetState() != apiv1.WorkerState_WORKER_LOST {
 			live = append(live, w)
 		}
 	}
@@ -274,6 +230,23 @@ func (c *Client) liveWorkers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
 	c.wcache, c.wcacheAt = live, time.Now()
 	c.mu.Unlock()
 	return live, nil
+}
+
+// forgetWorkers drops the cached worker list (the next call asks the master).
+func (c *Client) forgetWorkers() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wcache = nil
+}
+
+// pickWorkerWaiting picks a worker as pickWorker does, waiting (bounded
+// by wait) while none is live.
+func (c *Client) pickWorkerWaiting(ctx context.Context, wait *workerWait) (*apiv1.WorkerInfo, error) {
+	w, err := c.pickWorker(ctx, -1)
+	for errors.Is(err, meta.ErrUnavailable) && wait.next(ctx) {
+		w, err = c.pickWorker(ctx, -1)
+	}
+	return w, err
 }
 
 // pickWorker prefers the worker on this client's node, else a stable
@@ -323,4 +296,37 @@ func currentUser() (string, string) {
 		group = g.Name
 	}
 	return u.Username, group
+}
+
+// withUser adds who the call acts for: the ServiceAccount token, or the
+// configured owner and group.
+func (c *Client) withUser(ctx context.Context) (context.Context, error) {
+	if c.cfg.TokenFile != "" {
+		tok, err := os.ReadFile(c.cfg.TokenFile)
+		if err != nil {
+			return ctx, fmt.Errorf("read ServiceAccount token: %w", err)
+		}
+		return security.OutgoingToken(ctx, strings.TrimSpace(string(tok))), nil
+	}
+	var groups []string
+	if c.cfg.Group != "" {
+		groups = []string{c.cfg.Group}
+	}
+	return security.OutgoingUser(ctx, c.cfg.Owner, groups), nil
+}
+
+func (c *Client) identify(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	ctx, err := c.withUser(ctx)
+	if err != nil {
+		return err
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func (c *Client) identifyStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	ctx, err := c.withUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return streamer(ctx, desc, cc, method, opts...)
 }

@@ -209,3 +209,46 @@ func TestUnreachableMaster(t *testing.T) {
 		t.Fatalf("gave up after %v, want about the retry timeout", d)
 	}
 }
+
+// A reader held open longer than its block token lives: the worker refuses
+// the expired token (Unauthenticated), and the reader fetches fresh
+// metadata and goes on, over the domain socket and over the network
+// (SECURITY.md, "Data path: block tokens").
+func TestExpiredBlockTokenRefreshed(t *testing.T) {
+	const lifetime = 2 * time.Second
+	addr := alcovetest.StartWith(t, alcovetest.Options{TokenLifetime: lifetime}, node).MasterAddr
+	for _, tc := range []struct {
+		name string
+		mod  func(*client.Config)
+	}{
+		{"domain socket", nil},
+		{"network", func(c *client.Config) { c.DisableShortCircuit = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t, addr, tc.mod)
+			p := "/expiry/" + strings.ReplaceAll(tc.name, " ", "-")
+			data := randBytes(7, 3<<20)
+			put(t, c, p, data, apiv1.WriteType_MUST_CACHE)
+			ctx := context.Background()
+			r, err := c.OpenFile(ctx, p, apiv1.ReadType_CACHE)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			opened := time.Now()
+			first := make([]byte, 1<<20)
+			if _, err := io.ReadFull(r, first); err != nil {
+				t.Fatal(err)
+			}
+			// The token of the open expires lifetime after it was signed.
+			time.Sleep(time.Until(opened.Add(lifetime + 500*time.Millisecond)))
+			rest, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatalf("read after the block token expired: %v", err)
+			}
+			if !bytes.Equal(append(first, rest...), data) {
+				t.Fatal("read after the block token expired: wrong bytes")
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/frame"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // maxIdleDataConns bounds the idle data-port connections kept per worker.
@@ -34,7 +36,17 @@ func (c *Client) dataConn(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to worker data port %s: %w: %w", addr, meta.ErrUnavailable, err)
 	}
-	return conn, nil
+	if c.cfg.TLS == nil {
+		return conn, nil
+	}
+	tc := tls.Client(conn, c.cfg.TLS.ClientConfig(security.RoleWorker))
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connect to worker data port %s: TLS handshake: %w: %w", addr, meta.ErrUnavailable, err)
+	}
+	return tc, nil
 }
 
 // releaseDataConn returns a connection that sits between two blocks.

@@ -27,6 +27,40 @@ const (
 	maxReadRetries = 3
 )
 
+// workerWait paces the retries of a call that no worker can serve now
+// (the only workers are restarting, draining or unreachable, or a block's
+// only copies are on a worker that is coming back): 100 ms doubling to 1 s,
+// for at most the client's RetryTimeout, the bound that also applies to
+// masters (alluxio.user.rpc.retry.max.duration). A rolling restart of a
+// node's worker then delays I/O instead of failing it.
+type workerWait struct {
+	c     *Client
+	end   time.Time
+	delay time.Duration
+}
+
+func (c *Client) newWorkerWait() *workerWait {
+	return &workerWait{c: c, end: time.Now().Add(c.cfg.RetryTimeout), delay: 100 * time.Millisecond}
+}
+
+// next waits before the next attempt with fresh worker information; false
+// when the time is up or ctx ended.
+func (w *workerWait) next(ctx context.Context) bool {
+	if time.Now().Add(w.delay).After(w.end) {
+		return false
+	}
+	t := time.NewTimer(w.delay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	w.delay = min(2*w.delay, time.Second)
+	w.c.forgetWorkers()
+	return true
+}
+
 var workerKeepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}
 
 // errSilent says a worker sent nothing within the data timeout.

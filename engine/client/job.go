@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // CacheBlockOn asks the worker at workerAddr to cache a block from the UFS
@@ -39,10 +39,11 @@ type JobClient struct {
 	timeout time.Duration
 }
 
-// NewJobClient connects (lazily) to the job master at addr.
-func NewJobClient(addr string) (*JobClient, error) {
+// NewJobClient connects (lazily) to the job master at addr, with mTLS when
+// tlsSrc is set.
+func NewJobClient(addr string, tlsSrc *security.Source) (*JobClient, error) {
 	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		security.DialOption(tlsSrc, security.RoleJob),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to job master %s: %w", addr, err)
@@ -118,5 +119,5 @@ func JobFinished(s apiv1.JobState) bool {
 // to be cached from the UFS.
 func CacheBlockRequest(info *apiv1.FileInfo, idx int64) *apiv1.CacheBlockRequest {
 	bi, blen := blockInfo(info, idx)
-	return &apiv1.CacheBlockRequest{BlockId: bi.GetBlockId(), BlockLength: blen, BlockSizeBytes: info.GetBlockSizeBytes(), Ufs: ufsSource(info, idx)}
+	return &apiv1.CacheBlockRequest{BlockId: bi.GetBlockId(), BlockLength: blen, BlockSizeBytes: info.GetBlockSizeBytes(), Ufs: ufsSource(info, idx), BlockToken: info.GetBlockToken()}
 }

@@ -89,7 +89,7 @@ func (r *Reader) loadLocal(idx int64) (src *source, ok bool) {
 		return nil, false
 	}
 	octx, cancel := r.c.withDataTimeout(r.ctx)
-	b, err := sc.Open(octx, bi.GetBlockId(), info.GetBlockSizeBytes(), r.readType == apiv1.ReadType_CACHE_PROMOTE)
+	b, err := sc.Open(octx, bi.GetBlockId(), info.GetBlockSizeBytes(), r.readType == apiv1.ReadType_CACHE_PROMOTE, info.GetBlockToken())
 	cancel()
 	if err != nil {
 		if !errors.Is(err, meta.ErrNotFound) {
@@ -156,9 +156,7 @@ func (r *Reader) cacheBlock(w *apiv1.WorkerInfo, idx int64) error {
 	// (1 MB/s) on top of the data timeout; a silent worker is left then.
 	ctx, cancel := context.WithTimeout(r.ctx, r.c.cfg.DataTimeout+time.Duration(blen)*time.Microsecond)
 	defer cancel()
-	_, err = wc.CacheBlock(ctx, &apiv1.CacheBlockRequest{
-		BlockId: bi.GetBlockId(), BlockLength: blen, BlockSizeBytes: info.GetBlockSizeBytes(), Ufs: ufsSource(info, idx),
-	})
+	_, err = wc.CacheBlock(ctx, CacheBlockRequest(info, idx))
 	if ctx.Err() != nil && r.ctx.Err() == nil {
 		r.c.markSlow(w.GetAddress())
 	}

@@ -81,7 +81,7 @@ func (c *Client) OpenLocalFile(ctx context.Context, info *apiv1.FileInfo) (*Loca
 			return fail(err)
 		}
 		octx, cancel := c.withDataTimeout(ctx)
-		b, err := sc.Open(octx, bi.GetBlockId(), bs, false)
+		b, err := sc.Open(octx, bi.GetBlockId(), bs, false, info.GetBlockToken())
 		cancel()
 		if err != nil {
 			if !errors.Is(err, meta.ErrNotFound) {

@@ -15,7 +15,7 @@ func (c *Client) GetStatus(ctx context.Context, path string) (*apiv1.FileInfo, e
 	}
 	var info *apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		r, err := m.GetStatus(ctx, &apiv1.GetStatusRequest{Path: p})
+		r, err := m.GetStatus(ctx, &apiv1.GetStatusRequest{Path: p, SyncIntervalMs: c.syncIntervalMs()})
 		info = r.GetFileInfo()
 		return err
 	})
@@ -42,11 +42,47 @@ func (c *Client) ListStatus(ctx context.Context, path string, recursive, syncUfs
 	}
 	var out []*apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
-		r, err := m.ListStatus(ctx, &apiv1.ListStatusRequest{Path: p, Recursive: recursive, SyncUfs: syncUfs})
+		r, err := m.ListStatus(ctx, &apiv1.ListStatusRequest{Path: p, Recursive: recursive, SyncUfs: syncUfs, SyncIntervalMs: c.syncIntervalMs()})
 		out = r.GetFileInfos()
 		return err
 	})
 	return out, err
+}
+
+func (c *Client) syncIntervalMs() *int64 {
+	if d := c.cfg.MetadataSyncInterval; d != nil {
+		ms := d.Milliseconds()
+		if *d < 0 {
+			ms = -1
+		}
+		return &ms
+	}
+	return nil
+}
+
+// LoadMetadata re-reads a path's metadata from the UFS (Alluxio's fs
+// loadMetadata): objects added, changed or deleted behind Alcove's back
+// become visible, and a changed file's cached blocks are dropped. For a
+// directory it re-reads the listing (the whole subtree with recursive) and
+// returns what it lists; for a file, the file.
+func (c *Client) LoadMetadata(ctx context.Context, path string, recursive bool) ([]*apiv1.FileInfo, error) {
+	p, err := meta.CleanPath(path)
+	if err != nil {
+		return nil, err
+	}
+	var info *apiv1.FileInfo
+	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
+		r, err := m.GetStatus(ctx, &apiv1.GetStatusRequest{Path: p, SyncUfs: true})
+		info = r.GetFileInfo()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !info.GetFolder() {
+		return []*apiv1.FileInfo{info}, nil
+	}
+	return c.ListStatus(ctx, p, recursive, true)
 }
 
 // Mkdir creates a directory; parents with recursive; an existing directory
@@ -257,12 +293,12 @@ func (c *Client) Workers(ctx context.Context) ([]*apiv1.WorkerInfo, error) {
 	return out, err
 }
 
-// MasterInfo describes the leader master.
+// MasterInfo describes the leader master (waiting through an election).
 func (c *Client) MasterInfo(ctx context.Context) (*apiv1.GetMasterInfoResponse, error) {
 	var out *apiv1.GetMasterInfoResponse
 	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
 		var err error
-		out, err = m.GetMasterInfo(ctx, &apiv1.GetMasterInfoRequest{})
+		out, err = m.GetMasterInfo(ctx, &apiv1.GetMasterInfoRequest{RequireLeader: true})
 		return err
 	})
 	return out, err
@@ -277,4 +313,42 @@ func (c *Client) Checkpoint(ctx context.Context) (int64, error) {
 		return err
 	})
 	return idx, err
+}
+
+// QuorumInfo describes the journal group (any master answers).
+func (c *Client) QuorumInfo(ctx context.Context) (*apiv1.GetQuorumInfoResponse, error) {
+	var out *apiv1.GetQuorumInfoResponse
+	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		var err error
+		out, err = m.GetQuorumInfo(ctx, &apiv1.GetQuorumInfoRequest{})
+		return err
+	})
+	return out, err
+}
+
+// AddQuorumMember adds a voting member (id "" uses the address as its id).
+func (c *Client) AddQuorumMember(ctx context.Context, id, address string) error {
+	return c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		_, err := m.AddQuorumMember(ctx, &apiv1.AddQuorumMemberRequest{Id: id, Address: address})
+		return err
+	})
+}
+
+// RemoveQuorumMember removes a member named by id or journal address.
+func (c *Client) RemoveQuorumMember(ctx context.Context, id, address string) error {
+	return c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		_, err := m.RemoveQuorumMember(ctx, &apiv1.RemoveQuorumMemberRequest{Id: id, Address: address})
+		return err
+	})
+}
+
+// TransferLeadership makes the member named by id or journal address lead.
+func (c *Client) TransferLeadership(ctx context.Context, id, address string) (string, error) {
+	var leader string
+	err := c.metaMaster(ctx, func(ctx context.Context, m apiv1.MetaMasterClient) error {
+		r, err := m.TransferLeadership(ctx, &apiv1.TransferLeadershipRequest{Id: id, Address: address})
+		leader = r.GetLeaderId()
+		return err
+	})
+	return leader, err
 }

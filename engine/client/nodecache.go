@@ -13,16 +13,11 @@ import (
 // WatchNodeCache opens the master's node cache stream (a snapshot, then
 // deltas) and calls fn for each event until ctx ends, the stream breaks or fn
 // fails. It does not retry: callers own reconnection and backoff. A master
-// that is not the leader makes the next call try another master.
+// that is not the leader (or stops) makes the next call go to the leader.
 func (c *Client) WatchNodeCache(ctx context.Context, fn func(*apiv1.NodeCacheEvent) error) error {
-	cc, addr, err := c.masterConn()
+	stream, err := apiv1.NewMetaMasterClient(c.master).WatchNodeCache(ctx, &apiv1.WatchNodeCacheRequest{})
 	if err != nil {
-		return err
-	}
-	stream, err := apiv1.NewMetaMasterClient(cc).WatchNodeCache(ctx, &apiv1.WatchNodeCacheRequest{})
-	if err != nil {
-		c.nextMaster(cc)
-		return fmt.Errorf("watch node cache on %s: %w", addr, meta.FromStatus(err))
+		return fmt.Errorf("watch node cache: %w", meta.FromStatus(err))
 	}
 	for {
 		ev, err := stream.Recv()
@@ -33,8 +28,7 @@ func (c *Client) WatchNodeCache(ctx context.Context, fn func(*apiv1.NodeCacheEve
 			if errors.Is(err, io.EOF) {
 				err = fmt.Errorf("%w: stream ended", meta.ErrUnavailable)
 			}
-			c.nextMaster(cc)
-			return fmt.Errorf("watch node cache on %s: %w", addr, meta.FromStatus(err))
+			return fmt.Errorf("watch node cache: %w", meta.FromStatus(err))
 		}
 		if err := fn(ev); err != nil {
 			return err

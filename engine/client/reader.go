@@ -92,9 +92,16 @@ func (r *Reader) Read(p []byte) (int, error) {
 	for attempt := 0; ; attempt++ {
 		if r.src == nil || r.src.index != idx || !r.src.canRead(inb) {
 			r.closeSource()
-			src, err := r.open(idx, inb, -1)
-			if err != nil {
-				return 0, err
+			// An uncached block is loaded whole into the local worker (the
+			// next LoadAhead blocks too, in the background) and read through
+			// the domain socket: a cold sequential read streams at the UFS's
+			// parallel speed, and the file is local for its next reader.
+			src, ok := r.loadLocal(idx)
+			if !ok {
+				var err error
+				if src, err = r.open(idx, inb, -1); err != nil {
+					return 0, err
+				}
 			}
 			r.src = src
 		}
@@ -326,27 +333,42 @@ func (r *Reader) Close() error {
 // open finds the best source for block idx from in-block offset inb:
 // the local worker's domain socket, a worker caching it, and otherwise a
 // worker that reads it from the UFS. After a failure with stale locations it
-// refreshes the file's metadata once.
+// refreshes the file's metadata and tries again. While no worker can serve
+// the block (its only copies are on a worker that is restarting, or no
+// worker is live) it keeps refreshing, bounded by the client's RetryTimeout
+// (workerWait): a worker's rolling restart delays reads instead of
+// failing them, and only a block still missing then is reported lost.
 func (r *Reader) open(idx, inb, length int64) (*source, error) {
 	src, err := r.tryOpen(idx, inb, length)
-	if err == nil || errors.Is(err, meta.ErrDataLost) {
-		return src, err
+	if err == nil {
+		return src, nil
 	}
-	old := r.Info()
-	var info *apiv1.FileInfo
-	var serr error
-	if old.GetOrphan() {
-		info, serr = r.c.StatusByID(r.ctx, old.GetFileId())
-	} else {
-		info, serr = r.c.GetStatus(r.ctx, old.GetPath())
+	wait := r.c.newWorkerWait()
+	for refreshed := false; ; refreshed = true {
+		// An unreachable under storage is not a worker coming back: waiting
+		// for workers would only hold up the error.
+		transient := (errors.Is(err, meta.ErrUnavailable) && !errors.Is(err, meta.ErrUFSUnavailable)) || errors.Is(err, meta.ErrDataLost)
+		if refreshed && (!transient || !wait.next(r.ctx)) {
+			return nil, err
+		}
+		old := r.Info()
+		var info *apiv1.FileInfo
+		var serr error
+		if old.GetOrphan() {
+			info, serr = r.c.StatusByID(r.ctx, old.GetFileId())
+		} else {
+			info, serr = r.c.GetStatus(r.ctx, old.GetPath())
+		}
+		if serr != nil || info.GetFileId() != old.GetFileId() {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.info = info
+		r.mu.Unlock()
+		if src, err = r.tryOpen(idx, inb, length); err == nil {
+			return src, nil
+		}
 	}
-	if serr != nil || info.GetFileId() != old.GetFileId() {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.info = info
-	r.mu.Unlock()
-	return r.tryOpen(idx, inb, length)
 }
 
 func blockInfo(info *apiv1.FileInfo, idx int64) (*apiv1.BlockInfo, int64) {
@@ -364,7 +386,7 @@ func blockInfo(info *apiv1.FileInfo, idx int64) (*apiv1.BlockInfo, int64) {
 func ufsSource(info *apiv1.FileInfo, idx int64) *apiv1.UfsBlockSource {
 	return &apiv1.UfsBlockSource{
 		UfsPath: info.GetUfsPath(), BlockOffset: idx * info.GetBlockSizeBytes(), MountId: info.GetMountId(),
-		Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED,
+		Persisted: info.GetPersistenceState() == apiv1.PersistenceState_PERSISTED, Fingerprint: info.GetUfsFingerprint(),
 	}
 }
 
@@ -399,7 +421,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 				continue
 			}
 			octx, cancel := r.c.withDataTimeout(r.ctx)
-			b, err := sc.Open(octx, bi.GetBlockId(), bs, r.readType == apiv1.ReadType_CACHE_PROMOTE)
+			b, err := sc.Open(octx, bi.GetBlockId(), bs, r.readType == apiv1.ReadType_CACHE_PROMOTE, info.GetBlockToken())
 			timedOut := octx.Err() != nil && r.ctx.Err() == nil
 			cancel()
 			if err != nil {
@@ -418,7 +440,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 	}
 	req := &apiv1.ReadBlockRequest{
 		BlockId: bi.GetBlockId(), Offset: inb, Length: length, BlockLength: blen,
-		BlockSizeBytes: bs, ReadType: r.readType, Ufs: ufsSource(info, idx),
+		BlockSizeBytes: bs, ReadType: r.readType, Ufs: ufsSource(info, idx), BlockToken: info.GetBlockToken(),
 	}
 	// Cached copies, the local node's first, workers that timed out last.
 	locs := bi.GetLocations()
@@ -447,6 +469,12 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 		errs = append(errs, err)
 	}
 	if !req.Ufs.Persisted {
+		if len(errs) > 0 {
+			// Copies are listed but none answered (a worker restarting, an
+			// expired block token): lost for now, and the reasons say why.
+			return nil, fmt.Errorf("block %d of %s: no worker could serve a cached copy and the file was never persisted to the UFS (written with %s): %w: %w",
+				bi.GetBlockId(), info.GetPath(), info.GetWriteType(), meta.ErrDataLost, errors.Join(errs...))
+		}
 		return nil, fmt.Errorf("block %d of %s is lost: it is not cached on any worker and the file was never persisted to the UFS (written with %s): %w",
 			bi.GetBlockId(), info.GetPath(), info.GetWriteType(), meta.ErrDataLost)
 	}
@@ -461,7 +489,7 @@ func (r *Reader) tryOpen(idx, inb, length int64) (*source, error) {
 			return s, nil
 		}
 		errs = append(errs, err)
-		if !errors.Is(err, meta.ErrUnavailable) || r.ctx.Err() != nil {
+		if !errors.Is(err, meta.ErrUnavailable) || errors.Is(err, meta.ErrUFSUnavailable) || r.ctx.Err() != nil {
 			break
 		}
 		r.c.markSlow(w.GetAddress())

@@ -50,17 +50,23 @@ type Writer struct {
 
 // Create makes a file at path and returns a writer for its content.
 func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*Writer, error) {
-	// Pick the worker first: with none alive there is nothing to create
-	// (and an existing file to overwrite stays).
-	w, err := c.pickWorker(ctx, -1)
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
-	}
-	info, err := c.CreateIncomplete(ctx, path, opts)
+	p, err := meta.CleanPath(path)
 	if err != nil {
 		return nil, err
 	}
-	return c.writeCreated(ctx, info, opts.WriteType, w, false)
+	// Pick the worker first: with none alive there is nothing to create
+	// (and an existing file to overwrite stays); while the only workers
+	// restart, wait for one.
+	wait := c.newWorkerWait()
+	w, err := c.pickWorkerWaiting(ctx, wait)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", p, err)
+	}
+	info, err := c.CreateIncomplete(ctx, p, opts)
+	if err != nil {
+		return nil, err
+	}
+	return c.writeCreated(ctx, info, opts.WriteType, w, wait, false)
 }
 
 // writeDefaults fills opts' zero values from the client's configuration.
@@ -82,7 +88,9 @@ func (c *Client) writeDefaults(opts *WriteOptions) error {
 
 // CreateIncomplete makes a file at path without content: it stays
 // incomplete (invisible to readers) until a writer from WriteCreated
-// completes it, or it is removed. One master call.
+// completes it, or it is removed. One master call (exactly once across
+// a leader change: masterconn's request id). The block token it carries
+// allows writing the file for the token's lifetime.
 func (c *Client) CreateIncomplete(ctx context.Context, path string, opts WriteOptions) (*apiv1.FileInfo, error) {
 	p, err := meta.CleanPath(path)
 	if err != nil {
@@ -113,16 +121,18 @@ func (c *Client) CreateIncomplete(ctx context.Context, path string, opts WriteOp
 // caller to write again or remove: another writer of the same file
 // replaces the blocks a failed one cached.
 func (c *Client) WriteCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv1.WriteType) (*Writer, error) {
-	w, err := c.pickWorker(ctx, -1)
+	wait := c.newWorkerWait()
+	w, err := c.pickWorkerWaiting(ctx, wait)
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", info.GetPath(), err)
 	}
-	return c.writeCreated(ctx, info, wt, w, true)
+	return c.writeCreated(ctx, info, wt, w, wait, true)
 }
 
 // writeCreated opens a writer of info on worker w (or another one that
-// takes it); keep: a failure leaves the file (else it is removed).
-func (c *Client) writeCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv1.WriteType, w *apiv1.WorkerInfo, keep bool) (*Writer, error) {
+// takes it, waiting on wait while none does); keep: a failure leaves the
+// file (else it is removed).
+func (c *Client) writeCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv1.WriteType, w *apiv1.WorkerInfo, wait *workerWait, keep bool) (*Writer, error) {
 	if wt == apiv1.WriteType_WRITE_TYPE_UNSPECIFIED {
 		wt = c.cfg.WriteType
 	}
@@ -130,9 +140,11 @@ func (c *Client) writeCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv
 	hdr := &apiv1.WriteFileHeader{
 		FileId: info.GetFileId(), Path: p, UfsPath: info.GetUfsPath(), BlockSizeBytes: info.GetBlockSizeBytes(),
 		WriteType: wt, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
+		BlockToken: info.GetBlockToken(),
 	}
 	// A worker that refuses the write (draining for a restart, not
-	// registered yet) or does not answer is replaced by another one.
+	// registered yet) or does not answer is replaced by another one; when
+	// every worker did, the write waits for one to come back.
 	var tried []string
 	var errs []error
 	for attempt := 0; ; attempt++ {
@@ -142,10 +154,19 @@ func (c *Client) writeCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv
 		}
 		errs = append(errs, err)
 		tried = append(tried, w.GetAddress())
-		if !errors.Is(err, meta.ErrUnavailable) || attempt >= maxReadRetries || ctx.Err() != nil {
+		if !errors.Is(err, meta.ErrUnavailable) || ctx.Err() != nil {
 			break
 		}
-		if w, err = c.pickWorker(ctx, -1, tried...); err != nil {
+		w, err = c.pickWorker(ctx, -1, tried...)
+		if attempt >= maxReadRetries || errors.Is(err, meta.ErrUnavailable) {
+			// Every worker refused: start over once one may take it.
+			if !wait.next(ctx) {
+				break
+			}
+			attempt, tried, errs = -1, nil, errs[len(errs)-1:]
+			w, err = c.pickWorkerWaiting(ctx, wait)
+		}
+		if err != nil {
 			errs = append(errs, err)
 			break
 		}
@@ -337,7 +358,7 @@ func (w *Writer) Close() error {
 	err = w.c.fs(w.ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
 		r, err := m.CompleteFile(ctx, &apiv1.CompleteFileRequest{
 			Path: w.info.GetPath(), FileId: w.info.GetFileId(), Length: w.n,
-			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(), Holes: w.holes,
+			Persisted: resp.GetPersisted(), UfsMtimeMs: resp.GetUfsMtimeMs(), UfsFingerprint: resp.GetUfsFingerprint(), Holes: w.holes,
 		})
 		info = r.GetFileInfo()
 		return err

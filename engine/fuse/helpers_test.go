@@ -71,7 +71,7 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Cleanup(func() { ramdisk.UnmountAt(memDir); os.RemoveAll(memDir) })
 	sock := filepath.Join(dir, "w.sock")
 	w, err := worker.New(worker.Config{
-		MasterAddress: m.Addr(), Address: "127.0.0.1:0", Node: testNode, DomainSocket: sock,
+		MasterAddresses: []string{m.Addr()}, Address: "127.0.0.1:0", Node: testNode, DomainSocket: sock,
 		Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: memDir, QuotaBytes: o.quota}},
 		Ramdisk:           o.ramdisk,
 		HeartbeatInterval: 50 * time.Millisecond,

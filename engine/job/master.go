@@ -13,14 +13,15 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
-// Default ports (Alluxio's).
-const (
-	DefaultMasterAddress    = "127.0.0.1:20001"
-	DefaultMasterWebAddress = "0.0.0.0:20002"
-	DefaultWorkerAddress    = "127.0.0.1:30001"
-	DefaultWorkerWebAddress = "0.0.0.0:30003"
+// Default addresses (Alluxio's ports).
+var (
+	DefaultMasterAddress    = meta.HostPort("127.0.0.1", meta.JobMasterRPCPort)
+	DefaultMasterWebAddress = meta.HostPort("0.0.0.0", meta.JobMasterWebPort)
+	DefaultWorkerAddress    = meta.HostPort("127.0.0.1", meta.JobWorkerRPCPort)
+	DefaultWorkerWebAddress = meta.HostPort("0.0.0.0", meta.JobWorkerWebPort)
 )
 
 // MasterConfig configures a job master.
@@ -47,6 +48,10 @@ type MasterConfig struct {
 	// ReplicationMin (alluxio.user.file.replication.min) keeps a standing
 	// REPLICATE job on / with this many copies of every block; 0: none.
 	ReplicationMin int
+	// TLS is the job master's certificate (role job): its gRPC server
+	// requires client certificates, and it calls the masters with it.
+	// nil: plaintext.
+	TLS *security.Source
 }
 
 // Master is a running job master.
@@ -103,7 +108,7 @@ func (m *Master) Start(ctx context.Context) (err error) {
 			m.Close()
 		}
 	}()
-	m.fs, err = client.New(client.Config{MasterAddresses: m.cfg.MasterAddresses, RetryTimeout: 10 * time.Second})
+	m.fs, err = client.New(client.Config{MasterAddresses: m.cfg.MasterAddresses, RetryTimeout: 10 * time.Second, TLS: m.cfg.TLS})
 	if err != nil {
 		return err
 	}
@@ -113,7 +118,7 @@ func (m *Master) Start(ctx context.Context) (err error) {
 		return err
 	}
 	m.mx.register(m.sched)
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(m.mx.interceptor))
+	g := grpc.NewServer(append(security.ServerOptions(m.cfg.TLS, nil), grpc.ChainUnaryInterceptor(m.mx.interceptor))...)
 	apiv1.RegisterJobMasterServer(g, &jobServer{m: m})
 	if err := m.srv.listen(m.cfg.Address, m.cfg.WebAddress, g, m.webHandler()); err != nil {
 		return err

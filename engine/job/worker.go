@@ -20,6 +20,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // WorkerConfig configures a job worker.
@@ -44,6 +45,9 @@ type WorkerConfig struct {
 	BandwidthBytes int64
 	// HeartbeatInterval (default 1 s); a finished task is reported at once.
 	HeartbeatInterval time.Duration
+	// TLS is the job worker's certificate (role job) for the masters, the
+	// job master, workers and its own gRPC server; nil: plaintext.
+	TLS *security.Source
 }
 
 // Worker is a running job worker.
@@ -112,13 +116,13 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 			w.Close()
 		}
 	}()
-	if w.fs, err = client.New(client.Config{MasterAddresses: w.cfg.MasterAddresses, Node: w.cfg.Node, RetryTimeout: 10 * time.Second}); err != nil {
+	if w.fs, err = client.New(client.Config{MasterAddresses: w.cfg.MasterAddresses, Node: w.cfg.Node, RetryTimeout: 10 * time.Second, TLS: w.cfg.TLS}); err != nil {
 		return err
 	}
-	if w.jm, err = client.NewJobClient(w.cfg.JobMasterAddress); err != nil {
+	if w.jm, err = client.NewJobClient(w.cfg.JobMasterAddress, w.cfg.TLS); err != nil {
 		return err
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(security.ServerOptions(w.cfg.TLS, nil)...)
 	healthpb.RegisterHealthServer(g, health.NewServer())
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(w.reg, promhttp.HandlerOpts{}))

@@ -32,6 +32,10 @@ func (w *klogWriter) Write(p []byte) (int, error) {
 	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
 		s := string(line)
 		switch {
+		case bytes.Contains(line, []byte("[ERROR]")) && peerDown(line):
+			// A member that is down or restarting is retried every few
+			// milliseconds; quorum info reports it, the log need not.
+			w.logger.V(1).Info(s)
 		case bytes.Contains(line, []byte("[ERROR]")):
 			w.logger.Info(s)
 		case bytes.Contains(line, []byte("[WARN]")):
@@ -41,4 +45,15 @@ func (w *klogWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// peerDown recognizes raft's errors about reaching another member.
+func peerDown(line []byte) bool {
+	for _, m := range [][]byte{[]byte("failed to heartbeat to"), []byte("failed to appendEntries to"),
+		[]byte("failed to make requestVote RPC"), []byte("failed to decode incoming command")} {
+		if bytes.Contains(line, m) {
+			return true
+		}
+	}
+	return false
 }

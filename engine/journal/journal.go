@@ -2,10 +2,10 @@ package journal
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -23,8 +23,15 @@ import (
 // Peer is another voting member of the journal group.
 type Peer struct {
 	ID      string
-	Address string // raft transport host:port
+	Address string // raft transport host:port, as the other members dial it
 }
+
+// DefaultElectionTimeout is how long a follower of a multi-member group
+// waits without hearing from the leader before it stands for election (raft
+// picks a random wait between one and two times this). Alluxio's default is
+// 10-20 s; half a second keeps fail-over near one second on loopback and LAN
+// while heartbeats (every tenth of it) still tolerate scheduling hiccups.
+const DefaultElectionTimeout = 500 * time.Millisecond
 
 // Config configures a journal member.
 type Config struct {
@@ -33,11 +40,22 @@ type Config struct {
 	Dir string
 	// ID is this member's raft server id (default "master-0").
 	ID string
-	// BindAddress is the raft transport address. Empty means a single-member
-	// group with an in-process transport (no port is opened).
+	// BindAddress is the raft transport listen address. Empty means a
+	// single-member group with an in-process transport (no port is opened).
 	BindAddress string
+	// Advertise is the address the other members dial to reach this one
+	// (default: the bound address). It may be a DNS name, resolved at each
+	// dial, so a restarted pod with a new IP keeps its place in the group.
+	Advertise string
 	// Peers are the other voters, used when the group is bootstrapped.
 	Peers []Peer
+	// ListenTLS and DialTLS, when set, run the raft transport over TLS:
+	// the server and client sides (security.Source.PeerConfigs, mutual and
+	// limited to masters). Set both or neither.
+	ListenTLS, DialTLS *tls.Config
+	// ElectionTimeout tunes leader failure detection of a multi-member group
+	// (default DefaultElectionTimeout).
+	ElectionTimeout time.Duration
 	// SnapshotThreshold is how many entries trigger an automatic snapshot
 	// (default 8192); TrailingLogs how many entries stay after it (default 10240).
 	SnapshotThreshold uint64
@@ -56,6 +74,12 @@ type Journal struct {
 	trans   raft.Transport
 	sm      StateMachine
 	logger  klog.Logger
+	reads   readBarrier
+	peers   *peerHealth
+	notify  chan bool     // raft's leadership notifications
+	changed chan struct{} // coalesced leadership changes for the owner
+	stop    chan struct{}
+	wg      sync.WaitGroup
 	closeMu sync.Mutex
 	closed  bool
 }
@@ -92,7 +116,12 @@ func Open(cfg Config, sm StateMachine) (*Journal, error) {
 		logs.Close()
 		return nil, err
 	}
-	j := &Journal{cfg: cfg, logs: logs, snaps: snaps, sm: sm, logger: logger}
+	if len(cfg.Peers) > 0 && cfg.BindAddress == "" {
+		logs.Close()
+		return nil, fmt.Errorf("%w: a journal with peers needs a bind address", meta.ErrInvalidArgument)
+	}
+	j := &Journal{cfg: cfg, logs: logs, snaps: snaps, sm: sm, logger: logger,
+		notify: make(chan bool, 1), changed: make(chan struct{}, 1), stop: make(chan struct{})}
 	if err := j.reconcile(); err != nil {
 		logs.Close()
 		return nil, err
@@ -110,17 +139,9 @@ func (j *Journal) start(hl *hcLogger) error {
 	if cfg.BindAddress == "" {
 		addr, j.trans = raft.NewInmemTransport(raft.ServerAddress(cfg.ID))
 	} else {
-		tcpAddr, err := net.ResolveTCPAddr("tcp", cfg.BindAddress)
+		t, err := newTCPTransport(cfg.BindAddress, cfg.Advertise, cfg.ListenTLS, cfg.DialTLS, hl)
 		if err != nil {
-			return fmt.Errorf("resolve journal address %s: %w", cfg.BindAddress, err)
-		}
-		var advertise net.Addr = tcpAddr
-		if tcpAddr.Port == 0 {
-			advertise = nil // advertise the port actually bound
-		}
-		t, err := raft.NewTCPTransportWithLogger(cfg.BindAddress, advertise, 3, 10*time.Second, hl)
-		if err != nil {
-			return fmt.Errorf("listen journal transport %s: %w", cfg.BindAddress, err)
+			return err
 		}
 		addr, j.trans = t.LocalAddr(), t
 	}
@@ -128,40 +149,88 @@ func (j *Journal) start(hl *hcLogger) error {
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hl
 	rc.NoSnapshotRestoreOnStart = true // the store is persistent; see reconcile
+	rc.NotifyCh = j.notify
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 	}
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
-	if len(cfg.Peers) == 0 {
-		// Alone in the group: nobody to wait for, so elect quickly.
-		rc.HeartbeatTimeout = 150 * time.Millisecond
-		rc.ElectionTimeout = 150 * time.Millisecond
-		rc.LeaderLeaseTimeout = 100 * time.Millisecond
-		rc.CommitTimeout = 5 * time.Millisecond
-	}
+	tuneTimeouts(rc, len(cfg.Peers), cfg.ElectionTimeout)
 	has, err := raft.HasExistingState(j.logs, j.logs, j.snaps)
 	if err != nil {
+		j.closeTransport()
 		return fmt.Errorf("inspect journal state: %w", err)
 	}
 	r, err := raft.NewRaft(rc, &fsm{sm: j.sm, logger: j.logger}, j.logs, j.logs, j.snaps, j.trans)
 	if err != nil {
+		j.closeTransport()
 		return fmt.Errorf("start raft: %w", err)
 	}
 	j.raft = r
+	j.reads.verify = func() error { return r.VerifyLeader().Error() }
+	j.peers = watchPeers(r, &j.wg, j.stop)
+	j.wg.Add(1)
+	go j.forwardLeadership()
 	if !has {
 		servers := []raft.Server{{ID: rc.LocalID, Address: addr, Suffrage: raft.Voter}}
 		for _, p := range cfg.Peers {
 			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address), Suffrage: raft.Voter})
 		}
 		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			r.Shutdown()
+			j.stopRaft()
 			return fmt.Errorf("bootstrap journal: %w", err)
 		}
 	}
 	return nil
 }
+
+// tuneTimeouts sets raft's failure detection. A lone member has nobody to
+// wait for; a group detects a dead leader after one to two election
+// timeouts. The leader lease (a leader that cannot reach a quorum for this
+// long steps down) stays below the heartbeat timeout, as raft requires.
+func tuneTimeouts(rc *raft.Config, peers int, election time.Duration) {
+	if peers == 0 {
+		rc.HeartbeatTimeout = 150 * time.Millisecond
+		rc.ElectionTimeout = 150 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+		rc.CommitTimeout = 5 * time.Millisecond
+		return
+	}
+	if election <= 0 {
+		election = DefaultElectionTimeout
+	}
+	rc.HeartbeatTimeout = election
+	rc.ElectionTimeout = election
+	rc.LeaderLeaseTimeout = election / 2
+	// Followers learn the commit index at least this often, so their state
+	// (and a new leader's catch-up) trails the leader by little.
+	rc.CommitTimeout = 10 * time.Millisecond
+}
+
+// forwardLeadership drains raft's notification channel (raft blocks on it)
+// into a coalescing signal for the owner.
+func (j *Journal) forwardLeadership() {
+	defer j.wg.Done()
+	for {
+		select {
+		case <-j.stop:
+			return
+		case <-j.notify:
+			select {
+			case j.changed <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// LeadershipChanges signals (coalesced) whenever this member gains or loses
+// leadership; the receiver reads IsLeader and Term for the current state.
+func (j *Journal) LeadershipChanges() <-chan struct{} { return j.changed }
+
+// Term returns the current raft term.
+func (j *Journal) Term() uint64 { return j.raft.CurrentTerm() }
 
 // reconcile restores the newest snapshot into the state machine when the
 // store lacks entries that the raft log no longer holds (for example a store
@@ -228,8 +297,29 @@ func (j *Journal) WaitLeader(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	if err := j.raft.Barrier(0).Error(); err != nil {
+	return j.Barrier(ctx)
+}
+
+// Barrier waits until every entry committed before it is applied to the
+// state machine. A new leader calls it before serving: entries of earlier
+// terms are then either applied or never will be.
+func (j *Journal) Barrier(ctx context.Context) error {
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	if err := wait(ctx, j.raft.Barrier(timeout)); err != nil {
 		return fmt.Errorf("catch up journal: %w", mapRaftErr(err))
+	}
+	return nil
+}
+
+// VerifyRead confirms, after the call, that this member still leads a
+// quorum, so that state read next is not stale (a deposed leader that has not
+// noticed yet fails here). Concurrent callers share one round of heartbeats.
+func (j *Journal) VerifyRead(ctx context.Context) error {
+	if err := j.reads.wait(ctx); err != nil {
+		return fmt.Errorf("verify journal leadership: %w", mapRaftErr(err))
 	}
 	return nil
 }
@@ -242,6 +332,12 @@ func (j *Journal) Leader() (address, id string) {
 	a, i := j.raft.LeaderWithID()
 	return string(a), string(i)
 }
+
+// ID returns this member's raft server id.
+func (j *Journal) ID() string { return j.cfg.ID }
+
+// AppliedIndex returns the index of the last entry applied to the state machine.
+func (j *Journal) AppliedIndex() uint64 { return j.sm.AppliedIndex() }
 
 // LastIndex returns the index of the last entry in the log.
 func (j *Journal) LastIndex() uint64 { return j.raft.LastIndex() }
@@ -264,17 +360,7 @@ func (j *Journal) Apply(ctx context.Context, e *apiv1.JournalEntry) (any, error)
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
 	f := j.raft.Apply(data, timeout)
-	done := make(chan struct{})
-	go func() {
-		_ = f.Error()
-		close(done)
-	}()
-	select {
-	case <-ctx.Done():
-		return nil, fmt.Errorf("apply journal entry: %w", ctx.Err())
-	case <-done:
-	}
-	if err := f.Error(); err != nil {
+	if err := wait(ctx, f); err != nil {
 		return nil, fmt.Errorf("apply journal entry: %w", mapRaftErr(err))
 	}
 	res, ok := f.Response().(Result)
@@ -289,17 +375,7 @@ func (j *Journal) Apply(ctx context.Context, e *apiv1.JournalEntry) (any, error)
 // that snapshot's index.
 func (j *Journal) Checkpoint(ctx context.Context) (uint64, error) {
 	f := j.raft.Snapshot()
-	done := make(chan struct{})
-	go func() {
-		_ = f.Error()
-		close(done)
-	}()
-	select {
-	case <-ctx.Done():
-		return 0, fmt.Errorf("checkpoint journal: %w", ctx.Err())
-	case <-done:
-	}
-	if err := f.Error(); err != nil {
+	if err := wait(ctx, f); err != nil {
 		if errors.Is(err, raft.ErrNothingNewToSnapshot) {
 			metas, lerr := j.snaps.List()
 			if lerr == nil && len(metas) > 0 {
@@ -326,21 +402,47 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
+	errs := []error{j.stopRaft()}
+	if err := j.logs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close raft log: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// stopRaft shuts raft down, stops the journal's goroutines and closes the
+// transport.
+func (j *Journal) stopRaft() error {
 	var errs []error
 	if j.raft != nil {
 		if err := j.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
 		}
 	}
+	close(j.stop)
+	j.wg.Wait()
+	errs = append(errs, j.closeTransport())
+	return errors.Join(errs...)
+}
+
+func (j *Journal) closeTransport() error {
 	if c, ok := j.trans.(io.Closer); ok {
 		if err := c.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close journal transport: %w", err))
+			return fmt.Errorf("close journal transport: %w", err)
 		}
 	}
-	if err := j.logs.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close raft log: %w", err))
+	return nil
+}
+
+// wait waits for a raft future or the context, whichever ends first.
+func wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-done:
+		return err
 	}
-	return errors.Join(errs...)
 }
 
 func mapRaftErr(err error) error {

@@ -7,6 +7,13 @@
 // entries at or below that index on replay. Raft is configured not to restore
 // its snapshot on start (the store already holds the state); a snapshot is
 // only restored when the store is missing entries the log no longer has.
+//
+// A journal is a lone member (in-process transport) or one member of a raft
+// group over TCP (Config.Peers). Its owner follows leadership
+// (LeadershipChanges), calls Barrier before serving as a new leader and
+// VerifyRead before answering from the state (linearizable reads). The
+// request table (requests.go) lets a state machine apply a retried client
+// call once.
 package journal
 
 import (

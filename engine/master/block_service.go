@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"k8s.io/klog/v2"
@@ -11,6 +12,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // maxPersistPerHeartbeat bounds the persist commands in one reply.
@@ -53,7 +55,7 @@ func (s *blockServer) RegisterWorker(ctx context.Context, req *apiv1.RegisterWor
 	id, rejected := s.m.reg.register(req, accept, s.m.now())
 	klog.FromContext(ctx).Info("Worker registered", "workerID", id, "address", req.GetAddress(), "node", req.GetNode(),
 		"blocks", len(req.GetBlocks()), "refused", len(rejected), "sameCluster", req.GetClusterId() == cluster)
-	resp := &apiv1.RegisterWorkerResponse{WorkerId: id, ClusterId: cluster}
+	resp := &apiv1.RegisterWorkerResponse{WorkerId: id, ClusterId: cluster, BlockTokenKeys: security.KeysToProto(s.m.tokens.Keys())}
 	if req.GetClusterId() == cluster {
 		resp.FreeBlockIds = rejected
 	}
@@ -71,7 +73,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 	if !ok {
 		return &apiv1.HeartbeatResponse{Register: true}, nil
 	}
-	resp := &apiv1.HeartbeatResponse{FreeBlockIds: free}
+	resp := &apiv1.HeartbeatResponse{FreeBlockIds: free, BlockTokenKeys: security.KeysToProto(s.m.tokens.Keys())}
 	files := m.reg.workerFiles(req.GetWorkerId())
 	err = m.store.View(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bPinned).ForEach(func(k, _ []byte) error {
@@ -110,7 +112,7 @@ func (s *blockServer) Heartbeat(ctx context.Context, req *apiv1.HeartbeatRequest
 			}
 			resp.Persist = append(resp.Persist, &apiv1.PersistCommand{
 				FileId: f, Path: p, UfsPath: ufsPath(mnt, p), Length: ino.Length,
-				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f), Holes: ino.Holes,
+				BlockSizeBytes: ino.BlockSizeBytes, Mode: ino.Mode, UfsTempPath: persistTempURI(mnt, f), Holes: ino.Holes, MountId: mnt.GetMountId(),
 			})
 		}
 		return nil
@@ -159,14 +161,31 @@ func (s *blockServer) PersistDone(ctx context.Context, req *apiv1.PersistDoneReq
 	m := s.m
 	logger := klog.FromContext(ctx).WithValues("workerID", req.GetWorkerId(), "fileID", req.GetFileId())
 	if req.GetError() != "" {
-		m.persist.done(req.GetFileId())
-		logger.Info("Persist failed; will retry", "error", req.GetError())
+		wait := m.persist.fail(req.GetFileId(), m.now())
+		logger.Info("Persist failed; will retry", "error", req.GetError(), "after", wait.Round(time.Millisecond))
 		return &apiv1.PersistDoneResponse{}, nil
 	}
-	if err := m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath()); err != nil {
-		m.persist.done(req.GetFileId())
+	// Exactly once: a report retried after its commit (the temporary object
+	// moved into place) gets the first answer instead of a missing object.
+	commit := func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, m.commitPersist(ctx, req.GetFileId(), req.GetUfsTempPath())
+	}
+	if _, err := exactlyOnce(ctx, m, commit, replayNone); err != nil {
+		m.persist.fail(req.GetFileId(), m.now()) // retried, after a backoff
 		return nil, meta.ToStatus(fmt.Errorf("persist done for file %d: %w", req.GetFileId(), err))
 	}
 	m.persist.done(req.GetFileId())
 	return &apiv1.PersistDoneResponse{}, nil
+}
+
+// GetMountConfig hands a worker a mount's configuration with its
+// properties in clear (UFS credentials): workers build their UFS clients
+// from what the master holds, never from what a client sends.
+func (s *blockServer) GetMountConfig(ctx context.Context, req *apiv1.GetMountConfigRequest) (*apiv1.GetMountConfigResponse, error) {
+	mnt, err := s.m.mountByID(req.GetMountId())
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	klog.FromContext(ctx).V(2).Info("Mount configuration handed out", "mountID", mnt.GetMountId(), "path", mnt.GetAlcovePath())
+	return &apiv1.GetMountConfigResponse{Mount: mnt}, nil
 }

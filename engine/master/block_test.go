@@ -101,7 +101,7 @@ func TestBlockLocationsAndLostWorker(t *testing.T) {
 	}
 
 	workers, err := c.meta.GetWorkers(c.ctx, &apiv1.GetWorkersRequest{})
-	if err != nil || len(workers.Workers) != 2 || workers.Workers[0].State != WorkerLive || workers.Workers[0].BlockCount != 2 ||
+	if err != nil || len(workers.Workers) != 2 || workers.Workers[0].State != apiv1.WorkerState_WORKER_LIVE || workers.Workers[0].BlockCount != 2 ||
 		workers.Workers[0].Tiers[0].CapacityBytes != 1<<30 {
 		t.Fatalf("workers: %v %v", workers, err)
 	}
@@ -203,13 +203,18 @@ func TestPersistCommandFlow(t *testing.T) {
 	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 0 {
 		t.Fatal("persist command re-issued immediately")
 	}
-	// A failed persist is retried at the next heartbeat.
+	// A failed persist is retried after a backoff (250-500 ms after the
+	// first failure), not at the very next heartbeat.
+	failed := time.Now()
 	if _, err := c.block.PersistDone(c.ctx, &apiv1.PersistDoneRequest{WorkerId: w1, FileId: fi.FileId, Error: "disk full"}); err != nil {
 		t.Fatal(err)
 	}
-	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 1 {
-		t.Fatal("persist not retried after failure")
+	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 0 && time.Since(failed) < 250*time.Millisecond {
+		t.Fatal("persist retried at once after a failure")
 	}
+	eventually(t, "persist retried after its backoff", 2*time.Second, func() bool {
+		return len(c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}).Persist) == 1
+	})
 	// Without an answer, it is re-issued after the retry interval.
 	time.Sleep(450 * time.Millisecond)
 	if r := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w1}); len(r.Persist) != 1 {
@@ -287,6 +292,22 @@ func TestFreeAndPin(t *testing.T) {
 	hb := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w})
 	if !slices.Equal(hb.FreeBlockIds, p.BlockIds) || len(hb.PinnedFileIds) != 0 {
 		t.Fatalf("heartbeat after free: %v", hb)
+	}
+
+	// A block committed again while its free is queued (a load found it
+	// still cached) stays: the free of the other block still goes out.
+	c.commit(w, p, "MEM")
+	if _, err := c.fs.Free(c.ctx, &apiv1.FreeRequest{Path: "/d", Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.block.CommitBlock(c.ctx, &apiv1.CommitBlockRequest{WorkerId: w, BlockId: p.BlockIds[0], Length: 1 << 20, Tier: "MEM"}); err != nil {
+		t.Fatal(err)
+	}
+	if hb := c.heartbeat(&apiv1.HeartbeatRequest{WorkerId: w}); !slices.Equal(hb.FreeBlockIds, p.BlockIds[1:]) {
+		t.Fatalf("free queued, then block %d committed again: heartbeat frees %v", p.BlockIds[0], hb.FreeBlockIds)
+	}
+	if got := c.stat("/d/persisted").InAlcovePercentage; got != 50 {
+		t.Fatalf("after the re-commit: %d%% in Alcove, want 50", got)
 	}
 }
 

@@ -9,10 +9,6 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
-// VolumesRoot is the directory whose children (one per CSI volume) are
-// indexed prefixes of the node cache index, like mount points.
-const VolumesRoot = "/volumes"
-
 // nodePrefix keys the cache index: bytes of prefix cached on node.
 type nodePrefix struct {
 	node, prefix string
@@ -20,7 +16,7 @@ type nodePrefix struct {
 
 // cacheIndex keeps, incrementally, the bytes cached per (node, indexed
 // prefix) and notifies watchers of changes. Indexed prefixes are the mount
-// points and the directories directly under VolumesRoot. The registry calls
+// points and the directories directly under meta.VolumesRoot. The registry calls
 // add under its own lock (lock order: registry → cacheIndex); the index
 // never calls back into the registry or the store.
 type cacheIndex struct {
@@ -43,7 +39,7 @@ func newCacheIndex() *cacheIndex {
 }
 
 // prefixesOf returns the indexed prefixes containing p: every mount point
-// above or at p, and VolumesRoot/NAME when p is under it.
+// above or at p, and meta.VolumesRoot/NAME when p is under it.
 func (x *cacheIndex) prefixesOf(p string) []string {
 	if p == "" {
 		return nil
@@ -60,19 +56,19 @@ func (x *cacheIndex) prefixesOf(p string) []string {
 	return out
 }
 
-// volumeRootOf returns VolumesRoot/NAME when p is that directory or under it.
+// volumeRootOf returns meta.VolumesRoot/NAME when p is that directory or under it.
 func volumeRootOf(p string) string {
-	if !strings.HasPrefix(p, VolumesRoot+"/") {
+	if !strings.HasPrefix(p, meta.VolumesRoot+"/") {
 		return ""
 	}
-	rest := p[len(VolumesRoot)+1:]
+	rest := p[len(meta.VolumesRoot)+1:]
 	if i := strings.IndexByte(rest, '/'); i >= 0 {
 		rest = rest[:i]
 	}
 	if rest == "" {
 		return ""
 	}
-	return VolumesRoot + "/" + rest
+	return meta.VolumesRoot + "/" + rest
 }
 
 func contains(s []string, v string) bool {
@@ -231,7 +227,7 @@ func (x *cacheIndex) snapshotLocked() []*apiv1.NodeCacheEntry {
 }
 
 // prefixListLocked returns the mount points (the indexed prefixes besides
-// the VolumesRoot children, which watchers derive from a path themselves).
+// the meta.VolumesRoot children, which watchers derive from a path themselves).
 func (x *cacheIndex) prefixListLocked() []string {
 	return append([]string(nil), x.mounts...)
 }

@@ -88,15 +88,16 @@ func (x *cacheIndex) watchCount() int {
 func (s *metaServer) WatchNodeCache(_ *apiv1.WatchNodeCacheRequest, stream grpc.ServerStreamingServer[apiv1.NodeCacheEvent]) error {
 	m := s.m
 	ctx := stream.Context()
-	if !m.journal.IsLeader() {
-		addr, _ := m.journal.Leader()
-		return meta.ToStatus(fmt.Errorf("watch node cache (leader: %q): %w", addr, meta.ErrNotLeader))
+	ended, epochp := m.lead.ended.Load(), m.lead.epoch.Load()
+	if !m.lead.serving.Load() || ended == nil || epochp == nil {
+		return m.notLeader("watch node cache")
 	}
+	epoch := *epochp
 	logger := m.logger.WithValues("rpc", "WatchNodeCache")
 	w, snap, prefixes := m.cidx.watch()
 	defer m.cidx.unwatch(w)
 	seq := int64(1)
-	if err := stream.Send(&apiv1.NodeCacheEvent{Snapshot: true, Entries: snap, Prefixes: prefixes, Epoch: m.epoch, Sequence: seq}); err != nil {
+	if err := stream.Send(&apiv1.NodeCacheEvent{Snapshot: true, Entries: snap, Prefixes: prefixes, Epoch: epoch, Sequence: seq}); err != nil {
 		return fmt.Errorf("send node cache snapshot: %w", err)
 	}
 	logger.V(2).Info("Node cache watcher started", "entries", len(snap))
@@ -108,9 +109,11 @@ func (s *metaServer) WatchNodeCache(_ *apiv1.WatchNodeCacheRequest, stream grpc.
 			return nil
 		case <-m.done:
 			return meta.ToStatus(fmt.Errorf("watch node cache: %w: master stopping", meta.ErrUnavailable))
+		case <-*ended:
+			return m.notLeader("watch node cache")
 		case <-idle.C:
 			seq++
-			if err := stream.Send(&apiv1.NodeCacheEvent{Epoch: m.epoch, Sequence: seq}); err != nil {
+			if err := stream.Send(&apiv1.NodeCacheEvent{Epoch: epoch, Sequence: seq}); err != nil {
 				return fmt.Errorf("send node cache keepalive: %w", err)
 			}
 			idle.Reset(watchIdleEvent)
@@ -123,7 +126,7 @@ func (s *metaServer) WatchNodeCache(_ *apiv1.WatchNodeCacheRequest, stream grpc.
 					break
 				}
 				seq++
-				if err := stream.Send(&apiv1.NodeCacheEvent{Entries: entries, Prefixes: pfx, Epoch: m.epoch, Sequence: seq}); err != nil {
+				if err := stream.Send(&apiv1.NodeCacheEvent{Entries: entries, Prefixes: pfx, Epoch: epoch, Sequence: seq}); err != nil {
 					return fmt.Errorf("send node cache delta: %w", err)
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"k8s.io/klog/v2"
@@ -13,16 +14,55 @@ import (
 	"github.com/alcove-io/alcove/engine/ufs"
 )
 
-func (m *Master) getStatus(ctx context.Context, p string) (*apiv1.FileInfo, error) {
-	p, err := cleanPath("get status", p)
+func (m *Master) getStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.FileInfo, error) {
+	p, err := cleanPath("get status", req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	n, err := m.getOrLoad(ctx, p)
+	var reqMs *int64
+	switch {
+	case req.GetSyncUfs():
+		always := int64(0)
+		reqMs = &always
+	case req.SyncIntervalMs != nil:
+		reqMs = req.SyncIntervalMs
+	}
+	n, err := m.getOrLoadSync(ctx, p, reqMs)
 	if err != nil {
 		return nil, err
 	}
-	return m.fileInfo(n), nil
+	if !n.inode.Folder && (req.GetSyncUfs() || m.synced.due(n.inode.Id, m.syncInterval(req.SyncIntervalMs, n.mount), m.now())) {
+		if n, err = m.syncFile(ctx, n); err != nil {
+			return nil, err
+		}
+		m.synced.mark(m.now(), n.inode.Id)
+	}
+	return m.fileInfoAfterRegistration(ctx, n)
+}
+
+// fileInfoAfterRegistration describes n; a file whose only copies are
+// cached (never persisted) and seem lost right after this master took over
+// is described once its blocks are registered again, or when workers had
+// their time to register (the registry is not journaled: a new leader
+// learns block locations only from registering workers).
+func (m *Master) fileInfoAfterRegistration(ctx context.Context, n *node) (*apiv1.FileInfo, error) {
+	for {
+		added := m.reg.blockAdded()
+		fi := m.fileInfo(n)
+		grace, end := m.inRegistrationGrace()
+		if fi.PersistenceState != apiv1.PersistenceState_LOST || !grace {
+			return fi, nil
+		}
+		t := time.NewTimer(time.Until(end))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("get status %s: waiting for workers to register: %w", n.path, ctx.Err())
+		case <-added:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 func (m *Master) listStatus(ctx context.Context, req *apiv1.ListStatusRequest) ([]*apiv1.FileInfo, error) {
@@ -42,7 +82,8 @@ func (m *Master) listStatus(ctx context.Context, req *apiv1.ListStatusRequest) (
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
-		kids, err := m.listChildren(ctx, dir, req.GetSyncUfs())
+		sync := req.GetSyncUfs() || m.synced.due(dir.inode.Id, m.syncInterval(req.SyncIntervalMs, dir.mount), m.now())
+		kids, err := m.listChildren(ctx, dir, sync)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +127,7 @@ func (m *Master) mkdirs(ctx context.Context, p string, mk *apiv1.CreateDirectory
 		next := meta.Join(cur.path, c)
 		n, err := m.getOrLoad(ctx, next)
 		if errors.Is(err, meta.ErrNotFound) {
-			n, err = m.mkdirOne(ctx, cur, c, mk)
+			n, err = m.mkdirOne(ctx, cur, c, mk, false)
 			if errors.Is(err, meta.ErrAlreadyExists) {
 				n, err = m.getOrLoad(ctx, next)
 			}
@@ -102,7 +143,9 @@ func (m *Master) mkdirs(ctx context.Context, p string, mk *apiv1.CreateDirectory
 	return cur, nil
 }
 
-func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *apiv1.CreateDirectoryRequest) (*node, error) {
+// mkdirOne creates one directory; call says it is the directory the client
+// asked for (its entry carries the call's request id), not a parent.
+func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *apiv1.CreateDirectoryRequest, call bool) (*node, error) {
 	p := meta.Join(parent.path, name)
 	n := &node{path: p, mount: parent.mount}
 	if err := writable(n); err != nil {
@@ -125,7 +168,11 @@ func (m *Master) mkdirOne(ctx context.Context, parent *node, name string, req *a
 		}
 		ino.PersistenceState = apiv1.PersistenceState_PERSISTED
 	}
-	res, err := m.apply(ctx, createEntry(parent.inode.Id, ino, false))
+	apply := m.apply
+	if call {
+		apply = m.applyCall
+	}
+	res, err := apply(ctx, createEntry(parent.inode.Id, ino, false))
 	if err != nil {
 		return nil, fmt.Errorf("create directory %s: %w", p, err)
 	}
@@ -154,7 +201,7 @@ func (m *Master) createDirectory(ctx context.Context, req *apiv1.CreateDirectory
 	if err != nil {
 		return nil, fmt.Errorf("create directory %s: %w", p, err)
 	}
-	n, err = m.mkdirOne(ctx, pn, meta.Base(p), req)
+	n, err = m.mkdirOne(ctx, pn, meta.Base(p), req, true)
 	if errors.Is(err, meta.ErrAlreadyExists) && req.GetAllowExists() {
 		if n, err = m.getOrLoad(ctx, p); err == nil && !n.inode.Folder {
 			err = fmt.Errorf("create directory %s: %w", p, meta.ErrAlreadyExists)
@@ -241,7 +288,7 @@ func (m *Master) createFile(ctx context.Context, req *apiv1.CreateFileRequest) (
 		TtlMs: req.GetTtlMs(), TtlAction: ttlAction, ReplicationDurable: req.GetReplicationDurable(),
 		WriteType: wt, PersistenceState: apiv1.PersistenceState_NOT_PERSISTED,
 	}
-	res, err := m.apply(ctx, createEntry(pn.inode.Id, ino, replace))
+	res, err := m.applyCall(ctx, createEntry(pn.inode.Id, ino, replace))
 	if err != nil {
 		return nil, fmt.Errorf("create file %s: %w", p, err)
 	}
@@ -263,6 +310,8 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		return nil, fmt.Errorf("complete file %s: %w", p, meta.ErrIsDirectory)
 	case req.GetFileId() != ino.Id:
 		return nil, fmt.Errorf("%w: complete file %s: file id %d does not match the file there (id %d)", meta.ErrFailedPrecondition, p, req.GetFileId(), ino.Id)
+	case ino.BlockSizeBytes <= 0:
+		return nil, fmt.Errorf("%w: complete file %s: not a regular file (a symbolic link?)", meta.ErrFailedPrecondition, p)
 	case req.GetLength() < 0 || meta.BlockCount(req.GetLength(), ino.BlockSizeBytes) > meta.MaxBlocksPerFile:
 		return nil, fmt.Errorf("%w: complete file %s: length %d", meta.ErrInvalidArgument, p, req.GetLength())
 	}
@@ -271,7 +320,7 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		return nil, fmt.Errorf("complete file %s: %w", p, err)
 	}
 	state := apiv1.PersistenceState_NOT_PERSISTED
-	mtime := req.GetUfsMtimeMs()
+	mtime, fingerprint := req.GetUfsMtimeMs(), req.GetUfsFingerprint()
 	switch {
 	case req.GetPersisted():
 		state = apiv1.PersistenceState_PERSISTED
@@ -302,12 +351,15 @@ func (m *Master) completeFile(ctx context.Context, req *apiv1.CompleteFileReques
 		if err := w.Close(); err != nil {
 			return nil, fmt.Errorf("persist empty file %s: %w", p, err)
 		}
+		if st, err := fs.Stat(ctx, up); err == nil {
+			mtime, fingerprint = st.ModTime.UnixMilli(), st.Fingerprint
+		}
 		state = apiv1.PersistenceState_PERSISTED
 	case ino.WriteType == apiv1.WriteType_ASYNC_THROUGH:
 		state = apiv1.PersistenceState_TO_BE_PERSISTED
 	}
-	res, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
-		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, Holes: req.GetHoles(),
+	res, err := m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CompleteFile{CompleteFile: &apiv1.CompleteFileEntry{
+		Id: ino.Id, Length: req.GetLength(), PersistenceState: state, UfsMtimeMs: mtime, UfsFingerprint: fingerprint, Holes: req.GetHoles(),
 	}}})
 	if err != nil {
 		return nil, fmt.Errorf("complete file %s: %w", p, err)
@@ -411,11 +463,21 @@ func (m *Master) delete(ctx context.Context, req *apiv1.DeleteRequest) error {
 			return err
 		}
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{
 		Id: n.inode.Id, Recursive: req.GetRecursive(), OrphanSession: session, OrphanUfsUri: orphanURI,
+		ParentId: n.inode.ParentId, Name: n.inode.Name,
 	}}})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", p, err)
+	}
+	if req.GetAlcoveOnly() && n.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
+		// The UFS copy stays: the parent's listing must be read again for it
+		// to load back on its next access.
+		_, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetChildrenLoaded{
+			SetChildrenLoaded: &apiv1.SetChildrenLoadedEntry{Id: n.inode.ParentId, Loaded: false}}})
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			return fmt.Errorf("delete %s: mark its directory for reloading: %w", p, err)
+		}
 	}
 	klog.FromContext(ctx).V(2).Info("Deleted", "path", p, "alcoveOnly", req.GetAlcoveOnly())
 	return nil
@@ -515,7 +577,7 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 		if err != nil {
 			return err
 		}
-		if err := fs.Rename(ctx, sup, dup); err != nil {
+		if err := fs.Rename(ctx, sup, dup); err != nil && !renamedBefore(ctx, fs, sup, dup, err) {
 			return fmt.Errorf("rename %s to %s in the UFS: %w", src, dst, err)
 		}
 	} else if dn != nil && dn.inode.PersistenceState == apiv1.PersistenceState_PERSISTED {
@@ -523,33 +585,40 @@ func (m *Master) rename(ctx context.Context, req *apiv1.RenameRequest) error {
 			return err
 		}
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_Rename{Rename: &apiv1.RenameEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_Rename{Rename: &apiv1.RenameEntry{
 		Id: sn.inode.Id, NewParentId: dp.inode.Id, NewName: meta.Base(dst), Replace: dn != nil,
 		KeepIdentity: req.GetKeepIdentity(), OrphanSession: session, OrphanUfsUri: orphanURI,
+		ParentId: sn.inode.ParentId, Name: sn.inode.Name,
 	}}})
 	if err != nil {
 		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
 	}
 	m.cidx.renamed(src, dst)
+	if srcPersisted {
+		m.refreshMoved(ctx, &node{path: dst, inode: sn.inode, mount: dstMount})
+	}
 	return nil
 }
 
-// checkReplace says whether src may replace the existing dst.
+// renamedBefore says whether a failed UFS rename of a retried call was done
+// by its earlier attempt: that attempt renamed the UFS object, then its
+// master lost leadership before journaling the rename.
+func renamedBefore(ctx context.Context, fs ufs.UFS, src, dst string, err error) bool {
+	if _, retried := ctx.Value(requestIDKey{}).(*apiv1.RequestId); !retried || !errors.Is(err, meta.ErrNotFound) {
+		return false
+	}
+	if _, serr := fs.Stat(ctx, src); !errors.Is(serr, meta.ErrNotFound) {
+		return false
+	}
+	_, derr := fs.Stat(ctx, dst)
+	return derr == nil
+}
+
+// checkReplace says whether src may replace the existing dst (mayReplace).
 func (m *Master) checkReplace(src, dst *node) error {
-	switch {
-	case dst.inode.Folder && !src.inode.Folder:
-		return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrIsDirectory)
-	case !dst.inode.Folder && src.inode.Folder:
-		return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrNotDirectory)
-	case dst.inode.Folder:
-		var nonEmpty bool
-		err := m.store.View(func(tx *bbolt.Tx) error { nonEmpty = hasChildren(tx, dst.inode.Id); return nil })
-		if err != nil {
-			return err
-		}
-		if nonEmpty {
-			return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, meta.ErrDirectoryNotEmpty)
-		}
+	err := m.store.View(func(tx *bbolt.Tx) error { return mayReplace(tx, src.inode, dst.inode) })
+	if err != nil {
+		return fmt.Errorf("rename %s onto %s: %w", src.path, dst.path, err)
 	}
 	return nil
 }
@@ -584,7 +653,7 @@ func (m *Master) setAttribute(ctx context.Context, req *apiv1.SetAttributeReques
 	if req.GetPersist() && !n.inode.Folder && !n.inode.Completed {
 		return fmt.Errorf("%w: persist %s: the file is still being written", meta.ErrFailedPrecondition, p)
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetAttribute{SetAttribute: &apiv1.SetAttributeEntry{
 		Id: n.inode.Id, Pinned: req.Pinned, TtlMs: req.TtlMs, TtlAction: req.TtlAction, Mode: req.Mode,
 		Owner: req.Owner, Group: req.Group, MtimeMs: req.MtimeMs, AtimeMs: req.AtimeMs, Recursive: req.GetRecursive(), Persist: req.GetPersist(),
 	}}})

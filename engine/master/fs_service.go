@@ -5,10 +5,13 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
+	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 // fsServer is the FileSystemMaster service. Handlers stay thin: the work is
-// in fs_ops.go and every error leaves through meta.ToStatus.
+// in fs_ops.go and every error leaves through meta.ToStatus. Calls that
+// journal run exactly once per request id (requests.go).
 type fsServer struct {
 	apiv1.UnimplementedFileSystemMasterServer
 	m *Master
@@ -18,6 +21,9 @@ var _ apiv1.FileSystemMasterServer = (*fsServer)(nil)
 
 func (s *fsServer) GetStatus(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.GetStatusResponse, error) {
 	fi, err := s.m.getStatusReq(ctx, req)
+	if err == nil {
+		err = s.m.grant(ctx, fi, security.AccessRead)
+	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -26,6 +32,13 @@ func (s *fsServer) GetStatus(ctx context.Context, req *apiv1.GetStatusRequest) (
 
 func (s *fsServer) ListStatus(ctx context.Context, req *apiv1.ListStatusRequest) (*apiv1.ListStatusResponse, error) {
 	fis, err := s.m.listStatus(ctx, req)
+	if err == nil && listingTokens(ctx) {
+		for _, fi := range fis {
+			if err = s.m.grant(ctx, fi, security.AccessRead); err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -33,7 +46,8 @@ func (s *fsServer) ListStatus(ctx context.Context, req *apiv1.ListStatusRequest)
 }
 
 func (s *fsServer) CreateDirectory(ctx context.Context, req *apiv1.CreateDirectoryRequest) (*apiv1.CreateDirectoryResponse, error) {
-	fi, err := s.m.createDirectory(ctx, req)
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.createDirectory(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -41,7 +55,11 @@ func (s *fsServer) CreateDirectory(ctx context.Context, req *apiv1.CreateDirecto
 }
 
 func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest) (*apiv1.CreateFileResponse, error) {
-	fi, err := s.m.createFile(ctx, req)
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.createFile(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
+	if err == nil {
+		err = s.m.grant(ctx, fi, security.AccessRead|security.AccessWrite)
+	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -49,7 +67,11 @@ func (s *fsServer) CreateFile(ctx context.Context, req *apiv1.CreateFileRequest)
 }
 
 func (s *fsServer) CompleteFile(ctx context.Context, req *apiv1.CompleteFileRequest) (*apiv1.CompleteFileResponse, error) {
-	fi, err := s.m.completeFile(ctx, req)
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.completeFile(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
+	if err == nil {
+		err = s.m.grant(ctx, fi, security.AccessRead)
+	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
@@ -57,21 +79,21 @@ func (s *fsServer) CompleteFile(ctx context.Context, req *apiv1.CompleteFileRequ
 }
 
 func (s *fsServer) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.DeleteResponse, error) {
-	if err := s.m.delete(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.delete(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.DeleteResponse{}, nil
 }
 
 func (s *fsServer) Rename(ctx context.Context, req *apiv1.RenameRequest) (*apiv1.RenameResponse, error) {
-	if err := s.m.rename(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.rename(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.RenameResponse{}, nil
 }
 
 func (s *fsServer) SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) (*apiv1.SetAttributeResponse, error) {
-	if err := s.m.setAttribute(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.setAttribute(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.SetAttributeResponse{}, nil
@@ -86,35 +108,44 @@ func (s *fsServer) Free(ctx context.Context, req *apiv1.FreeRequest) (*apiv1.Fre
 }
 
 func (s *fsServer) Mount(ctx context.Context, req *apiv1.MountRequest) (*apiv1.MountResponse, error) {
-	if err := s.m.mount(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.mount(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.MountResponse{}, nil
 }
 
 func (s *fsServer) Unmount(ctx context.Context, req *apiv1.UnmountRequest) (*apiv1.UnmountResponse, error) {
-	if err := s.m.unmount(ctx, req); err != nil {
+	if _, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.m.unmount(ctx, req) }, replayNone); err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.UnmountResponse{}, nil
 }
 
+// GetMountTable answers clients: secret properties are redacted (workers
+// get them through BlockMaster.GetMountConfig).
 func (s *fsServer) GetMountTable(context.Context, *apiv1.GetMountTableRequest) (*apiv1.GetMountTableResponse, error) {
 	all, err := s.m.mountTable()
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
+	for _, mt := range all {
+		mt.Properties = ufs.Redact(mt.GetProperties())
+	}
 	return &apiv1.GetMountTableResponse{MountPoints: all}, nil
 }
 
 func (s *fsServer) CreateSymlink(ctx context.Context, req *apiv1.CreateSymlinkRequest) (*apiv1.CreateSymlinkResponse, error) {
-	fi, err := s.m.createSymlink(ctx, req)
+	fi, err := exactlyOnce(ctx, s.m, func(ctx context.Context) (*apiv1.FileInfo, error) { return s.m.createSymlink(ctx, req) },
+		func(ino *apiv1.Inode) (*apiv1.FileInfo, error) { return s.m.replayInfo(req.GetPath(), ino) })
 	if err != nil {
 		return nil, meta.ToStatus(err)
 	}
 	return &apiv1.CreateSymlinkResponse{FileInfo: fi}, nil
 }
 
+// ReleaseOrphans journals one entry per orphan, so it is not tied to one
+// request id; it is idempotent instead: inode ids are never reused, and an
+// orphan already released counts as done (releaseOrphan).
 func (s *fsServer) ReleaseOrphans(ctx context.Context, req *apiv1.ReleaseOrphansRequest) (*apiv1.ReleaseOrphansResponse, error) {
 	n, err := s.m.releaseOrphans(ctx, req)
 	if err != nil {

@@ -49,7 +49,17 @@ func (m *Master) lookup(p string) (*node, error) {
 // getOrLoad resolves a path, loading components missing from the store but
 // present in the UFS (Alluxio's LoadMetadataType ONCE): each loaded inode is
 // journaled as persisted and complete, with its length from the UFS.
+//
+// A directory whose listing was merged (ChildrenLoaded) is authoritative:
+// a name missing from it is not looked up in the UFS again unless its sync
+// interval (reqMs, else the mount's or master's) says the listing is due,
+// as Alluxio's ONCE load type does. That saves a UFS call per new file and
+// lets files be created under loaded directories while the UFS is down.
 func (m *Master) getOrLoad(ctx context.Context, p string) (*node, error) {
+	return m.getOrLoadSync(ctx, p, nil)
+}
+
+func (m *Master) getOrLoadSync(ctx context.Context, p string, reqMs *int64) (*node, error) {
 	comps := meta.Components(p)
 	for attempt := 0; attempt <= len(comps)+3; attempt++ {
 		var inodes []*apiv1.Inode
@@ -77,6 +87,9 @@ func (m *Master) getOrLoad(ctx context.Context, p string) (*node, error) {
 		cp := meta.Join(prefix, comps[k])
 		mnt := mountOf(all, cp)
 		if mnt == nil || ufs.IsTempName(comps[k]) {
+			return nil, fmt.Errorf("%s: %w", p, meta.ErrNotFound)
+		}
+		if parent.ChildrenLoaded && !m.synced.due(parent.Id, m.syncInterval(reqMs, mnt), m.now()) {
 			return nil, fmt.Errorf("%s: %w", p, meta.ErrNotFound)
 		}
 		fs, up, err := m.ufsOf(mnt, cp)
@@ -109,7 +122,7 @@ func createEntry(parent int64, ino *apiv1.Inode, replace bool) *apiv1.JournalEnt
 func (m *Master) inodeFromUFS(st ufs.Status) *apiv1.Inode {
 	ino := &apiv1.Inode{
 		Name: st.Name, Folder: st.Folder, Mode: st.Mode, Completed: true,
-		PersistenceState: apiv1.PersistenceState_PERSISTED,
+		PersistenceState: apiv1.PersistenceState_PERSISTED, UfsFingerprint: st.Fingerprint,
 	}
 	if !st.ModTime.IsZero() {
 		ino.UfsMtimeMs = st.ModTime.UnixMilli()
@@ -140,7 +153,7 @@ func ufsPath(mnt *apiv1.MountPointInfo, p string) string {
 
 // ufsOf returns the UFS serving p and p's path within it.
 func (m *Master) ufsOf(mnt *apiv1.MountPointInfo, p string) (ufs.UFS, string, error) {
-	fs, up, err := ufs.Resolve(ufsPath(mnt, p), mnt.GetProperties())
+	fs, up, err := ufs.Resolve(ufsPath(mnt, p), m.mountProps(mnt))
 	if err != nil {
 		return nil, "", fmt.Errorf("resolve UFS of %s: %w", p, err)
 	}
@@ -180,7 +193,7 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 	inUFS := make(map[string]bool, len(sts))
 	var drops, creates []*apiv1.JournalEntry
 	for _, st := range sts {
-		if validName(st.Name) != nil || ufs.IsTempName(st.Name) {
+		if meta.ValidName(st.Name) != nil || ufs.IsTempName(st.Name) {
 			continue
 		}
 		inUFS[st.Name] = true
@@ -192,8 +205,8 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 		case ex.Folder != st.Folder:
 			drops = append(drops, deleteEntry(ex.Id))
 			creates = append(creates, createEntry(n.inode.Id, m.inodeFromUFS(st), false))
-		case !ex.Folder && (ex.Length != st.Length || (ex.UfsMtimeMs != 0 && ex.UfsMtimeMs != st.ModTime.UnixMilli())):
-			creates = append(creates, createEntry(n.inode.Id, m.inodeFromUFS(st), true))
+		case !ex.Folder && changedInUFS(ex, st):
+			creates = append(creates, replaceEntry(ex, m.inodeFromUFS(st)))
 		}
 	}
 	if full {
@@ -206,7 +219,8 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 	for _, batch := range [][]*apiv1.JournalEntry{drops, creates} {
 		_, errs := m.applyAll(ctx, batch)
 		for _, err := range errs {
-			if err != nil && !errors.Is(err, meta.ErrAlreadyExists) && !errors.Is(err, meta.ErrNotFound) {
+			// Lost races with concurrent changes: those win.
+			if err != nil && !errors.Is(err, meta.ErrAlreadyExists) && !errors.Is(err, meta.ErrNotFound) && !errors.Is(err, meta.ErrAborted) {
 				return fmt.Errorf("merge UFS listing of %s: %w", n.path, err)
 			}
 		}
@@ -221,6 +235,19 @@ func (m *Master) syncChildren(ctx context.Context, n *node, full bool) error {
 	return nil
 }
 
+// changedInUFS reports whether a UFS object differs from what a persisted
+// inode recorded: its length, else its fingerprint (S3 ETag) when both
+// sides have one, else its mtime.
+func changedInUFS(ino *apiv1.Inode, st ufs.Status) bool {
+	switch {
+	case ino.Length != st.Length:
+		return true
+	case ino.UfsFingerprint != "" && st.Fingerprint != "":
+		return ino.UfsFingerprint != st.Fingerprint
+	}
+	return ino.UfsMtimeMs != 0 && !st.ModTime.IsZero() && ino.UfsMtimeMs != st.ModTime.UnixMilli()
+}
+
 func deleteEntry(id int64) *apiv1.JournalEntry {
 	return &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteInode{DeleteInode: &apiv1.DeleteInodeEntry{Id: id, Recursive: true}}}
 }
@@ -228,7 +255,8 @@ func deleteEntry(id int64) *apiv1.JournalEntry {
 // listChildren returns the nodes under a directory, loading them from the
 // UFS first when they never were (or always, with sync).
 func (m *Master) listChildren(ctx context.Context, n *node, sync bool) ([]*node, error) {
-	if sync || !n.inode.ChildrenLoaded {
+	loaded := sync || !n.inode.ChildrenLoaded
+	if loaded {
 		if err := m.syncChildren(ctx, n, sync); err != nil {
 			return nil, err
 		}
@@ -254,6 +282,16 @@ func (m *Master) listChildren(ctx context.Context, n *node, sync bool) ([]*node,
 		}
 		return nil
 	})
+	if loaded && err == nil {
+		// The listing just compared the directory and its files with the UFS.
+		ids := []int64{n.inode.Id}
+		for _, k := range out {
+			if !k.inode.Folder {
+				ids = append(ids, k.inode.Id)
+			}
+		}
+		m.synced.mark(m.now(), ids...)
+	}
 	return out, err
 }
 
@@ -267,7 +305,7 @@ func (m *Master) fileInfo(n *node) *apiv1.FileInfo {
 		Completed: ino.Completed, PersistenceState: ino.PersistenceState, Pinned: ino.Pinned,
 		TtlMs: ino.TtlMs, TtlAction: ino.TtlAction, UfsPath: ufsPath(n.mount, n.path),
 		MountPoint: ino.MountPoint, ReplicationDurable: ino.ReplicationDurable, WriteType: ino.WriteType,
-		MountId: n.mount.GetMountId(), Ino: inoOf(ino), SymlinkTarget: ino.SymlinkTarget, Nlink: 1,
+		MountId: n.mount.GetMountId(), UfsFingerprint: ino.UfsFingerprint, Ino: inoOf(ino), SymlinkTarget: ino.SymlinkTarget, Nlink: 1,
 		AccessTimeMs: ino.AccessTimeMs, ChangeTimeMs: ino.ChangeTimeMs, Orphan: isOrphan(ino),
 	}
 	if fi.AccessTimeMs == 0 {

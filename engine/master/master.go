@@ -2,6 +2,10 @@
 // in an embedded store fed by the replicated journal, UFS metadata loading,
 // the in-memory worker registry and block locations, and the three gRPC
 // services (FileSystemMaster, MetaMaster, BlockMaster).
+//
+// Masters may form an HA group (Config.JournalPeers): the journal's leader
+// serves and the others answer as standbys, naming it (leadership.go);
+// journaling calls run once per client request id (requests.go).
 package master
 
 import (
@@ -11,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sync"
 	"time"
@@ -21,18 +26,24 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/fsutil"
+	"github.com/alcove-io/alcove/engine/grpcstop"
 	"github.com/alcove-io/alcove/engine/journal"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/ufs"
 )
 
 // Version is reported by GetMasterInfo; the build sets it.
 var Version = "dev"
 
-// Defaults (Alluxio's ports).
+// Default addresses (Alluxio's ports).
+var (
+	DefaultAddress    = meta.HostPort("127.0.0.1", meta.MasterRPCPort)
+	DefaultWebAddress = meta.HostPort("0.0.0.0", meta.MasterWebPort)
+)
+
+// Defaults.
 const (
-	DefaultAddress       = "127.0.0.1:19998"
-	DefaultWebAddress    = "0.0.0.0:19999"
 	DefaultWorkerTimeout = 10 * time.Second
 	maxMsgSize           = 64 << 20
 )
@@ -58,10 +69,41 @@ type Config struct {
 	PersistRetryInterval time.Duration
 	// DefaultBlockSize for files created without one (default 64 MiB).
 	DefaultBlockSize int64
-	// Journal membership (single member when JournalPeers is empty).
-	JournalID          string
-	JournalBindAddress string
-	JournalPeers       []journal.Peer
+	// MetadataSyncInterval (alluxio.user.file.metadata.sync.interval): an
+	// access re-reads a path's UFS metadata when it is older than this.
+	// 0 or negative: never (the default); SyncAlways: on every access.
+	// Mounts and requests may set their own.
+	MetadataSyncInterval time.Duration
+	// Journal membership (single member when JournalPeers is empty):
+	// this member's id, the raft address it binds and the one the others
+	// dial (default: the bound one), the other members, and the election
+	// timeout of a group (journal.DefaultElectionTimeout).
+	JournalID              string
+	JournalBindAddress     string
+	JournalAdvertise       string
+	JournalPeers           []journal.Peer
+	JournalElectionTimeout time.Duration
+	// AdvertiseAddress is the RPC address standbys give clients to reach
+	// this master when it leads (default: the bound address).
+	AdvertiseAddress string
+	// UnsafeLocalReads serves reads from this member's local state without
+	// checking leadership (no read barrier, also on standbys). It breaks
+	// linearizability and exists only to show that the failover tests catch
+	// stale reads. Never set it in production.
+	UnsafeLocalReads bool
+	// TokenLifetime is how long a block token is valid (default
+	// security.DefaultTokenLifetime).
+	TokenLifetime time.Duration
+	// TLS, when set, makes the gRPC server require client certificates
+	// from the cluster CA and apply security.Cluster, and the journal's
+	// raft transport use mTLS between masters; nil: plaintext.
+	TLS *security.Source
+	// Users verifies ServiceAccount tokens (security.TokenReviewer in
+	// Kubernetes); nil accepts none.
+	Users security.Authenticator
+	// Superusers and SuperGroups are users and groups whose permissions
+	// are not checked (alcove.security.superusers / supergroups).
+	Superusers, SuperGroups []string
 }
 
 // Master is a running metadata master.
@@ -72,12 +114,14 @@ type Master struct {
 	journal *journal.Journal
 	reg     *registry
 	cidx    *cacheIndex
-	epoch   string        // identifies this run's node cache index
 	done    chan struct{} // closed when the master stops
 	persist *persistTracker
-	locks   *inodeLocks // orders UFS-and-journal operations on a path
+	tokens  *security.Signer // block tokens; its keys go to workers
+	locks   *inodeLocks      // orders UFS-and-journal operations on a path
+	synced  syncTimes
 	metrics *metrics
 	started time.Time
+	lead    leadership
 
 	grpcSrv *grpc.Server
 	lis     net.Listener
@@ -115,6 +159,12 @@ func New(cfg Config) (*Master, error) {
 	if err := meta.ValidateBlockSize(cfg.DefaultBlockSize); err != nil {
 		return nil, fmt.Errorf("configure master: %w", err)
 	}
+	if cfg.Superusers == nil {
+		// Alluxio's default: the user the master runs as.
+		if u, err := user.Current(); err == nil {
+			cfg.Superusers = []string{u.Username}
+		}
+	}
 	if cfg.RootUFS == "" {
 		cfg.RootUFS = filepath.Join(cfg.Dir, "underFSStorage")
 		if abs, err := filepath.Abs(cfg.RootUFS); err == nil {
@@ -125,13 +175,20 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("configure root UFS: %w", err)
 	}
 	cidx := newCacheIndex()
+	var err error
 	m := &Master{cfg: cfg, reg: newRegistry(cidx), cidx: cidx, done: make(chan struct{}), persist: newPersistTracker(cfg.PersistRetryInterval), locks: newInodeLocks()}
+	m.lead.first, m.lead.failed = make(chan struct{}), make(chan error, 1)
 	m.metrics = newMetrics(m)
+	if m.tokens, err = security.NewSigner(cfg.TokenLifetime); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
-// Start opens the store and journal, waits to lead the journal group, mounts
-// the root UFS on a new store and starts serving. It returns once serving.
+// Start opens the store and journal and starts serving. A lone master
+// (no journal peers) returns once it leads and serves; a member of a group
+// returns once it listens: it serves as the leader when elected and answers
+// as a standby (NotLeader, naming the leader) until then.
 func (m *Master) Start(ctx context.Context) (err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -140,7 +197,6 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	}
 	m.logger = klog.FromContext(ctx).WithName("master")
 	m.started = time.Now()
-	m.epoch = newEpoch()
 	defer func() {
 		if err != nil {
 			m.shutdownLocked()
@@ -155,35 +211,24 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if err := m.store.Init(ensureBuckets); err != nil {
 		return fmt.Errorf("initialize metadata store: %w", err)
 	}
-	m.journal, err = journal.Open(journal.Config{
-		Dir: m.cfg.Dir, ID: m.cfg.JournalID, BindAddress: m.cfg.JournalBindAddress,
-		Peers: m.cfg.JournalPeers, Logger: m.logger,
-	}, m.store)
-	if err != nil {
-		return err
-	}
-	if err := m.journal.WaitLeader(ctx); err != nil {
-		return err
-	}
-	if err := m.mountRoot(ctx); err != nil {
-		return err
-	}
-	if err := m.ensureClusterID(ctx); err != nil {
-		return err
-	}
-	if err := m.countChildDirs(ctx); err != nil {
-		return err
-	}
-	if err := m.refreshMounts(); err != nil {
-		return err
-	}
 	if m.lis, err = net.Listen("tcp", m.cfg.Address); err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Address, err)
 	}
-	m.grpcSrv = grpc.NewServer(
+	jcfg := journal.Config{
+		Dir: m.cfg.Dir, ID: m.cfg.JournalID, BindAddress: m.cfg.JournalBindAddress, Advertise: m.cfg.JournalAdvertise,
+		Peers: m.cfg.JournalPeers, ElectionTimeout: m.cfg.JournalElectionTimeout, Logger: m.logger,
+	}
+	if m.cfg.TLS != nil {
+		jcfg.ListenTLS, jcfg.DialTLS = m.cfg.TLS.PeerConfigs(security.RoleMaster)
+	}
+	m.journal, err = journal.Open(jcfg, m.store)
+	if err != nil {
+		return err
+	}
+	m.grpcSrv = grpc.NewServer(append(security.ServerOptions(m.cfg.TLS, m.cfg.Users),
 		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
-		grpc.ChainUnaryInterceptor(m.metrics.interceptor, m.leaderInterceptor),
-	)
+		grpc.ChainUnaryInterceptor(m.metrics.interceptor, m.leaderInterceptor, m.permInterceptor),
+	)...)
 	m.Register(m.grpcSrv)
 	if m.cfg.WebAddress != "" {
 		if m.webLis, err = net.Listen("tcp", m.cfg.WebAddress); err != nil {
@@ -205,10 +250,19 @@ func (m *Master) Start(ctx context.Context) (err error) {
 			}
 		})
 	}
-	m.goLoop(func() { m.lostWorkerLoop(bg) })
-	m.goLoop(func() { m.ttlLoop(bg) })
+	m.goLoop(func() { m.leadershipLoop(bg) })
+	if len(m.cfg.JournalPeers) == 0 {
+		select {
+		case <-m.lead.first:
+		case err := <-m.lead.failed:
+			return fmt.Errorf("start serving: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for journal leadership: %w", ctx.Err())
+		}
+	}
 	m.running = true
-	m.logger.Info("Master serving", "address", m.Addr(), "web", m.WebAddr(), "dir", m.cfg.Dir, "rootUFS", m.cfg.RootUFS)
+	m.logger.Info("Master started", "address", m.Addr(), "web", m.WebAddr(), "dir", m.cfg.Dir, "rootUFS", m.cfg.RootUFS,
+		"journalID", m.journal.ID(), "journalPeers", len(m.cfg.JournalPeers))
 	return nil
 }
 
@@ -252,14 +306,15 @@ func (m *Master) mountRoot(ctx context.Context) error {
 }
 
 // countChildDirs counts every directory's subdirectories once, for a
-// store written before directories kept the count (their link count).
+// store written before directories kept the count (their link count). A
+// new leader calls it; standbys get the count from its journal entry.
 func (m *Master) countChildDirs(ctx context.Context) error {
 	var done bool
 	if err := m.store.View(func(tx *bbolt.Tx) error { done = counter(tx, kChildDirsCounted) != 0; return nil }); err != nil {
 		return err
 	}
-	if done || !m.journal.IsLeader() {
-		return nil // a standby gets the count from the leader's journal
+	if done {
+		return nil
 	}
 	_, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_CountChildDirs{CountChildDirs: &apiv1.CountChildDirsEntry{}}})
 	if err != nil {
@@ -275,20 +330,20 @@ func (m *Master) Register(s *grpc.Server) {
 	apiv1.RegisterBlockMasterServer(s, &blockServer{m: m})
 }
 
-func (m *Master) leaderInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if info.FullMethod != apiv1.MetaMaster_GetMasterInfo_FullMethodName && !m.journal.IsLeader() {
-		addr, _ := m.journal.Leader()
-		return nil, meta.ToStatus(fmt.Errorf("%s (leader: %q): %w", info.FullMethod, addr, meta.ErrNotLeader))
-	}
-	return h(klog.NewContext(ctx, m.logger.WithValues("rpc", info.FullMethod)), req)
-}
-
 // Addr returns the bound gRPC address ("" before Start).
 func (m *Master) Addr() string {
 	if m.lis == nil {
 		return ""
 	}
 	return m.lis.Addr().String()
+}
+
+// AdvertisedAddr is the RPC address clients are sent to when this master leads.
+func (m *Master) AdvertisedAddr() string {
+	if m.cfg.AdvertiseAddress != "" {
+		return m.cfg.AdvertiseAddress
+	}
+	return m.Addr()
 }
 
 // WebAddr returns the bound web address ("" when disabled or before Start).
@@ -322,16 +377,7 @@ func (m *Master) shutdownLocked() error {
 		close(m.done) // ends node cache watch streams
 	}
 	if m.grpcSrv != nil {
-		done := make(chan struct{})
-		go func() {
-			m.grpcSrv.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			m.grpcSrv.Stop()
-		}
+		grpcstop.Stop(m.grpcSrv, grpcstop.Grace)
 	} else if m.lis != nil {
 		m.lis.Close()
 	}
@@ -343,7 +389,7 @@ func (m *Master) shutdownLocked() error {
 		m.webLis.Close()
 	}
 	if m.cancel != nil {
-		m.cancel()
+		m.cancel() // the leadership loop steps down and returns
 	}
 	m.wg.Wait()
 	var errs []error
@@ -366,23 +412,6 @@ func (m *Master) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return m.Close()
-}
-
-func (m *Master) lostWorkerLoop(ctx context.Context) {
-	t := time.NewTicker(max(m.cfg.WorkerTimeout/4, 20*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			lost, blocks := m.reg.detectLost(now, m.cfg.WorkerTimeout)
-			for _, id := range lost {
-				m.logger.Info("Worker lost: no heartbeat", "workerID", id, "timeout", m.cfg.WorkerTimeout)
-			}
-			m.queueUnderReplicated(blocks)
-		}
-	}
 }
 
 // apply journals e and frees the cached blocks of files it removed.
@@ -420,3 +449,26 @@ func (m *Master) applyAll(ctx context.Context, entries []*apiv1.JournalEntry) ([
 }
 
 func (m *Master) now() time.Time { return time.Now() }
+
+// listingTokens: listings carry block tokens only for the job tier, whose
+// planner turns a listing into cache tasks (and with TLS off, where no
+// caller is authenticated anyway). Other readers get a file's token with
+// its own GetStatus.
+func listingTokens(ctx context.Context) bool {
+	p, ok := security.PeerFrom(ctx)
+	return !ok || p.Role == security.RoleJob
+}
+
+// grant attaches a block token for access a to a file's metadata (not to
+// a directory's).
+func (m *Master) grant(ctx context.Context, fi *apiv1.FileInfo, a security.Access) error {
+	if fi == nil || fi.GetFolder() || (a == security.AccessRead && !m.mayRead(ctx, fi)) {
+		return nil // no token: a worker refuses this caller the file's blocks
+	}
+	tok, err := m.tokens.Sign(security.ScopeOf(fi, a))
+	if err != nil {
+		return err
+	}
+	fi.BlockToken = tok
+	return nil
+}

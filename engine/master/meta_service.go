@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"sort"
 
 	"go.etcd.io/bbolt"
 
@@ -17,17 +18,41 @@ type metaServer struct {
 
 var _ apiv1.MetaMasterServer = (*metaServer)(nil)
 
-func (s *metaServer) GetMasterInfo(context.Context, *apiv1.GetMasterInfoRequest) (*apiv1.GetMasterInfoResponse, error) {
+func (s *metaServer) GetMasterInfo(_ context.Context, req *apiv1.GetMasterInfoRequest) (*apiv1.GetMasterInfoResponse, error) {
 	m := s.m
 	live, lost := m.reg.counts()
-	leader := m.journal.IsLeader()
-	resp := &apiv1.GetMasterInfoResponse{
-		IsLeader: leader, Version: Version, StartTimeMs: m.started.UnixMilli(), WebAddress: m.WebAddr(),
-		InodeCount: m.inodeCount(), LiveWorkers: int32(live), LostWorkers: int32(lost),
-		MasterAddresses: []string{m.Addr()}, JournalDir: m.journal.Dir(), JournalLastIndex: int64(m.journal.LastIndex()),
+	serving := m.lead.serving.Load()
+	if req.GetRequireLeader() && !serving {
+		return nil, m.notLeader("get master info")
 	}
-	if leader {
-		resp.LeaderAddress = m.Addr()
+	_, leaderID := m.journal.Leader()
+	resp := &apiv1.GetMasterInfoResponse{
+		IsLeader: serving, Version: Version, StartTimeMs: m.started.UnixMilli(), WebAddress: m.WebAddr(),
+		InodeCount: m.inodeCount(), LiveWorkers: int32(live), LostWorkers: int32(lost),
+		JournalDir: m.journal.Dir(), JournalLastIndex: int64(m.journal.LastIndex()),
+		JournalId: m.journal.ID(), LeaderJournalId: leaderID, JournalAppliedIndex: int64(m.journal.AppliedIndex()),
+		JournalTerm: int64(m.journal.Term()),
+	}
+	addrs, err := m.masterAddresses()
+	if err != nil {
+		return nil, meta.ToStatus(err)
+	}
+	ids := make([]string, 0, len(addrs))
+	for id := range addrs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		resp.MasterAddresses = append(resp.MasterAddresses, addrs[id].GetRpcAddress())
+	}
+	if len(resp.MasterAddresses) == 0 {
+		resp.MasterAddresses = []string{m.AdvertisedAddr()}
+	}
+	switch {
+	case serving:
+		resp.LeaderAddress = m.AdvertisedAddr()
+	case leaderID != "" && leaderID != m.journal.ID():
+		resp.LeaderAddress = addrs[leaderID].GetRpcAddress()
 	}
 	return resp, nil
 }

@@ -35,6 +35,13 @@ func newMetrics(m *Master) *metrics {
 			Help: "Workers heartbeating."}, func() float64 { l, _ := m.reg.counts(); return float64(l) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "alcove", Subsystem: "master", Name: "workers_lost",
 			Help: "Workers declared lost."}, func() float64 { _, l := m.reg.counts(); return float64(l) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "alcove", Subsystem: "master", Name: "leader",
+			Help: "1 while this master leads the journal group and serves."}, func() float64 {
+			if m.Serving() {
+				return 1
+			}
+			return 0
+		}),
 		&clusterCollector{m: m},
 	)
 	return mt

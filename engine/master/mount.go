@@ -12,6 +12,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/engine/ufs"
+	_ "github.com/alcove-io/alcove/engine/ufs/s3" // s3:// and s3a:// under storage
 )
 
 // ufsKey splits a UFS URI into its store (scheme://host) and clean path, so
@@ -91,7 +92,7 @@ func (m *Master) mount(ctx context.Context, req *apiv1.MountRequest) error {
 	case !errors.Is(err, meta.ErrNotFound):
 		return err
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_AddMount{AddMount: &apiv1.AddMountEntry{
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_AddMount{AddMount: &apiv1.AddMountEntry{
 		Mount: &apiv1.MountPointInfo{AlcovePath: p, UfsUri: uri, ReadOnly: req.GetReadOnly(), Shared: req.GetShared(), Properties: req.GetProperties()},
 	}}})
 	if err != nil {
@@ -131,11 +132,36 @@ func (m *Master) unmount(ctx context.Context, req *apiv1.UnmountRequest) error {
 	case len(under) > 0:
 		return fmt.Errorf("%w: unmount %s: mount point %s is inside it", meta.ErrFailedPrecondition, p, under[0])
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteMount{DeleteMount: &apiv1.DeleteMountEntry{AlcovePath: p}}})
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_DeleteMount{DeleteMount: &apiv1.DeleteMountEntry{AlcovePath: p}}})
 	if err != nil {
 		return fmt.Errorf("unmount %s: %w", p, err)
 	}
 	return m.refreshMounts()
+}
+
+// mountProps are the properties a mount's UFS is built with: the stored
+// ones, except that root options given in the configuration replace the
+// root mount's at every start (rotated credentials take effect on restart).
+func (m *Master) mountProps(mnt *apiv1.MountPointInfo) map[string]string {
+	if mnt.GetAlcovePath() == "/" && m.cfg.RootUFSProperties != nil && mnt.GetUfsUri() == m.cfg.RootUFS {
+		return m.cfg.RootUFSProperties
+	}
+	return mnt.GetProperties()
+}
+
+// mountByID returns a mount with its properties in clear.
+func (m *Master) mountByID(id int64) (*apiv1.MountPointInfo, error) {
+	all, err := m.mountTable()
+	if err != nil {
+		return nil, err
+	}
+	for _, mt := range all {
+		if mt.GetMountId() == id {
+			mt.Properties = m.mountProps(mt)
+			return mt, nil
+		}
+	}
+	return nil, fmt.Errorf("mount id %d: %w (unmounted?)", id, meta.ErrNotFound)
 }
 
 func (m *Master) mountTable() ([]*apiv1.MountPointInfo, error) {

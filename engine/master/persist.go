@@ -16,12 +16,22 @@ import (
 	"github.com/alcove-io/alcove/engine/ufs"
 )
 
+// Backoff of a file whose persist failed (the UFS down or throttling): the
+// command is not re-issued before 500 ms, doubling per failure up to 10 s,
+// with full jitter so files do not retry in lockstep.
+const (
+	persistBackoffBase = 500 * time.Millisecond
+	persistBackoffMax  = 10 * time.Second
+)
+
 // persistTracker remembers which files were handed to a worker to persist,
-// so a command is not re-issued until it fails or the retry interval passes.
+// so a command is not re-issued until it fails or the retry interval
+// passes, and which failed, so they are retried with backoff.
 type persistTracker struct {
 	retry  time.Duration
 	mu     sync.Mutex
 	issued map[int64]issue
+	failed map[int64]failure
 }
 
 type issue struct {
@@ -29,8 +39,13 @@ type issue struct {
 	at     time.Time
 }
 
+type failure struct {
+	count     int
+	notBefore time.Time
+}
+
 func newPersistTracker(retry time.Duration) *persistTracker {
-	return &persistTracker{retry: retry, issued: map[int64]issue{}}
+	return &persistTracker{retry: retry, issued: map[int64]issue{}, failed: map[int64]failure{}}
 }
 
 // claim reports whether file may be handed to worker now, and records it.
@@ -40,15 +55,33 @@ func (t *persistTracker) claim(file, worker int64, now time.Time) bool {
 	if is, ok := t.issued[file]; ok && now.Sub(is.at) < t.retry {
 		return false
 	}
+	if f, ok := t.failed[file]; ok && now.Before(f.notBefore) {
+		return false
+	}
 	t.issued[file] = issue{worker: worker, at: now}
 	return true
 }
 
-// done forgets a file's command (it finished, or failed and may be retried).
+// done forgets a file's command: it finished.
 func (t *persistTracker) done(file int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.issued, file)
+	delete(t.failed, file)
+}
+
+// fail records a failed persist; the file is retried after a backoff.
+func (t *persistTracker) fail(file int64, now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.issued, file)
+	f := t.failed[file]
+	f.count++
+	ceiling := min(persistBackoffMax, persistBackoffBase<<min(f.count-1, 16))
+	wait := ceiling/2 + rand.N(ceiling/2+1)
+	f.notBefore = now.Add(wait)
+	t.failed[file] = f
+	return wait
 }
 
 // forget drops commands of removed files.
@@ -57,6 +90,7 @@ func (t *persistTracker) forget(files []int64) {
 	defer t.mu.Unlock()
 	for _, f := range files {
 		delete(t.issued, f)
+		delete(t.failed, f)
 	}
 }
 
@@ -110,7 +144,7 @@ func (m *Master) commitPersist(ctx context.Context, id int64, tmpURI string) err
 		_ = m.removeTemp(ctx, n.mount, tmpURI)
 		return fmt.Errorf("commit persist: %w", err)
 	}
-	fs, tmp, err := ufs.Resolve(tmpURI, n.mount.GetProperties())
+	fs, tmp, err := ufs.Resolve(tmpURI, m.mountProps(n.mount))
 	if err != nil {
 		return fmt.Errorf("commit persist of %s: %w", n.path, err)
 	}
@@ -122,11 +156,12 @@ func (m *Master) commitPersist(ctx context.Context, id int64, tmpURI string) err
 		return fmt.Errorf("commit persist of %s: move %s into place: %w", n.path, tmp, err)
 	}
 	var mtime int64
+	var fingerprint string
 	if st, err := fs.Stat(ctx, dst); err == nil {
-		mtime = st.ModTime.UnixMilli()
+		mtime, fingerprint = st.ModTime.UnixMilli(), st.Fingerprint
 	}
-	_, err = m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
-		Id: id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: mtime,
+	_, err = m.applyCall(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetPersistence{SetPersistence: &apiv1.SetPersistenceEntry{
+		Id: id, State: apiv1.PersistenceState_PERSISTED, UfsMtimeMs: mtime, UfsFingerprint: fingerprint,
 	}}})
 	if err != nil {
 		return fmt.Errorf("commit persist of %s: %w", n.path, err)
@@ -150,7 +185,7 @@ func (m *Master) mountOfTemp(id int64, tmpURI string) (*apiv1.MountPointInfo, er
 }
 
 func (m *Master) removeTemp(ctx context.Context, mnt *apiv1.MountPointInfo, tmpURI string) error {
-	fs, tmp, err := ufs.Resolve(tmpURI, mnt.GetProperties())
+	fs, tmp, err := ufs.Resolve(tmpURI, m.mountProps(mnt))
 	if err != nil {
 		return err
 	}
@@ -158,4 +193,11 @@ func (m *Master) removeTemp(ctx context.Context, mnt *apiv1.MountPointInfo, tmpU
 		return fmt.Errorf("remove persist temporary %s: %w", tmp, err)
 	}
 	return nil
+}
+
+// reset forgets every command (a new leadership term).
+func (t *persistTracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.issued)
 }

@@ -54,7 +54,7 @@ func (m *Master) nodeByID(id int64) (*node, error) {
 // getStatusReq answers GetStatus: by id when the request names one.
 func (m *Master) getStatusReq(ctx context.Context, req *apiv1.GetStatusRequest) (*apiv1.FileInfo, error) {
 	if req.GetFileId() == 0 {
-		return m.getStatus(ctx, req.GetPath())
+		return m.getStatus(ctx, req)
 	}
 	n, err := m.nodeByID(req.GetFileId())
 	if err != nil {
@@ -76,7 +76,7 @@ func (m *Master) moveAside(ctx context.Context, n *node) (string, error) {
 		return "", err
 	}
 	uri := ufs.JoinURI(n.mount.GetUfsUri(), fmt.Sprintf("%s%d-%016x", orphanTempPrefix, n.inode.Id, rand.Uint64()))
-	_, tmp, err := ufs.Resolve(uri, n.mount.GetProperties())
+	_, tmp, err := ufs.Resolve(uri, m.mountProps(n.mount))
 	if err != nil {
 		return "", fmt.Errorf("move %s aside: %w", n.path, err)
 	}
@@ -139,7 +139,7 @@ func (m *Master) releaseOrphan(ctx context.Context, session string, id int64) (b
 		return false, fmt.Errorf("%w: release orphan %d: it is not an orphan of session %q", meta.ErrFailedPrecondition, id, session)
 	}
 	if uri := n.inode.OrphanUfsUri; uri != "" {
-		fs, tmp, err := ufs.Resolve(uri, n.mount.GetProperties())
+		fs, tmp, err := ufs.Resolve(uri, m.mountProps(n.mount))
 		if err == nil {
 			err = fs.Delete(ctx, tmp, false)
 		}
@@ -218,7 +218,7 @@ func (m *Master) createSymlink(ctx context.Context, req *apiv1.CreateSymlinkRequ
 		}
 		ino.PersistenceState = apiv1.PersistenceState_PERSISTED
 	}
-	res, err := m.apply(ctx, createEntry(pn.inode.Id, ino, false))
+	res, err := m.applyCall(ctx, createEntry(pn.inode.Id, ino, false))
 	if err != nil {
 		if inUFS {
 			_ = fs.Delete(context.WithoutCancel(ctx), up, false)

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -63,6 +64,52 @@ func (m *Master) ensureClusterID(ctx context.Context) error {
 		return fmt.Errorf("mint cluster id: %w", err)
 	}
 	return nil
+}
+
+// kTokenSecret is the block token secret in the meta bucket.
+var kTokenSecret = []byte("token_secret")
+
+// minTokenSecret is the length ensureTokenSecret mints.
+const minTokenSecret = 32
+
+func applySetTokenSecret(tx *bbolt.Tx, s *apiv1.SetTokenSecretEntry) (any, error) {
+	if len(s.GetSecret()) < minTokenSecret {
+		return nil, fmt.Errorf("%w: block token secret of %d bytes", meta.ErrInvalidArgument, len(s.GetSecret()))
+	}
+	if tx.Bucket(journal.MetaBucket).Get(kTokenSecret) != nil {
+		return applyResult{}, nil // the first secret wins
+	}
+	return applyResult{}, tx.Bucket(journal.MetaBucket).Put(kTokenSecret, s.GetSecret())
+}
+
+// ensureTokenSecret mints the group's block token secret when the store has
+// none and makes the signer derive its keys from it (see Signer.UseSecret).
+func (m *Master) ensureTokenSecret(ctx context.Context) error {
+	read := func() ([]byte, error) {
+		var secret []byte
+		err := m.store.View(func(tx *bbolt.Tx) error {
+			secret = bytes.Clone(tx.Bucket(journal.MetaBucket).Get(kTokenSecret))
+			return nil
+		})
+		return secret, err
+	}
+	secret, err := read()
+	if err != nil {
+		return fmt.Errorf("read block token secret: %w", err)
+	}
+	if secret == nil {
+		b := make([]byte, minTokenSecret)
+		if _, err := rand.Read(b); err != nil {
+			return fmt.Errorf("mint block token secret: %w", err)
+		}
+		if _, err := m.apply(ctx, &apiv1.JournalEntry{Entry: &apiv1.JournalEntry_SetTokenSecret{SetTokenSecret: &apiv1.SetTokenSecretEntry{Secret: b}}}); err != nil {
+			return fmt.Errorf("mint block token secret: %w", err)
+		}
+		if secret, err = read(); err != nil {
+			return fmt.Errorf("read block token secret: %w", err)
+		}
+	}
+	return m.tokens.UseSecret(secret)
 }
 
 // clusterID reads the namespace's cluster id ("" before it is minted).

@@ -16,12 +16,15 @@ import (
 //
 //	inodes      id → marshaled apiv1.Inode
 //	edges       parentID ‖ name → childID
-//	meta        next_inode_id, next_mount_id, inode_count, applied_index (journal)
+//	meta        next_inode_id, next_mount_id, inode_count, applied_index (journal),
+//	            cluster_id, token_secret (block token keys derive from it; never log it)
 //	mounts      alcove path → marshaled apiv1.MountPointInfo
 //	ttl         expiry ms ‖ id → ∅ (creation time + ttl)
 //	pinned      file id → ∅
 //	unpersisted file id → persistence state (files not yet PERSISTED)
 //	orphans     session ‖ 0 ‖ id → ∅ (files unlinked while open, by session)
+//	masters     journal member id → marshaled apiv1.SetMasterAddressEntry
+//	requests, requests_by_time: applied request ids (engine/journal/requests.go)
 var (
 	bInodes      = []byte("inodes")
 	bEdges       = []byte("edges")
@@ -30,6 +33,7 @@ var (
 	bPinned      = []byte("pinned")
 	bUnpersisted = []byte("unpersisted")
 	bOrphans     = []byte("orphans")
+	bMasters     = []byte("masters")
 
 	kNextInode  = []byte("next_inode_id")
 	kNextMount  = []byte("next_mount_id")
@@ -42,7 +46,7 @@ var (
 // RootID is the id of the root directory.
 const RootID int64 = 1
 
-var allBuckets = [][]byte{journal.MetaBucket, bInodes, bEdges, bMounts, bTTL, bPinned, bUnpersisted, bOrphans}
+var allBuckets = [][]byte{journal.MetaBucket, bInodes, bEdges, bMounts, bTTL, bPinned, bUnpersisted, bOrphans, bMasters}
 
 func ensureBuckets(tx *bbolt.Tx) error {
 	for _, b := range allBuckets {

@@ -12,12 +12,6 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
-// Worker states reported in WorkerInfo.state.
-const (
-	WorkerLive = "LIVE"
-	WorkerLost = "LOST"
-)
-
 type worker struct {
 	id           int64
 	address      string
@@ -51,6 +45,7 @@ type registry struct {
 	// recheck are blocks that may be below their replication.durable
 	// copies, with when a push was last commanded (see replication.go).
 	recheck map[int64]time.Time
+	added   chan struct{} // closed when a block location is added
 }
 
 func newRegistry(cidx *cacheIndex) *registry {
@@ -170,6 +165,7 @@ func (r *registry) commit(workerID int64, b *apiv1.WorkerBlock, now time.Time) b
 	}
 	w.lastContact = now
 	r.addLocked(w, b)
+	delete(w.toFree, b.GetBlockId()) // reported again after a free (a load found it still cached): keep it
 	if _, queued := r.recheck[b.GetBlockId()]; queued {
 		r.recheck[b.GetBlockId()] = time.Time{} // a copy arrived: check again at once
 	}
@@ -202,6 +198,32 @@ func (r *registry) addLocked(w *worker, b *apiv1.WorkerBlock) {
 	fb[id] = struct{}{}
 	r.nodeBytes[w.node] += e.length
 	r.cidx.add(w.node, f, e.length)
+	if r.added != nil {
+		close(r.added)
+		r.added = nil
+	}
+}
+
+// blockAdded returns a channel closed when the next block location is added.
+func (r *registry) blockAdded() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.added == nil {
+		r.added = make(chan struct{})
+	}
+	return r.added
+}
+
+// reset forgets every worker and block location: a new leader starts empty
+// and workers register again (the registry is never journaled).
+func (r *registry) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, w := range r.workers {
+		r.dropAllLocked(w)
+		delete(r.workers, id)
+	}
+	clear(r.recheck)
 }
 
 func (r *registry) removeLocked(w *worker, id int64) {
@@ -353,9 +375,9 @@ func (r *registry) infos(now time.Time) []*apiv1.WorkerInfo {
 	defer r.mu.Unlock()
 	out := make([]*apiv1.WorkerInfo, 0, len(r.workers))
 	for _, w := range r.workers {
-		state := WorkerLive
+		state := apiv1.WorkerState_WORKER_LIVE
 		if w.lost {
-			state = WorkerLost
+			state = apiv1.WorkerState_WORKER_LOST
 		}
 		out = append(out, &apiv1.WorkerInfo{
 			Id: w.id, Address: w.address, WebAddress: w.webAddress, Node: w.node, DomainSocket: w.domainSocket, DataAddress: w.dataAddress,

@@ -21,9 +21,10 @@ func FileIDOf(blockID int64) int64 { return blockID >> blockIndexBits }
 // BlockIndexOf returns the index of a block within its file.
 func BlockIndexOf(blockID int64) int64 { return blockID & (MaxBlocksPerFile - 1) }
 
-// BlockCount returns how many blocks a file of length bytes has.
+// BlockCount returns how many blocks a file of length bytes has; an inode
+// without a block size (a symbolic link) has none, rather than a division by zero.
 func BlockCount(length, blockSize int64) int64 {
-	if length <= 0 {
+	if length <= 0 || blockSize <= 0 {
 		return 0
 	}
 	return (length + blockSize - 1) / blockSize

@@ -3,6 +3,7 @@ package meta
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 
@@ -29,6 +30,13 @@ var (
 	ErrNotLeader          = errors.New("not the leader master")
 	ErrPermission         = errors.New("permission denied")
 	ErrAborted            = errors.New("aborted")
+	// ErrUFSUnavailable: the under storage (not Alcove) cannot be reached
+	// or does not answer in time. It is an ErrUnavailable, but callers must
+	// not take it for a master to fail over from.
+	ErrUFSUnavailable = fmt.Errorf("under storage %w", ErrUnavailable)
+	// ErrUnauthenticated: the caller did not prove who it is (no client
+	// certificate, a missing, forged or expired block token).
+	ErrUnauthenticated = errors.New("unauthenticated")
 )
 
 var codeOf = []struct {
@@ -46,10 +54,12 @@ var codeOf = []struct {
 	{ErrFailedPrecondition, codes.FailedPrecondition},
 	{ErrNoSpace, codes.ResourceExhausted},
 	{ErrDataLost, codes.DataLoss},
+	{ErrUFSUnavailable, codes.Unavailable},
 	{ErrUnavailable, codes.Unavailable},
 	{ErrNotLeader, codes.Unavailable},
 	{ErrPermission, codes.PermissionDenied},
 	{ErrAborted, codes.Aborted},
+	{ErrUnauthenticated, codes.Unauthenticated},
 }
 
 // reasonKey tags the sentinel in the status message so FromStatus can restore
@@ -100,6 +110,9 @@ func FromStatus(err error) error {
 			reason, msg = msg[i+len(reasonSep):], msg[:i]
 			break
 		}
+	}
+	if nl, ok := notLeaderFromStatus(st, msg); ok {
+		return nl
 	}
 	for _, c := range codeOf {
 		if c.err.Error() == reason {
@@ -160,10 +173,14 @@ func Errno(err error) syscall.Errno {
 		return syscall.ENOTEMPTY
 	case errors.Is(err, ErrNoSpace):
 		return syscall.ENOSPC
-	case errors.Is(err, ErrPermission):
+	case errors.Is(err, ErrPermission), errors.Is(err, ErrUnauthenticated):
 		return syscall.EACCES
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotLeader):
+	case errors.Is(err, ErrNotLeader):
 		return syscall.EAGAIN
+	case errors.Is(err, ErrUnavailable):
+		// A store or worker that cannot be reached: an I/O error to the
+		// reader (EAGAIN would tell a blocking read to just retry).
+		return syscall.EIO
 	case errors.Is(err, ErrDataLost):
 		return syscall.EIO
 	}

@@ -66,7 +66,7 @@ func TestBlocks(t *testing.T) {
 		t.Fatalf("block id %d does not round trip", id)
 	}
 	for _, tc := range []struct{ length, bs, count, last int64 }{
-		{0, 10, 0, 0}, {1, 10, 1, 1}, {10, 10, 1, 10}, {25, 10, 3, 5},
+		{0, 10, 0, 0}, {1, 10, 1, 1}, {10, 10, 1, 10}, {25, 10, 3, 5}, {25, 0, 0, 0}, {25, -1, 0, 0},
 	} {
 		if c := BlockCount(tc.length, tc.bs); c != tc.count {
 			t.Errorf("BlockCount(%d,%d) = %d, want %d", tc.length, tc.bs, c, tc.count)
@@ -92,6 +92,7 @@ func TestStatusRoundTrip(t *testing.T) {
 		{fmt.Errorf("write: %w", ErrNoSpace), codes.ResourceExhausted},
 		{fmt.Errorf("read: %w", ErrDataLost), codes.DataLoss},
 		{fmt.Errorf("open: %w", os.ErrNotExist), codes.NotFound},
+		{fmt.Errorf("S3 read s3://b/k: %w", ErrUFSUnavailable), codes.Unavailable},
 		{errors.New("boom"), codes.Internal},
 	} {
 		st := ToStatus(tc.err)
@@ -114,6 +115,12 @@ func TestStatusRoundTrip(t *testing.T) {
 	if !errors.Is(FromStatus(status.Error(codes.Unavailable, "connection refused")), ErrUnavailable) {
 		t.Error("plain Unavailable should map to ErrUnavailable")
 	}
+	if back := FromStatus(ToStatus(fmt.Errorf("x: %w", ErrUFSUnavailable))); !errors.Is(back, ErrUFSUnavailable) || !errors.Is(back, ErrUnavailable) {
+		t.Error("an unreachable UFS must stay ErrUFSUnavailable (and ErrUnavailable) across gRPC")
+	}
+	if errors.Is(FromStatus(ToStatus(fmt.Errorf("x: %w", ErrUnavailable))), ErrUFSUnavailable) {
+		t.Error("an unreachable master is not an unreachable UFS")
+	}
 }
 
 func TestErrno(t *testing.T) {
@@ -124,6 +131,7 @@ func TestErrno(t *testing.T) {
 		{nil, 0}, {ErrNotFound, syscall.ENOENT}, {ErrNameTooLong, syscall.ENAMETOOLONG}, {ErrDirectoryNotEmpty, syscall.ENOTEMPTY},
 		{ErrNoSpace, syscall.ENOSPC}, {ErrIsDirectory, syscall.EISDIR}, {fmt.Errorf("x: %w", syscall.EROFS), syscall.EROFS},
 		{FromStatus(ToStatus(fmt.Errorf("x: %w", ErrAlreadyExists))), syscall.EEXIST},
+		{FromStatus(ToStatus(fmt.Errorf("x: %w", ErrUFSUnavailable))), syscall.EIO},
 	} {
 		if got := Errno(tc.err); got != tc.want {
 			t.Errorf("Errno(%v) = %v, want %v", tc.err, got, tc.want)

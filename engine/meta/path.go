@@ -12,6 +12,22 @@ import (
 // MaxNameLength is the longest path component accepted, as in POSIX NAME_MAX.
 const MaxNameLength = 255
 
+// ValidName checks that name can be one component of a namespace path: not
+// empty, not "." or "..", no "/" or NUL (ErrInvalidPath), at most
+// MaxNameLength bytes (ErrNameTooLong). The one rule for the master, the
+// FUSE layer and the CSI driver.
+func ValidName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("%w: name %q must be one path component (not empty, . or ..)", ErrInvalidPath, name)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("%w: name %q must be one path component (no / or NUL)", ErrInvalidPath, name)
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("%w: name is %d bytes, longer than %d", ErrNameTooLong, len(name), MaxNameLength)
+	}
+	return nil
+}
+
 // CleanPath validates a namespace path and returns its canonical form:
 // absolute, no trailing slash, no "." or ".." components. A ".." that would
 // climb above the root is rejected rather than silently clamped, so a caller

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 func isTmpfs(t *testing.T, dir string) bool {
@@ -22,9 +24,7 @@ func isTmpfs(t *testing.T, dir string) bool {
 // mounted twice), never taken over when it is somebody else's, and gone
 // after Unmount.
 func TestMountReuseForeignUnmount(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	prereq.Root(t) // mounts a tmpfs
 	dir := filepath.Join(t.TempDir(), "mem")
 	d, err := Mount(dir, 32<<20)
 	if err != nil {

@@ -57,8 +57,8 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 
 // Open leases a cached block and receives its cache file's fd. The error
 // wraps meta.ErrNotFound when the block is not cached on this worker.
-func (c *Client) Open(ctx context.Context, blockID, blockSizeBytes int64, promote bool) (*Block, error) {
-	resp, f, err := c.roundTrip(ctx, &apiv1.ShortCircuitRequest{Op: apiv1.ShortCircuitRequest_OPEN, BlockId: blockID, BlockSizeBytes: blockSizeBytes, Promote: promote})
+func (c *Client) Open(ctx context.Context, blockID, blockSizeBytes int64, promote bool, token []byte) (*Block, error) {
+	resp, f, err := c.roundTrip(ctx, &apiv1.ShortCircuitRequest{Op: apiv1.ShortCircuitRequest_OPEN, BlockId: blockID, BlockSizeBytes: blockSizeBytes, Promote: promote, BlockToken: token})
 	if err != nil {
 		return nil, fmt.Errorf("short-circuit open block %d: %w", blockID, err)
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
@@ -24,7 +26,7 @@ type fileHandler struct {
 	promoted atomic.Int64
 }
 
-func (h *fileHandler) OpenLocal(blockID, _ int64, promote bool) (*os.File, int64, int64, string, func(), error) {
+func (h *fileHandler) OpenLocal(blockID, _ int64, promote bool, _ []byte) (*os.File, int64, int64, string, func(), error) {
 	f, err := os.Open(filepath.Join(h.dir, fmt.Sprint(blockID)))
 	if err != nil {
 		return nil, 0, 0, "", nil, fmt.Errorf("block %d: %w", blockID, meta.ErrNotFound)
@@ -40,6 +42,11 @@ func (h *fileHandler) OpenLocal(blockID, _ int64, promote bool) (*os.File, int64
 
 func start(t *testing.T) (*fileHandler, string) {
 	t.Helper()
+	return startWith(t, Options{})
+}
+
+func startWith(t *testing.T, opts Options) (*fileHandler, string) {
+	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "worker.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -49,7 +56,7 @@ func start(t *testing.T) (*fileHandler, string) {
 	h := &fileHandler{dir: dir}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, h) }()
+	go func() { done <- Serve(ctx, ln, h, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -79,7 +86,7 @@ func TestOpenPassesFdAndLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	b, err := c.Open(ctx, 17, 64, true)
+	b, err := c.Open(ctx, 17, 64, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,18 +105,18 @@ func TestOpenPassesFdAndLease(t *testing.T) {
 	}
 	waitLeases(t, h, 0)
 
-	if _, err := c.Open(ctx, 99, 64, false); !errors.Is(err, meta.ErrNotFound) {
+	if _, err := c.Open(ctx, 99, 64, false, nil); !errors.Is(err, meta.ErrNotFound) {
 		t.Fatalf("open of an uncached block: %v, want ErrNotFound", err)
 	}
 	// The connection is still usable after an error.
-	b, err = c.Open(ctx, 17, 64, false)
+	b, err = c.Open(ctx, 17, 64, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.File.Close()
 	c.Close() // connection end releases the lease
 	waitLeases(t, h, 0)
-	if _, err := c.Open(ctx, 17, 64, false); err == nil {
+	if _, err := c.Open(ctx, 17, 64, false, nil); err == nil {
 		t.Fatal("open on a closed client succeeded")
 	}
 }
@@ -133,7 +140,7 @@ func TestConcurrentClients(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
 				id := int64((g + i) % 4)
-				b, err := c.Open(ctx, id, 0, false)
+				b, err := c.Open(ctx, id, 0, false, nil)
 				if err != nil {
 					errs <- err
 					return
@@ -164,10 +171,56 @@ func TestCanceledContext(t *testing.T) {
 	}
 	defer c.Close()
 	cancel()
-	if _, err := c.Open(ctx, 1, 0, false); err == nil {
+	if _, err := c.Open(ctx, 1, 0, false, nil); err == nil {
 		t.Fatal("open with a canceled context succeeded")
 	}
 	if _, err := Dial(context.Background(), filepath.Join(t.TempDir(), "absent.sock")); !errors.Is(err, meta.ErrUnavailable) {
 		t.Fatalf("dial absent socket: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestLeaseLimitAndPeerCheck: a connection holds at most MaxLeases blocks
+// open, and a peer refused by Allow (checked with SO_PEERCRED) is hung up on.
+func TestLeaseLimitAndPeerCheck(t *testing.T) {
+	h, sock := startWith(t, Options{MaxLeases: 2})
+	os.WriteFile(filepath.Join(h.dir, "5"), []byte("xxxdata"), 0o644)
+	ctx := context.Background()
+	c, err := Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b1, err := c.Open(ctx, 5, 0, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Open(ctx, 5, 0, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Open(ctx, 5, 0, false, nil); !errors.Is(err, meta.ErrNoSpace) {
+		t.Fatalf("third lease: %v, want ResourceExhausted", err)
+	}
+	b1.Close()
+	if b, err := c.Open(ctx, 5, 0, false, nil); err != nil {
+		t.Fatalf("after a close: %v", err)
+	} else {
+		b.Close()
+	}
+
+	var seen atomic.Int64
+	_, refusing := startWith(t, Options{Allow: func(cr *unix.Ucred) error {
+		seen.Store(int64(cr.Pid))
+		return errors.New("not this one")
+	}})
+	rc, err := Dial(ctx, refusing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := rc.Open(ctx, 5, 0, false, nil); err == nil {
+		t.Fatal("a refused peer opened a block")
+	}
+	if seen.Load() != int64(os.Getpid()) {
+		t.Fatalf("SO_PEERCRED pid %d, want this process %d", seen.Load(), os.Getpid())
 	}
 }

@@ -20,7 +20,10 @@ import (
 )
 
 func init() {
-	Register("file", func(root *url.URL, _ map[string]string) (UFS, error) {
+	Register("file", func(root *url.URL, props map[string]string) (UFS, error) {
+		if err := CheckKeys("file", props); err != nil {
+			return nil, err
+		}
 		if root.Host != "" {
 			return nil, fmt.Errorf("%w: file URI must have no host (file:///dir), got %q", meta.ErrInvalidArgument, root.Host)
 		}

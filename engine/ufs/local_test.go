@@ -24,7 +24,9 @@ func TestLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write([]byte("hello world"))
+	if _, err := w.Write([]byte("hello world")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("an uncommitted file is visible")
 	}
@@ -39,13 +41,18 @@ func TestLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(r)
+	b, err := io.ReadAll(r)
 	r.Close()
-	if string(b) != "wor" {
+	if err != nil || string(b) != "wor" {
 		t.Fatalf("OpenRange = %q", b)
 	}
-	w2, _ := fs.Create(ctx, filepath.Join(dir, "a", "g"), 0)
-	w2.Write([]byte("x"))
+	w2, err := fs.Create(ctx, filepath.Join(dir, "a", "g"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	w2.Abort()
 	ls, err := fs.List(ctx, filepath.Join(dir, "a"))
 	if err != nil || len(ls) != 1 || ls[0].Name != "f" {
@@ -117,7 +124,9 @@ func TestLocalLongPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	w.Write([]byte("deep"))
+	if _, err := w.Write([]byte("deep")); err != nil {
+		t.Fatalf("write: %v", err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
@@ -128,10 +137,10 @@ func TestLocalLongPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(r)
+	b, err := io.ReadAll(r)
 	r.Close()
-	if string(b) != "eep" {
-		t.Fatalf("read %q", b)
+	if err != nil || string(b) != "eep" {
+		t.Fatalf("read %q: %v", b, err)
 	}
 	if sts, err := l.List(ctx, p); err != nil || len(sts) != 1 || sts[0].Name != "f" {
 		t.Fatalf("list: %v %v", sts, err)

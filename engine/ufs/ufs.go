@@ -1,13 +1,24 @@
 // Package ufs is the under-storage interface: what a master needs to load
 // metadata and what a worker needs to read through and persist. Backends
-// register a URI scheme; "file" (a local directory) is built in.
+// register a URI scheme; "file" (a local directory) is built in and "s3"
+// lives in engine/ufs/s3 (imported for its registration).
+//
+// A UFS instance is built per mount: its URI root (scheme://host) plus its
+// properties, so two mounts of one bucket with different credentials never
+// share a client. Properties may hold secrets (IsSecret says which): they
+// reach the master and the workers only, and every text that leaves them
+// (logs, errors, listings, metrics, web pages) uses Redact.
 package ufs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +41,10 @@ type Status struct {
 	Length  int64
 	Mode    uint32
 	ModTime time.Time
+	// Fingerprint identifies the object's content when the store has such
+	// an identity (S3: the ETag); "" otherwise. A changed fingerprint means
+	// changed bytes even when length and mtime look the same.
+	Fingerprint string
 	// Target is a symbolic link's target ("" for other objects; only a
 	// Symlinker reports links).
 	Target string
@@ -93,7 +108,24 @@ type UFS interface {
 	Rename(ctx context.Context, src, dst string) error
 }
 
-// Factory builds a UFS for a root URI with mount properties.
+// MatchingOpener is implemented by stores that can refuse a read when the
+// object's fingerprint changed (S3: If-Match on the ETag), so bytes of a
+// new version are never mixed into blocks of the old one.
+type MatchingOpener interface {
+	OpenRangeMatching(ctx context.Context, path string, off, length int64, fingerprint string) (io.ReadCloser, error)
+}
+
+// OpenRangeMatching reads like OpenRange and, when fingerprint is set and
+// fs can check it, fails with meta.ErrFailedPrecondition if the object
+// changed since its fingerprint was recorded.
+func OpenRangeMatching(ctx context.Context, fs UFS, path string, off, length int64, fingerprint string) (io.ReadCloser, error) {
+	if mo, ok := fs.(MatchingOpener); ok && fingerprint != "" {
+		return mo.OpenRangeMatching(ctx, path, off, length, fingerprint)
+	}
+	return fs.OpenRange(ctx, path, off, length)
+}
+
+// Factory builds a UFS for a root URI (scheme://host/) with mount properties.
 type Factory func(root *url.URL, props map[string]string) (UFS, error)
 
 var (
@@ -121,6 +153,14 @@ func ParseURI(uri string) (*url.URL, error) {
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("%w: UFS URI %q has no scheme (use file:///dir or s3://bucket/prefix)", meta.ErrInvalidArgument, uri)
 	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%w: UFS URI %s://%s...: credentials do not belong in the URI (give them as mount options)", meta.ErrInvalidArgument, u.Scheme, u.Host)
+	}
+	if u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || strings.Contains(uri, "#") { // "#" alone: an empty fragment
+		// A UFS path is scheme://host/path: a query or fragment would
+		// silently cut every path joined under it short.
+		return nil, fmt.Errorf("%w: UFS URI %q: use scheme://host/path without ? or # (escape them in names as %%3F and %%23)", meta.ErrInvalidArgument, uri)
+	}
 	if u.Path == "" {
 		u.Path = "/"
 	}
@@ -128,7 +168,9 @@ func ParseURI(uri string) (*url.URL, error) {
 }
 
 // Resolve returns the UFS serving uri and the path of uri within it.
-// Instances are cached per scheme+host, so a mount's client is reused.
+// Instances are cached per URI root and properties (one per mount
+// configuration), so a mount's client is reused and two mounts with
+// different credentials never share one.
 func Resolve(uri string, props map[string]string) (UFS, string, error) {
 	u, err := ParseURI(uri)
 	if err != nil {
@@ -138,7 +180,7 @@ func Resolve(uri string, props map[string]string) (UFS, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("UFS URI %q: %w", uri, err)
 	}
-	key := u.Scheme + "://" + u.Host
+	key := instanceKey(u.Scheme, u.Host, props)
 	mu.Lock()
 	defer mu.Unlock()
 	if fs, ok := instances[key]; ok {
@@ -146,9 +188,9 @@ func Resolve(uri string, props map[string]string) (UFS, string, error) {
 	}
 	f, ok := factories[u.Scheme]
 	if !ok {
-		return nil, "", fmt.Errorf("%w: no UFS for scheme %q in %q", meta.ErrInvalidArgument, u.Scheme, uri)
+		return nil, "", fmt.Errorf("%w: no UFS for scheme %q in %q (known: %s)", meta.ErrInvalidArgument, u.Scheme, uri, strings.Join(slices.Sorted(maps.Keys(factories)), ", "))
 	}
-	fs, err := f(u, props)
+	fs, err := f(&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/"}, props)
 	if err != nil {
 		return nil, "", fmt.Errorf("create UFS for %q: %w", uri, err)
 	}
@@ -156,10 +198,41 @@ func Resolve(uri string, props map[string]string) (UFS, string, error) {
 	return fs, clean, nil
 }
 
-// JoinURI appends a relative namespace path to a UFS root URI.
+// instanceKey identifies a mount configuration without keeping secrets in
+// clear in the map's keys.
+func instanceKey(scheme, host string, props map[string]string) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		fmt.Fprintf(h, "%d:%s=%d:%s\n", len(k), k, len(props[k]), props[k])
+	}
+	return scheme + "://" + host + "#" + hex.EncodeToString(h.Sum(nil))
+}
+
+// JoinURI appends a relative namespace path to a UFS root URI. Each name
+// is escaped, so that it reaches the UFS literally once the URI is parsed:
+// a name "%2e%2e" stays a name and never becomes "..", and "%", "?" or "#"
+// in a name neither fail the parse nor cut the path short.
 func JoinURI(root, rel string) string {
+	rel = strings.Trim(rel, "/")
 	if rel == "" {
 		return root
 	}
-	return strings.TrimRight(root, "/") + "/" + strings.TrimLeft(rel, "/")
+	names := strings.Split(rel, "/")
+	for i, n := range names {
+		names[i] = url.PathEscape(n)
+	}
+	return strings.TrimRight(root, "/") + "/" + strings.Join(names, "/")
+}
+
+// Within reports whether uri lies at or under root (same scheme and host,
+// path prefix by whole components).
+func Within(uri, root string) bool {
+	u, err1 := ParseURI(uri)
+	r, err2 := ParseURI(root)
+	if err1 != nil || err2 != nil || u.Scheme != r.Scheme || u.Host != r.Host {
+		return false
+	}
+	up, err1 := meta.CleanPath(u.Path)
+	rp, err2 := meta.CleanPath(r.Path)
+	return err1 == nil && err2 == nil && meta.HasPrefix(up, rp)
 }

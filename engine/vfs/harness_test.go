@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +52,7 @@ func newTFSWith(t testing.TB, opts alcovetest.Options, mod func(*Config)) *tfs {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	giveRootToUser(t, c)
 	info, err := c.GetStatus(ctx, "/")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +66,27 @@ func newTFSWith(t testing.TB, opts alcovetest.Options, mod func(*Config)) *tfs {
 		t.Fatal(err)
 	}
 	return &tfs{t: t, v: v, c: c, cl: cl, ctx: ctx, who: Caller{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Pid: uint32(os.Getpid())}}
+}
+
+// giveRootToUser makes the test's user own the namespace root when it is
+// not root, as a user runs these tests in a directory of their own (the
+// master's superuser is the user that started it, so the chown is allowed).
+func giveRootToUser(t testing.TB, c *client.Client) {
+	t.Helper()
+	if os.Getuid() == 0 {
+		return
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := user.LookupGroupId(strconv.Itoa(os.Getgid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetAttribute(context.Background(), &apiv1.SetAttributeRequest{Path: "/", Owner: &u.Username, Group: &g.Name}); err != nil {
+		t.Fatalf("give / to %s:%s: %v", u.Username, g.Name, err)
+	}
 }
 
 // newTFSOn is a second VFS over f's cluster (another mount, or a

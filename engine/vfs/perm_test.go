@@ -4,6 +4,8 @@ import (
 	"os"
 	"syscall"
 	"testing"
+
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 func TestPermits(t *testing.T) {
@@ -120,6 +122,7 @@ func TestNewOwnership(t *testing.T) {
 // for an unprivileged caller (the kernel checks the same with
 // default_permissions; engine/fuse's TestPOSIXCompare runs them mounted).
 func TestPermissions(t *testing.T) {
+	prereq.Root(t) // the test user writes as root into root's directories
 	f := newTFS(t, nil)
 	ctx := f.ctx
 	root := Caller{}

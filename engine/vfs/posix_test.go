@@ -13,6 +13,7 @@ import (
 
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/test/alcovetest"
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 // TestPOSIX runs every operation and errno against the VFS in process
@@ -224,6 +225,7 @@ func TestPOSIX(t *testing.T) {
 	})
 
 	t.Run("chmod chown", func(t *testing.T) {
+		prereq.Root(t) // a chown to another user
 		f.mustWrite("/perm", []byte("p"), 0o644)
 		n, _ := f.walk("/perm")
 		mode, uid, gid := uint32(0o600), uint32(1234), uint32(5678)

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os/user"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -179,13 +178,7 @@ func errno(err error) syscall.Errno {
 
 // checkName rejects names the namespace cannot hold.
 func checkName(name string) syscall.Errno {
-	if len(name) > meta.MaxNameLength {
-		return syscall.ENAMETOOLONG
-	}
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-		return syscall.EINVAL
-	}
-	return 0
+	return meta.Errno(meta.ValidName(name))
 }
 
 // Attr is a node's attributes as stat(2) shows them.
@@ -324,12 +317,12 @@ func (v *VFS) statfs(ctx context.Context, out *Statfs) syscall.Errno {
 	node := v.cfg.Node
 	local := false
 	for _, w := range ws {
-		if w.GetNode() == node && w.GetState() != "LOST" {
+		if w.GetNode() == node && w.GetState() != apiv1.WorkerState_WORKER_LOST {
 			local = true
 		}
 	}
 	for _, w := range ws {
-		if w.GetState() == "LOST" || (local && w.GetNode() != node) {
+		if w.GetState() == apiv1.WorkerState_WORKER_LOST || (local && w.GetNode() != node) {
 			continue
 		}
 		for _, t := range w.GetTiers() {

@@ -47,7 +47,7 @@ func BenchmarkRemoteRead(b *testing.B) {
 
 	readAll := func(opts ...grpc.CallOption) {
 		for i := range int64(blocks) {
-			s, err := e.client.ReadBlock(context.Background(), &apiv1.ReadBlockRequest{BlockId: meta.BlockID(fileID, i), Length: -1}, opts...)
+			s, err := e.client.ReadBlock(context.Background(), &apiv1.ReadBlockRequest{BlockId: meta.BlockID(fileID, i), Length: -1, BlockToken: fileToken(fileID)}, opts...)
 			if err != nil {
 				b.Fatal(err)
 			}

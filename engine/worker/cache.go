@@ -88,7 +88,7 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 	if t.length <= 0 || t.blockSize <= 0 || t.length > t.blockSize {
 		return "", false, fmt.Errorf("cache block %d: %w: block length %d, block size %d", t.blockID, meta.ErrInvalidArgument, t.length, t.blockSize)
 	}
-	fs, p, err := ufs.Resolve(t.src.GetUfsPath(), nil)
+	fs, p, err := w.resolveUFS(ctx, t.src.GetUfsPath(), t.src.GetMountId())
 	if err != nil {
 		return "", false, fmt.Errorf("cache block %d: %w", t.blockID, err)
 	}
@@ -96,7 +96,7 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 	if err != nil {
 		return "", false, err
 	}
-	r, err := fs.OpenRange(ctx, p, t.src.GetBlockOffset(), t.length)
+	r, err := ufs.OpenRangeMatching(ctx, fs, p, t.src.GetBlockOffset(), t.length, t.src.GetFingerprint())
 	if err != nil {
 		bw.Abort()
 		return "", false, fmt.Errorf("cache block %d: %w", t.blockID, err)
@@ -121,6 +121,9 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 // CacheBlock implements apiv1.BlockWorkerServer.
 func (s *blockService) CacheBlock(ctx context.Context, req *apiv1.CacheBlockRequest) (*apiv1.CacheBlockResponse, error) {
 	t := cacheTask{blockID: req.GetBlockId(), length: req.GetBlockLength(), blockSize: req.GetBlockSizeBytes(), src: req.GetUfs()}
+	if err := s.w.authorizeUFS(req.GetBlockToken(), t.blockID, t.blockSize, t.src); err != nil {
+		return nil, meta.ToStatus(fmt.Errorf("cache %w", err))
+	}
 	tier, already, err := s.w.loadBlock(ctx, t)
 	// A read-through or another load is writing the block right now: the
 	// caller wants it cached, so wait for that writer (and take over if it
@@ -136,6 +139,16 @@ func (s *blockService) CacheBlock(ctx context.Context, req *apiv1.CacheBlockRequ
 	}
 	if err != nil {
 		return nil, meta.ToStatus(err)
+	}
+	if already {
+		// The caller asks because the master does not list this copy: a
+		// free of it may still be queued for the next heartbeat. Report
+		// it again, which cancels that free (see freeGuard).
+		if info, ok := s.w.store.Get(t.blockID); ok {
+			if _, err := s.w.commitBlock(ctx, info, false); err != nil {
+				return nil, meta.ToStatus(err)
+			}
+		}
 	}
 	if req.GetPromote() {
 		if ok, err := s.w.store.Promote(t.blockID); err != nil {

@@ -19,13 +19,18 @@ import (
 
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
+)
+
+// Default addresses (Alluxio's ports).
+var (
+	DefaultAddress     = meta.HostPort("127.0.0.1", meta.WorkerRPCPort)
+	DefaultWebAddress  = meta.HostPort("", meta.WorkerWebPort)
+	DefaultDataAddress = meta.HostPort("127.0.0.1", meta.WorkerDataPort)
 )
 
 // Defaults, Alluxio's where Alluxio has one.
 const (
-	DefaultAddress           = "127.0.0.1:29999"
-	DefaultWebAddress        = ":30000"
-	DefaultDataAddress       = "127.0.0.1:29998"
 	DefaultAsyncCacheThreads = 8 // alluxio.worker.network.async.cache.manager.threads.max
 	DefaultHeartbeatInterval = time.Second
 	DefaultChunkSize         = 1 << 20
@@ -34,8 +39,10 @@ const (
 
 // Config configures a worker.
 type Config struct {
-	MasterAddress string // host:port of the master's gRPC service
-	Address       string // gRPC listen address; "" → DefaultAddress; port 0 picks one
+	// MasterAddresses are host:port of the masters' gRPC services (every
+	// member of an HA group); the worker follows the leader.
+	MasterAddresses []string
+	Address         string // gRPC listen address; "" → DefaultAddress; port 0 picks one
 	// WebAddress serves /metrics and /healthz; "" disables it. DefaultConfig
 	// sets DefaultWebAddress.
 	WebAddress   string
@@ -56,10 +63,19 @@ type Config struct {
 	// DrainTimeout bounds the graceful exit of Run (finishing writes and
 	// persists after SIGTERM); 0 → DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// TLS, when set, is the worker's certificate: its gRPC server and raw
+	// data port require client certificates from the cluster CA, and it
+	// calls the master and peer workers with mTLS. nil: plaintext.
+	TLS *security.Source
+	// DomainSocketGroup is the group (gid) that may use the domain socket
+	// besides root and the worker's own user (mode 0660); 0 or -1: the
+	// worker's own group (so a Config literal is safe for an unprivileged
+	// worker, which may not give the socket to group 0).
+	DomainSocketGroup int
 }
 
 // DefaultConfig returns a Config with the default addresses and tuning; the
-// caller adds MasterAddress and Tiers.
+// caller adds MasterAddresses and Tiers.
 func DefaultConfig() Config {
 	return Config{
 		Address:           DefaultAddress,
@@ -68,11 +84,12 @@ func DefaultConfig() Config {
 		AsyncCacheThreads: DefaultAsyncCacheThreads,
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		DrainTimeout:      DefaultDrainTimeout,
+		DomainSocketGroup: -1,
 	}
 }
 
 func (c *Config) validate() error {
-	if c.MasterAddress == "" {
+	if len(c.MasterAddresses) == 0 {
 		return fmt.Errorf("%w: worker needs the master address", meta.ErrInvalidArgument)
 	}
 	if len(c.Tiers) == 0 {

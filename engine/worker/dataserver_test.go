@@ -18,6 +18,9 @@ import (
 // header and the bytes that follow it.
 func readData(t *testing.T, c net.Conn, req *apiv1.ReadBlockRequest) (*apiv1.DataFrameHeader, []byte) {
 	t.Helper()
+	if req.BlockToken == nil {
+		req.BlockToken = readToken(req)
+	}
 	if err := frame.Write(c, req); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +78,7 @@ func TestDataPort(t *testing.T) {
 	// An error is a header with the code; the connection stays usable.
 	var hdr apiv1.DataFrameHeader
 	if err := frame.Write(c, &apiv1.ReadBlockRequest{BlockId: meta.BlockID(99, 0), Length: -1, BlockLength: 10, BlockSizeBytes: testBS,
-		Ufs: &apiv1.UfsBlockSource{UfsPath: "/nowhere"}}); err != nil {
+		Ufs: &apiv1.UfsBlockSource{UfsPath: "/nowhere"}, BlockToken: fileToken(99)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := frame.Read(c, &hdr); err != nil {

@@ -36,7 +36,7 @@ func newEnv(t testing.TB, tiers ...blockstore.TierConfig) *env {
 	}
 	fm := startFakeMaster(t, "127.0.0.1:0")
 	w, err := New(Config{
-		MasterAddress:     fm.addr,
+		MasterAddresses:   []string{fm.addr},
 		Address:           "127.0.0.1:0",
 		WebAddress:        "127.0.0.1:0",
 		DomainSocket:      filepath.Join(t.TempDir(), "w.sock"),
@@ -71,6 +71,9 @@ func randBytes(seed int64, n int) []byte {
 
 // write sends a file in 300 KiB chunks.
 func (e *env) write(ctx context.Context, h *apiv1.WriteFileHeader, data []byte) (*apiv1.WriteFileResponse, error) {
+	if h.BlockToken == nil {
+		h.BlockToken = writeToken(h)
+	}
 	s, err := e.client.WriteFile(ctx)
 	if err != nil {
 		return nil, err
@@ -90,6 +93,9 @@ func (e *env) write(ctx context.Context, h *apiv1.WriteFileHeader, data []byte) 
 }
 
 func (e *env) read(req *apiv1.ReadBlockRequest) ([]byte, error) {
+	if req.BlockToken == nil {
+		req.BlockToken = readToken(req)
+	}
 	s, err := e.client.ReadBlock(context.Background(), req)
 	if err != nil {
 		return nil, err

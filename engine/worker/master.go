@@ -2,12 +2,15 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 const (
@@ -45,19 +48,20 @@ func (w *Worker) register(ctx context.Context) error {
 		ClusterId:    w.store.ClusterID(),
 	})
 	if err != nil {
-		return fmt.Errorf("register with master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
+		return fmt.Errorf("register with master %s: %w", w.conn.Target(), meta.FromStatus(err))
 	}
 	// Settle the cache before the id is set (writes wait for it) and
 	// before clients can find this worker through the master.
 	wiped, err := w.store.Accept(resp.GetClusterId(), resp.GetFreeBlockIds())
 	if err != nil {
-		return fmt.Errorf("register with master %s: %w", w.cfg.MasterAddress, err)
+		return fmt.Errorf("register with master %s: %w", w.conn.Target(), err)
 	}
 	if wiped {
 		w.log.Info("cache dropped: recorded for another cluster", "clusterID", resp.GetClusterId())
 	} else if n := len(resp.GetFreeBlockIds()); n > 0 {
 		w.log.Info("master refused cached blocks (file gone or block does not fit it); dropped them", "blocks", n)
 	}
+	w.tokens.Set(security.KeysFromProto(resp.GetBlockTokenKeys()))
 	w.id.Store(resp.GetWorkerId())
 	return nil
 }
@@ -71,11 +75,72 @@ func (w *Worker) commitBlock(ctx context.Context, b blockstore.BlockInfo, wantRe
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rpcTimeout)
 	defer cancel()
-	resp, err := w.master.CommitBlock(ctx, &apiv1.CommitBlockRequest{WorkerId: id, BlockId: b.ID, Length: b.Length, Tier: b.Tier, WantReplicas: wantReplicas})
+	req := &apiv1.CommitBlockRequest{WorkerId: id, BlockId: b.ID, Length: b.Length, Tier: b.Tier, WantReplicas: wantReplicas}
+	resp, err := w.master.CommitBlock(ctx, req)
+	if errors.Is(meta.FromStatus(err), meta.ErrFailedPrecondition) {
+		// A new leader master does not know this worker yet (the registry
+		// is not journaled): register now rather than at the next heartbeat,
+		// so a write that spans a fail-over does not fail.
+		if rerr := w.register(ctx); rerr != nil {
+			return nil, fmt.Errorf("commit block %d: %w", b.ID, rerr)
+		}
+		req.WorkerId = w.id.Load()
+		resp, err = w.master.CommitBlock(ctx, req)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("commit block %d: %w", b.ID, meta.FromStatus(err))
 	}
+	w.frees.committed(b.ID)
 	return resp, nil
+}
+
+// freeGuard keeps a heartbeat's free list from removing a block the master
+// accepted again after that heartbeat left: the master computed the list
+// before the commit arrived (a load re-reporting a block whose free was
+// still queued), and applying it would leave the master with a location
+// this worker no longer holds and the load with a block that is gone.
+type freeGuard struct {
+	mu  sync.Mutex
+	seq int64
+	at  map[int64]int64 // block id -> seq of its last accepted commit
+}
+
+// sending returns the seq a heartbeat carries: commits with a later seq
+// are newer than its free list.
+func (g *freeGuard) sending() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seq++
+	return g.seq
+}
+
+func (g *freeGuard) committed(id int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seq++
+	if g.at == nil {
+		g.at = map[int64]int64{}
+	}
+	g.at[id] = g.seq
+}
+
+// frees filters the free list of the heartbeat sent at seq and forgets
+// the commits older than it (no later heartbeat can predate them).
+func (g *freeGuard) frees(ids []int64, sent int64) []int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := ids[:0:0]
+	for _, id := range ids {
+		if g.at[id] <= sent {
+			out = append(out, id)
+		}
+	}
+	for id, s := range g.at {
+		if s < sent {
+			delete(g.at, id)
+		}
+	}
+	return out
 }
 
 // heartbeatLoop heartbeats every interval; while the master is unreachable
@@ -100,13 +165,13 @@ func (w *Worker) heartbeatLoop(ctx context.Context, registered bool) {
 			return
 		case err != nil:
 			if connected {
-				w.log.Error(err, "master unreachable; serving cached data and retrying", "master", w.cfg.MasterAddress)
+				w.log.Error(err, "master unreachable; serving cached data and retrying", "masters", w.cfg.MasterAddresses)
 				connected = false
 			}
 			delay = min(delay*2, maxBackoff)
 		default:
 			if !connected {
-				w.log.Info("connected to master", "master", w.cfg.MasterAddress, "workerID", w.ID())
+				w.log.Info("connected to master", "master", w.conn.Target(), "workerID", w.ID())
 				connected = true
 			}
 			delay = w.cfg.HeartbeatInterval
@@ -150,11 +215,12 @@ func (h *heartbeater) beat(ctx context.Context) error {
 	for id := range h.removed {
 		req.RemovedBlockIds = append(req.RemovedBlockIds, id)
 	}
-	sent := time.Now()
+	sent, seq := time.Now(), w.frees.sending()
 	resp, err := w.master.Heartbeat(ctx, req)
 	if err != nil {
-		return fmt.Errorf("heartbeat to master %s: %w", w.cfg.MasterAddress, meta.FromStatus(err))
+		return fmt.Errorf("heartbeat to master %s: %w", w.conn.Target(), meta.FromStatus(err))
 	}
+	w.tokens.Set(security.KeysFromProto(resp.GetBlockTokenKeys()))
 	clear(h.added)
 	clear(h.removed)
 	if resp.GetRegister() {
@@ -162,7 +228,7 @@ func (h *heartbeater) beat(ctx context.Context) error {
 		h.registered = false
 		return h.beat(ctx)
 	}
-	for _, id := range resp.GetFreeBlockIds() {
+	for _, id := range w.frees.frees(resp.GetFreeBlockIds(), seq) {
 		w.store.Remove(id)
 	}
 	w.store.SetPinned(resp.GetPinnedFileIds())

@@ -90,7 +90,7 @@ func (w *Worker) persistFile(ctx context.Context, cmd *apiv1.PersistCommand) err
 	if cmd.GetUfsTempPath() == "" {
 		return fmt.Errorf("persist file %d: %w: the master named no temporary object", cmd.GetFileId(), meta.ErrInvalidArgument)
 	}
-	fs, path, err := ufs.Resolve(cmd.GetUfsTempPath(), nil)
+	fs, path, err := w.resolveUFS(ctx, cmd.GetUfsTempPath(), cmd.GetMountId())
 	if err != nil {
 		return fmt.Errorf("persist file %d: %w", cmd.GetFileId(), err)
 	}

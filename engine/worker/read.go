@@ -12,6 +12,7 @@ import (
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/ufs"
 )
 
@@ -72,6 +73,9 @@ func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, sin
 	if off < 0 {
 		return fmt.Errorf("read block %d: %w: negative offset %d", id, meta.ErrInvalidArgument, off)
 	}
+	if err := w.authorize(req.GetBlockToken(), id, security.AccessRead); err != nil {
+		return fmt.Errorf("read %w", err)
+	}
 	chunk := chunkSize(req.GetChunkSize())
 	if req.GetReadType() == apiv1.ReadType_CACHE_PROMOTE {
 		if _, err := w.store.Promote(id); err != nil && !errors.Is(err, meta.ErrNotFound) {
@@ -112,10 +116,21 @@ func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, sin
 	if blen <= 0 || req.GetBlockSizeBytes() <= 0 {
 		return fmt.Errorf("read block %d: %w: a cache miss needs block_length and block_size_bytes", id, meta.ErrInvalidArgument)
 	}
+	if err := w.authorizeUFS(req.GetBlockToken(), id, req.GetBlockSizeBytes(), src); err != nil {
+		return fmt.Errorf("read %w", err)
+	}
 	n, err := rangeLen(id, off, req.GetLength(), blen)
 	if err != nil {
 		return err
 	}
+	// Open the UFS range before answering, so that a store that refuses
+	// (changed object, no permission, unreachable) is an error the caller
+	// sees with its reason, not a stream cut short.
+	r, p, err := w.openUFS(ctx, src, off, n)
+	if err != nil {
+		return fmt.Errorf("read block %d from UFS: %w", id, err)
+	}
+	defer r.Close()
 	cacheable := req.GetReadType() != apiv1.ReadType_NO_CACHE
 	task := cacheTask{blockID: id, length: blen, blockSize: req.GetBlockSizeBytes(), src: src}
 	var tee *blockstore.Writer
@@ -133,7 +148,7 @@ func (w *Worker) readBlock(ctx context.Context, req *apiv1.ReadBlockRequest, sin
 		}
 		return err
 	}
-	if err := w.readUFS(ctx, sink, src, off, n, chunk, tee); err != nil {
+	if err := w.copyUFS(sink, r, p, n, chunk, tee); err != nil {
 		if tee != nil {
 			tee.Abort()
 		}
@@ -170,18 +185,23 @@ func rangeLen(id, off, length, blen int64) (int64, error) {
 	return length, nil
 }
 
-// readUFS streams n bytes of the block from off out of the UFS, copying
+// openUFS opens n bytes of a block from off in the UFS (refusing a
+// changed object when the block carries its fingerprint).
+func (w *Worker) openUFS(ctx context.Context, src *apiv1.UfsBlockSource, off, n int64) (io.ReadCloser, string, error) {
+	fs, p, err := w.resolveUFS(ctx, src.GetUfsPath(), src.GetMountId())
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := ufs.OpenRangeMatching(ctx, fs, p, src.GetBlockOffset()+off, n, src.GetFingerprint())
+	if err != nil {
+		return nil, "", err
+	}
+	return r, p, nil
+}
+
+// copyUFS streams n bytes from r (the UFS file p) to the sink, copying
 // every chunk into tee first when caching.
-func (w *Worker) readUFS(ctx context.Context, sink blockSink, src *apiv1.UfsBlockSource, off, n, chunk int64, tee *blockstore.Writer) error {
-	fs, p, err := ufs.Resolve(src.GetUfsPath(), nil)
-	if err != nil {
-		return err
-	}
-	r, err := fs.OpenRange(ctx, p, src.GetBlockOffset()+off, n)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
+func (w *Worker) copyUFS(sink blockSink, r io.Reader, p string, n, chunk int64, tee *blockstore.Writer) error {
 	for n > 0 {
 		size := min(chunk, n)
 		buf := chunkPool.Get(int(size))

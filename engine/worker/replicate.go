@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // Replication (alluxio.user.file.replication.durable, ASYNC_THROUGH files
@@ -202,7 +202,7 @@ func (w *Worker) peerConn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := w.peers[addr]; ok {
 		return cc, nil
 	}
-	opts := append(clientDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithKeepaliveParams(clientKeepalive))
+	opts := append(clientDialOptions(), security.DialOption(w.cfg.TLS, security.RoleWorker), grpc.WithKeepaliveParams(clientKeepalive))
 	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to worker %s: %w", addr, err)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,12 +14,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/klog/v2"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
+	"github.com/alcove-io/alcove/engine/grpcstop"
+	"github.com/alcove-io/alcove/engine/masterconn"
 	"github.com/alcove-io/alcove/engine/ramdisk"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
 )
 
@@ -37,15 +40,18 @@ type Worker struct {
 	grpcSrv   *grpc.Server
 	webSrv    *http.Server
 	master    apiv1.BlockMasterClient
-	conn      *grpc.ClientConn
+	conn      *masterconn.Conn
 	ramdisk   *ramdisk.Disk // the MEM tier's tmpfs, or nil; never unmounted here (see Close)
 	cacher    *asyncCacher
 	persister *persister
 	repl      *replicator
-	work      gate // writes and incoming replicas, waited for by Drain
+	work      gate              // writes and incoming replicas, waited for by Drain
+	tokens    *security.Keyring // the master's block token keys
+	frees     freeGuard
 
 	peersMu sync.Mutex
 	peers   map[string]*grpc.ClientConn // other workers (replication pushes)
+	mounts  mountConfigs
 
 	bg        context.Context // lives until Close
 	cancel    context.CancelFunc
@@ -66,7 +72,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create worker: %w", err)
 	}
-	return &Worker{cfg: cfg, store: store, ramdisk: rd, metrics: newMetrics(store), log: klog.Background()}, nil
+	return &Worker{cfg: cfg, store: store, ramdisk: rd, metrics: newMetrics(store), log: klog.Background(), tokens: security.NewKeyring()}, nil
 }
 
 // Start listens (gRPC, web, domain socket), registers with the master and
@@ -83,10 +89,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.Close()
 		return err
 	}
-	conn, err := grpc.NewClient(w.cfg.MasterAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := masterconn.New(masterconn.Config{Addresses: w.cfg.MasterAddresses, RetryTimeout: rpcTimeout,
+		DialOptions: []grpc.DialOption{security.DialOption(w.cfg.TLS, security.RoleMaster)}})
 	if err != nil {
 		w.Close()
-		return fmt.Errorf("start worker: dial master %s: %w", w.cfg.MasterAddress, err)
+		return fmt.Errorf("start worker: %w", err)
 	}
 	w.conn, w.master = conn, apiv1.NewBlockMasterClient(conn)
 	w.cacher = newAsyncCacher(bg, w, w.cfg.AsyncCacheThreads)
@@ -96,7 +103,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	regErr := w.register(rctx)
 	rcancel()
 	if regErr != nil {
-		w.log.Error(regErr, "register with master; retrying in the background", "master", w.cfg.MasterAddress)
+		w.log.Error(regErr, "register with master; retrying in the background", "masters", w.cfg.MasterAddresses)
 	}
 	w.wg.Add(1)
 	go func() {
@@ -113,7 +120,7 @@ func (w *Worker) listen(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", w.cfg.Address, err)
 	}
 	w.addr = advertised(ln.Addr())
-	w.grpcSrv = grpc.NewServer(serverOptions(w.metrics)...)
+	w.grpcSrv = grpc.NewServer(append(security.ServerOptions(w.cfg.TLS, nil), serverOptions(w.metrics)...)...)
 	apiv1.RegisterBlockWorkerServer(w.grpcSrv, &blockService{w: w})
 	w.goServe("gRPC", func() error { return w.grpcSrv.Serve(ln) })
 
@@ -121,6 +128,9 @@ func (w *Worker) listen(ctx context.Context) error {
 		dl, err := net.Listen("tcp", w.cfg.DataAddress)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", w.cfg.DataAddress, err)
+		}
+		if w.cfg.TLS != nil {
+			dl = tls.NewListener(dl, w.cfg.TLS.ServerConfig())
 		}
 		w.dataAddr = advertised(dl.Addr())
 		w.data = &dataServer{w: w, ln: dl, conns: map[net.Conn]struct{}{}}
@@ -145,12 +155,12 @@ func (w *Worker) listen(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listen on domain socket %s: %w", w.cfg.DomainSocket, err)
 		}
-		// Pods of any user read through the socket; leases are all it grants.
-		if err := os.Chmod(w.cfg.DomainSocket, 0o666); err != nil {
+		opts, err := socketAccess(w.cfg.DomainSocket, w.cfg.DomainSocketGroup)
+		if err != nil {
 			ul.Close()
-			return fmt.Errorf("chmod domain socket %s: %w", w.cfg.DomainSocket, err)
+			return err
 		}
-		w.goServe("domain socket", func() error { return shortcircuit.Serve(ctx, ul, localHandler{w}) })
+		w.goServe("domain socket", func() error { return shortcircuit.Serve(ctx, ul, localHandler{w}, opts) })
 	}
 	return nil
 }
@@ -217,13 +227,7 @@ func (w *Worker) Close() error {
 			w.cancel()
 		}
 		if w.grpcSrv != nil {
-			done := make(chan struct{})
-			go func() { w.grpcSrv.GracefulStop(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				w.grpcSrv.Stop()
-			}
+			grpcstop.Stop(w.grpcSrv, grpcstop.Grace)
 		}
 		if w.data != nil {
 			w.data.close()

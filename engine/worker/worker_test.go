@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,9 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/meta"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/shortcircuit"
 )
 
@@ -118,9 +123,14 @@ func TestReadThroughFromUFS(t *testing.T) {
 		}
 		equal(t, "NO_CACHE read", got, data[2*testBS+off:])
 	}
-	time.Sleep(100 * time.Millisecond)
-	if _, ok := e.w.store.Get(id2); ok {
-		t.Fatal("NO_CACHE read cached the block")
+	// The full read tees into the cache before it returns and a partial
+	// read queues its block (in flight until cached) before it returns: so
+	// neither in the store nor in flight now means never, without waiting.
+	e.w.cacher.mu.Lock()
+	inflight := e.w.cacher.inflight[id2]
+	e.w.cacher.mu.Unlock()
+	if _, ok := e.w.store.Get(id2); ok || inflight {
+		t.Fatalf("NO_CACHE read cached the block (cached %v, queued %v)", ok, inflight)
 	}
 }
 
@@ -150,7 +160,7 @@ func TestShortCircuitRead(t *testing.T) {
 	defer c.Close()
 	var got []byte
 	for i := range int64(3) {
-		b, err := c.Open(ctx, meta.BlockID(11, i), testBS, false)
+		b, err := c.Open(ctx, meta.BlockID(11, i), testBS, false, fileToken(11))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +172,7 @@ func TestShortCircuitRead(t *testing.T) {
 		b.Close()
 	}
 	equal(t, "short-circuit read", got, data)
-	if _, err := c.Open(ctx, meta.BlockID(12, 0), testBS, false); !errors.Is(err, meta.ErrNotFound) {
+	if _, err := c.Open(ctx, meta.BlockID(12, 0), testBS, false, fileToken(12)); !errors.Is(err, meta.ErrNotFound) {
 		t.Fatalf("open of an uncached block: %v", err)
 	}
 	// A block in SSD is promoted before its fd is handed out.
@@ -172,7 +182,7 @@ func TestShortCircuitRead(t *testing.T) {
 	}
 	bw.Write(data[:100])
 	bw.Commit()
-	b, err := c.Open(ctx, meta.BlockID(13, 0), testBS, true)
+	b, err := c.Open(ctx, meta.BlockID(13, 0), testBS, true, fileToken(13))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +245,9 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Header{Header: &apiv1.WriteFileHeader{FileId: 40, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}}})
+	h := &apiv1.WriteFileHeader{FileId: 40, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}
+	h.BlockToken = writeToken(h)
+	s.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Header{Header: h}})
 	s.Send(&apiv1.WriteFileRequest{Value: &apiv1.WriteFileRequest_Data{Data: randBytes(8, testBS+10)}})
 	eventually(t, "the first block to land", func() bool { return e.fm.committed(meta.BlockID(40, 0)) })
 	cancel()
@@ -243,7 +255,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 		ents, _ := os.ReadDir(e.ufsDir)
 		return len(ents) == 0 && len(e.w.store.Blocks()) == 0 && e.w.store.Usage()[0].UsedBytes == 0
 	})
-	// A protocol error (second header) aborts too.
+	// An empty THROUGH write (a header, no data) still creates the file.
 	_, err = e.write(context.Background(), &apiv1.WriteFileHeader{FileId: 41, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_THROUGH}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +263,35 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("empty THROUGH file not created: %v", err)
 	}
+}
+
+// A second header in a write stream is a protocol error: the write is
+// refused with InvalidArgument and leaves nothing in the UFS or the cache.
+func TestSecondHeaderAborts(t *testing.T) {
+	e := newEnv(t)
+	p := filepath.Join(e.ufsDir, "twice")
+	s, err := e.client.WriteFile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &apiv1.WriteFileHeader{FileId: 42, UfsPath: p, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_CACHE_THROUGH}
+	h.BlockToken = writeToken(h)
+	for i, m := range []*apiv1.WriteFileRequest{
+		{Value: &apiv1.WriteFileRequest_Header{Header: h}},
+		{Value: &apiv1.WriteFileRequest_Data{Data: randBytes(10, testBS+10)}},
+		{Value: &apiv1.WriteFileRequest_Header{Header: h}},
+	} {
+		if err := s.Send(m); err != nil {
+			t.Fatalf("send message %d: %v", i, err)
+		}
+	}
+	if _, err := s.CloseAndRecv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "second header") {
+		t.Fatalf("write with a second header: %v, want InvalidArgument naming the second header", err)
+	}
+	eventually(t, "the refused write to be cleaned up", func() bool {
+		ents, _ := os.ReadDir(e.ufsDir)
+		return len(ents) == 0 && len(e.w.store.Blocks()) == 0 && e.w.store.Usage()[0].UsedBytes == 0
+	})
 }
 
 func TestPersistCommand(t *testing.T) {
@@ -341,7 +382,7 @@ func TestMasterLateStart(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	w, err := New(Config{MasterAddress: addr, Address: "127.0.0.1:0", HeartbeatInterval: 20 * time.Millisecond,
+	w, err := New(Config{MasterAddresses: []string{addr}, Address: "127.0.0.1:0", HeartbeatInterval: 20 * time.Millisecond,
 		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: testBS}}})
 	if err != nil {
 		t.Fatal(err)
@@ -360,5 +401,72 @@ func TestMasterLateStart(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal("second Close:", err)
+	}
+}
+
+// TestUFSPathOutsideMount: a worker takes a UFS location only within the
+// mount the master describes; a client naming another path is refused.
+func TestUFSPathOutsideMount(t *testing.T) {
+	e := newEnv(t)
+	inside := e.ufsFile("in", []byte("inside"))
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.fm.mu.Lock()
+	e.fm.mounts = map[int64]string{7: "file://" + e.ufsDir}
+	e.fm.mu.Unlock()
+	read := func(p string, id int64) ([]byte, error) {
+		return e.read(&apiv1.ReadBlockRequest{BlockId: meta.BlockID(id, 0), Length: -1, BlockLength: 6, BlockSizeBytes: testBS,
+			ReadType: apiv1.ReadType_NO_CACHE, Ufs: &apiv1.UfsBlockSource{UfsPath: p, MountId: 7, Persisted: true}})
+	}
+	if b, err := read(inside, 70); err != nil || string(b) != "inside" {
+		t.Fatalf("read inside the mount: %q, %v", b, err)
+	}
+	for _, p := range []string{outside, e.ufsDir + "/../" + filepath.Base(filepath.Dir(outside)) + "/secret"} {
+		if b, err := read(p, 71); !errors.Is(err, meta.ErrPermission) {
+			t.Fatalf("read of %s outside the mount: %q, %v; want ErrPermission", p, b, err)
+		}
+	}
+}
+
+// A load of a block the worker still holds while the master's free of it
+// is queued: the heartbeat carrying the free was computed before the
+// load re-reported the block, so applying it would drop a block the
+// master now lists here (TestDistributedLoad's `free` then `--nodes n2`
+// ended with blocks nowhere).
+func TestLoadCancelsQueuedFree(t *testing.T) {
+	e := newEnv(t)
+	const fileID = 61
+	data := randBytes(11, testBS)
+	e.write(context.Background(), &apiv1.WriteFileHeader{FileId: fileID, BlockSizeBytes: testBS, WriteType: apiv1.WriteType_MUST_CACHE}, data)
+	id := meta.BlockID(fileID, 0)
+	src := &apiv1.UfsBlockSource{UfsPath: "/f", Persisted: true}
+	tok := signToken(security.Scope{FileID: fileID, Access: security.AccessRead, UfsPath: src.UfsPath, BlockSize: testBS})
+
+	e.fm.mu.Lock()
+	delete(e.fm.commits, id)
+	e.fm.pending = append(e.fm.pending, &apiv1.HeartbeatResponse{FreeBlockIds: []int64{id}})
+	loaded := make(chan error, 1)
+	e.fm.beforeReply = func() {
+		resp, err := e.client.CacheBlock(context.Background(), &apiv1.CacheBlockRequest{
+			BlockId: id, BlockLength: testBS, BlockSizeBytes: testBS, Ufs: src, BlockToken: tok})
+		if err == nil && !resp.GetAlreadyCached() {
+			err = fmt.Errorf("CacheBlock of a held block: not already cached")
+		}
+		loaded <- err
+	}
+	e.fm.mu.Unlock()
+	if err := <-loaded; err != nil {
+		t.Fatal(err)
+	}
+	if !e.fm.committed(id) {
+		t.Fatal("CacheBlock of a block the master did not list did not report it again")
+	}
+	beats := func() int { e.fm.mu.Lock(); defer e.fm.mu.Unlock(); return e.fm.heartbeats }
+	after := beats() + 1 // the heartbeat with the free has been answered once this one arrives
+	eventually(t, "a heartbeat after the free", func() bool { return beats() > after })
+	if _, ok := e.w.store.Get(id); !ok {
+		t.Fatal("a free computed before the block was reported again removed it")
 	}
 }

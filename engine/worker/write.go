@@ -48,6 +48,9 @@ func (w *Worker) writeFile(ctx context.Context, stream grpc.ClientStreamingServe
 	if err := validateHeader(h); err != nil {
 		return nil, err
 	}
+	if err := w.authorizeWrite(h); err != nil {
+		return nil, err
+	}
 	if !w.work.enter() {
 		return nil, errDraining("write file " + h.GetPath())
 	}
@@ -108,7 +111,7 @@ func (fw *fileWriter) open(ctx context.Context) error {
 	if !meta.WritesUfsSync(h.GetWriteType()) {
 		return nil
 	}
-	fs, p, err := ufs.Resolve(h.GetUfsPath(), nil)
+	fs, p, err := fw.w.resolveUFS(ctx, h.GetUfsPath(), h.GetMountId())
 	if err != nil {
 		return fmt.Errorf("write file %s: %w", h.GetPath(), err)
 	}
@@ -159,7 +162,7 @@ func (fw *fileWriter) copy(ctx context.Context, stream grpc.ClientStreamingServe
 		}
 		resp.Persisted = true
 		if st, err := fw.ufsFS.Stat(ctx, fw.ufsP); err == nil {
-			resp.UfsMtimeMs = st.ModTime.UnixMilli()
+			resp.UfsMtimeMs, resp.UfsFingerprint = st.ModTime.UnixMilli(), st.Fingerprint
 		}
 	}
 	return resp, nil

@@ -15,10 +15,8 @@ import (
 	"github.com/alcove-io/alcove/engine/meta"
 )
 
-// VolumesRoot holds one directory per CSI volume; each child is an indexed
+// Each child of meta.VolumesRoot (one directory per CSI volume) is an indexed
 // prefix, as are the mount points (same rule as the master's index).
-const VolumesRoot = "/volumes"
-
 // Index is safe for concurrent use: many lookups, one feeder.
 type Index struct {
 	mu       sync.RWMutex
@@ -115,7 +113,7 @@ func (x *Index) Stats() Stats {
 }
 
 // PrefixOf returns the indexed prefix a path is counted under: the path's
-// volume root (VolumesRoot/NAME) when it lies under VolumesRoot, else the
+// volume root (meta.VolumesRoot/NAME) when it lies under meta.VolumesRoot, else the
 // deepest mount point containing it. A path below an indexed prefix is
 // approximated by that prefix.
 func (x *Index) PrefixOf(p string) string {
@@ -125,12 +123,12 @@ func (x *Index) PrefixOf(p string) string {
 }
 
 func (x *Index) prefixOfLocked(p string) string {
-	if strings.HasPrefix(p, VolumesRoot+"/") {
-		rest := p[len(VolumesRoot)+1:]
+	if strings.HasPrefix(p, meta.VolumesRoot+"/") {
+		rest := p[len(meta.VolumesRoot)+1:]
 		if i := strings.IndexByte(rest, '/'); i >= 0 {
 			rest = rest[:i]
 		}
-		return VolumesRoot + "/" + rest
+		return meta.VolumesRoot + "/" + rest
 	}
 	for _, m := range x.mounts {
 		if meta.HasPrefix(p, m) {

@@ -20,8 +20,6 @@ import (
 
 // Names the resolver relies on.
 const (
-	// Driver is the Alcove CSI driver name.
-	Driver = "csi.alcove.io"
 	// AnnotationDataPaths lists extra namespace paths, comma-separated.
 	AnnotationDataPaths = "alcove.io/data-paths"
 	// AnnotationPlacement "required" asks for hard placement (/filter).
@@ -30,8 +28,6 @@ const (
 	PlacementRequired = "required"
 	// AttrPath is the volume attribute / StorageClass parameter naming the path.
 	AttrPath = "path"
-	// VolumesRoot holds dynamically provisioned volumes (VolumesRoot/PV name).
-	VolumesRoot = "/volumes"
 )
 
 // Objects looks up the API objects the resolver needs (informer listers in
@@ -41,6 +37,25 @@ type Objects interface {
 	PVC(namespace, name string) (*corev1.PersistentVolumeClaim, error)
 	PV(name string) (*corev1.PersistentVolume, error)
 	StorageClass(name string) (*storagev1.StorageClass, error)
+}
+
+// AnnotationsOnly is the Objects of an extender without a Kubernetes API:
+// every claim, volume and class is unknown, so a pod's data is what its
+// AnnotationDataPaths names.
+type AnnotationsOnly struct{}
+
+var _ Objects = AnnotationsOnly{}
+
+func (AnnotationsOnly) PVC(namespace, name string) (*corev1.PersistentVolumeClaim, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumeclaims"), namespace+"/"+name)
+}
+
+func (AnnotationsOnly) PV(name string) (*corev1.PersistentVolume, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumes"), name)
+}
+
+func (AnnotationsOnly) StorageClass(name string) (*storagev1.StorageClass, error) {
+	return nil, apierrors.NewNotFound(storagev1.Resource("storageclasses"), name)
 }
 
 // Resolver maps pods to Alcove paths.
@@ -65,7 +80,7 @@ func (r *Resolver) Paths(pod *corev1.Pod) ([]string, error) {
 		case v.Ephemeral != nil:
 			// Generic ephemeral volumes get a claim named <pod>-<volume>.
 			p, err = r.claimPath(pod.Namespace, pod.Name+"-"+v.Name)
-		case v.CSI != nil && v.CSI.Driver == Driver:
+		case v.CSI != nil && v.CSI.Driver == meta.CSIDriver:
 			p = v.CSI.VolumeAttributes[AttrPath]
 		}
 		if err != nil {
@@ -148,7 +163,7 @@ func (r *Resolver) claimPath(namespace, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("get storage class %s: %w", scName, err)
 	}
-	if sc.Provisioner != Driver {
+	if sc.Provisioner != meta.CSIDriver {
 		return "", nil
 	}
 	return sc.Parameters[AttrPath], nil
@@ -156,10 +171,10 @@ func (r *Resolver) claimPath(namespace, name string) (string, error) {
 
 // PVPath returns the namespace path of an Alcove PersistentVolume ("" for
 // other drivers): its `path` volume attribute, else an absolute volume
-// handle, else VolumesRoot/<handle>.
+// handle, else meta.VolumesRoot/<handle>.
 func PVPath(pv *corev1.PersistentVolume) string {
 	csi := pv.Spec.CSI
-	if csi == nil || csi.Driver != Driver {
+	if csi == nil || csi.Driver != meta.CSIDriver {
 		return ""
 	}
 	if p := csi.VolumeAttributes[AttrPath]; p != "" {
@@ -171,5 +186,5 @@ func PVPath(pv *corev1.PersistentVolume) string {
 	if csi.VolumeHandle == "" {
 		return ""
 	}
-	return VolumesRoot + "/" + csi.VolumeHandle
+	return meta.VolumesRoot + "/" + csi.VolumeHandle
 }

@@ -28,17 +28,22 @@ type Cluster struct {
 	Master     *master.Master
 	Workers    map[string]*worker.Worker
 	clients    map[string]*client.Client
+	opts       Options
 }
 
 // Options tune StartWith; zero values take the defaults.
 type Options struct {
 	// RootUFS is mounted at / (default: a new temporary directory).
 	RootUFS string
+	// RootUFSProperties are the root mount's options (e.g. S3 credentials).
+	RootUFSProperties map[string]string
 	// TierBytes is each worker's MEM tier size (default 1 GiB).
 	TierBytes int64
 	// TierDir holds each worker's MEM tier (a new directory under it per
 	// worker; default: a temporary directory). Benchmarks put it on tmpfs.
 	TierDir string
+	// TokenLifetime is the master's block token lifetime (default 10 min).
+	TokenLifetime time.Duration
 }
 
 // Start runs a master and one worker per node (1 GiB MEM tier each).
@@ -56,12 +61,12 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c := &Cluster{t: t, dir: t.TempDir(), ufs: opts.RootUFS, MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}}
-	if c.ufs == "" {
-		c.ufs = t.TempDir()
-	}
+	c := &Cluster{t: t, dir: t.TempDir(), ufs: opts.RootUFS, MasterAddr: addr, Workers: map[string]*worker.Worker{}, clients: map[string]*client.Client{}, opts: opts}
 	if opts.TierBytes == 0 {
 		opts.TierBytes = 1 << 30
+	}
+	if c.ufs == "" {
+		c.ufs = t.TempDir()
 	}
 	c.StartMaster()
 	for _, n := range nodes {
@@ -74,7 +79,7 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 			t.Cleanup(func() { os.RemoveAll(tier) })
 		}
 		w, err := worker.New(worker.Config{
-			MasterAddress: addr, Address: "127.0.0.1:0", Node: n,
+			MasterAddresses: []string{addr}, Address: "127.0.0.1:0", Node: n,
 			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0", WebAddress: "127.0.0.1:0",
 			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: tier, QuotaBytes: opts.TierBytes}},
 			HeartbeatInterval: 50 * time.Millisecond,
@@ -94,7 +99,9 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 // StartMaster (re)starts the master on the same directory and address.
 func (c *Cluster) StartMaster() {
 	c.t.Helper()
-	m, err := master.New(master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, WorkerTimeout: 5 * time.Second})
+	cfg := master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, RootUFSProperties: c.opts.RootUFSProperties, WorkerTimeout: 5 * time.Second,
+		TokenLifetime: c.opts.TokenLifetime}
+	m, err := master.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -106,7 +113,7 @@ func (c *Cluster) StartMaster() {
 			c.Master = m
 			return
 		}
-		m, _ = master.New(master.Config{Dir: c.dir, Address: c.MasterAddr, RootUFS: c.ufs, WorkerTimeout: 5 * time.Second})
+		m, _ = master.New(cfg)
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.t.Fatal(startErr)

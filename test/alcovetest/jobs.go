@@ -49,7 +49,7 @@ func (c *Cluster) StartJobs(opts JobOptions) *Jobs {
 	for n := range c.Workers {
 		j.StartWorker(n)
 	}
-	jc, err := client.NewJobClient(addr)
+	jc, err := client.NewJobClient(addr, nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}

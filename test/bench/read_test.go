@@ -21,6 +21,7 @@ import (
 	"github.com/alcove-io/alcove/engine/blockstore"
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/master"
+	"github.com/alcove-io/alcove/engine/security"
 	"github.com/alcove-io/alcove/engine/worker"
 )
 
@@ -143,30 +144,6 @@ func TestReadThroughput(t *testing.T) {
 	defer os.RemoveAll(shm)
 	dir := t.TempDir()
 
-	m, err := master.New(master.Config{Dir: filepath.Join(dir, "master"), Address: "127.0.0.1:0", RootUFS: filepath.Join(dir, "ufs")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "ufs"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	w, err := worker.New(worker.Config{
-		MasterAddress: m.Addr(), Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "bench-node",
-		DomainSocket: filepath.Join(dir, "sock"),
-		Tiers:        []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(shm, "mem"), QuotaBytes: size + 256<<20}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-
 	// The baseline file: the same bytes, straight on tmpfs.
 	raw := filepath.Join(shm, "raw")
 	f, err := os.Create(raw)
@@ -177,36 +154,22 @@ func TestReadThroughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-
-	local, err := client.New(client.Config{MasterAddresses: []string{m.Addr()}, Node: "bench-node", WriteType: apiv1.WriteType_MUST_CACHE})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
-	remote, err := client.New(client.Config{MasterAddresses: []string{m.Addr()}, Node: "other-node", DisableShortCircuit: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer remote.Close()
-	remoteGRPC, err := client.New(client.Config{MasterAddresses: []string{m.Addr()}, Node: "other-node", DisableShortCircuit: true, DisableDataPort: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer remoteGRPC.Close()
-	src, err := os.Open(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wr, err := local.Create(ctx, "/bench", client.WriteOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wr.ReadFrom(src); err != nil {
-		t.Fatal(err)
-	}
-	src.Close()
-	if err := wr.Close(); err != nil {
-		t.Fatal(err)
+	local, remote, remoteGRPC := benchCluster(t, ctx, filepath.Join(dir, "plain"), filepath.Join(shm, "plain"), raw, size, nil)
+	// The same cluster with mTLS between every component (the raw data
+	// port runs over TLS too), to measure what TLS costs.
+	var tlsRemote, tlsGRPC *client.Client
+	if os.Getenv("ALCOVE_BENCH_TLS") != "0" {
+		certs := filepath.Join(dir, "tls")
+		if err := security.EnsureLocal(certs, "127.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+		_, tlsRemote, tlsGRPC = benchCluster(t, ctx, filepath.Join(dir, "tlscluster"), filepath.Join(shm, "tls"), raw, size, func(r security.Role) *security.Source {
+			s, err := security.Load(filepath.Join(certs, string(r)), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
 	}
 
 	// readAlcove reads the file with Read calls into a 4 MiB buffer, or with
@@ -263,4 +226,76 @@ func TestReadThroughput(t *testing.T) {
 	fmt.Printf("  %-40s %6.2f GB/s  ratio %.2f to memory (target >= 0.8), %.2f to file\n", "remote worker (data port), Read calls", dataPort, dataPort/tcp, dataPort/tcpFile)
 	fmt.Printf("  %-40s %6.2f GB/s  ratio %.2f to memory (target >= 0.8), %.2f to file\n", "remote worker (data port), io.Copy", dataPortCopy, dataPortCopy/tcp, dataPortCopy/tcpFile)
 	fmt.Printf("  %-40s %6.2f GB/s  ratio %.2f to memory, %.2f to file\n", "remote worker (gRPC ReadBlock fallback)", grpc, grpc/tcp, grpc/tcpFile)
+	if tlsRemote == nil {
+		return
+	}
+	tlsCopy := measure(t, reps, size, readAlcove(tlsRemote, isRemote, true))
+	tlsG := measure(t, reps, size, readAlcove(tlsGRPC, isRemote))
+	fmt.Printf("  %-40s %6.2f GB/s  ratio %.2f to memory, %.2f to plaintext\n", "remote, data port over TLS, io.Copy", tlsCopy, tlsCopy/tcp, tlsCopy/dataPortCopy)
+	fmt.Printf("  %-40s %6.2f GB/s  ratio %.2f to memory, %.2f to plaintext\n", "remote, gRPC ReadBlock over mTLS", tlsG, tlsG/tcp, tlsG/grpc)
+}
+
+// benchCluster starts a master and a worker (MEM tier under shm), writes
+// raw's bytes to /bench from a client on the worker's node, and returns
+// that client and two "other node" clients (data port, gRPC only). certs,
+// when set, gives each component its certificate (mTLS everywhere).
+func benchCluster(t *testing.T, ctx context.Context, dir, shm, raw string, size int64, certs func(security.Role) *security.Source) (local, remote, remoteGRPC *client.Client) {
+	t.Helper()
+	cert := func(r security.Role) *security.Source {
+		if certs == nil {
+			return nil
+		}
+		return certs(r)
+	}
+	m, err := master.New(master.Config{Dir: filepath.Join(dir, "master"), Address: "127.0.0.1:0", RootUFS: filepath.Join(dir, "ufs"), TLS: cert(security.RoleMaster)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "ufs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	w, err := worker.New(worker.Config{
+		MasterAddresses: []string{m.Addr()}, Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "bench-node",
+		DomainSocket: filepath.Join(dir, "sock"), DomainSocketGroup: -1, TLS: cert(security.RoleWorker),
+		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(shm, "mem"), QuotaBytes: size + 256<<20}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	newClient := func(cfg client.Config) *client.Client {
+		cfg.MasterAddresses, cfg.TLS = []string{m.Addr()}, cert(security.RoleClient)
+		c, err := client.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	local = newClient(client.Config{Node: "bench-node", WriteType: apiv1.WriteType_MUST_CACHE})
+	remote = newClient(client.Config{Node: "other-node", DisableShortCircuit: true})
+	remoteGRPC = newClient(client.Config{Node: "other-node", DisableShortCircuit: true, DisableDataPort: true})
+	src, err := os.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	wr, err := local.Create(ctx, "/bench", client.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wr.ReadFrom(src); err != nil {
+		t.Fatal(err)
+	}
+	if err := wr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return local, remote, remoteGRPC
 }

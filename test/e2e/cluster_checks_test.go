@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -21,8 +22,9 @@ import (
 
 const bigMiB = 48 // size of the file the restart check reads slowly
 
-// TestClusterEndToEnd installs the chart and runs every check of issue 6 in
-// order, printing a PASS/FAIL line per check and a summary.
+// TestClusterEndToEnd installs the chart and runs every check of issue 6
+// (and the disruption checks of issue 12) in order, printing a PASS/FAIL
+// line per check and a summary.
 func TestClusterEndToEnd(t *testing.T) {
 	c := newCluster(t)
 	defer func() {
@@ -32,10 +34,15 @@ func TestClusterEndToEnd(t *testing.T) {
 		c.summary()
 	}()
 	var pvName string
+	c.check("minio-up", nil, c.minioUp)
 	c.check("helm-lint", nil, c.helmLint)
 	c.check("manifests-accepted-by-apiserver", nil, c.manifestsDryRun)
-	c.check("helm-install", nil, c.helmInstall)
+	c.check("helm-install", []string{"minio-up"}, c.helmInstall)
 	inst := []string{"helm-install"}
+	c.check("root-ufs-on-s3-from-secret", inst, c.s3RootUFS)
+	c.check("rbac-least-privilege", inst, c.rbac)
+	c.check("tls-enforced", inst, c.tlsEnforced)
+	c.check("tls-secrets-idempotent", inst, c.tlsSecretsIdempotent)
 	c.check("pvc-binds-via-csi-provisioner", inst, func(ctx context.Context) (err error) {
 		pvName, err = c.pvcBinds(ctx)
 		return err
@@ -45,10 +52,18 @@ func TestClusterEndToEnd(t *testing.T) {
 	written := []string{"pod-writes-and-reads"}
 	c.check("second-pod-sees-files", written, c.secondPodSees)
 	c.check("domain-socket-volume-in-pod", written, func(ctx context.Context) error { return c.domainSocket(ctx, pvName) })
+	c.check("tenant-isolation", inst, c.tenantIsolation)
 	c.check("wordcount-job", bound, func(ctx context.Context) error { return c.wordCount(ctx, pvName) })
+	c.check("s3-storageclass-wordcount", inst, c.s3StorageClassWordCount)
 	c.check("extender-index-synced", inst, c.extenderSynced)
 	c.check("dataload-completes-and-delete-cancels", inst, c.dataLoads)
 	c.check("csi-node-restart-keeps-reads", written, c.csiNodeRestart)
+	c.check("worker-rolling-restart-keeps-io", bound, func(ctx context.Context) error {
+		return c.ioLoopAcross(ctx, "io-worker", pvName, c.workerRollingRestart)
+	})
+	c.check("leader-master-delete-keeps-io", bound, func(ctx context.Context) error {
+		return c.ioLoopAcross(ctx, "io-master", pvName, c.deleteLeaderMaster)
+	})
 	c.check("helm-uninstall-leaves-no-mounts", inst, func(ctx context.Context) error { return c.uninstall(ctx, pvName) })
 }
 
@@ -264,7 +279,11 @@ got=$(alcove fs cat /volumes/%s/big | md5sum | cut -d' ' -f1)
 echo "short-circuit read: $got"
 [ "$got" = "$(cat /data/big.md5)" ]
 echo SOCKET-OK`, pv)
-	if err := c.apply(ctx, pod("socket", "alcove", script, true, master)); err != nil {
+	// The CLI in the pod is an operator's: the release's admin certificate.
+	if err := c.copyAdminTLS(ctx); err != nil {
+		return err
+	}
+	if err := c.apply(ctx, adminTLSPod(pod("socket", "alcove", script, true, master+adminTLSEnv))); err != nil {
 		return err
 	}
 	if err := c.waitPod(ctx, testNS, "socket", true, 2*time.Minute); err != nil {
@@ -359,7 +378,12 @@ func (c *cluster) podMetric(ctx context.Context, component, node string, port in
 	if err != nil {
 		return 0, err
 	}
-	url := fmt.Sprintf("http://%s:%d/metrics", pod.Status.PodIP, port)
+	return metricAt(ctx, pod.Status.PodIP, port, name)
+}
+
+// metricAt reads a sample from /metrics at ip:port.
+func metricAt(ctx context.Context, ip string, port int, name string) (float64, error) {
+	url := fmt.Sprintf("http://%s:%d/metrics", ip, port)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -381,10 +405,34 @@ func (c *cluster) podMetric(ctx context.Context, component, node string, port in
 // copyFromLocal in the master pod), then a Job counts its words through the
 // PVC with sh/awk; the counts must be exact.
 func (c *cluster) wordCount(ctx context.Context, pv string) error {
+	text, want := wordsText(6)
+	dst := "/volumes/" + pv + "/input/words.txt"
+	load := fmt.Sprintf("cat > /tmp/words.txt && alcove fs mkdir /volumes/%s/input && alcove fs copyFromLocal /tmp/words.txt %s && alcove fs stat %s", pv, dst, dst)
+	out, err := c.run(ctx, text, "kubectl", "exec", "-i", "-n", releaseNS, release+"-master-0", "--", "sh", "-c", load)
+	if err != nil {
+		return fmt.Errorf("load words.txt into Alcove: %w", err)
+	}
+	fmt.Print(indent(lastLines(out, 6)))
+	wantLines, err := c.wordCountJob(ctx, "wordcount", "data", "/data/input/words.txt", "/data/output/counts.txt", want)
+	if err != nil {
+		return err
+	}
+	// The result was written back through the volume: Alcove has it.
+	res, err := c.kubectl(ctx, "exec", "-n", releaseNS, release+"-master-0", "--", "alcove", "fs", "cat", "/volumes/"+pv+"/output/counts.txt")
+	if err != nil || strings.TrimSpace(res) != wantLines {
+		return fmt.Errorf("counts.txt in Alcove (%v):\n%s", err, res)
+	}
+	fmt.Printf("      60000 words, %d distinct, counts exact: %s\n", len(want), strings.ReplaceAll(wantLines, "\n", ", "))
+	return nil
+}
+
+// wordsText is 60,000 words of a small vocabulary (skewed counts), 10 a
+// line, and the count of each.
+func wordsText(seed int64) (string, map[string]int) {
 	vocab := strings.Fields("alluxio alcove spark executor cache block worker master tier locality socket kubelet")
 	want := map[string]int{}
 	var text strings.Builder
-	rng := rand.New(rand.NewSource(6))
+	rng := rand.New(rand.NewSource(seed))
 	for i := 0; i < 60000; i++ {
 		w := vocab[rng.Intn(len(vocab))]
 		if i%3 == 0 { // skew the counts
@@ -398,16 +446,20 @@ func (c *cluster) wordCount(ctx context.Context, pv string) error {
 			text.WriteString(" ")
 		}
 	}
-	dst := "/volumes/" + pv + "/input/words.txt"
-	load := fmt.Sprintf("cat > /tmp/words.txt && alcove fs mkdir /volumes/%s/input && alcove fs copyFromLocal /tmp/words.txt %s && alcove fs stat %s", pv, dst, dst)
-	out, err := c.run(ctx, text.String(), "kubectl", "exec", "-i", "-n", releaseNS, release+"-master-0", "--", "sh", "-c", load)
-	if err != nil {
-		return fmt.Errorf("load words.txt into Alcove: %w", err)
+	return text.String(), want
+}
+
+// wordCountJob runs a busybox Job that counts the words of in on claim
+// (writing them to out when out is set), and checks the counts against
+// want; it returns the expected lines.
+func (c *cluster) wordCountJob(ctx context.Context, name, claim, in, out string, want map[string]int) (string, error) {
+	count := fmt.Sprintf("tr -s ' ' '\\n' < %s | awk 'NF {n[$1]++} END {for (w in n) print w, n[w]}' | sort", in)
+	if out != "" {
+		count = fmt.Sprintf("mkdir -p %s; %s > %s; cat %s", filepath.Dir(out), count, out, out)
 	}
-	fmt.Print(indent(lastLines(out, 6)))
-	job := `apiVersion: batch/v1
+	job := fmt.Sprintf(`apiVersion: batch/v1
 kind: Job
-metadata: {name: wordcount}
+metadata: {name: %s}
 spec:
   backoffLimit: 0
   template:
@@ -417,15 +469,15 @@ spec:
       - name: wc
         image: localhost/busybox:e2e
         imagePullPolicy: Never
-        command: ["sh", "-c", "set -e; mkdir -p /data/output; tr -s ' ' '\\n' < /data/input/words.txt | awk 'NF {n[$1]++} END {for (w in n) print w, n[w]}' | sort > /data/output/counts.txt; cat /data/output/counts.txt"]
+        command: ["sh", "-c", %q]
         volumeMounts: [{name: data, mountPath: /data}]
-      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
-`
+      volumes: [{name: data, persistentVolumeClaim: {claimName: %s}}]
+`, name, "set -e; "+count, claim)
 	if err := c.apply(ctx, job); err != nil {
-		return err
+		return "", err
 	}
-	err = poll(ctx, time.Second, "Job wordcount to complete", func() (bool, error) {
-		j, err := c.cs.BatchV1().Jobs(testNS).Get(ctx, "wordcount", metav1.GetOptions{})
+	err := poll(ctx, time.Second, "Job "+name+" to complete", func() (bool, error) {
+		j, err := c.cs.BatchV1().Jobs(testNS).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
@@ -434,9 +486,9 @@ spec:
 		}
 		return j.Status.Succeeded > 0, nil
 	})
-	logs, lerr := c.kubectl(ctx, "logs", "-n", testNS, "job/wordcount")
+	logs, lerr := c.kubectl(ctx, "logs", "-n", testNS, "job/"+name)
 	if err != nil {
-		return fmt.Errorf("%v; logs (%v):\n%s", err, lerr, logs)
+		return "", fmt.Errorf("%v; logs (%v):\n%s", err, lerr, logs)
 	}
 	var wantLines []string
 	for w, n := range want {
@@ -444,15 +496,9 @@ spec:
 	}
 	sort.Strings(wantLines)
 	if got := strings.TrimSpace(logs); got != strings.Join(wantLines, "\n") {
-		return fmt.Errorf("word counts differ:\ngot:\n%s\nwant:\n%s", got, strings.Join(wantLines, "\n"))
+		return "", fmt.Errorf("word counts differ:\ngot:\n%s\nwant:\n%s", got, strings.Join(wantLines, "\n"))
 	}
-	// The result was written back through the volume: Alcove has it.
-	res, err := c.kubectl(ctx, "exec", "-n", releaseNS, release+"-master-0", "--", "alcove", "fs", "cat", "/volumes/"+pv+"/output/counts.txt")
-	if err != nil || strings.TrimSpace(res) != strings.Join(wantLines, "\n") {
-		return fmt.Errorf("counts.txt in Alcove (%v):\n%s", err, res)
-	}
-	fmt.Printf("      60000 words, %d distinct, counts exact: %s\n", len(want), strings.Join(wantLines, ", "))
-	return nil
+	return strings.Join(wantLines, "\n"), nil
 }
 
 // csiNodeRestart: a pod reads a 48 MiB file slowly (one open fd, 1 MiB every
@@ -528,6 +574,28 @@ func (c *cluster) uninstall(ctx context.Context, pv string) error {
 	if _, err := c.kubectl(ctx, "delete", "namespace", testNS, "--wait=true", "--timeout=120s"); err != nil {
 		return err
 	}
+	// The storage suite deletes its namespaces without waiting for them; a
+	// pod still terminating there needs the CSI node plugin to unpublish its
+	// volume, so the release must outlive every namespace being deleted.
+	err := poll(ctx, time.Second, "namespaces being deleted to go", func() (bool, error) {
+		l, err := c.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		var terminating []string
+		for _, ns := range l.Items {
+			if ns.Status.Phase == corev1.NamespaceTerminating {
+				terminating = append(terminating, ns.Name)
+			}
+		}
+		if len(terminating) > 0 {
+			return false, fmt.Errorf("still terminating: %s", strings.Join(terminating, ", "))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
 	if pv != "" {
 		err := poll(ctx, 500*time.Millisecond, "PV "+pv+" deleted by the provisioner", func() (bool, error) {
 			_, err := c.cs.CoreV1().PersistentVolumes().Get(ctx, pv, metav1.GetOptions{})
@@ -540,12 +608,20 @@ func (c *cluster) uninstall(ctx context.Context, pv string) error {
 	if _, err := c.run(ctx, "", "helm", "uninstall", release, "-n", releaseNS, "--wait", "--timeout", "120s"); err != nil {
 		return err
 	}
-	err := poll(ctx, time.Second, "release pods gone", func() (bool, error) {
+	err = poll(ctx, time.Second, "release pods gone", func() (bool, error) {
 		l, err := c.cs.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{})
 		return err == nil && len(l.Items) == 0, err
 	})
 	if err != nil {
 		return err
+	}
+	// The masters' hostPath journals outlive the release, as a PV would;
+	// the next test installs a new namespace (this one may have its root
+	// on a MinIO that is gone by then).
+	for _, n := range c.nodes {
+		if err := os.RemoveAll(filepath.Join(c.nodeDir(n), "alcove", "journal")); err != nil {
+			return fmt.Errorf("remove the journals on %s: %w", n, err)
+		}
 	}
 	var left []string
 	_ = poll(ctx, time.Second, "mounts and daemons gone", func() (bool, error) {

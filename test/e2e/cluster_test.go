@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,8 @@ type cluster struct {
 	cs               kubernetes.Interface
 	results          []checkResult
 	failedDeps       map[string]bool
+	s3Root           bool       // MinIO is up: the chart's root UFS is a bucket (TestClusterEndToEnd)
+	s3               *s3.Client // MinIO's, once up
 }
 
 type checkResult struct {
@@ -328,19 +331,25 @@ func errOrEmpty(err error) string {
 // the chart's defaults: every node has its own /var/lib/kubelet and
 // /var/lib/alcove.
 func (c *cluster) valuesFile() (string, error) {
+	s3 := ""
+	if c.s3Root {
+		s3 = s3Values()
+	}
 	v := fmt.Sprintf(`image: {repository: localhost/alcove, tag: e2e, pullPolicy: Never}
 ufs:
   volume:
     hostPath: {path: %[1]s/ufs, type: DirectoryOrCreate}
+%[3]s
 master:
-  journal: {type: emptyDir}
+  journal: {type: hostPath}   # /var/lib/alcove/journal of the master's node
   resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}
 worker:
   mem: {size: 256Mi, medium: Memory}
   tiers:
-    - {alias: SSD, path: "", size: 512Mi}
+    - {alias: SSD, path: /var/lib/alcove/ssd, size: 512Mi}
   resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}
 csi:
+  provisionerSecrets: true
   fuseCgroup: %[2]s/alcove-fuse
   controller:
     resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
@@ -357,7 +366,7 @@ jobMaster:
 jobWorker:
   bandwidth: 16MB
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 256Mi}}
-`, c.dir, c.cgroup)
+`, c.dir, c.cgroup, s3)
 	if os.Getenv("ALCOVE_E2E_NO_FUSE_CGROUP") == "1" {
 		// Negative control: FUSE daemons stay in the node plugin's pod, so
 		// csi-node-restart-keeps-reads must fail.

@@ -14,6 +14,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 // repoRoot is the module root (tests run in test/e2e).
@@ -26,22 +28,26 @@ func repoRoot(t *testing.T) string {
 	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }
 
-// k8sBins builds (or finds cached) etcd, kube-apiserver and kube-scheduler
-// with hack/k8s-bins.sh. Without ALCOVE_E2E=1 a failed build skips the test
-// (e.g. no Go module proxy); with it, it fails.
-func k8sBins(t *testing.T) string {
+// k8sBins builds (or finds cached) names — by default etcd, kube-apiserver
+// and kube-scheduler — with hack/k8s-bins.sh and returns their directory.
+// Without ALCOVE_E2E=1 a failed build skips the test (e.g. no Go module
+// proxy); with it, it fails.
+func k8sBins(t *testing.T, names ...string) string {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.Command(filepath.Join(repoRoot(t), "hack", "k8s-bins.sh"), "etcd", "kube-apiserver", "kube-scheduler")
+	if len(names) == 0 {
+		names = []string{"etcd", "kube-apiserver", "kube-scheduler"}
+	}
+	cmd := exec.Command(filepath.Join(repoRoot(t), "hack", "k8s-bins.sh"), names...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		if os.Getenv("ALCOVE_E2E") == "1" {
-			t.Fatalf("build control plane binaries: %v", err)
+			t.Fatalf("build %v: %v", names, err)
 		}
-		t.Skipf("cannot build control plane binaries (set ALCOVE_E2E=1 to fail instead): %v", err)
+		prereq.Missing(t, "Kubernetes binaries %v (hack/k8s-bins.sh; ALCOVE_E2E=1 also fails): %v", names, err)
 	}
-	t.Logf("control plane binaries ready in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("%v ready in %v", names, time.Since(start).Round(time.Millisecond))
 	return strings.TrimSpace(string(out))
 }
 

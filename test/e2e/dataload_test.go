@@ -22,6 +22,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/job/dataload"
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/extender/podpaths"
 	"github.com/alcove-io/alcove/test/alcovetest"
 )
@@ -91,7 +92,7 @@ func TestDataLoadController(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "pv-data"},
 			Spec: corev1.PersistentVolumeSpec{Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
 				AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-				PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: podpaths.Driver, VolumeHandle: "/data"}}},
+				PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: meta.CSIDriver, VolumeHandle: "/data"}}},
 		}, metav1.CreateOptions{})
 		return err
 	})

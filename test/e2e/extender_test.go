@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/extender"
 	"github.com/alcove-io/alcove/extender/podpaths"
 	"github.com/alcove-io/alcove/test/alcovetest"
@@ -177,7 +178,7 @@ func createVolume(t *testing.T, ctx context.Context, cs kubernetes.Interface, na
 			Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-				Driver: podpaths.Driver, VolumeHandle: name, VolumeAttributes: map[string]string{podpaths.AttrPath: path},
+				Driver: meta.CSIDriver, VolumeHandle: name, VolumeAttributes: map[string]string{podpaths.AttrPath: path},
 			}},
 			ClaimRef:         &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: "default", Name: name},
 			StorageClassName: empty,

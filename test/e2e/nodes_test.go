@@ -6,9 +6,7 @@ package e2e
 // n<N>/kubelet; /var/lib/alcove is n<N>/alcove).
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -25,19 +23,6 @@ func (c *cluster) nodeDir(node string) string {
 	}
 	c.t.Fatalf("%s is not a node of the cluster (%v)", node, c.nodes)
 	return ""
-}
-
-// onNode runs a command inside a node (hack/cluster.sh node N), as ssh
-// would: the node's mounts, /proc and network.
-func (c *cluster) onNode(node string, args ...string) (string, error) {
-	n := strings.TrimPrefix(filepath.Base(c.nodeDir(node)), "n")
-	cmd := exec.Command(filepath.Join(c.root, "hack", "cluster.sh"), append([]string{"node", n}, args...)...)
-	cmd.Env = append(os.Environ(), "ALCOVE_CLUSTER_DIR="+c.dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("on %s: %s: %v: %s", node, strings.Join(args, " "), err, lastLines(string(out), 10))
-	}
-	return string(out), nil
 }
 
 // pidNamespace is the inode of a node's PID namespace (recorded by

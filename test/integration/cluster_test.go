@@ -6,64 +6,23 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/alcove-io/alcove/engine/ramdisk"
-)
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	"github.com/alcove-io/alcove/test/testbin"
 )
 
 // alcoveBin builds cmd/alcove once per test binary.
-func alcoveBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "alcove-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "alcove")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/alcove-io/alcove/cmd/alcove").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func alcoveBin(t *testing.T) string { return testbin.Alcove(t) }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
+func freePorts(t *testing.T, n int) []int { return testbin.FreePorts(t, n) }
 
 // cluster is one `alcove local` process.
 type cluster struct {
@@ -80,11 +39,23 @@ type cluster struct {
 
 func newCluster(t *testing.T, extra ...string) *cluster {
 	t.Helper()
+	return newClusterConf(t, "", extra...)
+}
+
+// newClusterConf starts `alcove local` with a properties file holding conf
+// (read by the daemon and by every CLI command of the test).
+func newClusterConf(t *testing.T, conf string, extra ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t, bin: alcoveBin(t), dir: t.TempDir(), ports: freePorts(t, 9), extra: extra, node: "node-it"}
 	// The worker leaves its MEM ramdisk mounted for a restart; unmount it
 	// (after stop, before the directory is removed).
 	t.Cleanup(func() { ramdisk.UnmountAt(filepath.Join(c.dir, "mem")) })
 	c.master = "127.0.0.1:" + strconv.Itoa(c.ports[0])
+	if conf != "" {
+		if err := os.WriteFile(filepath.Join(c.dir, "alcove-site.properties"), []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.start()
 	t.Cleanup(c.stop)
 	return c
@@ -127,6 +98,9 @@ func (c *cluster) kill9() {
 	c.cmd = nil
 }
 
+// tlsDir is the admin certificate alcove local made (the CLI's identity).
+func (c *cluster) tlsDir() string { return filepath.Join(c.dir, "tls", "admin") }
+
 func (c *cluster) stop() {
 	if c.cmd == nil {
 		return
@@ -159,7 +133,7 @@ func (c *cluster) runEnv(env []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--master", c.master, "--job-master", "127.0.0.1:" + strconv.Itoa(c.ports[5])}, args...)...)
-	cmd.Env = append(append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir), env...)
+	cmd.Env = append(append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir, "ALCOVE_TLS_DIR="+c.tlsDir()), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

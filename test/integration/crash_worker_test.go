@@ -236,7 +236,7 @@ func waitWorkersLive(t *testing.T, cl *client.Client, ws []*crashfs.Process) {
 			cancel()
 			live := 0
 			for _, info := range infos {
-				if err == nil && info.GetState() == "LIVE" {
+				if err == nil && info.GetState() == apiv1.WorkerState_WORKER_LIVE {
 					live++
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -48,7 +49,7 @@ func TestWorkerKill9KeepsDurableCopies(t *testing.T) {
 			}
 
 			c.workers["node-a"].kill9()
-			c.waitWorker(c.workers["node-a"], "LOST")
+			c.waitWorker(c.workers["node-a"], apiv1.WorkerState_WORKER_LOST)
 			got, err := readFile(reader, "/d/f")
 			if tc.lost {
 				if !errors.Is(err, meta.ErrDataLost) {
@@ -112,6 +113,55 @@ func TestWorkerRestartKeepsCache(t *testing.T) {
 				t.Fatal("no cache hits on the restarted worker")
 			}
 		})
+	}
+}
+
+// While a node's only worker restarts (SIGTERM, as a rolling update does),
+// I/O waits for it instead of failing: a read of a MUST_CACHE file (its
+// only copy is in that worker's cache) and a new write both started while
+// no worker runs, and both complete with the right bytes once it is back.
+func TestWorkerRestartDelaysIO(t *testing.T) {
+	c := startProcs(t, "node-a")
+	w := c.workers["node-a"]
+	before := pseudoRandom(2<<20+3, 5)
+	writeFile(t, c.client("node-a", apiv1.WriteType_MUST_CACHE, 0), "/before", before)
+	w.term()
+	during := pseudoRandom(1<<20+11, 6)
+	type result struct {
+		what string
+		err  error
+	}
+	results := make(chan result, 2)
+	reader, writer := c.client("node-a", 0, 0), c.client("node-a", apiv1.WriteType_MUST_CACHE, 0)
+	go func() {
+		got, err := readFile(reader, "/before")
+		if err == nil && !bytes.Equal(got, before) {
+			err = fmt.Errorf("read %d bytes, not the ones written", len(got))
+		}
+		results <- result{"read /before", err}
+	}()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_, err := writeWith(ctx, writer, "/during", during)
+		results <- result{"write /during", err}
+	}()
+	// Both calls run while no worker does: the master even declares it lost.
+	c.waitWorker(w, apiv1.WorkerState_WORKER_LOST)
+	select {
+	case r := <-results:
+		t.Fatalf("%s ended while no worker ran: %v", r.what, r.err)
+	default:
+	}
+	w.start()
+	c.waitStarted(w)
+	for range 2 {
+		if r := <-results; r.err != nil {
+			t.Fatalf("%s across the worker restart: %v\nworker log:\n%s", r.what, r.err, tail(w.log.String(), 3000))
+		}
+	}
+	if got, err := readFile(reader, "/during"); err != nil || !bytes.Equal(got, during) {
+		t.Fatalf("/during after the restart: %d bytes, equal %v, err %v", len(got), bytes.Equal(got, during), err)
 	}
 }
 

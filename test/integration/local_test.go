@@ -50,7 +50,7 @@ func (c *cluster) catSum(path string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, "--master", c.master, "fs", "cat", path)
-	cmd.Env = append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir)
+	cmd.Env = append(os.Environ(), "ALCOVE_NODE="+c.node, "ALCOVE_CONF_DIR="+c.dir, "ALCOVE_TLS_DIR="+c.tlsDir())
 	h := sha256.New()
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = h, &stderr
@@ -217,6 +217,11 @@ func TestBadInput(t *testing.T) {
 	c := newCluster(t)
 	c.mustRun("fs", "mkdir", "/dir")
 	free := freePorts(t, 1)[0]
+	// How long a call retries unreachable masters (default 15 s) is a property.
+	quick := filepath.Join(t.TempDir(), "alcove-site.properties")
+	if err := os.WriteFile(quick, []byte("alluxio.user.rpc.retry.max.duration=1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -232,7 +237,7 @@ func TestBadInput(t *testing.T) {
 		{"rm non-empty dir", []string{"fs", "rm", "/"}, "root", 1},
 		{"bad write type", []string{"fs", "copyFromLocal", "--write-type", "FAST", "/etc/hostname", "/x"}, "unknown write type", 2},
 		{"missing args", []string{"fs", "mv", "/a"}, "expects SRC and DST", 2},
-		{"unreachable master", []string{"--master", "127.0.0.1:" + strconv.Itoa(free), "fs", "ls", "/"}, "cannot reach the master", 1},
+		{"unreachable master", []string{"--conf", quick, "--master", "127.0.0.1:" + strconv.Itoa(free), "fs", "ls", "/"}, "cannot reach the master", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 // proc is one daemon (`alcove master` or `alcove worker`) run as a real
@@ -158,7 +159,7 @@ func startProcs(t *testing.T, nodes ...string) *procCluster {
 func (c *procCluster) waitStarted(w *worker) *apiv1.WorkerInfo {
 	c.t.Helper()
 	w.waitLog("worker started")
-	return c.waitWorker(w, "LIVE")
+	return c.waitWorker(w, apiv1.WorkerState_WORKER_LIVE)
 }
 
 func (c *procCluster) stop() {
@@ -203,8 +204,8 @@ func (c *procCluster) workerInfo(w *worker) *apiv1.WorkerInfo {
 	return nil
 }
 
-// waitWorker waits until the master reports w in state (LIVE or LOST).
-func (c *procCluster) waitWorker(w *worker, state string) *apiv1.WorkerInfo {
+// waitWorker waits until the master reports w in state.
+func (c *procCluster) waitWorker(w *worker, state apiv1.WorkerState) *apiv1.WorkerInfo {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -244,17 +245,26 @@ func writeFile(t *testing.T, cl *client.Client, path string, data []byte) *apiv1
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	info, err := writeWith(ctx, cl, path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// writeWith writes a file and returns its info or the error.
+func writeWith(ctx context.Context, cl *client.Client, path string, data []byte) (*apiv1.FileInfo, error) {
 	w, err := cl.Create(ctx, path, client.WriteOptions{Recursive: true})
 	if err != nil {
-		t.Fatalf("create %s: %v", path, err)
+		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	if _, err := w.Write(data); err != nil {
-		t.Fatalf("write %s: %v", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := w.Close(); err != nil {
-		t.Fatalf("close %s: %v", path, err)
+		return nil, fmt.Errorf("close %s: %w", path, err)
 	}
-	return w.Info()
+	return w.Info(), nil
 }
 
 func readFile(cl *client.Client, path string) ([]byte, error) {
@@ -301,10 +311,7 @@ func immutable(t *testing.T, dir string, on bool) {
 		flag = "+i"
 	}
 	if out, err := exec.Command("chattr", flag, dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("chattr %s %s: %v %s (needs root and e2fsprogs)", flag, dir, err, out)
-		}
-		t.Fatalf("chattr %s %s: %v %s", flag, dir, err, out)
+		prereq.Missing(t, "chattr %s %s: %v %s (needs root and e2fsprogs)", flag, dir, err, out)
 	}
 }
 

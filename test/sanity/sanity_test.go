@@ -5,7 +5,6 @@ package sanity
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/alcove-io/alcove/engine/client"
 	"github.com/alcove-io/alcove/engine/master"
 	"github.com/alcove-io/alcove/engine/worker"
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 // buildAlcove builds the binary the node service runs as `alcove fuse`.
@@ -32,9 +32,8 @@ func buildAlcove(t *testing.T) string {
 }
 
 func TestCSISanity(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("csi-sanity mounts FUSE volumes and bind mounts: run as root")
-	}
+	prereq.Root(t) // csi-sanity mounts FUSE volumes and bind mounts
+	prereq.DevFuse(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := t.TempDir()
@@ -47,7 +46,7 @@ func TestCSISanity(t *testing.T) {
 	}
 	defer m.Close()
 	w, err := worker.New(worker.Config{
-		MasterAddress: m.Addr(), Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "sanity-node",
+		MasterAddresses: []string{m.Addr()}, Address: "127.0.0.1:0", DataAddress: "127.0.0.1:0", Node: "sanity-node",
 		DomainSocket: filepath.Join(dir, "w.sock"), HeartbeatInterval: 100 * time.Millisecond,
 		Tiers: []blockstore.TierConfig{{Alias: "MEM", Dir: filepath.Join(dir, "mem"), QuotaBytes: 256 << 20}},
 	})

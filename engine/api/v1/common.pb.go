@@ -234,6 +234,56 @@ func (TtlAction) EnumDescriptor() ([]byte, []int) {
 	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
+// WorkerState is what the master knows of a worker.
+type WorkerState int32
+
+const (
+	WorkerState_WORKER_STATE_UNSPECIFIED WorkerState = 0
+	WorkerState_WORKER_LIVE              WorkerState = 1 // heartbeating
+	WorkerState_WORKER_LOST              WorkerState = 2 // silent for longer than the worker timeout
+)
+
+// Enum value maps for WorkerState.
+var (
+	WorkerState_name = map[int32]string{
+		0: "WORKER_STATE_UNSPECIFIED",
+		1: "WORKER_LIVE",
+		2: "WORKER_LOST",
+	}
+	WorkerState_value = map[string]int32{
+		"WORKER_STATE_UNSPECIFIED": 0,
+		"WORKER_LIVE":              1,
+		"WORKER_LOST":              2,
+	}
+)
+
+func (x WorkerState) Enum() *WorkerState {
+	p := new(WorkerState)
+	*p = x
+	return p
+}
+
+func (x WorkerState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WorkerState) Descriptor() protoreflect.EnumDescriptor {
+	return file_engine_api_v1_common_proto_enumTypes[4].Descriptor()
+}
+
+func (WorkerState) Type() protoreflect.EnumType {
+	return &file_engine_api_v1_common_proto_enumTypes[4]
+}
+
+func (x WorkerState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WorkerState.Descriptor instead.
+func (WorkerState) EnumDescriptor() ([]byte, []int) {
+	return file_engine_api_v1_common_proto_rawDescGZIP(), []int{4}
+}
+
 // BlockLocation is one cached copy of a block.
 type BlockLocation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -465,7 +515,15 @@ type FileInfo struct {
 	Orphan                 bool                   `protobuf:"varint,30,opt,name=orphan,proto3" json:"orphan,omitempty"`                                   // unlinked while open (see Inode.orphan_session)
 	// holes are the blocks never written (all zeros): they have no block
 	// anywhere, read as zeros, and are never lost.
-	Holes         []*BlockRun `protobuf:"bytes,31,rep,name=holes,proto3" json:"holes,omitempty"`
+	Holes []*BlockRun `protobuf:"bytes,31,rep,name=holes,proto3" json:"holes,omitempty"`
+	// The UFS object's content identity when its store has one (S3: ETag);
+	// reads of a missing block pass it back so a changed object is refused.
+	UfsFingerprint string `protobuf:"bytes,32,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	// A block token (engine/security) for this file, signed by the master:
+	// read access, or read-write in CreateFile's answer. Workers refuse data
+	// requests without one. Answers about one file carry it (GetStatus,
+	// CreateFile, CompleteFile); listings only for the job tier.
+	BlockToken    []byte `protobuf:"bytes,40,opt,name=block_token,json=blockToken,proto3" json:"block_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -717,6 +775,20 @@ func (x *FileInfo) GetHoles() []*BlockRun {
 	return nil
 }
 
+func (x *FileInfo) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
+func (x *FileInfo) GetBlockToken() []byte {
+	if x != nil {
+		return x.BlockToken
+	}
+	return nil
+}
+
 // BlockRun is count blocks of a file from block index start.
 type BlockRun struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -839,7 +911,7 @@ type WorkerInfo struct {
 	DomainSocket  string                 `protobuf:"bytes,5,opt,name=domain_socket,json=domainSocket,proto3" json:"domain_socket,omitempty"`
 	Tiers         []*TierInfo            `protobuf:"bytes,6,rep,name=tiers,proto3" json:"tiers,omitempty"`
 	LastContactMs int64                  `protobuf:"varint,7,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"` // ms since the master last heard from it
-	State         string                 `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`                                         // LIVE, LOST
+	State         WorkerState            `protobuf:"varint,12,opt,name=state,proto3,enum=alcove.v1.WorkerState" json:"state,omitempty"`
 	StartTimeMs   int64                  `protobuf:"varint,9,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
 	BlockCount    int64                  `protobuf:"varint,10,opt,name=block_count,json=blockCount,proto3" json:"block_count,omitempty"`
 	DataAddress   string                 `protobuf:"bytes,11,opt,name=data_address,json=dataAddress,proto3" json:"data_address,omitempty"` // host:port of the raw block data port
@@ -926,11 +998,11 @@ func (x *WorkerInfo) GetLastContactMs() int64 {
 	return 0
 }
 
-func (x *WorkerInfo) GetState() string {
+func (x *WorkerInfo) GetState() WorkerState {
 	if x != nil {
 		return x.State
 	}
-	return ""
+	return WorkerState_WORKER_STATE_UNSPECIFIED
 }
 
 func (x *WorkerInfo) GetStartTimeMs() int64 {
@@ -954,6 +1026,9 @@ func (x *WorkerInfo) GetDataAddress() string {
 	return ""
 }
 
+// MountPointInfo describes a mount. Its properties may hold credentials:
+// the master answers clients (GetMountTable) with those redacted, and hands
+// them in clear only to workers (BlockMaster.GetMountConfig).
 type MountPointInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AlcovePath    string                 `protobuf:"bytes,1,opt,name=alcove_path,json=alcovePath,proto3" json:"alcove_path,omitempty"`
@@ -1117,7 +1192,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\rFileBlockInfo\x123\n" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x14.alcove.v1.BlockInfoR\tblockInfo\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xc4\b\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x8e\t\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1153,7 +1228,10 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x0esymlink_target\x18\x1c \x01(\tR\rsymlinkTarget\x12\x14\n" +
 	"\x05nlink\x18\x1d \x01(\rR\x05nlink\x12\x16\n" +
 	"\x06orphan\x18\x1e \x01(\bR\x06orphan\x12)\n" +
-	"\x05holes\x18\x1f \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"6\n" +
+	"\x05holes\x18\x1f \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18  \x01(\tR\x0eufsFingerprint\x12\x1f\n" +
+	"\vblock_token\x18( \x01(\fR\n" +
+	"blockToken\"6\n" +
 	"\bBlockRun\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\"f\n" +
@@ -1161,7 +1239,7 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\x12%\n" +
 	"\x0ecapacity_bytes\x18\x02 \x01(\x03R\rcapacityBytes\x12\x1d\n" +
 	"\n" +
-	"used_bytes\x18\x03 \x01(\x03R\tusedBytes\"\xe1\x02\n" +
+	"used_bytes\x18\x03 \x01(\x03R\tusedBytes\"\xff\x02\n" +
 	"\n" +
 	"WorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
@@ -1171,13 +1249,13 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x04node\x18\x04 \x01(\tR\x04node\x12#\n" +
 	"\rdomain_socket\x18\x05 \x01(\tR\fdomainSocket\x12)\n" +
 	"\x05tiers\x18\x06 \x03(\v2\x13.alcove.v1.TierInfoR\x05tiers\x12&\n" +
-	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\x12\x14\n" +
-	"\x05state\x18\b \x01(\tR\x05state\x12\"\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\x12,\n" +
+	"\x05state\x18\f \x01(\x0e2\x16.alcove.v1.WorkerStateR\x05state\x12\"\n" +
 	"\rstart_time_ms\x18\t \x01(\x03R\vstartTimeMs\x12\x1f\n" +
 	"\vblock_count\x18\n" +
 	" \x01(\x03R\n" +
 	"blockCount\x12!\n" +
-	"\fdata_address\x18\v \x01(\tR\vdataAddress\"\xa4\x02\n" +
+	"\fdata_address\x18\v \x01(\tR\vdataAddressJ\x04\b\b\x10\t\"\xa4\x02\n" +
 	"\x0eMountPointInfo\x12\x1f\n" +
 	"\valcove_path\x18\x01 \x01(\tR\n" +
 	"alcovePath\x12\x17\n" +
@@ -1217,7 +1295,11 @@ const file_engine_api_v1_common_proto_rawDesc = "" +
 	"\x16TTL_ACTION_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"TTL_DELETE\x10\x01\x12\f\n" +
-	"\bTTL_FREE\x10\x02B1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
+	"\bTTL_FREE\x10\x02*M\n" +
+	"\vWorkerState\x12\x1c\n" +
+	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vWORKER_LIVE\x10\x01\x12\x0f\n" +
+	"\vWORKER_LOST\x10\x02B1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
 
 var (
 	file_engine_api_v1_common_proto_rawDescOnce sync.Once
@@ -1231,39 +1313,41 @@ func file_engine_api_v1_common_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_common_proto_rawDescData
 }
 
-var file_engine_api_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_engine_api_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_engine_api_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_engine_api_v1_common_proto_goTypes = []any{
 	(WriteType)(0),         // 0: alcove.v1.WriteType
 	(ReadType)(0),          // 1: alcove.v1.ReadType
 	(PersistenceState)(0),  // 2: alcove.v1.PersistenceState
 	(TtlAction)(0),         // 3: alcove.v1.TtlAction
-	(*BlockLocation)(nil),  // 4: alcove.v1.BlockLocation
-	(*BlockInfo)(nil),      // 5: alcove.v1.BlockInfo
-	(*FileBlockInfo)(nil),  // 6: alcove.v1.FileBlockInfo
-	(*FileInfo)(nil),       // 7: alcove.v1.FileInfo
-	(*BlockRun)(nil),       // 8: alcove.v1.BlockRun
-	(*TierInfo)(nil),       // 9: alcove.v1.TierInfo
-	(*WorkerInfo)(nil),     // 10: alcove.v1.WorkerInfo
-	(*MountPointInfo)(nil), // 11: alcove.v1.MountPointInfo
-	(*WorkerBlock)(nil),    // 12: alcove.v1.WorkerBlock
-	nil,                    // 13: alcove.v1.MountPointInfo.PropertiesEntry
+	(WorkerState)(0),       // 4: alcove.v1.WorkerState
+	(*BlockLocation)(nil),  // 5: alcove.v1.BlockLocation
+	(*BlockInfo)(nil),      // 6: alcove.v1.BlockInfo
+	(*FileBlockInfo)(nil),  // 7: alcove.v1.FileBlockInfo
+	(*FileInfo)(nil),       // 8: alcove.v1.FileInfo
+	(*BlockRun)(nil),       // 9: alcove.v1.BlockRun
+	(*TierInfo)(nil),       // 10: alcove.v1.TierInfo
+	(*WorkerInfo)(nil),     // 11: alcove.v1.WorkerInfo
+	(*MountPointInfo)(nil), // 12: alcove.v1.MountPointInfo
+	(*WorkerBlock)(nil),    // 13: alcove.v1.WorkerBlock
+	nil,                    // 14: alcove.v1.MountPointInfo.PropertiesEntry
 }
 var file_engine_api_v1_common_proto_depIdxs = []int32{
-	4,  // 0: alcove.v1.BlockInfo.locations:type_name -> alcove.v1.BlockLocation
-	5,  // 1: alcove.v1.FileBlockInfo.block_info:type_name -> alcove.v1.BlockInfo
+	5,  // 0: alcove.v1.BlockInfo.locations:type_name -> alcove.v1.BlockLocation
+	6,  // 1: alcove.v1.FileBlockInfo.block_info:type_name -> alcove.v1.BlockInfo
 	2,  // 2: alcove.v1.FileInfo.persistence_state:type_name -> alcove.v1.PersistenceState
 	3,  // 3: alcove.v1.FileInfo.ttl_action:type_name -> alcove.v1.TtlAction
-	6,  // 4: alcove.v1.FileInfo.file_block_infos:type_name -> alcove.v1.FileBlockInfo
+	7,  // 4: alcove.v1.FileInfo.file_block_infos:type_name -> alcove.v1.FileBlockInfo
 	0,  // 5: alcove.v1.FileInfo.write_type:type_name -> alcove.v1.WriteType
-	8,  // 6: alcove.v1.FileInfo.holes:type_name -> alcove.v1.BlockRun
-	9,  // 7: alcove.v1.WorkerInfo.tiers:type_name -> alcove.v1.TierInfo
-	13, // 8: alcove.v1.MountPointInfo.properties:type_name -> alcove.v1.MountPointInfo.PropertiesEntry
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 6: alcove.v1.FileInfo.holes:type_name -> alcove.v1.BlockRun
+	10, // 7: alcove.v1.WorkerInfo.tiers:type_name -> alcove.v1.TierInfo
+	4,  // 8: alcove.v1.WorkerInfo.state:type_name -> alcove.v1.WorkerState
+	14, // 9: alcove.v1.MountPointInfo.properties:type_name -> alcove.v1.MountPointInfo.PropertiesEntry
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_common_proto_init() }
@@ -1276,7 +1360,7 @@ func file_engine_api_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_common_proto_rawDesc), len(file_engine_api_v1_common_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -64,12 +64,13 @@ type Inode struct {
 	// still had it open: it has no name (parent_id 0), keeps its blocks, and
 	// is removed when its session releases it (last close) or purges its
 	// orphans (a new mount of that session).
-	OrphanSession string      `protobuf:"bytes,27,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
-	OrphanPath    string      `protobuf:"bytes,28,opt,name=orphan_path,json=orphanPath,proto3" json:"orphan_path,omitempty"`         // where it was when it lost its name
-	OrphanUfsUri  string      `protobuf:"bytes,29,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"` // its UFS copy, moved aside to a temporary object ("": none)
-	Holes         []*BlockRun `protobuf:"bytes,30,rep,name=holes,proto3" json:"holes,omitempty"`                                     // blocks never written (sparse files): no block, zeros
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OrphanSession  string      `protobuf:"bytes,27,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
+	OrphanPath     string      `protobuf:"bytes,28,opt,name=orphan_path,json=orphanPath,proto3" json:"orphan_path,omitempty"`             // where it was when it lost its name
+	OrphanUfsUri   string      `protobuf:"bytes,29,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`     // its UFS copy, moved aside to a temporary object ("": none)
+	Holes          []*BlockRun `protobuf:"bytes,30,rep,name=holes,proto3" json:"holes,omitempty"`                                         // blocks never written (sparse files): no block, zeros
+	UfsFingerprint string      `protobuf:"bytes,31,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // S3 ETag of the UFS copy, when known
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Inode) Reset() {
@@ -312,11 +313,76 @@ func (x *Inode) GetHoles() []*BlockRun {
 	return nil
 }
 
+func (x *Inode) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
+// RequestId names one client call across its retries: a random client id
+// and a sequence number the client increments per call.
+type RequestId struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      []byte                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestId) Reset() {
+	*x = RequestId{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestId) ProtoMessage() {}
+
+func (x *RequestId) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
+func (*RequestId) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RequestId) GetClientId() []byte {
+	if x != nil {
+		return x.ClientId
+	}
+	return nil
+}
+
+func (x *RequestId) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // JournalEntry is one replicated metadata mutation. The leader stamps time
 // so that replay on standbys is deterministic.
 type JournalEntry struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TimeMs int64                  `protobuf:"varint,1,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	// request_id is set on the entry that carries out a client call; the state
+	// machine applies a request id once and answers retries with the first
+	// result (see engine/journal/requests.go).
+	RequestId *RequestId `protobuf:"bytes,21,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Types that are valid to be assigned to Entry:
 	//
 	//	*JournalEntry_CreateInode
@@ -330,6 +396,8 @@ type JournalEntry struct {
 	//	*JournalEntry_SetChildrenLoaded
 	//	*JournalEntry_SetClusterId
 	//	*JournalEntry_CountChildDirs
+	//	*JournalEntry_SetMasterAddress
+	//	*JournalEntry_SetTokenSecret
 	Entry         isJournalEntry_Entry `protobuf_oneof:"entry"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -337,7 +405,7 @@ type JournalEntry struct {
 
 func (x *JournalEntry) Reset() {
 	*x = JournalEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[1]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +417,7 @@ func (x *JournalEntry) String() string {
 func (*JournalEntry) ProtoMessage() {}
 
 func (x *JournalEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[1]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +430,7 @@ func (x *JournalEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalEntry.ProtoReflect.Descriptor instead.
 func (*JournalEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{1}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JournalEntry) GetTimeMs() int64 {
@@ -370,6 +438,13 @@ func (x *JournalEntry) GetTimeMs() int64 {
 		return x.TimeMs
 	}
 	return 0
+}
+
+func (x *JournalEntry) GetRequestId() *RequestId {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
 }
 
 func (x *JournalEntry) GetEntry() isJournalEntry_Entry {
@@ -478,6 +553,24 @@ func (x *JournalEntry) GetCountChildDirs() *CountChildDirsEntry {
 	return nil
 }
 
+func (x *JournalEntry) GetSetMasterAddress() *SetMasterAddressEntry {
+	if x != nil {
+		if x, ok := x.Entry.(*JournalEntry_SetMasterAddress); ok {
+			return x.SetMasterAddress
+		}
+	}
+	return nil
+}
+
+func (x *JournalEntry) GetSetTokenSecret() *SetTokenSecretEntry {
+	if x != nil {
+		if x, ok := x.Entry.(*JournalEntry_SetTokenSecret); ok {
+			return x.SetTokenSecret
+		}
+	}
+	return nil
+}
+
 type isJournalEntry_Entry interface {
 	isJournalEntry_Entry()
 }
@@ -526,6 +619,14 @@ type JournalEntry_CountChildDirs struct {
 	CountChildDirs *CountChildDirsEntry `protobuf:"bytes,11,opt,name=count_child_dirs,json=countChildDirs,proto3,oneof"`
 }
 
+type JournalEntry_SetMasterAddress struct {
+	SetMasterAddress *SetMasterAddressEntry `protobuf:"bytes,12,opt,name=set_master_address,json=setMasterAddress,proto3,oneof"`
+}
+
+type JournalEntry_SetTokenSecret struct {
+	SetTokenSecret *SetTokenSecretEntry `protobuf:"bytes,40,opt,name=set_token_secret,json=setTokenSecret,proto3,oneof"`
+}
+
 func (*JournalEntry_CreateInode) isJournalEntry_Entry() {}
 
 func (*JournalEntry_CompleteFile) isJournalEntry_Entry() {}
@@ -548,18 +649,25 @@ func (*JournalEntry_SetClusterId) isJournalEntry_Entry() {}
 
 func (*JournalEntry_CountChildDirs) isJournalEntry_Entry() {}
 
+func (*JournalEntry_SetMasterAddress) isJournalEntry_Entry() {}
+
+func (*JournalEntry_SetTokenSecret) isJournalEntry_Entry() {}
+
 type CreateInodeEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ParentId      int64                  `protobuf:"varint,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	Inode         *Inode                 `protobuf:"bytes,2,opt,name=inode,proto3" json:"inode,omitempty"`      // id is assigned by the state machine when 0
-	Replace       bool                   `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"` // replace an existing file of the same name
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ParentId int64                  `protobuf:"varint,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	Inode    *Inode                 `protobuf:"bytes,2,opt,name=inode,proto3" json:"inode,omitempty"`      // id is assigned by the state machine when 0
+	Replace  bool                   `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"` // replace an existing file of the same name
+	// With replace: only if the existing file is still this inode (a sync
+	// must not replace a file written meanwhile).
+	ReplaceId     int64 `protobuf:"varint,4,opt,name=replace_id,json=replaceId,proto3" json:"replace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateInodeEntry) Reset() {
 	*x = CreateInodeEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[2]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +679,7 @@ func (x *CreateInodeEntry) String() string {
 func (*CreateInodeEntry) ProtoMessage() {}
 
 func (x *CreateInodeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[2]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +692,7 @@ func (x *CreateInodeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInodeEntry.ProtoReflect.Descriptor instead.
 func (*CreateInodeEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{2}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateInodeEntry) GetParentId() int64 {
@@ -608,6 +716,13 @@ func (x *CreateInodeEntry) GetReplace() bool {
 	return false
 }
 
+func (x *CreateInodeEntry) GetReplaceId() int64 {
+	if x != nil {
+		return x.ReplaceId
+	}
+	return 0
+}
+
 type CompleteFileEntry struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Id               int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -615,13 +730,14 @@ type CompleteFileEntry struct {
 	PersistenceState PersistenceState       `protobuf:"varint,3,opt,name=persistence_state,json=persistenceState,proto3,enum=alcove.v1.PersistenceState" json:"persistence_state,omitempty"`
 	UfsMtimeMs       int64                  `protobuf:"varint,4,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
 	Holes            []*BlockRun            `protobuf:"bytes,5,rep,name=holes,proto3" json:"holes,omitempty"`
+	UfsFingerprint   string                 `protobuf:"bytes,6,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CompleteFileEntry) Reset() {
 	*x = CompleteFileEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[3]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +749,7 @@ func (x *CompleteFileEntry) String() string {
 func (*CompleteFileEntry) ProtoMessage() {}
 
 func (x *CompleteFileEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[3]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +762,7 @@ func (x *CompleteFileEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteFileEntry.ProtoReflect.Descriptor instead.
 func (*CompleteFileEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{3}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CompleteFileEntry) GetId() int64 {
@@ -684,6 +800,13 @@ func (x *CompleteFileEntry) GetHoles() []*BlockRun {
 	return nil
 }
 
+func (x *CompleteFileEntry) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
 type DeleteInodeEntry struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Id        int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -692,13 +815,18 @@ type DeleteInodeEntry struct {
 	// that session (see Inode.orphan_session).
 	OrphanSession string `protobuf:"bytes,3,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
 	OrphanUfsUri  string `protobuf:"bytes,4,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`
+	// Where the caller found the inode (parent id and name). When set, the
+	// entry fails with NOT_FOUND if the inode was moved since: a path-based
+	// call must act on the path, not on an inode that left it.
+	ParentId      int64  `protobuf:"varint,5,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	Name          string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteInodeEntry) Reset() {
 	*x = DeleteInodeEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[4]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +838,7 @@ func (x *DeleteInodeEntry) String() string {
 func (*DeleteInodeEntry) ProtoMessage() {}
 
 func (x *DeleteInodeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[4]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +851,7 @@ func (x *DeleteInodeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteInodeEntry.ProtoReflect.Descriptor instead.
 func (*DeleteInodeEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{4}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteInodeEntry) GetId() int64 {
@@ -754,6 +882,20 @@ func (x *DeleteInodeEntry) GetOrphanUfsUri() string {
 	return ""
 }
 
+func (x *DeleteInodeEntry) GetParentId() int64 {
+	if x != nil {
+		return x.ParentId
+	}
+	return 0
+}
+
+func (x *DeleteInodeEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type RenameEntry struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -767,13 +909,15 @@ type RenameEntry struct {
 	// orphan_session set: a replaced file becomes an orphan of that session.
 	OrphanSession string `protobuf:"bytes,6,opt,name=orphan_session,json=orphanSession,proto3" json:"orphan_session,omitempty"`
 	OrphanUfsUri  string `protobuf:"bytes,7,opt,name=orphan_ufs_uri,json=orphanUfsUri,proto3" json:"orphan_ufs_uri,omitempty"`
+	ParentId      int64  `protobuf:"varint,8,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"` // where the caller found the source (see DeleteInodeEntry)
+	Name          string `protobuf:"bytes,9,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenameEntry) Reset() {
 	*x = RenameEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[5]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +929,7 @@ func (x *RenameEntry) String() string {
 func (*RenameEntry) ProtoMessage() {}
 
 func (x *RenameEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[5]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +942,7 @@ func (x *RenameEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameEntry.ProtoReflect.Descriptor instead.
 func (*RenameEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{5}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RenameEntry) GetId() int64 {
@@ -850,6 +994,20 @@ func (x *RenameEntry) GetOrphanUfsUri() string {
 	return ""
 }
 
+func (x *RenameEntry) GetParentId() int64 {
+	if x != nil {
+		return x.ParentId
+	}
+	return 0
+}
+
+func (x *RenameEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type SetAttributeEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -869,7 +1027,7 @@ type SetAttributeEntry struct {
 
 func (x *SetAttributeEntry) Reset() {
 	*x = SetAttributeEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[6]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1039,7 @@ func (x *SetAttributeEntry) String() string {
 func (*SetAttributeEntry) ProtoMessage() {}
 
 func (x *SetAttributeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[6]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1052,7 @@ func (x *SetAttributeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeEntry.ProtoReflect.Descriptor instead.
 func (*SetAttributeEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{6}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetAttributeEntry) GetId() int64 {
@@ -983,7 +1141,7 @@ type AddMountEntry struct {
 
 func (x *AddMountEntry) Reset() {
 	*x = AddMountEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[7]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1153,7 @@ func (x *AddMountEntry) String() string {
 func (*AddMountEntry) ProtoMessage() {}
 
 func (x *AddMountEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[7]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1166,7 @@ func (x *AddMountEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMountEntry.ProtoReflect.Descriptor instead.
 func (*AddMountEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{7}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AddMountEntry) GetMount() *MountPointInfo {
@@ -1027,7 +1185,7 @@ type DeleteMountEntry struct {
 
 func (x *DeleteMountEntry) Reset() {
 	*x = DeleteMountEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[8]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1197,7 @@ func (x *DeleteMountEntry) String() string {
 func (*DeleteMountEntry) ProtoMessage() {}
 
 func (x *DeleteMountEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[8]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1210,7 @@ func (x *DeleteMountEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMountEntry.ProtoReflect.Descriptor instead.
 func (*DeleteMountEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{8}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteMountEntry) GetAlcovePath() string {
@@ -1063,17 +1221,18 @@ func (x *DeleteMountEntry) GetAlcovePath() string {
 }
 
 type SetPersistenceEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	State         PersistenceState       `protobuf:"varint,2,opt,name=state,proto3,enum=alcove.v1.PersistenceState" json:"state,omitempty"`
-	UfsMtimeMs    int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	State          PersistenceState       `protobuf:"varint,2,opt,name=state,proto3,enum=alcove.v1.PersistenceState" json:"state,omitempty"`
+	UfsMtimeMs     int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	UfsFingerprint string                 `protobuf:"bytes,4,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SetPersistenceEntry) Reset() {
 	*x = SetPersistenceEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[9]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1244,7 @@ func (x *SetPersistenceEntry) String() string {
 func (*SetPersistenceEntry) ProtoMessage() {}
 
 func (x *SetPersistenceEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[9]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1257,7 @@ func (x *SetPersistenceEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPersistenceEntry.ProtoReflect.Descriptor instead.
 func (*SetPersistenceEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{9}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetPersistenceEntry) GetId() int64 {
@@ -1122,6 +1281,13 @@ func (x *SetPersistenceEntry) GetUfsMtimeMs() int64 {
 	return 0
 }
 
+func (x *SetPersistenceEntry) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
 // CountChildDirsEntry recounts every directory's child_dirs (once, for
 // stores written before it was kept).
 type CountChildDirsEntry struct {
@@ -1132,7 +1298,7 @@ type CountChildDirsEntry struct {
 
 func (x *CountChildDirsEntry) Reset() {
 	*x = CountChildDirsEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1310,7 @@ func (x *CountChildDirsEntry) String() string {
 func (*CountChildDirsEntry) ProtoMessage() {}
 
 func (x *CountChildDirsEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[10]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1323,7 @@ func (x *CountChildDirsEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountChildDirsEntry.ProtoReflect.Descriptor instead.
 func (*CountChildDirsEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{10}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
 }
 
 type SetChildrenLoadedEntry struct {
@@ -1170,7 +1336,7 @@ type SetChildrenLoadedEntry struct {
 
 func (x *SetChildrenLoadedEntry) Reset() {
 	*x = SetChildrenLoadedEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1348,7 @@ func (x *SetChildrenLoadedEntry) String() string {
 func (*SetChildrenLoadedEntry) ProtoMessage() {}
 
 func (x *SetChildrenLoadedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[11]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1361,7 @@ func (x *SetChildrenLoadedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetChildrenLoadedEntry.ProtoReflect.Descriptor instead.
 func (*SetChildrenLoadedEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{11}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetChildrenLoadedEntry) GetId() int64 {
@@ -1224,7 +1390,7 @@ type SetClusterIdEntry struct {
 
 func (x *SetClusterIdEntry) Reset() {
 	*x = SetClusterIdEntry{}
-	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1402,7 @@ func (x *SetClusterIdEntry) String() string {
 func (*SetClusterIdEntry) ProtoMessage() {}
 
 func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_journal_proto_msgTypes[12]
+	mi := &file_engine_api_v1_journal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1415,7 @@ func (x *SetClusterIdEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterIdEntry.ProtoReflect.Descriptor instead.
 func (*SetClusterIdEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{12}
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetClusterIdEntry) GetClusterId() string {
@@ -1259,11 +1425,120 @@ func (x *SetClusterIdEntry) GetClusterId() string {
 	return ""
 }
 
+// SetTokenSecretEntry is the secret every master derives block token keys
+// from (engine/security Signer.UseSecret), minted once by the first leader,
+// so a new leader signs with keys the workers already hold. Never log it.
+type SetTokenSecretEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        []byte                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTokenSecretEntry) Reset() {
+	*x = SetTokenSecretEntry{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTokenSecretEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTokenSecretEntry) ProtoMessage() {}
+
+func (x *SetTokenSecretEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTokenSecretEntry.ProtoReflect.Descriptor instead.
+func (*SetTokenSecretEntry) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetTokenSecretEntry) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// SetMasterAddressEntry records the client RPC address of a journal member;
+// a new leader journals its own, so standbys can name it to clients.
+type SetMasterAddressEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JournalId     string                 `protobuf:"bytes,1,opt,name=journal_id,json=journalId,proto3" json:"journal_id,omitempty"`
+	RpcAddress    string                 `protobuf:"bytes,2,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"`
+	WebAddress    string                 `protobuf:"bytes,3,opt,name=web_address,json=webAddress,proto3" json:"web_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMasterAddressEntry) Reset() {
+	*x = SetMasterAddressEntry{}
+	mi := &file_engine_api_v1_journal_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMasterAddressEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMasterAddressEntry) ProtoMessage() {}
+
+func (x *SetMasterAddressEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_journal_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMasterAddressEntry.ProtoReflect.Descriptor instead.
+func (*SetMasterAddressEntry) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_journal_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetMasterAddressEntry) GetJournalId() string {
+	if x != nil {
+		return x.JournalId
+	}
+	return ""
+}
+
+func (x *SetMasterAddressEntry) GetRpcAddress() string {
+	if x != nil {
+		return x.RpcAddress
+	}
+	return ""
+}
+
+func (x *SetMasterAddressEntry) GetWebAddress() string {
+	if x != nil {
+		return x.WebAddress
+	}
+	return ""
+}
+
 var File_engine_api_v1_journal_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\n" +
-	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xa2\b\n" +
+	"\x1bengine/api/v1/journal.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xcb\b\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1301,9 +1576,15 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\vorphan_path\x18\x1c \x01(\tR\n" +
 	"orphanPath\x12$\n" +
 	"\x0eorphan_ufs_uri\x18\x1d \x01(\tR\forphanUfsUri\x12)\n" +
-	"\x05holes\x18\x1e \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x9d\x06\n" +
+	"\x05holes\x18\x1e \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18\x1f \x01(\tR\x0eufsFingerprint\":\n" +
+	"\tRequestId\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xf0\a\n" +
 	"\fJournalEntry\x12\x17\n" +
-	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12@\n" +
+	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
+	"\n" +
+	"request_id\x18\x15 \x01(\v2\x14.alcove.v1.RequestIdR\trequestId\x12@\n" +
 	"\fcreate_inode\x18\x02 \x01(\v2\x1b.alcove.v1.CreateInodeEntryH\x00R\vcreateInode\x12C\n" +
 	"\rcomplete_file\x18\x03 \x01(\v2\x1c.alcove.v1.CompleteFileEntryH\x00R\fcompleteFile\x12@\n" +
 	"\fdelete_inode\x18\x04 \x01(\v2\x1b.alcove.v1.DeleteInodeEntryH\x00R\vdeleteInode\x120\n" +
@@ -1315,24 +1596,31 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x13set_children_loaded\x18\n" +
 	" \x01(\v2!.alcove.v1.SetChildrenLoadedEntryH\x00R\x11setChildrenLoaded\x12D\n" +
 	"\x0eset_cluster_id\x18\x14 \x01(\v2\x1c.alcove.v1.SetClusterIdEntryH\x00R\fsetClusterId\x12J\n" +
-	"\x10count_child_dirs\x18\v \x01(\v2\x1e.alcove.v1.CountChildDirsEntryH\x00R\x0ecountChildDirsB\a\n" +
-	"\x05entry\"q\n" +
+	"\x10count_child_dirs\x18\v \x01(\v2\x1e.alcove.v1.CountChildDirsEntryH\x00R\x0ecountChildDirs\x12P\n" +
+	"\x12set_master_address\x18\f \x01(\v2 .alcove.v1.SetMasterAddressEntryH\x00R\x10setMasterAddress\x12J\n" +
+	"\x10set_token_secret\x18( \x01(\v2\x1e.alcove.v1.SetTokenSecretEntryH\x00R\x0esetTokenSecretB\a\n" +
+	"\x05entry\"\x90\x01\n" +
 	"\x10CreateInodeEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12&\n" +
 	"\x05inode\x18\x02 \x01(\v2\x10.alcove.v1.InodeR\x05inode\x12\x18\n" +
-	"\areplace\x18\x03 \x01(\bR\areplace\"\xd2\x01\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\x12\x1d\n" +
+	"\n" +
+	"replace_id\x18\x04 \x01(\x03R\treplaceId\"\xfb\x01\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12H\n" +
 	"\x11persistence_state\x18\x03 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x10persistenceState\x12 \n" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
 	"ufsMtimeMs\x12)\n" +
-	"\x05holes\x18\x05 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x8d\x01\n" +
+	"\x05holes\x18\x05 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18\x06 \x01(\tR\x0eufsFingerprint\"\xbe\x01\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12%\n" +
 	"\x0eorphan_session\x18\x03 \x01(\tR\rorphanSession\x12$\n" +
-	"\x0eorphan_ufs_uri\x18\x04 \x01(\tR\forphanUfsUri\"\xe8\x01\n" +
+	"\x0eorphan_ufs_uri\x18\x04 \x01(\tR\forphanUfsUri\x12\x1b\n" +
+	"\tparent_id\x18\x05 \x01(\x03R\bparentId\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\"\x99\x02\n" +
 	"\vRenameEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\"\n" +
 	"\rnew_parent_id\x18\x02 \x01(\x03R\vnewParentId\x12\x19\n" +
@@ -1340,7 +1628,9 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\areplace\x18\x04 \x01(\bR\areplace\x12#\n" +
 	"\rkeep_identity\x18\x05 \x01(\bR\fkeepIdentity\x12%\n" +
 	"\x0eorphan_session\x18\x06 \x01(\tR\rorphanSession\x12$\n" +
-	"\x0eorphan_ufs_uri\x18\a \x01(\tR\forphanUfsUri\"\xb9\x03\n" +
+	"\x0eorphan_ufs_uri\x18\a \x01(\tR\forphanUfsUri\x12\x1b\n" +
+	"\tparent_id\x18\b \x01(\x03R\bparentId\x12\x12\n" +
+	"\x04name\x18\t \x01(\tR\x04name\"\xb9\x03\n" +
 	"\x11SetAttributeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\x06pinned\x18\x02 \x01(\bH\x00R\x06pinned\x88\x01\x01\x12\x1a\n" +
@@ -1367,19 +1657,29 @@ const file_engine_api_v1_journal_proto_rawDesc = "" +
 	"\x05mount\x18\x01 \x01(\v2\x19.alcove.v1.MountPointInfoR\x05mount\"3\n" +
 	"\x10DeleteMountEntry\x12\x1f\n" +
 	"\valcove_path\x18\x01 \x01(\tR\n" +
-	"alcovePath\"z\n" +
+	"alcovePath\"\xa3\x01\n" +
 	"\x13SetPersistenceEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x121\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1b.alcove.v1.PersistenceStateR\x05state\x12 \n" +
 	"\fufs_mtime_ms\x18\x03 \x01(\x03R\n" +
-	"ufsMtimeMs\"\x15\n" +
+	"ufsMtimeMs\x12'\n" +
+	"\x0fufs_fingerprint\x18\x04 \x01(\tR\x0eufsFingerprint\"\x15\n" +
 	"\x13CountChildDirsEntry\"@\n" +
 	"\x16SetChildrenLoadedEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06loaded\x18\x02 \x01(\bR\x06loaded\"2\n" +
 	"\x11SetClusterIdEntry\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterIdB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"-\n" +
+	"\x13SetTokenSecretEntry\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\fR\x06secret\"x\n" +
+	"\x15SetMasterAddressEntry\x12\x1d\n" +
+	"\n" +
+	"journal_id\x18\x01 \x01(\tR\tjournalId\x12\x1f\n" +
+	"\vrpc_address\x18\x02 \x01(\tR\n" +
+	"rpcAddress\x12\x1f\n" +
+	"\vweb_address\x18\x03 \x01(\tR\n" +
+	"webAddressB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
 
 var (
 	file_engine_api_v1_journal_proto_rawDescOnce sync.Once
@@ -1393,54 +1693,60 @@ func file_engine_api_v1_journal_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_journal_proto_rawDescData
 }
 
-var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_engine_api_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_engine_api_v1_journal_proto_goTypes = []any{
 	(*Inode)(nil),                  // 0: alcove.v1.Inode
-	(*JournalEntry)(nil),           // 1: alcove.v1.JournalEntry
-	(*CreateInodeEntry)(nil),       // 2: alcove.v1.CreateInodeEntry
-	(*CompleteFileEntry)(nil),      // 3: alcove.v1.CompleteFileEntry
-	(*DeleteInodeEntry)(nil),       // 4: alcove.v1.DeleteInodeEntry
-	(*RenameEntry)(nil),            // 5: alcove.v1.RenameEntry
-	(*SetAttributeEntry)(nil),      // 6: alcove.v1.SetAttributeEntry
-	(*AddMountEntry)(nil),          // 7: alcove.v1.AddMountEntry
-	(*DeleteMountEntry)(nil),       // 8: alcove.v1.DeleteMountEntry
-	(*SetPersistenceEntry)(nil),    // 9: alcove.v1.SetPersistenceEntry
-	(*CountChildDirsEntry)(nil),    // 10: alcove.v1.CountChildDirsEntry
-	(*SetChildrenLoadedEntry)(nil), // 11: alcove.v1.SetChildrenLoadedEntry
-	(*SetClusterIdEntry)(nil),      // 12: alcove.v1.SetClusterIdEntry
-	(PersistenceState)(0),          // 13: alcove.v1.PersistenceState
-	(TtlAction)(0),                 // 14: alcove.v1.TtlAction
-	(WriteType)(0),                 // 15: alcove.v1.WriteType
-	(*BlockRun)(nil),               // 16: alcove.v1.BlockRun
-	(*MountPointInfo)(nil),         // 17: alcove.v1.MountPointInfo
+	(*RequestId)(nil),              // 1: alcove.v1.RequestId
+	(*JournalEntry)(nil),           // 2: alcove.v1.JournalEntry
+	(*CreateInodeEntry)(nil),       // 3: alcove.v1.CreateInodeEntry
+	(*CompleteFileEntry)(nil),      // 4: alcove.v1.CompleteFileEntry
+	(*DeleteInodeEntry)(nil),       // 5: alcove.v1.DeleteInodeEntry
+	(*RenameEntry)(nil),            // 6: alcove.v1.RenameEntry
+	(*SetAttributeEntry)(nil),      // 7: alcove.v1.SetAttributeEntry
+	(*AddMountEntry)(nil),          // 8: alcove.v1.AddMountEntry
+	(*DeleteMountEntry)(nil),       // 9: alcove.v1.DeleteMountEntry
+	(*SetPersistenceEntry)(nil),    // 10: alcove.v1.SetPersistenceEntry
+	(*CountChildDirsEntry)(nil),    // 11: alcove.v1.CountChildDirsEntry
+	(*SetChildrenLoadedEntry)(nil), // 12: alcove.v1.SetChildrenLoadedEntry
+	(*SetClusterIdEntry)(nil),      // 13: alcove.v1.SetClusterIdEntry
+	(*SetTokenSecretEntry)(nil),    // 14: alcove.v1.SetTokenSecretEntry
+	(*SetMasterAddressEntry)(nil),  // 15: alcove.v1.SetMasterAddressEntry
+	(PersistenceState)(0),          // 16: alcove.v1.PersistenceState
+	(TtlAction)(0),                 // 17: alcove.v1.TtlAction
+	(WriteType)(0),                 // 18: alcove.v1.WriteType
+	(*BlockRun)(nil),               // 19: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),         // 20: alcove.v1.MountPointInfo
 }
 var file_engine_api_v1_journal_proto_depIdxs = []int32{
-	13, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
-	14, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
-	15, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
-	16, // 3: alcove.v1.Inode.holes:type_name -> alcove.v1.BlockRun
-	2,  // 4: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
-	3,  // 5: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
-	4,  // 6: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
-	5,  // 7: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
-	6,  // 8: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
-	7,  // 9: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
-	8,  // 10: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
-	9,  // 11: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
-	11, // 12: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
-	12, // 13: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
-	10, // 14: alcove.v1.JournalEntry.count_child_dirs:type_name -> alcove.v1.CountChildDirsEntry
-	0,  // 15: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
-	13, // 16: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
-	16, // 17: alcove.v1.CompleteFileEntry.holes:type_name -> alcove.v1.BlockRun
-	14, // 18: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
-	17, // 19: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
-	13, // 20: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	16, // 0: alcove.v1.Inode.persistence_state:type_name -> alcove.v1.PersistenceState
+	17, // 1: alcove.v1.Inode.ttl_action:type_name -> alcove.v1.TtlAction
+	18, // 2: alcove.v1.Inode.write_type:type_name -> alcove.v1.WriteType
+	19, // 3: alcove.v1.Inode.holes:type_name -> alcove.v1.BlockRun
+	1,  // 4: alcove.v1.JournalEntry.request_id:type_name -> alcove.v1.RequestId
+	3,  // 5: alcove.v1.JournalEntry.create_inode:type_name -> alcove.v1.CreateInodeEntry
+	4,  // 6: alcove.v1.JournalEntry.complete_file:type_name -> alcove.v1.CompleteFileEntry
+	5,  // 7: alcove.v1.JournalEntry.delete_inode:type_name -> alcove.v1.DeleteInodeEntry
+	6,  // 8: alcove.v1.JournalEntry.rename:type_name -> alcove.v1.RenameEntry
+	7,  // 9: alcove.v1.JournalEntry.set_attribute:type_name -> alcove.v1.SetAttributeEntry
+	8,  // 10: alcove.v1.JournalEntry.add_mount:type_name -> alcove.v1.AddMountEntry
+	9,  // 11: alcove.v1.JournalEntry.delete_mount:type_name -> alcove.v1.DeleteMountEntry
+	10, // 12: alcove.v1.JournalEntry.set_persistence:type_name -> alcove.v1.SetPersistenceEntry
+	12, // 13: alcove.v1.JournalEntry.set_children_loaded:type_name -> alcove.v1.SetChildrenLoadedEntry
+	13, // 14: alcove.v1.JournalEntry.set_cluster_id:type_name -> alcove.v1.SetClusterIdEntry
+	11, // 15: alcove.v1.JournalEntry.count_child_dirs:type_name -> alcove.v1.CountChildDirsEntry
+	15, // 16: alcove.v1.JournalEntry.set_master_address:type_name -> alcove.v1.SetMasterAddressEntry
+	14, // 17: alcove.v1.JournalEntry.set_token_secret:type_name -> alcove.v1.SetTokenSecretEntry
+	0,  // 18: alcove.v1.CreateInodeEntry.inode:type_name -> alcove.v1.Inode
+	16, // 19: alcove.v1.CompleteFileEntry.persistence_state:type_name -> alcove.v1.PersistenceState
+	19, // 20: alcove.v1.CompleteFileEntry.holes:type_name -> alcove.v1.BlockRun
+	17, // 21: alcove.v1.SetAttributeEntry.ttl_action:type_name -> alcove.v1.TtlAction
+	20, // 22: alcove.v1.AddMountEntry.mount:type_name -> alcove.v1.MountPointInfo
+	16, // 23: alcove.v1.SetPersistenceEntry.state:type_name -> alcove.v1.PersistenceState
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_journal_proto_init() }
@@ -1449,7 +1755,7 @@ func file_engine_api_v1_journal_proto_init() {
 		return
 	}
 	file_engine_api_v1_common_proto_init()
-	file_engine_api_v1_journal_proto_msgTypes[1].OneofWrappers = []any{
+	file_engine_api_v1_journal_proto_msgTypes[2].OneofWrappers = []any{
 		(*JournalEntry_CreateInode)(nil),
 		(*JournalEntry_CompleteFile)(nil),
 		(*JournalEntry_DeleteInode)(nil),
@@ -1461,15 +1767,17 @@ func file_engine_api_v1_journal_proto_init() {
 		(*JournalEntry_SetChildrenLoaded)(nil),
 		(*JournalEntry_SetClusterId)(nil),
 		(*JournalEntry_CountChildDirs)(nil),
+		(*JournalEntry_SetMasterAddress)(nil),
+		(*JournalEntry_SetTokenSecret)(nil),
 	}
-	file_engine_api_v1_journal_proto_msgTypes[6].OneofWrappers = []any{}
+	file_engine_api_v1_journal_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_journal_proto_rawDesc), len(file_engine_api_v1_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -22,11 +22,16 @@ const (
 )
 
 type GetStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // non-zero: the file with this id, wherever it is (orphans too); path is ignored
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Path    string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId  int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`    // non-zero: the file with this id, wherever it is (orphans too); path is ignored
+	SyncUfs bool                   `protobuf:"varint,3,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"` // re-read the path's UFS metadata first (fs loadMetadata)
+	// alluxio.user.file.metadata.sync.interval of the caller: -1 never,
+	// 0 always, else re-read metadata older than this; unset: the mount's
+	// option, else the master's setting.
+	SyncIntervalMs *int64 `protobuf:"varint,4,opt,name=sync_interval_ms,json=syncIntervalMs,proto3,oneof" json:"sync_interval_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetStatusRequest) Reset() {
@@ -69,6 +74,20 @@ func (x *GetStatusRequest) GetPath() string {
 func (x *GetStatusRequest) GetFileId() int64 {
 	if x != nil {
 		return x.FileId
+	}
+	return 0
+}
+
+func (x *GetStatusRequest) GetSyncUfs() bool {
+	if x != nil {
+		return x.SyncUfs
+	}
+	return false
+}
+
+func (x *GetStatusRequest) GetSyncIntervalMs() int64 {
+	if x != nil && x.SyncIntervalMs != nil {
+		return *x.SyncIntervalMs
 	}
 	return 0
 }
@@ -118,12 +137,13 @@ func (x *GetStatusResponse) GetFileInfo() *FileInfo {
 }
 
 type ListStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	SyncUfs       bool                   `protobuf:"varint,3,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"` // re-read the UFS listing (like Alluxio's -f)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Path           string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive      bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	SyncUfs        bool                   `protobuf:"varint,3,opt,name=sync_ufs,json=syncUfs,proto3" json:"sync_ufs,omitempty"`                              // re-read the UFS listing (like Alluxio's -f)
+	SyncIntervalMs *int64                 `protobuf:"varint,4,opt,name=sync_interval_ms,json=syncIntervalMs,proto3,oneof" json:"sync_interval_ms,omitempty"` // as in GetStatusRequest
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListStatusRequest) Reset() {
@@ -175,6 +195,13 @@ func (x *ListStatusRequest) GetSyncUfs() bool {
 		return x.SyncUfs
 	}
 	return false
+}
+
+func (x *ListStatusRequest) GetSyncIntervalMs() int64 {
+	if x != nil && x.SyncIntervalMs != nil {
+		return *x.SyncIntervalMs
+	}
+	return 0
 }
 
 type ListStatusResponse struct {
@@ -544,15 +571,16 @@ func (x *CreateFileResponse) GetFileInfo() *FileInfo {
 }
 
 type CompleteFileRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // must match the file created at path
-	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
-	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
-	UfsMtimeMs    int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	Holes         []*BlockRun            `protobuf:"bytes,6,rep,name=holes,proto3" json:"holes,omitempty"` // blocks the writer skipped (zeros, no block)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Path           string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId         int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // must match the file created at path
+	Length         int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	Persisted      bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // the writer already wrote the UFS copy (CACHE_THROUGH, THROUGH)
+	UfsMtimeMs     int64                  `protobuf:"varint,5,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Holes          []*BlockRun            `protobuf:"bytes,6,rep,name=holes,proto3" json:"holes,omitempty"`                                         // blocks the writer skipped (zeros, no block)
+	UfsFingerprint string                 `protobuf:"bytes,7,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // the UFS copy's fingerprint (S3: ETag)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CompleteFileRequest) Reset() {
@@ -625,6 +653,13 @@ func (x *CompleteFileRequest) GetHoles() []*BlockRun {
 		return x.Holes
 	}
 	return nil
+}
+
+func (x *CompleteFileRequest) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
 }
 
 type CompleteFileResponse struct {
@@ -1657,7 +1692,10 @@ func (x *GetMountTableResponse) GetMountPoints() []*MountPointInfo {
 }
 
 type GetMasterInfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// require_leader: a standby answers NotLeader (naming the leader) instead
+	// of describing itself, so the caller ends up at the leader.
+	RequireLeader bool `protobuf:"varint,1,opt,name=require_leader,json=requireLeader,proto3" json:"require_leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1692,21 +1730,32 @@ func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
 	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{28}
 }
 
+func (x *GetMasterInfoRequest) GetRequireLeader() bool {
+	if x != nil {
+		return x.RequireLeader
+	}
+	return false
+}
+
 type GetMasterInfoResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	LeaderAddress    string                 `protobuf:"bytes,1,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
-	IsLeader         bool                   `protobuf:"varint,2,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
-	Version          string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	StartTimeMs      int64                  `protobuf:"varint,4,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
-	WebAddress       string                 `protobuf:"bytes,5,opt,name=web_address,json=webAddress,proto3" json:"web_address,omitempty"`
-	InodeCount       int64                  `protobuf:"varint,6,opt,name=inode_count,json=inodeCount,proto3" json:"inode_count,omitempty"`
-	LiveWorkers      int32                  `protobuf:"varint,7,opt,name=live_workers,json=liveWorkers,proto3" json:"live_workers,omitempty"`
-	LostWorkers      int32                  `protobuf:"varint,8,opt,name=lost_workers,json=lostWorkers,proto3" json:"lost_workers,omitempty"`
-	MasterAddresses  []string               `protobuf:"bytes,9,rep,name=master_addresses,json=masterAddresses,proto3" json:"master_addresses,omitempty"`
-	JournalDir       string                 `protobuf:"bytes,10,opt,name=journal_dir,json=journalDir,proto3" json:"journal_dir,omitempty"`
-	JournalLastIndex int64                  `protobuf:"varint,11,opt,name=journal_last_index,json=journalLastIndex,proto3" json:"journal_last_index,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	LeaderAddress       string                 `protobuf:"bytes,1,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
+	IsLeader            bool                   `protobuf:"varint,2,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	Version             string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	StartTimeMs         int64                  `protobuf:"varint,4,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
+	WebAddress          string                 `protobuf:"bytes,5,opt,name=web_address,json=webAddress,proto3" json:"web_address,omitempty"`
+	InodeCount          int64                  `protobuf:"varint,6,opt,name=inode_count,json=inodeCount,proto3" json:"inode_count,omitempty"`
+	LiveWorkers         int32                  `protobuf:"varint,7,opt,name=live_workers,json=liveWorkers,proto3" json:"live_workers,omitempty"`
+	LostWorkers         int32                  `protobuf:"varint,8,opt,name=lost_workers,json=lostWorkers,proto3" json:"lost_workers,omitempty"`
+	MasterAddresses     []string               `protobuf:"bytes,9,rep,name=master_addresses,json=masterAddresses,proto3" json:"master_addresses,omitempty"`
+	JournalDir          string                 `protobuf:"bytes,10,opt,name=journal_dir,json=journalDir,proto3" json:"journal_dir,omitempty"`
+	JournalLastIndex    int64                  `protobuf:"varint,11,opt,name=journal_last_index,json=journalLastIndex,proto3" json:"journal_last_index,omitempty"`
+	JournalId           string                 `protobuf:"bytes,12,opt,name=journal_id,json=journalId,proto3" json:"journal_id,omitempty"`                     // this member's journal id
+	LeaderJournalId     string                 `protobuf:"bytes,13,opt,name=leader_journal_id,json=leaderJournalId,proto3" json:"leader_journal_id,omitempty"` // the leader's journal id ("" while unknown)
+	JournalAppliedIndex int64                  `protobuf:"varint,14,opt,name=journal_applied_index,json=journalAppliedIndex,proto3" json:"journal_applied_index,omitempty"`
+	JournalTerm         int64                  `protobuf:"varint,15,opt,name=journal_term,json=journalTerm,proto3" json:"journal_term,omitempty"` // raft term: of two masters claiming to lead, the higher term does
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetMasterInfoResponse) Reset() {
@@ -1816,6 +1865,479 @@ func (x *GetMasterInfoResponse) GetJournalLastIndex() int64 {
 	return 0
 }
 
+func (x *GetMasterInfoResponse) GetJournalId() string {
+	if x != nil {
+		return x.JournalId
+	}
+	return ""
+}
+
+func (x *GetMasterInfoResponse) GetLeaderJournalId() string {
+	if x != nil {
+		return x.LeaderJournalId
+	}
+	return ""
+}
+
+func (x *GetMasterInfoResponse) GetJournalAppliedIndex() int64 {
+	if x != nil {
+		return x.JournalAppliedIndex
+	}
+	return 0
+}
+
+func (x *GetMasterInfoResponse) GetJournalTerm() int64 {
+	if x != nil {
+		return x.JournalTerm
+	}
+	return 0
+}
+
+// QuorumMember is one member of the journal's raft group.
+type QuorumMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`                         // journal (raft) address
+	RpcAddress    string                 `protobuf:"bytes,3,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"` // client RPC address, once it has led
+	Leader        bool                   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Voter         bool                   `protobuf:"varint,5,opt,name=voter,proto3" json:"voter,omitempty"`
+	Available     bool                   `protobuf:"varint,6,opt,name=available,proto3" json:"available,omitempty"` // the leader hears from it (always true for the leader)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuorumMember) Reset() {
+	*x = QuorumMember{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuorumMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuorumMember) ProtoMessage() {}
+
+func (x *QuorumMember) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuorumMember.ProtoReflect.Descriptor instead.
+func (*QuorumMember) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *QuorumMember) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *QuorumMember) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *QuorumMember) GetRpcAddress() string {
+	if x != nil {
+		return x.RpcAddress
+	}
+	return ""
+}
+
+func (x *QuorumMember) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *QuorumMember) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+func (x *QuorumMember) GetAvailable() bool {
+	if x != nil {
+		return x.Available
+	}
+	return false
+}
+
+type GetQuorumInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQuorumInfoRequest) Reset() {
+	*x = GetQuorumInfoRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQuorumInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQuorumInfoRequest) ProtoMessage() {}
+
+func (x *GetQuorumInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQuorumInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetQuorumInfoRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
+}
+
+type GetQuorumInfoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*QuorumMember        `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	LeaderId      string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQuorumInfoResponse) Reset() {
+	*x = GetQuorumInfoResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQuorumInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQuorumInfoResponse) ProtoMessage() {}
+
+func (x *GetQuorumInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQuorumInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetQuorumInfoResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetQuorumInfoResponse) GetMembers() []*QuorumMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetQuorumInfoResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+type AddQuorumMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`           // default: the address
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"` // journal (raft) host:port
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddQuorumMemberRequest) Reset() {
+	*x = AddQuorumMemberRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddQuorumMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddQuorumMemberRequest) ProtoMessage() {}
+
+func (x *AddQuorumMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddQuorumMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddQuorumMemberRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AddQuorumMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AddQuorumMemberRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type AddQuorumMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddQuorumMemberResponse) Reset() {
+	*x = AddQuorumMemberResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddQuorumMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddQuorumMemberResponse) ProtoMessage() {}
+
+func (x *AddQuorumMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddQuorumMemberResponse.ProtoReflect.Descriptor instead.
+func (*AddQuorumMemberResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
+}
+
+type RemoveQuorumMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // one of id or address
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveQuorumMemberRequest) Reset() {
+	*x = RemoveQuorumMemberRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveQuorumMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveQuorumMemberRequest) ProtoMessage() {}
+
+func (x *RemoveQuorumMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveQuorumMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveQuorumMemberRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RemoveQuorumMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemoveQuorumMemberRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type RemoveQuorumMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveQuorumMemberResponse) Reset() {
+	*x = RemoveQuorumMemberResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveQuorumMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveQuorumMemberResponse) ProtoMessage() {}
+
+func (x *RemoveQuorumMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveQuorumMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveQuorumMemberResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+}
+
+type TransferLeadershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // one of id or address
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TransferLeadershipRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TransferLeadershipRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type TransferLeadershipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId      string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TransferLeadershipResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 type GetWorkersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1824,7 +2346,7 @@ type GetWorkersRequest struct {
 
 func (x *GetWorkersRequest) Reset() {
 	*x = GetWorkersRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2358,7 @@ func (x *GetWorkersRequest) String() string {
 func (*GetWorkersRequest) ProtoMessage() {}
 
 func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[30]
+	mi := &file_engine_api_v1_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2371,7 @@ func (x *GetWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{30}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
 }
 
 type GetWorkersResponse struct {
@@ -1861,7 +2383,7 @@ type GetWorkersResponse struct {
 
 func (x *GetWorkersResponse) Reset() {
 	*x = GetWorkersResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2395,7 @@ func (x *GetWorkersResponse) String() string {
 func (*GetWorkersResponse) ProtoMessage() {}
 
 func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[31]
+	mi := &file_engine_api_v1_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2408,7 @@ func (x *GetWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkersResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{31}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -1904,7 +2426,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2438,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[32]
+	mi := &file_engine_api_v1_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2451,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{32}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
 }
 
 type CheckpointResponse struct {
@@ -1941,7 +2463,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2475,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[33]
+	mi := &file_engine_api_v1_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2488,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{33}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CheckpointResponse) GetIndex() int64 {
@@ -1996,7 +2518,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2530,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[34]
+	mi := &file_engine_api_v1_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2543,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{34}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() string {
@@ -2088,17 +2610,18 @@ func (x *RegisterWorkerRequest) GetClusterId() string {
 }
 
 type RegisterWorkerResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                    // the master's cluster id
-	FreeBlockIds  []int64                `protobuf:"varint,3,rep,packed,name=free_block_ids,json=freeBlockIds,proto3" json:"free_block_ids,omitempty"` // reported blocks refused: remove them before serving
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId       int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	ClusterId      string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                    // the master's cluster id
+	FreeBlockIds   []int64                `protobuf:"varint,3,rep,packed,name=free_block_ids,json=freeBlockIds,proto3" json:"free_block_ids,omitempty"` // reported blocks refused: remove them before serving
+	BlockTokenKeys []*BlockTokenKey       `protobuf:"bytes,20,rep,name=block_token_keys,json=blockTokenKeys,proto3" json:"block_token_keys,omitempty"`  // keys to verify block tokens with
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2633,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[35]
+	mi := &file_engine_api_v1_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2646,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{35}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -2147,6 +2670,75 @@ func (x *RegisterWorkerResponse) GetFreeBlockIds() []int64 {
 	return nil
 }
 
+func (x *RegisterWorkerResponse) GetBlockTokenKeys() []*BlockTokenKey {
+	if x != nil {
+		return x.BlockTokenKeys
+	}
+	return nil
+}
+
+// BlockTokenKey is a block token signing key, sent by the master to workers
+// only (over mTLS). Never log it.
+type BlockTokenKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	ExpiresUnixMs int64                  `protobuf:"varint,3,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockTokenKey) Reset() {
+	*x = BlockTokenKey{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockTokenKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockTokenKey) ProtoMessage() {}
+
+func (x *BlockTokenKey) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockTokenKey.ProtoReflect.Descriptor instead.
+func (*BlockTokenKey) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *BlockTokenKey) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BlockTokenKey) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *BlockTokenKey) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
 type HeartbeatRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId        int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2159,7 +2751,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2763,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[36]
+	mi := &file_engine_api_v1_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2776,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{36}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() int64 {
@@ -2224,14 +2816,15 @@ type HeartbeatResponse struct {
 	UnpersistedFileIds []int64                `protobuf:"varint,5,rep,packed,name=unpersisted_file_ids,json=unpersistedFileIds,proto3" json:"unpersisted_file_ids,omitempty"` // files whose cached copy is the only copy
 	// Blocks of unpersisted files below their replication.durable copies
 	// (a worker holding one was lost): push them to the targets.
-	Replicate     []*ReplicateCommand `protobuf:"bytes,20,rep,name=replicate,proto3" json:"replicate,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replicate      []*ReplicateCommand `protobuf:"bytes,20,rep,name=replicate,proto3" json:"replicate,omitempty"`
+	BlockTokenKeys []*BlockTokenKey    `protobuf:"bytes,21,rep,name=block_token_keys,json=blockTokenKeys,proto3" json:"block_token_keys,omitempty"` // current keys to verify block tokens with
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2836,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[37]
+	mi := &file_engine_api_v1_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2849,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{37}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HeartbeatResponse) GetRegister() bool {
@@ -2301,6 +2894,13 @@ func (x *HeartbeatResponse) GetReplicate() []*ReplicateCommand {
 	return nil
 }
 
+func (x *HeartbeatResponse) GetBlockTokenKeys() []*BlockTokenKey {
+	if x != nil {
+		return x.BlockTokenKeys
+	}
+	return nil
+}
+
 type ReplicateCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	BlockId       int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
@@ -2311,7 +2911,7 @@ type ReplicateCommand struct {
 
 func (x *ReplicateCommand) Reset() {
 	*x = ReplicateCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2923,7 @@ func (x *ReplicateCommand) String() string {
 func (*ReplicateCommand) ProtoMessage() {}
 
 func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[38]
+	mi := &file_engine_api_v1_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2936,7 @@ func (x *ReplicateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCommand.ProtoReflect.Descriptor instead.
 func (*ReplicateCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{38}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicateCommand) GetBlockId() int64 {
@@ -2366,14 +2966,15 @@ type PersistCommand struct {
 	// the worker reports success, under the same lock as deletes and
 	// renames, so a persist never resurrects a file deleted or moved meanwhile.
 	UfsTempPath   string      `protobuf:"bytes,7,opt,name=ufs_temp_path,json=ufsTempPath,proto3" json:"ufs_temp_path,omitempty"`
-	Holes         []*BlockRun `protobuf:"bytes,8,rep,name=holes,proto3" json:"holes,omitempty"` // blocks that are zeros and were never cached
+	Holes         []*BlockRun `protobuf:"bytes,8,rep,name=holes,proto3" json:"holes,omitempty"`                     // blocks that are zeros and were never cached
+	MountId       int64       `protobuf:"varint,9,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"` // the worker gets the mount's UFS configuration by id
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PersistCommand) Reset() {
 	*x = PersistCommand{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2986,7 @@ func (x *PersistCommand) String() string {
 func (*PersistCommand) ProtoMessage() {}
 
 func (x *PersistCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[39]
+	mi := &file_engine_api_v1_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2999,7 @@ func (x *PersistCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistCommand.ProtoReflect.Descriptor instead.
 func (*PersistCommand) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{39}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PersistCommand) GetFileId() int64 {
@@ -2457,6 +3058,13 @@ func (x *PersistCommand) GetHoles() []*BlockRun {
 	return nil
 }
 
+func (x *PersistCommand) GetMountId() int64 {
+	if x != nil {
+		return x.MountId
+	}
+	return 0
+}
+
 type CommitBlockRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2472,7 +3080,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +3092,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[40]
+	mi := &file_engine_api_v1_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +3105,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{40}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2545,7 +3153,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +3165,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[41]
+	mi := &file_engine_api_v1_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +3178,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{41}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CommitBlockResponse) GetReplicasNeeded() int32 {
@@ -2600,7 +3208,7 @@ type PersistDoneRequest struct {
 
 func (x *PersistDoneRequest) Reset() {
 	*x = PersistDoneRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +3220,7 @@ func (x *PersistDoneRequest) String() string {
 func (*PersistDoneRequest) ProtoMessage() {}
 
 func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[42]
+	mi := &file_engine_api_v1_master_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +3233,7 @@ func (x *PersistDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneRequest.ProtoReflect.Descriptor instead.
 func (*PersistDoneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{42}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PersistDoneRequest) GetWorkerId() int64 {
@@ -2671,7 +3279,7 @@ type PersistDoneResponse struct {
 
 func (x *PersistDoneResponse) Reset() {
 	*x = PersistDoneResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2683,7 +3291,7 @@ func (x *PersistDoneResponse) String() string {
 func (*PersistDoneResponse) ProtoMessage() {}
 
 func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[43]
+	mi := &file_engine_api_v1_master_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2696,7 +3304,95 @@ func (x *PersistDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistDoneResponse.ProtoReflect.Descriptor instead.
 func (*PersistDoneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{43}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{53}
+}
+
+type GetMountConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MountId       int64                  `protobuf:"varint,1,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMountConfigRequest) Reset() {
+	*x = GetMountConfigRequest{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMountConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMountConfigRequest) ProtoMessage() {}
+
+func (x *GetMountConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMountConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetMountConfigRequest) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *GetMountConfigRequest) GetMountId() int64 {
+	if x != nil {
+		return x.MountId
+	}
+	return 0
+}
+
+type GetMountConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mount         *MountPointInfo        `protobuf:"bytes,1,opt,name=mount,proto3" json:"mount,omitempty"` // properties in clear: never log or show them
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMountConfigResponse) Reset() {
+	*x = GetMountConfigResponse{}
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMountConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMountConfigResponse) ProtoMessage() {}
+
+func (x *GetMountConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_api_v1_master_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMountConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetMountConfigResponse) Descriptor() ([]byte, []int) {
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *GetMountConfigResponse) GetMount() *MountPointInfo {
+	if x != nil {
+		return x.Mount
+	}
+	return nil
 }
 
 // NodeCacheEntry is the number of bytes of a path's blocks cached on a node.
@@ -2711,7 +3407,7 @@ type NodeCacheEntry struct {
 
 func (x *NodeCacheEntry) Reset() {
 	*x = NodeCacheEntry{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2723,7 +3419,7 @@ func (x *NodeCacheEntry) String() string {
 func (*NodeCacheEntry) ProtoMessage() {}
 
 func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[44]
+	mi := &file_engine_api_v1_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2736,7 +3432,7 @@ func (x *NodeCacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEntry.ProtoReflect.Descriptor instead.
 func (*NodeCacheEntry) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{44}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *NodeCacheEntry) GetNode() string {
@@ -2768,7 +3464,7 @@ type WatchNodeCacheRequest struct {
 
 func (x *WatchNodeCacheRequest) Reset() {
 	*x = WatchNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +3476,7 @@ func (x *WatchNodeCacheRequest) String() string {
 func (*WatchNodeCacheRequest) ProtoMessage() {}
 
 func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[45]
+	mi := &file_engine_api_v1_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +3489,7 @@ func (x *WatchNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{45}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{57}
 }
 
 type NodeCacheEvent struct {
@@ -2816,7 +3512,7 @@ type NodeCacheEvent struct {
 
 func (x *NodeCacheEvent) Reset() {
 	*x = NodeCacheEvent{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +3524,7 @@ func (x *NodeCacheEvent) String() string {
 func (*NodeCacheEvent) ProtoMessage() {}
 
 func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[46]
+	mi := &file_engine_api_v1_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +3537,7 @@ func (x *NodeCacheEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCacheEvent.ProtoReflect.Descriptor instead.
 func (*NodeCacheEvent) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{46}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *NodeCacheEvent) GetSnapshot() bool {
@@ -2888,7 +3584,7 @@ type GetNodeCacheRequest struct {
 
 func (x *GetNodeCacheRequest) Reset() {
 	*x = GetNodeCacheRequest{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3596,7 @@ func (x *GetNodeCacheRequest) String() string {
 func (*GetNodeCacheRequest) ProtoMessage() {}
 
 func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[47]
+	mi := &file_engine_api_v1_master_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3609,7 @@ func (x *GetNodeCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheRequest) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{47}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetNodeCacheRequest) GetPaths() []string {
@@ -2932,7 +3628,7 @@ type GetNodeCacheResponse struct {
 
 func (x *GetNodeCacheResponse) Reset() {
 	*x = GetNodeCacheResponse{}
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3640,7 @@ func (x *GetNodeCacheResponse) String() string {
 func (*GetNodeCacheResponse) ProtoMessage() {}
 
 func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_api_v1_master_proto_msgTypes[48]
+	mi := &file_engine_api_v1_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3653,7 @@ func (x *GetNodeCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeCacheResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeCacheResponse) Descriptor() ([]byte, []int) {
-	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{48}
+	return file_engine_api_v1_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetNodeCacheResponse) GetEntries() []*NodeCacheEntry {
@@ -2971,16 +3667,21 @@ var File_engine_api_v1_master_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"?\n" +
+	"\x1aengine/api/v1/master.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\x9e\x01\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
-	"\afile_id\x18\x02 \x01(\x03R\x06fileId\"E\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x19\n" +
+	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\x12-\n" +
+	"\x10sync_interval_ms\x18\x04 \x01(\x03H\x00R\x0esyncIntervalMs\x88\x01\x01B\x13\n" +
+	"\x11_sync_interval_ms\"E\n" +
 	"\x11GetStatusResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"`\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xa4\x01\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x19\n" +
-	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\"H\n" +
+	"\bsync_ufs\x18\x03 \x01(\bR\asyncUfs\x12-\n" +
+	"\x10sync_interval_ms\x18\x04 \x01(\x03H\x00R\x0esyncIntervalMs\x88\x01\x01B\x13\n" +
+	"\x11_sync_interval_ms\"H\n" +
 	"\x12ListStatusResponse\x122\n" +
 	"\n" +
 	"file_infos\x18\x01 \x03(\v2\x13.alcove.v1.FileInfoR\tfileInfos\"\x81\x02\n" +
@@ -3015,7 +3716,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"exact_mode\x18\f \x01(\bR\texactMode\"F\n" +
 	"\x12CreateFileResponse\x120\n" +
-	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xc5\x01\n" +
+	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\xee\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
 	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x16\n" +
@@ -3023,7 +3724,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\tpersisted\x18\x04 \x01(\bR\tpersisted\x12 \n" +
 	"\fufs_mtime_ms\x18\x05 \x01(\x03R\n" +
 	"ufsMtimeMs\x12)\n" +
-	"\x05holes\x18\x06 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"H\n" +
+	"\x05holes\x18\x06 \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12'\n" +
+	"\x0fufs_fingerprint\x18\a \x01(\tR\x0eufsFingerprint\"H\n" +
 	"\x14CompleteFileResponse\x120\n" +
 	"\tfile_info\x18\x01 \x01(\v2\x13.alcove.v1.FileInfoR\bfileInfo\"\x89\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
@@ -3103,8 +3805,9 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\breleased\x18\x01 \x01(\x05R\breleased\"\x16\n" +
 	"\x14GetMountTableRequest\"U\n" +
 	"\x15GetMountTableResponse\x12<\n" +
-	"\fmount_points\x18\x01 \x03(\v2\x19.alcove.v1.MountPointInfoR\vmountPoints\"\x16\n" +
-	"\x14GetMasterInfoRequest\"\x9b\x03\n" +
+	"\fmount_points\x18\x01 \x03(\v2\x19.alcove.v1.MountPointInfoR\vmountPoints\"=\n" +
+	"\x14GetMasterInfoRequest\x12%\n" +
+	"\x0erequire_leader\x18\x01 \x01(\bR\rrequireLeader\"\xbd\x04\n" +
 	"\x15GetMasterInfoResponse\x12%\n" +
 	"\x0eleader_address\x18\x01 \x01(\tR\rleaderAddress\x12\x1b\n" +
 	"\tis_leader\x18\x02 \x01(\bR\bisLeader\x12\x18\n" +
@@ -3120,7 +3823,37 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\vjournal_dir\x18\n" +
 	" \x01(\tR\n" +
 	"journalDir\x12,\n" +
-	"\x12journal_last_index\x18\v \x01(\x03R\x10journalLastIndex\"\x13\n" +
+	"\x12journal_last_index\x18\v \x01(\x03R\x10journalLastIndex\x12\x1d\n" +
+	"\n" +
+	"journal_id\x18\f \x01(\tR\tjournalId\x12*\n" +
+	"\x11leader_journal_id\x18\r \x01(\tR\x0fleaderJournalId\x122\n" +
+	"\x15journal_applied_index\x18\x0e \x01(\x03R\x13journalAppliedIndex\x12!\n" +
+	"\fjournal_term\x18\x0f \x01(\x03R\vjournalTerm\"\xa5\x01\n" +
+	"\fQuorumMember\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
+	"\vrpc_address\x18\x03 \x01(\tR\n" +
+	"rpcAddress\x12\x16\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12\x14\n" +
+	"\x05voter\x18\x05 \x01(\bR\x05voter\x12\x1c\n" +
+	"\tavailable\x18\x06 \x01(\bR\tavailable\"\x16\n" +
+	"\x14GetQuorumInfoRequest\"g\n" +
+	"\x15GetQuorumInfoResponse\x121\n" +
+	"\amembers\x18\x01 \x03(\v2\x17.alcove.v1.QuorumMemberR\amembers\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId\"B\n" +
+	"\x16AddQuorumMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x19\n" +
+	"\x17AddQuorumMemberResponse\"E\n" +
+	"\x19RemoveQuorumMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x1c\n" +
+	"\x1aRemoveQuorumMemberResponse\"E\n" +
+	"\x19TransferLeadershipRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"9\n" +
+	"\x1aTransferLeadershipResponse\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"\x13\n" +
 	"\x11GetWorkersRequest\"E\n" +
 	"\x12GetWorkersResponse\x12/\n" +
 	"\aworkers\x18\x01 \x03(\v2\x15.alcove.v1.WorkerInfoR\aworkers\"\x13\n" +
@@ -3138,27 +3871,33 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\tworker_id\x18\a \x01(\x03R\bworkerId\x12!\n" +
 	"\fdata_address\x18\b \x01(\tR\vdataAddress\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x14 \x01(\tR\tclusterId\"z\n" +
+	"cluster_id\x18\x14 \x01(\tR\tclusterId\"\xbe\x01\n" +
 	"\x16RegisterWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12$\n" +
-	"\x0efree_block_ids\x18\x03 \x03(\x03R\ffreeBlockIds\"\xc1\x01\n" +
+	"\x0efree_block_ids\x18\x03 \x03(\x03R\ffreeBlockIds\x12B\n" +
+	"\x10block_token_keys\x18\x14 \x03(\v2\x18.alcove.v1.BlockTokenKeyR\x0eblockTokenKeys\"_\n" +
+	"\rBlockTokenKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x03 \x01(\x03R\rexpiresUnixMs\"\xc1\x01\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12)\n" +
 	"\x05tiers\x18\x02 \x03(\v2\x13.alcove.v1.TierInfoR\x05tiers\x129\n" +
 	"\fadded_blocks\x18\x03 \x03(\v2\x16.alcove.v1.WorkerBlockR\vaddedBlocks\x12*\n" +
-	"\x11removed_block_ids\x18\x04 \x03(\x03R\x0fremovedBlockIds\"\x9f\x02\n" +
+	"\x11removed_block_ids\x18\x04 \x03(\x03R\x0fremovedBlockIds\"\xe3\x02\n" +
 	"\x11HeartbeatResponse\x12\x1a\n" +
 	"\bregister\x18\x01 \x01(\bR\bregister\x12$\n" +
 	"\x0efree_block_ids\x18\x02 \x03(\x03R\ffreeBlockIds\x12&\n" +
 	"\x0fpinned_file_ids\x18\x03 \x03(\x03R\rpinnedFileIds\x123\n" +
 	"\apersist\x18\x04 \x03(\v2\x19.alcove.v1.PersistCommandR\apersist\x120\n" +
 	"\x14unpersisted_file_ids\x18\x05 \x03(\x03R\x12unpersistedFileIds\x129\n" +
-	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\"a\n" +
+	"\treplicate\x18\x14 \x03(\v2\x1b.alcove.v1.ReplicateCommandR\treplicate\x12B\n" +
+	"\x10block_token_keys\x18\x15 \x03(\v2\x18.alcove.v1.BlockTokenKeyR\x0eblockTokenKeys\"a\n" +
 	"\x10ReplicateCommand\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x122\n" +
-	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\xfd\x01\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.alcove.v1.BlockLocationR\atargets\"\x98\x02\n" +
 	"\x0ePersistCommand\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
@@ -3167,7 +3906,8 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\"\n" +
 	"\rufs_temp_path\x18\a \x01(\tR\vufsTempPath\x12)\n" +
-	"\x05holes\x18\b \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\"\x9d\x01\n" +
+	"\x05holes\x18\b \x03(\v2\x13.alcove.v1.BlockRunR\x05holes\x12\x19\n" +
+	"\bmount_id\x18\t \x01(\x03R\amountId\"\x9d\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
@@ -3184,7 +3924,11 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\fufs_mtime_ms\x18\x04 \x01(\x03R\n" +
 	"ufsMtimeMs\x12\"\n" +
 	"\rufs_temp_path\x18\x05 \x01(\tR\vufsTempPath\"\x15\n" +
-	"\x13PersistDoneResponse\"N\n" +
+	"\x13PersistDoneResponse\"2\n" +
+	"\x15GetMountConfigRequest\x12\x19\n" +
+	"\bmount_id\x18\x01 \x01(\x03R\amountId\"I\n" +
+	"\x16GetMountConfigResponse\x12/\n" +
+	"\x05mount\x18\x01 \x01(\v2\x19.alcove.v1.MountPointInfoR\x05mount\"N\n" +
 	"\x0eNodeCacheEntry\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
@@ -3216,7 +3960,7 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\aUnmount\x12\x19.alcove.v1.UnmountRequest\x1a\x1a.alcove.v1.UnmountResponse\x12R\n" +
 	"\rGetMountTable\x12\x1f.alcove.v1.GetMountTableRequest\x1a .alcove.v1.GetMountTableResponse\x12R\n" +
 	"\rCreateSymlink\x12\x1f.alcove.v1.CreateSymlinkRequest\x1a .alcove.v1.CreateSymlinkResponse\x12U\n" +
-	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse2\x98\x03\n" +
+	"\x0eReleaseOrphans\x12 .alcove.v1.ReleaseOrphansRequest\x1a!.alcove.v1.ReleaseOrphansResponse2\x8c\x06\n" +
 	"\n" +
 	"MetaMaster\x12R\n" +
 	"\rGetMasterInfo\x12\x1f.alcove.v1.GetMasterInfoRequest\x1a .alcove.v1.GetMasterInfoResponse\x12I\n" +
@@ -3225,12 +3969,17 @@ const file_engine_api_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12\x1c.alcove.v1.CheckpointRequest\x1a\x1d.alcove.v1.CheckpointResponse\x12O\n" +
 	"\x0eWatchNodeCache\x12 .alcove.v1.WatchNodeCacheRequest\x1a\x19.alcove.v1.NodeCacheEvent0\x01\x12O\n" +
-	"\fGetNodeCache\x12\x1e.alcove.v1.GetNodeCacheRequest\x1a\x1f.alcove.v1.GetNodeCacheResponse2\xc8\x02\n" +
+	"\fGetNodeCache\x12\x1e.alcove.v1.GetNodeCacheRequest\x1a\x1f.alcove.v1.GetNodeCacheResponse\x12R\n" +
+	"\rGetQuorumInfo\x12\x1f.alcove.v1.GetQuorumInfoRequest\x1a .alcove.v1.GetQuorumInfoResponse\x12X\n" +
+	"\x0fAddQuorumMember\x12!.alcove.v1.AddQuorumMemberRequest\x1a\".alcove.v1.AddQuorumMemberResponse\x12a\n" +
+	"\x12RemoveQuorumMember\x12$.alcove.v1.RemoveQuorumMemberRequest\x1a%.alcove.v1.RemoveQuorumMemberResponse\x12a\n" +
+	"\x12TransferLeadership\x12$.alcove.v1.TransferLeadershipRequest\x1a%.alcove.v1.TransferLeadershipResponse2\x9f\x03\n" +
 	"\vBlockMaster\x12U\n" +
 	"\x0eRegisterWorker\x12 .alcove.v1.RegisterWorkerRequest\x1a!.alcove.v1.RegisterWorkerResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.alcove.v1.HeartbeatRequest\x1a\x1c.alcove.v1.HeartbeatResponse\x12L\n" +
 	"\vCommitBlock\x12\x1d.alcove.v1.CommitBlockRequest\x1a\x1e.alcove.v1.CommitBlockResponse\x12L\n" +
-	"\vPersistDone\x12\x1d.alcove.v1.PersistDoneRequest\x1a\x1e.alcove.v1.PersistDoneResponseB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
+	"\vPersistDone\x12\x1d.alcove.v1.PersistDoneRequest\x1a\x1e.alcove.v1.PersistDoneResponse\x12U\n" +
+	"\x0eGetMountConfig\x12 .alcove.v1.GetMountConfigRequest\x1a!.alcove.v1.GetMountConfigResponseB1Z/github.com/alcove-io/alcove/engine/api/v1;apiv1b\x06proto3"
 
 var (
 	file_engine_api_v1_master_proto_rawDescOnce sync.Once
@@ -3244,146 +3993,172 @@ func file_engine_api_v1_master_proto_rawDescGZIP() []byte {
 	return file_engine_api_v1_master_proto_rawDescData
 }
 
-var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_engine_api_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_engine_api_v1_master_proto_goTypes = []any{
-	(*GetStatusRequest)(nil),        // 0: alcove.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),       // 1: alcove.v1.GetStatusResponse
-	(*ListStatusRequest)(nil),       // 2: alcove.v1.ListStatusRequest
-	(*ListStatusResponse)(nil),      // 3: alcove.v1.ListStatusResponse
-	(*CreateDirectoryRequest)(nil),  // 4: alcove.v1.CreateDirectoryRequest
-	(*CreateDirectoryResponse)(nil), // 5: alcove.v1.CreateDirectoryResponse
-	(*CreateFileRequest)(nil),       // 6: alcove.v1.CreateFileRequest
-	(*CreateFileResponse)(nil),      // 7: alcove.v1.CreateFileResponse
-	(*CompleteFileRequest)(nil),     // 8: alcove.v1.CompleteFileRequest
-	(*CompleteFileResponse)(nil),    // 9: alcove.v1.CompleteFileResponse
-	(*DeleteRequest)(nil),           // 10: alcove.v1.DeleteRequest
-	(*DeleteResponse)(nil),          // 11: alcove.v1.DeleteResponse
-	(*RenameRequest)(nil),           // 12: alcove.v1.RenameRequest
-	(*RenameResponse)(nil),          // 13: alcove.v1.RenameResponse
-	(*SetAttributeRequest)(nil),     // 14: alcove.v1.SetAttributeRequest
-	(*SetAttributeResponse)(nil),    // 15: alcove.v1.SetAttributeResponse
-	(*FreeRequest)(nil),             // 16: alcove.v1.FreeRequest
-	(*FreeResponse)(nil),            // 17: alcove.v1.FreeResponse
-	(*MountRequest)(nil),            // 18: alcove.v1.MountRequest
-	(*MountResponse)(nil),           // 19: alcove.v1.MountResponse
-	(*UnmountRequest)(nil),          // 20: alcove.v1.UnmountRequest
-	(*UnmountResponse)(nil),         // 21: alcove.v1.UnmountResponse
-	(*CreateSymlinkRequest)(nil),    // 22: alcove.v1.CreateSymlinkRequest
-	(*CreateSymlinkResponse)(nil),   // 23: alcove.v1.CreateSymlinkResponse
-	(*ReleaseOrphansRequest)(nil),   // 24: alcove.v1.ReleaseOrphansRequest
-	(*ReleaseOrphansResponse)(nil),  // 25: alcove.v1.ReleaseOrphansResponse
-	(*GetMountTableRequest)(nil),    // 26: alcove.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),   // 27: alcove.v1.GetMountTableResponse
-	(*GetMasterInfoRequest)(nil),    // 28: alcove.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),   // 29: alcove.v1.GetMasterInfoResponse
-	(*GetWorkersRequest)(nil),       // 30: alcove.v1.GetWorkersRequest
-	(*GetWorkersResponse)(nil),      // 31: alcove.v1.GetWorkersResponse
-	(*CheckpointRequest)(nil),       // 32: alcove.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),      // 33: alcove.v1.CheckpointResponse
-	(*RegisterWorkerRequest)(nil),   // 34: alcove.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),  // 35: alcove.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),        // 36: alcove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),       // 37: alcove.v1.HeartbeatResponse
-	(*ReplicateCommand)(nil),        // 38: alcove.v1.ReplicateCommand
-	(*PersistCommand)(nil),          // 39: alcove.v1.PersistCommand
-	(*CommitBlockRequest)(nil),      // 40: alcove.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),     // 41: alcove.v1.CommitBlockResponse
-	(*PersistDoneRequest)(nil),      // 42: alcove.v1.PersistDoneRequest
-	(*PersistDoneResponse)(nil),     // 43: alcove.v1.PersistDoneResponse
-	(*NodeCacheEntry)(nil),          // 44: alcove.v1.NodeCacheEntry
-	(*WatchNodeCacheRequest)(nil),   // 45: alcove.v1.WatchNodeCacheRequest
-	(*NodeCacheEvent)(nil),          // 46: alcove.v1.NodeCacheEvent
-	(*GetNodeCacheRequest)(nil),     // 47: alcove.v1.GetNodeCacheRequest
-	(*GetNodeCacheResponse)(nil),    // 48: alcove.v1.GetNodeCacheResponse
-	nil,                             // 49: alcove.v1.MountRequest.PropertiesEntry
-	(*FileInfo)(nil),                // 50: alcove.v1.FileInfo
-	(WriteType)(0),                  // 51: alcove.v1.WriteType
-	(TtlAction)(0),                  // 52: alcove.v1.TtlAction
-	(*BlockRun)(nil),                // 53: alcove.v1.BlockRun
-	(*MountPointInfo)(nil),          // 54: alcove.v1.MountPointInfo
-	(*WorkerInfo)(nil),              // 55: alcove.v1.WorkerInfo
-	(*TierInfo)(nil),                // 56: alcove.v1.TierInfo
-	(*WorkerBlock)(nil),             // 57: alcove.v1.WorkerBlock
-	(*BlockLocation)(nil),           // 58: alcove.v1.BlockLocation
+	(*GetStatusRequest)(nil),           // 0: alcove.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),          // 1: alcove.v1.GetStatusResponse
+	(*ListStatusRequest)(nil),          // 2: alcove.v1.ListStatusRequest
+	(*ListStatusResponse)(nil),         // 3: alcove.v1.ListStatusResponse
+	(*CreateDirectoryRequest)(nil),     // 4: alcove.v1.CreateDirectoryRequest
+	(*CreateDirectoryResponse)(nil),    // 5: alcove.v1.CreateDirectoryResponse
+	(*CreateFileRequest)(nil),          // 6: alcove.v1.CreateFileRequest
+	(*CreateFileResponse)(nil),         // 7: alcove.v1.CreateFileResponse
+	(*CompleteFileRequest)(nil),        // 8: alcove.v1.CompleteFileRequest
+	(*CompleteFileResponse)(nil),       // 9: alcove.v1.CompleteFileResponse
+	(*DeleteRequest)(nil),              // 10: alcove.v1.DeleteRequest
+	(*DeleteResponse)(nil),             // 11: alcove.v1.DeleteResponse
+	(*RenameRequest)(nil),              // 12: alcove.v1.RenameRequest
+	(*RenameResponse)(nil),             // 13: alcove.v1.RenameResponse
+	(*SetAttributeRequest)(nil),        // 14: alcove.v1.SetAttributeRequest
+	(*SetAttributeResponse)(nil),       // 15: alcove.v1.SetAttributeResponse
+	(*FreeRequest)(nil),                // 16: alcove.v1.FreeRequest
+	(*FreeResponse)(nil),               // 17: alcove.v1.FreeResponse
+	(*MountRequest)(nil),               // 18: alcove.v1.MountRequest
+	(*MountResponse)(nil),              // 19: alcove.v1.MountResponse
+	(*UnmountRequest)(nil),             // 20: alcove.v1.UnmountRequest
+	(*UnmountResponse)(nil),            // 21: alcove.v1.UnmountResponse
+	(*CreateSymlinkRequest)(nil),       // 22: alcove.v1.CreateSymlinkRequest
+	(*CreateSymlinkResponse)(nil),      // 23: alcove.v1.CreateSymlinkResponse
+	(*ReleaseOrphansRequest)(nil),      // 24: alcove.v1.ReleaseOrphansRequest
+	(*ReleaseOrphansResponse)(nil),     // 25: alcove.v1.ReleaseOrphansResponse
+	(*GetMountTableRequest)(nil),       // 26: alcove.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),      // 27: alcove.v1.GetMountTableResponse
+	(*GetMasterInfoRequest)(nil),       // 28: alcove.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),      // 29: alcove.v1.GetMasterInfoResponse
+	(*QuorumMember)(nil),               // 30: alcove.v1.QuorumMember
+	(*GetQuorumInfoRequest)(nil),       // 31: alcove.v1.GetQuorumInfoRequest
+	(*GetQuorumInfoResponse)(nil),      // 32: alcove.v1.GetQuorumInfoResponse
+	(*AddQuorumMemberRequest)(nil),     // 33: alcove.v1.AddQuorumMemberRequest
+	(*AddQuorumMemberResponse)(nil),    // 34: alcove.v1.AddQuorumMemberResponse
+	(*RemoveQuorumMemberRequest)(nil),  // 35: alcove.v1.RemoveQuorumMemberRequest
+	(*RemoveQuorumMemberResponse)(nil), // 36: alcove.v1.RemoveQuorumMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 37: alcove.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 38: alcove.v1.TransferLeadershipResponse
+	(*GetWorkersRequest)(nil),          // 39: alcove.v1.GetWorkersRequest
+	(*GetWorkersResponse)(nil),         // 40: alcove.v1.GetWorkersResponse
+	(*CheckpointRequest)(nil),          // 41: alcove.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),         // 42: alcove.v1.CheckpointResponse
+	(*RegisterWorkerRequest)(nil),      // 43: alcove.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),     // 44: alcove.v1.RegisterWorkerResponse
+	(*BlockTokenKey)(nil),              // 45: alcove.v1.BlockTokenKey
+	(*HeartbeatRequest)(nil),           // 46: alcove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),          // 47: alcove.v1.HeartbeatResponse
+	(*ReplicateCommand)(nil),           // 48: alcove.v1.ReplicateCommand
+	(*PersistCommand)(nil),             // 49: alcove.v1.PersistCommand
+	(*CommitBlockRequest)(nil),         // 50: alcove.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),        // 51: alcove.v1.CommitBlockResponse
+	(*PersistDoneRequest)(nil),         // 52: alcove.v1.PersistDoneRequest
+	(*PersistDoneResponse)(nil),        // 53: alcove.v1.PersistDoneResponse
+	(*GetMountConfigRequest)(nil),      // 54: alcove.v1.GetMountConfigRequest
+	(*GetMountConfigResponse)(nil),     // 55: alcove.v1.GetMountConfigResponse
+	(*NodeCacheEntry)(nil),             // 56: alcove.v1.NodeCacheEntry
+	(*WatchNodeCacheRequest)(nil),      // 57: alcove.v1.WatchNodeCacheRequest
+	(*NodeCacheEvent)(nil),             // 58: alcove.v1.NodeCacheEvent
+	(*GetNodeCacheRequest)(nil),        // 59: alcove.v1.GetNodeCacheRequest
+	(*GetNodeCacheResponse)(nil),       // 60: alcove.v1.GetNodeCacheResponse
+	nil,                                // 61: alcove.v1.MountRequest.PropertiesEntry
+	(*FileInfo)(nil),                   // 62: alcove.v1.FileInfo
+	(WriteType)(0),                     // 63: alcove.v1.WriteType
+	(TtlAction)(0),                     // 64: alcove.v1.TtlAction
+	(*BlockRun)(nil),                   // 65: alcove.v1.BlockRun
+	(*MountPointInfo)(nil),             // 66: alcove.v1.MountPointInfo
+	(*WorkerInfo)(nil),                 // 67: alcove.v1.WorkerInfo
+	(*TierInfo)(nil),                   // 68: alcove.v1.TierInfo
+	(*WorkerBlock)(nil),                // 69: alcove.v1.WorkerBlock
+	(*BlockLocation)(nil),              // 70: alcove.v1.BlockLocation
 }
 var file_engine_api_v1_master_proto_depIdxs = []int32{
-	50, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
-	50, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
-	51, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
-	50, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
-	51, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
-	52, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	50, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	53, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
-	50, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
-	52, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
-	49, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
-	51, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
-	50, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
-	54, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
-	55, // 14: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
-	56, // 15: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
-	57, // 16: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
-	56, // 17: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
-	57, // 18: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
-	39, // 19: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
-	38, // 20: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
-	58, // 21: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
-	53, // 22: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
-	58, // 23: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
-	44, // 24: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
-	44, // 25: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
-	0,  // 26: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
-	2,  // 27: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
-	4,  // 28: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
-	6,  // 29: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
-	8,  // 30: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
-	10, // 31: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
-	12, // 32: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
-	14, // 33: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
-	16, // 34: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
-	18, // 35: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
-	20, // 36: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
-	26, // 37: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
-	22, // 38: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
-	24, // 39: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
-	28, // 40: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
-	30, // 41: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
-	32, // 42: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
-	45, // 43: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
-	47, // 44: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
-	34, // 45: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
-	36, // 46: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
-	40, // 47: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
-	42, // 48: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
-	1,  // 49: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
-	3,  // 50: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
-	5,  // 51: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
-	7,  // 52: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
-	9,  // 53: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
-	11, // 54: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
-	13, // 55: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
-	15, // 56: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
-	17, // 57: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
-	19, // 58: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
-	21, // 59: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
-	27, // 60: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
-	23, // 61: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
-	25, // 62: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
-	29, // 63: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
-	31, // 64: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
-	33, // 65: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
-	46, // 66: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
-	48, // 67: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
-	35, // 68: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
-	37, // 69: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
-	41, // 70: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
-	43, // 71: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
-	49, // [49:72] is the sub-list for method output_type
-	26, // [26:49] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	62, // 0: alcove.v1.GetStatusResponse.file_info:type_name -> alcove.v1.FileInfo
+	62, // 1: alcove.v1.ListStatusResponse.file_infos:type_name -> alcove.v1.FileInfo
+	63, // 2: alcove.v1.CreateDirectoryRequest.write_type:type_name -> alcove.v1.WriteType
+	62, // 3: alcove.v1.CreateDirectoryResponse.file_info:type_name -> alcove.v1.FileInfo
+	63, // 4: alcove.v1.CreateFileRequest.write_type:type_name -> alcove.v1.WriteType
+	64, // 5: alcove.v1.CreateFileRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	62, // 6: alcove.v1.CreateFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	65, // 7: alcove.v1.CompleteFileRequest.holes:type_name -> alcove.v1.BlockRun
+	62, // 8: alcove.v1.CompleteFileResponse.file_info:type_name -> alcove.v1.FileInfo
+	64, // 9: alcove.v1.SetAttributeRequest.ttl_action:type_name -> alcove.v1.TtlAction
+	61, // 10: alcove.v1.MountRequest.properties:type_name -> alcove.v1.MountRequest.PropertiesEntry
+	63, // 11: alcove.v1.CreateSymlinkRequest.write_type:type_name -> alcove.v1.WriteType
+	62, // 12: alcove.v1.CreateSymlinkResponse.file_info:type_name -> alcove.v1.FileInfo
+	66, // 13: alcove.v1.GetMountTableResponse.mount_points:type_name -> alcove.v1.MountPointInfo
+	30, // 14: alcove.v1.GetQuorumInfoResponse.members:type_name -> alcove.v1.QuorumMember
+	67, // 15: alcove.v1.GetWorkersResponse.workers:type_name -> alcove.v1.WorkerInfo
+	68, // 16: alcove.v1.RegisterWorkerRequest.tiers:type_name -> alcove.v1.TierInfo
+	69, // 17: alcove.v1.RegisterWorkerRequest.blocks:type_name -> alcove.v1.WorkerBlock
+	45, // 18: alcove.v1.RegisterWorkerResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	68, // 19: alcove.v1.HeartbeatRequest.tiers:type_name -> alcove.v1.TierInfo
+	69, // 20: alcove.v1.HeartbeatRequest.added_blocks:type_name -> alcove.v1.WorkerBlock
+	49, // 21: alcove.v1.HeartbeatResponse.persist:type_name -> alcove.v1.PersistCommand
+	48, // 22: alcove.v1.HeartbeatResponse.replicate:type_name -> alcove.v1.ReplicateCommand
+	45, // 23: alcove.v1.HeartbeatResponse.block_token_keys:type_name -> alcove.v1.BlockTokenKey
+	70, // 24: alcove.v1.ReplicateCommand.targets:type_name -> alcove.v1.BlockLocation
+	65, // 25: alcove.v1.PersistCommand.holes:type_name -> alcove.v1.BlockRun
+	70, // 26: alcove.v1.CommitBlockResponse.replica_targets:type_name -> alcove.v1.BlockLocation
+	66, // 27: alcove.v1.GetMountConfigResponse.mount:type_name -> alcove.v1.MountPointInfo
+	56, // 28: alcove.v1.NodeCacheEvent.entries:type_name -> alcove.v1.NodeCacheEntry
+	56, // 29: alcove.v1.GetNodeCacheResponse.entries:type_name -> alcove.v1.NodeCacheEntry
+	0,  // 30: alcove.v1.FileSystemMaster.GetStatus:input_type -> alcove.v1.GetStatusRequest
+	2,  // 31: alcove.v1.FileSystemMaster.ListStatus:input_type -> alcove.v1.ListStatusRequest
+	4,  // 32: alcove.v1.FileSystemMaster.CreateDirectory:input_type -> alcove.v1.CreateDirectoryRequest
+	6,  // 33: alcove.v1.FileSystemMaster.CreateFile:input_type -> alcove.v1.CreateFileRequest
+	8,  // 34: alcove.v1.FileSystemMaster.CompleteFile:input_type -> alcove.v1.CompleteFileRequest
+	10, // 35: alcove.v1.FileSystemMaster.Delete:input_type -> alcove.v1.DeleteRequest
+	12, // 36: alcove.v1.FileSystemMaster.Rename:input_type -> alcove.v1.RenameRequest
+	14, // 37: alcove.v1.FileSystemMaster.SetAttribute:input_type -> alcove.v1.SetAttributeRequest
+	16, // 38: alcove.v1.FileSystemMaster.Free:input_type -> alcove.v1.FreeRequest
+	18, // 39: alcove.v1.FileSystemMaster.Mount:input_type -> alcove.v1.MountRequest
+	20, // 40: alcove.v1.FileSystemMaster.Unmount:input_type -> alcove.v1.UnmountRequest
+	26, // 41: alcove.v1.FileSystemMaster.GetMountTable:input_type -> alcove.v1.GetMountTableRequest
+	22, // 42: alcove.v1.FileSystemMaster.CreateSymlink:input_type -> alcove.v1.CreateSymlinkRequest
+	24, // 43: alcove.v1.FileSystemMaster.ReleaseOrphans:input_type -> alcove.v1.ReleaseOrphansRequest
+	28, // 44: alcove.v1.MetaMaster.GetMasterInfo:input_type -> alcove.v1.GetMasterInfoRequest
+	39, // 45: alcove.v1.MetaMaster.GetWorkers:input_type -> alcove.v1.GetWorkersRequest
+	41, // 46: alcove.v1.MetaMaster.Checkpoint:input_type -> alcove.v1.CheckpointRequest
+	57, // 47: alcove.v1.MetaMaster.WatchNodeCache:input_type -> alcove.v1.WatchNodeCacheRequest
+	59, // 48: alcove.v1.MetaMaster.GetNodeCache:input_type -> alcove.v1.GetNodeCacheRequest
+	31, // 49: alcove.v1.MetaMaster.GetQuorumInfo:input_type -> alcove.v1.GetQuorumInfoRequest
+	33, // 50: alcove.v1.MetaMaster.AddQuorumMember:input_type -> alcove.v1.AddQuorumMemberRequest
+	35, // 51: alcove.v1.MetaMaster.RemoveQuorumMember:input_type -> alcove.v1.RemoveQuorumMemberRequest
+	37, // 52: alcove.v1.MetaMaster.TransferLeadership:input_type -> alcove.v1.TransferLeadershipRequest
+	43, // 53: alcove.v1.BlockMaster.RegisterWorker:input_type -> alcove.v1.RegisterWorkerRequest
+	46, // 54: alcove.v1.BlockMaster.Heartbeat:input_type -> alcove.v1.HeartbeatRequest
+	50, // 55: alcove.v1.BlockMaster.CommitBlock:input_type -> alcove.v1.CommitBlockRequest
+	52, // 56: alcove.v1.BlockMaster.PersistDone:input_type -> alcove.v1.PersistDoneRequest
+	54, // 57: alcove.v1.BlockMaster.GetMountConfig:input_type -> alcove.v1.GetMountConfigRequest
+	1,  // 58: alcove.v1.FileSystemMaster.GetStatus:output_type -> alcove.v1.GetStatusResponse
+	3,  // 59: alcove.v1.FileSystemMaster.ListStatus:output_type -> alcove.v1.ListStatusResponse
+	5,  // 60: alcove.v1.FileSystemMaster.CreateDirectory:output_type -> alcove.v1.CreateDirectoryResponse
+	7,  // 61: alcove.v1.FileSystemMaster.CreateFile:output_type -> alcove.v1.CreateFileResponse
+	9,  // 62: alcove.v1.FileSystemMaster.CompleteFile:output_type -> alcove.v1.CompleteFileResponse
+	11, // 63: alcove.v1.FileSystemMaster.Delete:output_type -> alcove.v1.DeleteResponse
+	13, // 64: alcove.v1.FileSystemMaster.Rename:output_type -> alcove.v1.RenameResponse
+	15, // 65: alcove.v1.FileSystemMaster.SetAttribute:output_type -> alcove.v1.SetAttributeResponse
+	17, // 66: alcove.v1.FileSystemMaster.Free:output_type -> alcove.v1.FreeResponse
+	19, // 67: alcove.v1.FileSystemMaster.Mount:output_type -> alcove.v1.MountResponse
+	21, // 68: alcove.v1.FileSystemMaster.Unmount:output_type -> alcove.v1.UnmountResponse
+	27, // 69: alcove.v1.FileSystemMaster.GetMountTable:output_type -> alcove.v1.GetMountTableResponse
+	23, // 70: alcove.v1.FileSystemMaster.CreateSymlink:output_type -> alcove.v1.CreateSymlinkResponse
+	25, // 71: alcove.v1.FileSystemMaster.ReleaseOrphans:output_type -> alcove.v1.ReleaseOrphansResponse
+	29, // 72: alcove.v1.MetaMaster.GetMasterInfo:output_type -> alcove.v1.GetMasterInfoResponse
+	40, // 73: alcove.v1.MetaMaster.GetWorkers:output_type -> alcove.v1.GetWorkersResponse
+	42, // 74: alcove.v1.MetaMaster.Checkpoint:output_type -> alcove.v1.CheckpointResponse
+	58, // 75: alcove.v1.MetaMaster.WatchNodeCache:output_type -> alcove.v1.NodeCacheEvent
+	60, // 76: alcove.v1.MetaMaster.GetNodeCache:output_type -> alcove.v1.GetNodeCacheResponse
+	32, // 77: alcove.v1.MetaMaster.GetQuorumInfo:output_type -> alcove.v1.GetQuorumInfoResponse
+	34, // 78: alcove.v1.MetaMaster.AddQuorumMember:output_type -> alcove.v1.AddQuorumMemberResponse
+	36, // 79: alcove.v1.MetaMaster.RemoveQuorumMember:output_type -> alcove.v1.RemoveQuorumMemberResponse
+	38, // 80: alcove.v1.MetaMaster.TransferLeadership:output_type -> alcove.v1.TransferLeadershipResponse
+	44, // 81: alcove.v1.BlockMaster.RegisterWorker:output_type -> alcove.v1.RegisterWorkerResponse
+	47, // 82: alcove.v1.BlockMaster.Heartbeat:output_type -> alcove.v1.HeartbeatResponse
+	51, // 83: alcove.v1.BlockMaster.CommitBlock:output_type -> alcove.v1.CommitBlockResponse
+	53, // 84: alcove.v1.BlockMaster.PersistDone:output_type -> alcove.v1.PersistDoneResponse
+	55, // 85: alcove.v1.BlockMaster.GetMountConfig:output_type -> alcove.v1.GetMountConfigResponse
+	58, // [58:86] is the sub-list for method output_type
+	30, // [30:58] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_engine_api_v1_master_proto_init() }
@@ -3392,6 +4167,8 @@ func file_engine_api_v1_master_proto_init() {
 		return
 	}
 	file_engine_api_v1_common_proto_init()
+	file_engine_api_v1_master_proto_msgTypes[0].OneofWrappers = []any{}
+	file_engine_api_v1_master_proto_msgTypes[2].OneofWrappers = []any{}
 	file_engine_api_v1_master_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3399,7 +4176,7 @@ func file_engine_api_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_api_v1_master_proto_rawDesc), len(file_engine_api_v1_master_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -627,11 +627,15 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	MetaMaster_GetMasterInfo_FullMethodName  = "/alcove.v1.MetaMaster/GetMasterInfo"
-	MetaMaster_GetWorkers_FullMethodName     = "/alcove.v1.MetaMaster/GetWorkers"
-	MetaMaster_Checkpoint_FullMethodName     = "/alcove.v1.MetaMaster/Checkpoint"
-	MetaMaster_WatchNodeCache_FullMethodName = "/alcove.v1.MetaMaster/WatchNodeCache"
-	MetaMaster_GetNodeCache_FullMethodName   = "/alcove.v1.MetaMaster/GetNodeCache"
+	MetaMaster_GetMasterInfo_FullMethodName      = "/alcove.v1.MetaMaster/GetMasterInfo"
+	MetaMaster_GetWorkers_FullMethodName         = "/alcove.v1.MetaMaster/GetWorkers"
+	MetaMaster_Checkpoint_FullMethodName         = "/alcove.v1.MetaMaster/Checkpoint"
+	MetaMaster_WatchNodeCache_FullMethodName     = "/alcove.v1.MetaMaster/WatchNodeCache"
+	MetaMaster_GetNodeCache_FullMethodName       = "/alcove.v1.MetaMaster/GetNodeCache"
+	MetaMaster_GetQuorumInfo_FullMethodName      = "/alcove.v1.MetaMaster/GetQuorumInfo"
+	MetaMaster_AddQuorumMember_FullMethodName    = "/alcove.v1.MetaMaster/AddQuorumMember"
+	MetaMaster_RemoveQuorumMember_FullMethodName = "/alcove.v1.MetaMaster/RemoveQuorumMember"
+	MetaMaster_TransferLeadership_FullMethodName = "/alcove.v1.MetaMaster/TransferLeadership"
 )
 
 // MetaMasterClient is the client API for MetaMaster service.
@@ -651,6 +655,11 @@ type MetaMasterClient interface {
 	// GetNodeCache returns cached bytes per node for arbitrary paths (indexed
 	// prefixes are answered from the index, other paths by summing files).
 	GetNodeCache(ctx context.Context, in *GetNodeCacheRequest, opts ...grpc.CallOption) (*GetNodeCacheResponse, error)
+	// Journal quorum administration (alcove fsadmin journal quorum ...).
+	GetQuorumInfo(ctx context.Context, in *GetQuorumInfoRequest, opts ...grpc.CallOption) (*GetQuorumInfoResponse, error)
+	AddQuorumMember(ctx context.Context, in *AddQuorumMemberRequest, opts ...grpc.CallOption) (*AddQuorumMemberResponse, error)
+	RemoveQuorumMember(ctx context.Context, in *RemoveQuorumMemberRequest, opts ...grpc.CallOption) (*RemoveQuorumMemberResponse, error)
+	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
 
 type metaMasterClient struct {
@@ -720,6 +729,46 @@ func (c *metaMasterClient) GetNodeCache(ctx context.Context, in *GetNodeCacheReq
 	return out, nil
 }
 
+func (c *metaMasterClient) GetQuorumInfo(ctx context.Context, in *GetQuorumInfoRequest, opts ...grpc.CallOption) (*GetQuorumInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetQuorumInfoResponse)
+	err := c.cc.Invoke(ctx, MetaMaster_GetQuorumInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaMasterClient) AddQuorumMember(ctx context.Context, in *AddQuorumMemberRequest, opts ...grpc.CallOption) (*AddQuorumMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddQuorumMemberResponse)
+	err := c.cc.Invoke(ctx, MetaMaster_AddQuorumMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaMasterClient) RemoveQuorumMember(ctx context.Context, in *RemoveQuorumMemberRequest, opts ...grpc.CallOption) (*RemoveQuorumMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveQuorumMemberResponse)
+	err := c.cc.Invoke(ctx, MetaMaster_RemoveQuorumMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaMasterClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeadershipResponse)
+	err := c.cc.Invoke(ctx, MetaMaster_TransferLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaMasterServer is the server API for MetaMaster service.
 // All implementations must embed UnimplementedMetaMasterServer
 // for forward compatibility.
@@ -737,6 +786,11 @@ type MetaMasterServer interface {
 	// GetNodeCache returns cached bytes per node for arbitrary paths (indexed
 	// prefixes are answered from the index, other paths by summing files).
 	GetNodeCache(context.Context, *GetNodeCacheRequest) (*GetNodeCacheResponse, error)
+	// Journal quorum administration (alcove fsadmin journal quorum ...).
+	GetQuorumInfo(context.Context, *GetQuorumInfoRequest) (*GetQuorumInfoResponse, error)
+	AddQuorumMember(context.Context, *AddQuorumMemberRequest) (*AddQuorumMemberResponse, error)
+	RemoveQuorumMember(context.Context, *RemoveQuorumMemberRequest) (*RemoveQuorumMemberResponse, error)
+	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedMetaMasterServer()
 }
 
@@ -761,6 +815,18 @@ func (UnimplementedMetaMasterServer) WatchNodeCache(*WatchNodeCacheRequest, grpc
 }
 func (UnimplementedMetaMasterServer) GetNodeCache(context.Context, *GetNodeCacheRequest) (*GetNodeCacheResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetNodeCache not implemented")
+}
+func (UnimplementedMetaMasterServer) GetQuorumInfo(context.Context, *GetQuorumInfoRequest) (*GetQuorumInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetQuorumInfo not implemented")
+}
+func (UnimplementedMetaMasterServer) AddQuorumMember(context.Context, *AddQuorumMemberRequest) (*AddQuorumMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddQuorumMember not implemented")
+}
+func (UnimplementedMetaMasterServer) RemoveQuorumMember(context.Context, *RemoveQuorumMemberRequest) (*RemoveQuorumMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveQuorumMember not implemented")
+}
+func (UnimplementedMetaMasterServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
 }
 func (UnimplementedMetaMasterServer) mustEmbedUnimplementedMetaMasterServer() {}
 func (UnimplementedMetaMasterServer) testEmbeddedByValue()                    {}
@@ -866,6 +932,78 @@ func _MetaMaster_GetNodeCache_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaMaster_GetQuorumInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQuorumInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaMasterServer).GetQuorumInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaMaster_GetQuorumInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaMasterServer).GetQuorumInfo(ctx, req.(*GetQuorumInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaMaster_AddQuorumMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddQuorumMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaMasterServer).AddQuorumMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaMaster_AddQuorumMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaMasterServer).AddQuorumMember(ctx, req.(*AddQuorumMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaMaster_RemoveQuorumMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveQuorumMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaMasterServer).RemoveQuorumMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaMaster_RemoveQuorumMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaMasterServer).RemoveQuorumMember(ctx, req.(*RemoveQuorumMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaMaster_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaMasterServer).TransferLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaMaster_TransferLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaMasterServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaMaster_ServiceDesc is the grpc.ServiceDesc for MetaMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -889,6 +1027,22 @@ var MetaMaster_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetNodeCache",
 			Handler:    _MetaMaster_GetNodeCache_Handler,
 		},
+		{
+			MethodName: "GetQuorumInfo",
+			Handler:    _MetaMaster_GetQuorumInfo_Handler,
+		},
+		{
+			MethodName: "AddQuorumMember",
+			Handler:    _MetaMaster_AddQuorumMember_Handler,
+		},
+		{
+			MethodName: "RemoveQuorumMember",
+			Handler:    _MetaMaster_RemoveQuorumMember_Handler,
+		},
+		{
+			MethodName: "TransferLeadership",
+			Handler:    _MetaMaster_TransferLeadership_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -905,6 +1059,7 @@ const (
 	BlockMaster_Heartbeat_FullMethodName      = "/alcove.v1.BlockMaster/Heartbeat"
 	BlockMaster_CommitBlock_FullMethodName    = "/alcove.v1.BlockMaster/CommitBlock"
 	BlockMaster_PersistDone_FullMethodName    = "/alcove.v1.BlockMaster/PersistDone"
+	BlockMaster_GetMountConfig_FullMethodName = "/alcove.v1.BlockMaster/GetMountConfig"
 )
 
 // BlockMasterClient is the client API for BlockMaster service.
@@ -917,6 +1072,11 @@ type BlockMasterClient interface {
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	CommitBlock(ctx context.Context, in *CommitBlockRequest, opts ...grpc.CallOption) (*CommitBlockResponse, error)
 	PersistDone(ctx context.Context, in *PersistDoneRequest, opts ...grpc.CallOption) (*PersistDoneResponse, error)
+	// GetMountConfig returns a mount with its properties in clear (UFS
+	// credentials), so a worker reads and writes the UFS with what the master
+	// holds rather than trusting what a client sends. Workers only: the
+	// security work restricts it to the worker role by certificate.
+	GetMountConfig(ctx context.Context, in *GetMountConfigRequest, opts ...grpc.CallOption) (*GetMountConfigResponse, error)
 }
 
 type blockMasterClient struct {
@@ -967,6 +1127,16 @@ func (c *blockMasterClient) PersistDone(ctx context.Context, in *PersistDoneRequ
 	return out, nil
 }
 
+func (c *blockMasterClient) GetMountConfig(ctx context.Context, in *GetMountConfigRequest, opts ...grpc.CallOption) (*GetMountConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMountConfigResponse)
+	err := c.cc.Invoke(ctx, BlockMaster_GetMountConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BlockMasterServer is the server API for BlockMaster service.
 // All implementations must embed UnimplementedBlockMasterServer
 // for forward compatibility.
@@ -977,6 +1147,11 @@ type BlockMasterServer interface {
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	CommitBlock(context.Context, *CommitBlockRequest) (*CommitBlockResponse, error)
 	PersistDone(context.Context, *PersistDoneRequest) (*PersistDoneResponse, error)
+	// GetMountConfig returns a mount with its properties in clear (UFS
+	// credentials), so a worker reads and writes the UFS with what the master
+	// holds rather than trusting what a client sends. Workers only: the
+	// security work restricts it to the worker role by certificate.
+	GetMountConfig(context.Context, *GetMountConfigRequest) (*GetMountConfigResponse, error)
 	mustEmbedUnimplementedBlockMasterServer()
 }
 
@@ -998,6 +1173,9 @@ func (UnimplementedBlockMasterServer) CommitBlock(context.Context, *CommitBlockR
 }
 func (UnimplementedBlockMasterServer) PersistDone(context.Context, *PersistDoneRequest) (*PersistDoneResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PersistDone not implemented")
+}
+func (UnimplementedBlockMasterServer) GetMountConfig(context.Context, *GetMountConfigRequest) (*GetMountConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMountConfig not implemented")
 }
 func (UnimplementedBlockMasterServer) mustEmbedUnimplementedBlockMasterServer() {}
 func (UnimplementedBlockMasterServer) testEmbeddedByValue()                     {}
@@ -1092,6 +1270,24 @@ func _BlockMaster_PersistDone_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlockMaster_GetMountConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMountConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockMasterServer).GetMountConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockMaster_GetMountConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockMasterServer).GetMountConfig(ctx, req.(*GetMountConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BlockMaster_ServiceDesc is the grpc.ServiceDesc for BlockMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1114,6 +1310,10 @@ var BlockMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PersistDone",
 			Handler:    _BlockMaster_PersistDone_Handler,
+		},
+		{
+			MethodName: "GetMountConfig",
+			Handler:    _BlockMaster_GetMountConfig_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -76,7 +76,8 @@ type UfsBlockSource struct {
 	UfsPath       string                 `protobuf:"bytes,1,opt,name=ufs_path,json=ufsPath,proto3" json:"ufs_path,omitempty"`
 	BlockOffset   int64                  `protobuf:"varint,2,opt,name=block_offset,json=blockOffset,proto3" json:"block_offset,omitempty"` // offset of the block in the UFS file
 	MountId       int64                  `protobuf:"varint,3,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
-	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"` // false: the UFS has no copy; a miss is an error
+	Persisted     bool                   `protobuf:"varint,4,opt,name=persisted,proto3" json:"persisted,omitempty"`    // false: the UFS has no copy; a miss is an error
+	Fingerprint   string                 `protobuf:"bytes,5,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"` // the object's recorded fingerprint: a changed object is refused
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -139,6 +140,13 @@ func (x *UfsBlockSource) GetPersisted() bool {
 	return false
 }
 
+func (x *UfsBlockSource) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
 type ReadBlockRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	BlockId        int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
@@ -148,7 +156,8 @@ type ReadBlockRequest struct {
 	BlockSizeBytes int64                  `protobuf:"varint,5,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"` // the file's block size (cache layout)
 	ReadType       ReadType               `protobuf:"varint,6,opt,name=read_type,json=readType,proto3,enum=alcove.v1.ReadType" json:"read_type,omitempty"`
 	Ufs            *UfsBlockSource        `protobuf:"bytes,7,opt,name=ufs,proto3" json:"ufs,omitempty"`
-	ChunkSize      int32                  `protobuf:"varint,8,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"` // 0: default 1 MiB
+	ChunkSize      int32                  `protobuf:"varint,8,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`    // 0: default 1 MiB
+	BlockToken     []byte                 `protobuf:"bytes,20,opt,name=block_token,json=blockToken,proto3" json:"block_token,omitempty"` // read token of the block's file (FileInfo.block_token)
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -239,6 +248,13 @@ func (x *ReadBlockRequest) GetChunkSize() int32 {
 	return 0
 }
 
+func (x *ReadBlockRequest) GetBlockToken() []byte {
+	if x != nil {
+		return x.BlockToken
+	}
+	return nil
+}
+
 type DataChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
@@ -293,6 +309,7 @@ type WriteFileHeader struct {
 	Mode           uint32                 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"`
 	MountId        int64                  `protobuf:"varint,7,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
 	Pinned         bool                   `protobuf:"varint,8,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	BlockToken     []byte                 `protobuf:"bytes,20,opt,name=block_token,json=blockToken,proto3" json:"block_token,omitempty"` // write token of the file (CreateFile's answer)
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -381,6 +398,13 @@ func (x *WriteFileHeader) GetPinned() bool {
 		return x.Pinned
 	}
 	return false
+}
+
+func (x *WriteFileHeader) GetBlockToken() []byte {
+	if x != nil {
+		return x.BlockToken
+	}
+	return nil
 }
 
 type WriteFileRequest struct {
@@ -485,13 +509,14 @@ func (*WriteFileRequest_Data) isWriteFileRequest_Value() {}
 func (*WriteFileRequest_Skip) isWriteFileRequest_Value() {}
 
 type WriteFileResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Length        int64                  `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
-	Persisted     bool                   `protobuf:"varint,2,opt,name=persisted,proto3" json:"persisted,omitempty"`
-	UfsMtimeMs    int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
-	Blocks        []*WorkerBlock         `protobuf:"bytes,4,rep,name=blocks,proto3" json:"blocks,omitempty"` // blocks cached (and committed) by this worker
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Length         int64                  `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
+	Persisted      bool                   `protobuf:"varint,2,opt,name=persisted,proto3" json:"persisted,omitempty"`
+	UfsMtimeMs     int64                  `protobuf:"varint,3,opt,name=ufs_mtime_ms,json=ufsMtimeMs,proto3" json:"ufs_mtime_ms,omitempty"`
+	Blocks         []*WorkerBlock         `protobuf:"bytes,4,rep,name=blocks,proto3" json:"blocks,omitempty"` // blocks cached (and committed) by this worker
+	UfsFingerprint string                 `protobuf:"bytes,5,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WriteFileResponse) Reset() {
@@ -552,6 +577,13 @@ func (x *WriteFileResponse) GetBlocks() []*WorkerBlock {
 	return nil
 }
 
+func (x *WriteFileResponse) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
 type CacheBlockRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	BlockId        int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
@@ -559,6 +591,7 @@ type CacheBlockRequest struct {
 	BlockSizeBytes int64                  `protobuf:"varint,3,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"`
 	Ufs            *UfsBlockSource        `protobuf:"bytes,4,opt,name=ufs,proto3" json:"ufs,omitempty"`
 	Promote        bool                   `protobuf:"varint,5,opt,name=promote,proto3" json:"promote,omitempty"`
+	BlockToken     []byte                 `protobuf:"bytes,20,opt,name=block_token,json=blockToken,proto3" json:"block_token,omitempty"` // read token of the block's file
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -626,6 +659,13 @@ func (x *CacheBlockRequest) GetPromote() bool {
 		return x.Promote
 	}
 	return false
+}
+
+func (x *CacheBlockRequest) GetBlockToken() []byte {
+	if x != nil {
+		return x.BlockToken
+	}
+	return nil
 }
 
 type ReplicateBlockHeader struct {
@@ -885,6 +925,7 @@ type ShortCircuitRequest struct {
 	BlockId        int64                  `protobuf:"varint,2,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
 	BlockSizeBytes int64                  `protobuf:"varint,3,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"`
 	Promote        bool                   `protobuf:"varint,4,opt,name=promote,proto3" json:"promote,omitempty"`
+	BlockToken     []byte                 `protobuf:"bytes,20,opt,name=block_token,json=blockToken,proto3" json:"block_token,omitempty"` // OPEN: read token of the block's file
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -945,6 +986,13 @@ func (x *ShortCircuitRequest) GetPromote() bool {
 		return x.Promote
 	}
 	return false
+}
+
+func (x *ShortCircuitRequest) GetBlockToken() []byte {
+	if x != nil {
+		return x.BlockToken
+	}
+	return nil
 }
 
 type ShortCircuitResponse struct {
@@ -1095,12 +1143,13 @@ var File_engine_api_v1_worker_proto protoreflect.FileDescriptor
 
 const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1aengine/api/v1/worker.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\x87\x01\n" +
+	"\x1aengine/api/v1/worker.proto\x12\talcove.v1\x1a\x1aengine/api/v1/common.proto\"\xa9\x01\n" +
 	"\x0eUfsBlockSource\x12\x19\n" +
 	"\bufs_path\x18\x01 \x01(\tR\aufsPath\x12!\n" +
 	"\fblock_offset\x18\x02 \x01(\x03R\vblockOffset\x12\x19\n" +
 	"\bmount_id\x18\x03 \x01(\x03R\amountId\x12\x1c\n" +
-	"\tpersisted\x18\x04 \x01(\bR\tpersisted\"\xa8\x02\n" +
+	"\tpersisted\x18\x04 \x01(\bR\tpersisted\x12 \n" +
+	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint\"\xc9\x02\n" +
 	"\x10ReadBlockRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
@@ -1110,9 +1159,11 @@ const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"\tread_type\x18\x06 \x01(\x0e2\x13.alcove.v1.ReadTypeR\breadType\x12+\n" +
 	"\x03ufs\x18\a \x01(\v2\x19.alcove.v1.UfsBlockSourceR\x03ufs\x12\x1d\n" +
 	"\n" +
-	"chunk_size\x18\b \x01(\x05R\tchunkSize\"\x1f\n" +
+	"chunk_size\x18\b \x01(\x05R\tchunkSize\x12\x1f\n" +
+	"\vblock_token\x18\x14 \x01(\fR\n" +
+	"blockToken\"\x1f\n" +
 	"\tDataChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xff\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xa0\x02\n" +
 	"\x0fWriteFileHeader\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
@@ -1122,24 +1173,29 @@ const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"write_type\x18\x05 \x01(\x0e2\x14.alcove.v1.WriteTypeR\twriteType\x12\x12\n" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\x19\n" +
 	"\bmount_id\x18\a \x01(\x03R\amountId\x12\x16\n" +
-	"\x06pinned\x18\b \x01(\bR\x06pinned\"}\n" +
+	"\x06pinned\x18\b \x01(\bR\x06pinned\x12\x1f\n" +
+	"\vblock_token\x18\x14 \x01(\fR\n" +
+	"blockToken\"}\n" +
 	"\x10WriteFileRequest\x124\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.alcove.v1.WriteFileHeaderH\x00R\x06header\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12\x14\n" +
 	"\x04skip\x18\x03 \x01(\x03H\x00R\x04skipB\a\n" +
-	"\x05value\"\x9b\x01\n" +
+	"\x05value\"\xc4\x01\n" +
 	"\x11WriteFileResponse\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x03R\x06length\x12\x1c\n" +
 	"\tpersisted\x18\x02 \x01(\bR\tpersisted\x12 \n" +
 	"\fufs_mtime_ms\x18\x03 \x01(\x03R\n" +
 	"ufsMtimeMs\x12.\n" +
-	"\x06blocks\x18\x04 \x03(\v2\x16.alcove.v1.WorkerBlockR\x06blocks\"\xc2\x01\n" +
+	"\x06blocks\x18\x04 \x03(\v2\x16.alcove.v1.WorkerBlockR\x06blocks\x12'\n" +
+	"\x0fufs_fingerprint\x18\x05 \x01(\tR\x0eufsFingerprint\"\xe3\x01\n" +
 	"\x11CacheBlockRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12!\n" +
 	"\fblock_length\x18\x02 \x01(\x03R\vblockLength\x12(\n" +
 	"\x10block_size_bytes\x18\x03 \x01(\x03R\x0eblockSizeBytes\x12+\n" +
 	"\x03ufs\x18\x04 \x01(\v2\x19.alcove.v1.UfsBlockSourceR\x03ufs\x12\x18\n" +
-	"\apromote\x18\x05 \x01(\bR\apromote\"s\n" +
+	"\apromote\x18\x05 \x01(\bR\apromote\x12\x1f\n" +
+	"\vblock_token\x18\x14 \x01(\fR\n" +
+	"blockToken\"s\n" +
 	"\x14ReplicateBlockHeader\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12(\n" +
 	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x12\x16\n" +
@@ -1153,12 +1209,14 @@ const file_engine_api_v1_worker_proto_rawDesc = "" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\"O\n" +
 	"\x12CacheBlockResponse\x12%\n" +
 	"\x0ealready_cached\x18\x01 \x01(\bR\ralreadyCached\x12\x12\n" +
-	"\x04tier\x18\x02 \x01(\tR\x04tier\"\xd6\x01\n" +
+	"\x04tier\x18\x02 \x01(\tR\x04tier\"\xf7\x01\n" +
 	"\x13ShortCircuitRequest\x121\n" +
 	"\x02op\x18\x01 \x01(\x0e2!.alcove.v1.ShortCircuitRequest.OpR\x02op\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12(\n" +
 	"\x10block_size_bytes\x18\x03 \x01(\x03R\x0eblockSizeBytes\x12\x18\n" +
-	"\apromote\x18\x04 \x01(\bR\apromote\"-\n" +
+	"\apromote\x18\x04 \x01(\bR\apromote\x12\x1f\n" +
+	"\vblock_token\x18\x14 \x01(\fR\n" +
+	"blockToken\"-\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\b\n" +
 	"\x04OPEN\x10\x01\x12\t\n" +
