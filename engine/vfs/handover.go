@@ -83,7 +83,8 @@ func (v *VFS) Restore(nodes []NodeState) error {
 		n := v.newNode(ns.Ino, ns.typ(), ns.FileID)
 		n.orphaned = ns.Orphan
 		if ns.Fresh {
-			// Without a path: the first commit looks it up by its path.
+			// Without a path or write token: the first commit writes a
+			// temporary sibling and renames it over the file.
 			n.fresh = &apiv1.FileInfo{FileId: ns.FileID}
 		}
 		if ns.Stage != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/alcove-io/alcove/test/alcovetest"
 )
@@ -28,6 +29,9 @@ func TestNewFileRoundTrips(t *testing.T) {
 		// rename the test made, a second commit (a temporary sibling
 		// renamed over the file, as for any existing file).
 		extraRenames, extraCommits uint64
+		// extraCreates: temporary siblings renamed over the still
+		// incomplete new file (which is then never completed itself).
+		extraCreates uint64
 	}{
 		{name: "write and close", want: data, do: func(t *testing.T, p string) string {
 			f.mustWrite(p, data, 0o644)
@@ -65,7 +69,9 @@ func TestNewFileRoundTrips(t *testing.T) {
 			checkErrno(t, "close", fl.close(), 0)
 			return p
 		}},
-		{name: "renamed while open", want: data, extraRenames: 1, do: func(t *testing.T, p string) string {
+		// Moved while open: the create's write token binds the old UFS
+		// location, so the commit goes through a temporary sibling.
+		{name: "renamed while open", want: data, extraCreates: 1, extraRenames: 2, do: func(t *testing.T, p string) string {
 			fl, e := f.open(p, os.O_WRONLY|os.O_CREATE, 0o644)
 			checkErrno(t, "create", e, 0)
 			checkErrno(t, "write", fl.writeAt(data, 0), 0)
@@ -83,8 +89,8 @@ func TestNewFileRoundTrips(t *testing.T) {
 			before := f.cl.MasterCalls()
 			got := tc.do(t, p)
 			calls := alcovetest.CallsSince(f.cl.MasterCalls(), before)
-			if n := 1 + tc.extraCommits; calls["CreateFile"] != n || calls["CompleteFile"] != n || calls["Rename"] != tc.extraRenames {
-				t.Fatalf("master calls %v: want %d CreateFile, %d CompleteFile, %d Rename", calls, n, n, tc.extraRenames)
+			if n := 1 + tc.extraCommits; calls["CreateFile"] != n+tc.extraCreates || calls["CompleteFile"] != n || calls["Rename"] != tc.extraRenames {
+				t.Fatalf("master calls %v: want %d CreateFile, %d CompleteFile, %d Rename", calls, n+tc.extraCreates, n, tc.extraRenames)
 			}
 			// Complete and readable through this VFS and another one.
 			mustEqual(t, "read back", f.mustRead(got), tc.want)
@@ -148,5 +154,28 @@ func TestListingAnswersLookups(t *testing.T) {
 	}
 	if a, _ := lookup("f2"); a.Size != 6 {
 		t.Fatalf("f2 after its rewrite: size %d, want 6", a.Size)
+	}
+}
+
+// TestNewFileTokenExpired: a new file first written after the create's
+// write token expired (held open longer than a token lives) is still
+// committed — through a temporary sibling renamed over it, as an existing
+// file is — and keeps the owner and mode it was created with.
+func TestNewFileTokenExpired(t *testing.T) {
+	const lifetime = 2 * time.Second
+	f := newTFSWith(t, alcovetest.Options{TokenLifetime: lifetime}, nil)
+	other := newTFSOn(t, f)
+	data := randData(4, 3<<20+7)
+	fl, e := f.open("/late", os.O_WRONLY|os.O_CREATE, 0o640)
+	checkErrno(t, "create", e, 0)
+	created := time.Now()
+	// The token of the create expires lifetime after it was signed.
+	time.Sleep(time.Until(created.Add(lifetime + 500*time.Millisecond)))
+	checkErrno(t, "write", fl.writeAt(data, 0), 0)
+	checkErrno(t, "close", fl.close(), 0)
+	mustEqual(t, "other mount", other.mustRead("/late"), data)
+	info, err := f.c.GetStatus(f.ctx, "/late")
+	if err != nil || !info.GetCompleted() || info.GetMode()&0o777 != 0o640 {
+		t.Fatalf("status %v: %v", info, err)
 	}
 }

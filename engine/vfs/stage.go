@@ -267,40 +267,28 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 // since) with the stage's content: the stream that carried the writes
 // already, when it is intact, else the stage written into the same file
 // (a worker stream and CompleteFile; no temporary, no rename). A failure
-// leaves the file incomplete for the next commit. Not done: the file at p
-// is no longer the one created here; commit as any other. st.mu is held.
+// leaves the file incomplete for the next commit. Not done: commit as any
+// other file (a temporary sibling renamed over it) — the file was moved
+// since it was created (the write token binds its old UFS location), or
+// the worker refused the create's write token (expired: the file was held
+// open longer than a token lives). st.mu is held.
 func (n *Node) commitFresh(ctx context.Context, st *stage, p string, info *apiv1.FileInfo) (e syscall.Errno, done bool) {
-	c := n.v.c
 	var w *client.Writer
-	if info.GetPath() != p {
-		// Moved since it was created: the stream (if any) went to the old
-		// path; write the stage to where the file is now.
-		if st.stream != nil {
-			st.stream.stop()
+	if st.stream != nil {
+		if info.GetPath() != p {
+			st.stream.stop() // it went to the old path
 		}
-		cur, err := c.GetStatus(ctx, p)
-		if err != nil {
-			return errno(err), true
-		}
-		if cur.GetFileId() != info.GetFileId() || cur.GetCompleted() {
-			n.mu.Lock()
-			n.fresh = nil
-			n.mu.Unlock()
-			return 0, false
-		}
-		info = cur
-	} else if st.stream != nil {
 		var err error
 		w, err = st.stream.finish(st.size)
 		if err != nil && !errors.Is(err, errStreamBroken) {
 			n.v.logger.Error(err, "Commit failed", "path", p)
 			return errno(err), true
 		}
+		st.stream = nil
 	}
-	st.stream = nil
-	if w == nil {
+	if w == nil && info.GetPath() == p {
 		var err error
-		if w, err = c.WriteCreated(ctx, info, n.v.cfg.WriteType); err == nil {
+		if w, err = n.v.c.WriteCreated(ctx, info, n.v.cfg.WriteType); err == nil {
 			if err = writeSparse(w, st.f, st.size, info.GetBlockSizeBytes()); err == nil {
 				err = w.Close()
 			}
@@ -309,14 +297,22 @@ func (n *Node) commitFresh(ctx context.Context, st *stage, p string, info *apiv1
 			if w != nil {
 				w.Cancel()
 			}
-			n.v.logger.Error(err, "Commit failed", "path", p)
-			return errno(err), true
+			if !errors.Is(err, meta.ErrPermission) && !errors.Is(err, meta.ErrUnauthenticated) {
+				n.v.logger.Error(err, "Commit failed", "path", p)
+				return errno(err), true
+			}
+			w = nil
 		}
 	}
 	n.mu.Lock()
 	n.fresh = nil
-	n.fileID = w.Info().GetFileId()
+	if w != nil {
+		n.fileID = w.Info().GetFileId()
+	}
 	n.mu.Unlock()
+	if w == nil {
+		return 0, false
+	}
 	st.dirty.Store(false)
 	n.v.metrics.Commits.Inc()
 	n.v.metrics.CommitBytes.Add(float64(st.size))
