@@ -1,12 +1,14 @@
 package vfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/alcove-io/alcove/engine/meta"
 	"github.com/alcove-io/alcove/test/alcovetest"
 )
 
@@ -177,5 +179,35 @@ func TestNewFileTokenExpired(t *testing.T) {
 	info, err := f.c.GetStatus(f.ctx, "/late")
 	if err != nil || !info.GetCompleted() || info.GetMode()&0o777 != 0o640 {
 		t.Fatalf("status %v: %v", info, err)
+	}
+}
+
+// TestNewFileRemovedElsewhere: a new file removed through another client
+// while this VFS still writes it: close succeeds and the data goes with
+// the file (as for any file removed behind the mount's back), whether the
+// writes were streamed (in order) or staged only (out of order).
+func TestNewFileRemovedElsewhere(t *testing.T) {
+	f := newTFS(t, nil)
+	data := randData(5, 3<<20+99)
+	for _, tc := range []struct {
+		name    string
+		inOrder bool
+	}{{"streamed", true}, {"staged", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := "/gone-" + tc.name
+			fl, e := f.open(p, os.O_WRONLY|os.O_CREATE, 0o644)
+			checkErrno(t, "create", e, 0)
+			if !tc.inOrder {
+				checkErrno(t, "write", fl.writeAt(data[:4096], 1<<20), 0)
+			}
+			checkErrno(t, "write", fl.writeAt(data, 0), 0)
+			if err := f.c.Delete(f.ctx, p, false, false); err != nil {
+				t.Fatal(err)
+			}
+			checkErrno(t, "close", fl.close(), 0)
+			if _, err := f.c.GetStatus(f.ctx, p); !errors.Is(err, meta.ErrNotFound) {
+				t.Fatalf("after close: %v, want not found", err)
+			}
+		})
 	}
 }

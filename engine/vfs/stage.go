@@ -280,11 +280,10 @@ func (n *Node) commitFresh(ctx context.Context, st *stage, p string, info *apiv1
 		}
 		var err error
 		w, err = st.stream.finish(st.size)
-		if err != nil && !errors.Is(err, errStreamBroken) {
-			n.v.logger.Error(err, "Commit failed", "path", p)
-			return errno(err), true
-		}
 		st.stream = nil
+		if err != nil && !errors.Is(err, errStreamBroken) {
+			return n.freshFailed(st, p, err), true
+		}
 	}
 	if w == nil && info.GetPath() == p {
 		var err error
@@ -298,8 +297,7 @@ func (n *Node) commitFresh(ctx context.Context, st *stage, p string, info *apiv1
 				w.Cancel()
 			}
 			if !errors.Is(err, meta.ErrPermission) && !errors.Is(err, meta.ErrUnauthenticated) {
-				n.v.logger.Error(err, "Commit failed", "path", p)
-				return errno(err), true
+				return n.freshFailed(st, p, err), true
 			}
 			w = nil
 		}
@@ -317,6 +315,21 @@ func (n *Node) commitFresh(ctx context.Context, st *stage, p string, info *apiv1
 	n.v.metrics.Commits.Inc()
 	n.v.metrics.CommitBytes.Add(float64(st.size))
 	return 0, true
+}
+
+// freshFailed is a failed commit of a fresh file: the file stays
+// incomplete for the next commit, unless it was removed behind the
+// mount's back (the data goes with it, as for any file).
+func (n *Node) freshFailed(st *stage, p string, err error) syscall.Errno {
+	if errors.Is(err, meta.ErrNotFound) {
+		n.mu.Lock()
+		n.fresh = nil
+		n.mu.Unlock()
+		st.dirty.Store(false)
+		return 0
+	}
+	n.v.logger.Error(err, "Commit failed", "path", p)
+	return errno(err)
 }
 
 // checkSpace fails a write of n bytes at off into st with ENOSPC when the
