@@ -10,7 +10,7 @@ TEST_FLAGS ?= -count=1 -timeout 20m
 RUN_ARGS ?= --dir ./alcove-data
 
 .PHONY: all build test unit fuzz fuzz-short sanity bench-meta test-takeover test-failover bench-read-barrier test-crash fsx bench-fuse lint vet fmt-check staticcheck proto proto-check run bench clean e2e-extender bench-extender k8s-bins \
-	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load minio bench-s3 test-s3-large
+	manifests manifests-check e2e conformance conformance-slow cluster-up cluster-down test-load bench-load minio bench-s3 test-s3-large bench-write
 
 all: build
 
@@ -128,6 +128,11 @@ fsx:
 ## bench-fuse: FUSE sequential read (passthrough) vs tmpfs, first uncached read, 4 KiB random IOPS
 bench-fuse:
 	./hack/bench-fuse.sh
+
+## bench-write: small-file creates, ls -lR, sequential writes and cold reads through FUSE, and master
+## creates/s at 1/8/64 clients, each next to its baseline (ALCOVE_BENCH_FILES, ALCOVE_BENCH_MB)
+bench-write:
+	set -o pipefail; ALCOVE_BENCH=1 $(GO) test -count=1 -timeout 60m -run '^TestWriteThroughput$$' -v ./test/bench/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok' -e '^[IWE][0-9]\{4\} '
 
 ## k8s-bins: etcd, kube-apiserver, kube-scheduler for e2e tests into .cache/k8s/bin (cold ~6.5 min, warm instant)
 k8s-bins:

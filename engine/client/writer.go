@@ -45,6 +45,7 @@ type Writer struct {
 	resp   *apiv1.WriteFileResponse
 	holes  []*apiv1.BlockRun // blocks skipped (Skip)
 	ended  bool              // skipped to the end: nothing may follow
+	keep   bool              // a failure leaves the file (WriteCreated)
 }
 
 // Create makes a file at path and returns a writer for its content.
@@ -53,14 +54,28 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if err != nil {
 		return nil, err
 	}
+	// Pick the worker first: with none alive there is nothing to create
+	// (and an existing file to overwrite stays); while the only workers
+	// restart, wait for one.
+	wait := c.newWorkerWait()
+	w, err := c.pickWorkerWaiting(ctx, wait)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", p, err)
+	}
+	info, err := c.CreateIncomplete(ctx, p, opts)
+	if err != nil {
+		return nil, err
+	}
+	return c.writeCreated(ctx, info, opts.WriteType, w, wait, false)
+}
+
+// writeDefaults fills opts' zero values from the client's configuration.
+func (c *Client) writeDefaults(opts *WriteOptions) error {
 	if opts.WriteType == apiv1.WriteType_WRITE_TYPE_UNSPECIFIED {
 		opts.WriteType = c.cfg.WriteType
 	}
 	if opts.BlockSize == 0 {
 		opts.BlockSize = c.cfg.BlockSize
-	}
-	if err := meta.ValidateBlockSize(opts.BlockSize); err != nil {
-		return nil, err
 	}
 	if opts.Owner == "" {
 		opts.Owner = c.cfg.Owner
@@ -68,12 +83,21 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if opts.Group == "" {
 		opts.Group = c.cfg.Group
 	}
-	// Pick the worker first: with none alive there is nothing to create
-	// (while the only workers restart, wait for one).
-	wait := c.newWorkerWait()
-	w, err := c.pickWorkerWaiting(ctx, wait)
+	return meta.ValidateBlockSize(opts.BlockSize)
+}
+
+// CreateIncomplete makes a file at path without content: it stays
+// incomplete (invisible to readers) until a writer from WriteCreated
+// completes it, or it is removed. One master call (exactly once across
+// a leader change: masterconn's request id). The block token it carries
+// allows writing the file for the token's lifetime.
+func (c *Client) CreateIncomplete(ctx context.Context, path string, opts WriteOptions) (*apiv1.FileInfo, error) {
+	p, err := meta.CleanPath(path)
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", p, err)
+		return nil, err
+	}
+	if err := c.writeDefaults(&opts); err != nil {
+		return nil, err
 	}
 	var info *apiv1.FileInfo
 	err = c.fs(ctx, func(ctx context.Context, m apiv1.FileSystemMasterClient) error {
@@ -88,9 +112,34 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	if err != nil {
 		return nil, err
 	}
+	return info, nil
+}
+
+// WriteCreated returns a writer for the content of info, a file made by
+// CreateIncomplete and not completed yet (info.Path is where it is now).
+// A failure (here, or of the writer) leaves the file incomplete, for the
+// caller to write again or remove: another writer of the same file
+// replaces the blocks a failed one cached.
+func (c *Client) WriteCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv1.WriteType) (*Writer, error) {
+	wait := c.newWorkerWait()
+	w, err := c.pickWorkerWaiting(ctx, wait)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", info.GetPath(), err)
+	}
+	return c.writeCreated(ctx, info, wt, w, wait, true)
+}
+
+// writeCreated opens a writer of info on worker w (or another one that
+// takes it, waiting on wait while none does); keep: a failure leaves the
+// file (else it is removed).
+func (c *Client) writeCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv1.WriteType, w *apiv1.WorkerInfo, wait *workerWait, keep bool) (*Writer, error) {
+	if wt == apiv1.WriteType_WRITE_TYPE_UNSPECIFIED {
+		wt = c.cfg.WriteType
+	}
+	p := info.GetPath()
 	hdr := &apiv1.WriteFileHeader{
 		FileId: info.GetFileId(), Path: p, UfsPath: info.GetUfsPath(), BlockSizeBytes: info.GetBlockSizeBytes(),
-		WriteType: opts.WriteType, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
+		WriteType: wt, Mode: info.GetMode(), MountId: info.GetMountId(), Pinned: info.GetPinned(),
 		BlockToken: info.GetBlockToken(),
 	}
 	// A worker that refuses the write (draining for a restart, not
@@ -101,7 +150,7 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 	for attempt := 0; ; attempt++ {
 		stream, cancel, err := c.openWrite(ctx, w.GetAddress(), hdr)
 		if err == nil {
-			return &Writer{c: c, info: info, stream: stream, cancel: cancel, ctx: ctx}, nil
+			return &Writer{c: c, info: info, stream: stream, cancel: cancel, ctx: ctx, keep: keep}, nil
 		}
 		errs = append(errs, err)
 		tried = append(tried, w.GetAddress())
@@ -122,7 +171,9 @@ func (c *Client) Create(ctx context.Context, path string, opts WriteOptions) (*W
 			break
 		}
 	}
-	c.abandon(ctx, p)
+	if !keep {
+		c.abandon(ctx, p)
+	}
 	return nil, fmt.Errorf("write %s: %w", p, errors.Join(errs...))
 }
 
@@ -253,7 +304,25 @@ func (w *Writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
+	if w.keep {
+		w.Cancel()
+		return
+	}
 	w.Abort()
+}
+
+// Cancel ends the stream without completing the file and without removing
+// it: it stays incomplete (a later writer of the same file replaces the
+// blocks this one cached).
+func (w *Writer) Cancel() {
+	if w.done {
+		return
+	}
+	if w.err == nil {
+		w.err = fmt.Errorf("write %s: %w", w.info.GetPath(), context.Canceled)
+	}
+	w.done = true
+	w.cancel()
 }
 
 // Abort discards the file.

@@ -17,6 +17,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	gofuse "github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
@@ -37,8 +38,10 @@ type Config struct {
 	// client's write type).
 	WriteType apiv1.WriteType
 	// StageDir holds staging files of files being written (default
-	// $TMPDIR/alcove-fuse-stage). It must be on a local filesystem; a
-	// successor daemon reuses the staging files of open files.
+	// /dev/shm/alcove-fuse-stage when /dev/shm is a tmpfs with room, like
+	// the worker's MEM tier; else $TMPDIR/alcove-fuse-stage). It must be on
+	// a local filesystem; a successor daemon reuses the staging files of
+	// open files.
 	StageDir string
 	// AttrTimeout and EntryTimeout are the kernel's caching times for
 	// attributes and names (default 1 s).
@@ -55,6 +58,22 @@ type Config struct {
 	HandoverSocket string
 	// Debug logs every FUSE request.
 	Debug bool
+}
+
+// stageShmMin is the free space /dev/shm needs to hold the stages: a
+// container's default /dev/shm (64 MiB) does not qualify.
+const stageShmMin = 4 << 30
+
+// defaultStageDir puts the stages in memory, beside the cache, when the
+// machine's /dev/shm is a tmpfs with room: staging on a disk filesystem
+// writes every byte back to that disk while it is also written to the
+// worker (and, through the cache, to the UFS).
+func defaultStageDir() string {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Type == unix.TMPFS_MAGIC && st.Bavail*uint64(st.Bsize) >= stageShmMin {
+		return "/dev/shm/alcove-fuse-stage"
+	}
+	return os.TempDir() + "/alcove-fuse-stage"
 }
 
 func (c *Config) setDefaults() error {
@@ -76,7 +95,7 @@ func (c *Config) setDefaults() error {
 		c.WriteType = c.Client.Config().WriteType
 	}
 	if c.StageDir == "" {
-		c.StageDir = os.TempDir() + "/alcove-fuse-stage"
+		c.StageDir = defaultStageDir()
 	}
 	if c.AttrTimeout == 0 {
 		c.AttrTimeout = time.Second
@@ -217,11 +236,11 @@ func mountOptions(cfg *Config) *fs.Options {
 			MaxBackground:     64,
 			DisableXAttrs:     true,
 			DisableSplice:     true,
-			// The handover tracks the kernel's lookup counts itself;
-			// READDIRPLUS would hand out references it cannot see.
-			DisableReadDirPlus: true,
-			Debug:              cfg.Debug,
-			AllowOther:         os.Geteuid() == 0,
+			// READDIRPLUS: ls -l and stat of a listed directory cost no
+			// LOOKUP per entry (raw.go counts its references for the
+			// handover; the VFS answers its lookups from the listing).
+			Debug:      cfg.Debug,
+			AllowOther: os.Geteuid() == 0,
 		},
 	}
 }

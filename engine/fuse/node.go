@@ -177,7 +177,27 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	for i, ent := range ents {
 		out[i] = gofuse.DirEntry{Name: ent.Name, Mode: ent.Type, Ino: ent.Ino}
 	}
-	return fs.NewListDirStream(out), 0
+	return &dirStream{DirStream: fs.NewListDirStream(out), done: func() { n.v.DoneListing(n.vn) }}, 0
+}
+
+// dirStream drops the VFS's listing of the directory when the kernel
+// closes the directory handle (RELEASEDIR).
+type dirStream struct {
+	fs.DirStream
+	done func()
+}
+
+func (d *dirStream) Close() {
+	d.DirStream.Close()
+	d.done()
+}
+
+// Seekdir keeps rewinddir/seekdir working (the list stream supports it).
+func (d *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if sd, ok := d.DirStream.(fs.FileSeekdirer); ok {
+		return sd.Seekdir(ctx, off)
+	}
+	return syscall.ENOTSUP
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {

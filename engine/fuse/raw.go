@@ -1,9 +1,11 @@
 package fuse
 
 import (
+	"encoding/binary"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	gofuse "github.com/hanwen/go-fuse/v2/fuse"
 
@@ -369,8 +371,39 @@ func (r *rawFS) ReadDir(cancel <-chan struct{}, in *gofuse.ReadIn, out *gofuse.D
 	return r.withFh("readdir", &in.Fh, func() gofuse.Status { return r.bridge.ReadDir(cancel, in, out) })
 }
 
+// ReadDirPlus counts the references its entries hand the kernel: the
+// kernel links every entry of the reply that has a node id (and forgets
+// the ones it cannot link; fs/fuse/readdir.c, parse_dirplusfile).
 func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *gofuse.ReadIn, out *gofuse.DirEntryList) gofuse.Status {
-	return r.refuse(gofuse.ENOSYS) // disabled at mount: its references are invisible here
+	st := r.withFh("readdirplus", &in.Fh, func() gofuse.Status { return r.bridge.ReadDirPlus(cancel, in, out) })
+	if st == gofuse.OK {
+		for _, id := range plusNodeIDs(out.Bytes()) {
+			r.addLookup(id)
+		}
+	}
+	return st
+}
+
+// plusNodeIDs returns the node ids of a READDIRPLUS reply's entries: each
+// is an EntryOut, a dirent (ino, off, namelen, type) and the name padded
+// to 8 bytes.
+func plusNodeIDs(buf []byte) []uint64 {
+	const direntSize = 24
+	entrySize := int(unsafe.Sizeof(gofuse.EntryOut{}))
+	var ids []uint64
+	for len(buf) >= entrySize+direntSize {
+		e := (*gofuse.EntryOut)(unsafe.Pointer(&buf[0]))
+		nameLen := int(binary.LittleEndian.Uint32(buf[entrySize+16:]))
+		if e.NodeId != 0 {
+			ids = append(ids, e.NodeId)
+		}
+		n := entrySize + direntSize + (nameLen+7)&^7
+		if n > len(buf) {
+			break
+		}
+		buf = buf[n:]
+	}
+	return ids
 }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *gofuse.GetAttrIn, out *gofuse.AttrOut) (st gofuse.Status) {

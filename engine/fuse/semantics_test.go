@@ -80,6 +80,13 @@ func leftovers(t *testing.T, e *env, ctx context.Context) []string {
 	}
 	for _, d := range []string{e.ufs, filepath.Join(e.ufs, "loop")} {
 		f, err := os.Open(d)
+		if os.IsNotExist(err) && d != e.ufs {
+			// ASYNC_THROUGH makes the UFS directory with the first
+			// persist; a new file deleted before it persists never
+			// makes it (files are created incomplete, not persisted
+			// empty at create).
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

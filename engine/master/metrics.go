@@ -47,6 +47,10 @@ func newMetrics(m *Master) *metrics {
 	return mt
 }
 
+// Registry is the master's Prometheus registry (its RPC counts and
+// latencies; benchmarks count the calls an operation costs).
+func (m *Master) Registry() *prometheus.Registry { return m.metrics.reg }
+
 func (mt *metrics) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := h(ctx, req)

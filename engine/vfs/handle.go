@@ -137,8 +137,9 @@ func (n *Node) open(ctx context.Context, flags uint32, info *apiv1.FileInfo) (*H
 	if !staged {
 		n.fileID = info.GetFileId()
 	}
+	fresh := n.fresh != nil
 	n.mu.Unlock()
-	if !info.GetCompleted() && !staged {
+	if !info.GetCompleted() && !staged && !fresh {
 		return nil, 0, syscall.EBUSY
 	}
 	h, fl, e := n.openMode(ctx, info, write, trunc)

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 )
 
 // NodeState is a node as a live handover passes it to a successor daemon
@@ -23,6 +25,9 @@ type NodeState struct {
 	// Orphan: unlinked while open; the master keeps it for this
 	// session until its last close.
 	Orphan bool `json:"orphan,omitempty"`
+	// Fresh: created by this mount and not committed yet (incomplete in
+	// the master); the first commit writes into it.
+	Fresh bool `json:"fresh,omitempty"`
 }
 
 // typ is the node type the state describes.
@@ -55,6 +60,7 @@ func (n *Node) State() NodeState {
 	n.mu.Lock()
 	ns.FileID = n.fileID
 	ns.Orphan = n.orphaned
+	ns.Fresh = n.fresh != nil
 	st := n.stage
 	n.mu.Unlock()
 	if st != nil {
@@ -76,6 +82,11 @@ func (v *VFS) Restore(nodes []NodeState) error {
 	for _, ns := range nodes {
 		n := v.newNode(ns.Ino, ns.typ(), ns.FileID)
 		n.orphaned = ns.Orphan
+		if ns.Fresh {
+			// Without a path or write token: the first commit writes a
+			// temporary sibling and renames it over the file.
+			n.fresh = &apiv1.FileInfo{FileId: ns.FileID}
+		}
 		if ns.Stage != nil {
 			f, err := os.OpenFile(ns.Stage.Path, os.O_RDWR, 0)
 			if err != nil {

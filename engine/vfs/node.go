@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
@@ -34,6 +35,10 @@ type Node struct {
 	cond   *sync.Cond // on mu; broadcast when an open count or releasing drops
 	fileID int64      // current Alcove file id
 	stage  *stage     // written, possibly uncommitted content
+	// fresh is the file as this VFS created it (O_CREAT), incomplete in
+	// the master until its first commit writes the stage into it: no
+	// temporary sibling, no rename (see commitFresh).
+	fresh *apiv1.FileInfo
 	// openPassthrough / openCached count open handles by kernel io mode:
 	// the kernel refuses to mix passthrough and page-cache opens of one
 	// inode.
@@ -58,6 +63,48 @@ type Node struct {
 	orphaned  bool
 	orphaning int    // removes of n in flight while it is open (holdOpen)
 	target    string // a symbolic link's target, once seen
+	// listing is a directory's last Readdir (names to metadata), taken at
+	// VFS generation listedGen and time listedAt: READDIRPLUS looks up
+	// every entry right after listing it, and those lookups are answered
+	// from here (see fromListing).
+	listing   map[string]*apiv1.FileInfo
+	listedGen uint64
+	listedAt  time.Time
+}
+
+// listingTTL is how long a directory listing answers lookups: the age of
+// attributes the kernel may keep anyway (the default attribute timeout).
+// maxListing bounds the entries kept (a larger directory's lookups go to
+// the master): the metadata of a huge directory is not held in memory.
+const (
+	listingTTL = time.Second
+	maxListing = 1 << 16
+)
+
+// DoneListing drops directory n's listing: the directory handle that read
+// it was closed, so no READDIRPLUS of it follows.
+func (v *VFS) DoneListing(n *Node) {
+	n.mu.Lock()
+	n.listing = nil
+	n.mu.Unlock()
+}
+
+// fromListing returns name's metadata from n's last listing while it is
+// young and nothing changed through this VFS since it was taken; each
+// entry answers one lookup.
+func (n *Node) fromListing(name string) *apiv1.FileInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.listing == nil {
+		return nil
+	}
+	if n.listedGen != n.v.gen.Load() || time.Since(n.listedAt) > listingTTL {
+		n.listing = nil
+		return nil
+	}
+	info := n.listing[name]
+	delete(n.listing, name)
+	return info
 }
 
 func (v *VFS) newNode(ino uint64, typ uint32, fileID int64) *Node {

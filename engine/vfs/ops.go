@@ -90,11 +90,14 @@ func (v *VFS) Lookup(ctx context.Context, c Caller, n *Node, name string, out *A
 	if e != 0 {
 		return nil, e
 	}
-	octx, cancel := opCtx(ctx)
-	defer cancel()
-	info, err := v.c.GetStatus(octx, p)
-	if err != nil {
-		return nil, errno(err)
+	info := n.fromListing(name)
+	if info == nil {
+		octx, cancel := opCtx(ctx)
+		defer cancel()
+		var err error
+		if info, err = v.c.GetStatus(octx, p); err != nil {
+			return nil, errno(err)
+		}
 	}
 	ch := n.linkChild(name, info)
 	ch.attr(info, out)
@@ -158,6 +161,7 @@ func (v *VFS) Setattr(ctx context.Context, c Caller, n *Node, in SetAttrIn, out 
 	if in.Gid != nil && *in.Gid == ^uint32(0) {
 		in.Gid = nil
 	}
+	defer v.mutating()()
 	a, e := n.lastAttr(ctx)
 	if e != 0 {
 		return e
@@ -252,6 +256,7 @@ func (n *Node) touchAtime(ctx context.Context, info *apiv1.FileInfo) {
 		return
 	}
 	req := &apiv1.SetAttributeRequest{FileId: info.GetFileId(), AtimeMs: &now}
+	defer n.v.mutating()()
 	if err := n.v.c.SetAttribute(ctx, req); err != nil {
 		n.v.logger.V(2).Info("Atime update failed", "path", info.GetPath(), "err", err)
 		return
@@ -279,10 +284,21 @@ func (v *VFS) Readdir(ctx context.Context, c Caller, n *Node) ([]DirEntry, sysca
 	if e != 0 {
 		return nil, e
 	}
+	gen, at := v.gen.Load(), time.Now()
 	infos, err := v.c.ListStatus(octx, p, false, false)
 	if err != nil {
 		return nil, errno(err)
 	}
+	var listing map[string]*apiv1.FileInfo
+	if len(infos) <= maxListing {
+		listing = make(map[string]*apiv1.FileInfo, len(infos))
+		for _, info := range infos {
+			listing[info.GetName()] = info
+		}
+	}
+	n.mu.Lock()
+	n.listing, n.listedGen, n.listedAt = listing, gen, at
+	n.mu.Unlock()
 	entries := make([]DirEntry, 0, len(infos))
 	v.treeMu.RLock()
 	defer v.treeMu.RUnlock()

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/client"
@@ -31,6 +32,9 @@ type stage struct {
 	// atomic so releaseStage can check it under the node's mu.
 	dirty atomic.Bool
 	refs  int // open references; guarded by the node's mu
+	// stream sends a fresh file's in-order writes to a worker as they
+	// come (nil: none); guarded by mu.
+	stream *stream
 }
 
 func (s *stage) Size() int64 {
@@ -64,6 +68,13 @@ func (s *stage) WriteAt(p []byte, off int64) (int, error) {
 	if end := off + int64(n); end > s.size {
 		s.size = end
 	}
+	if s.stream != nil {
+		if err != nil {
+			s.stream.stop()
+		} else {
+			s.stream.write(p, off)
+		}
+	}
 	if n > 0 {
 		s.dirty.Store(true)
 	}
@@ -76,6 +87,9 @@ func (s *stage) Truncate(size int64) error {
 	if err := s.f.Truncate(size); err != nil {
 		return err
 	}
+	if s.stream != nil {
+		s.stream.truncate(size)
+	}
 	s.size = size
 	s.dirty.Store(true)
 	return nil
@@ -83,6 +97,9 @@ func (s *stage) Truncate(size int64) error {
 
 func (s *stage) close() {
 	s.mu.Lock()
+	if s.stream != nil {
+		s.stream.stop()
+	}
 	s.closed = true
 	s.f.Close()
 	s.mu.Unlock()
@@ -109,6 +126,12 @@ func (n *Node) openStage(ctx context.Context, empty bool) (*stage, syscall.Errno
 		return nil, errno(err)
 	}
 	st := &stage{f: f, path: f.Name(), refs: 1}
+	// A fresh file is incomplete until a commit: even an empty one
+	// must be committed. Its writes stream to a worker as they come.
+	if n.fresh != nil {
+		st.dirty.Store(true)
+		st.stream = newStream(n.v.c, n.fresh, n.v.cfg.WriteType)
+	}
 	if !empty {
 		err := n.copyInto(ctx, f, &st.size)
 		if err != nil {
@@ -181,6 +204,7 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 	if !st.dirty.Load() {
 		return 0
 	}
+	defer n.v.mutating()()
 	c := n.v.c
 	if n.gone() {
 		return 0 // an orphan: its content stays in the stage until the last close
@@ -189,6 +213,14 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 	if !ok {
 		st.dirty.Store(false) // removed behind the mount's back: the data goes with it
 		return 0
+	}
+	n.mu.Lock()
+	fresh := n.fresh
+	n.mu.Unlock()
+	if fresh != nil {
+		if e, done := n.commitFresh(ctx, st, p, fresh); done {
+			return e
+		}
 	}
 	old, err := c.GetStatus(ctx, p)
 	if errors.Is(err, meta.ErrNotFound) {
@@ -231,6 +263,75 @@ func (n *Node) commit(ctx context.Context, st *stage) syscall.Errno {
 	return 0
 }
 
+// commitFresh completes the file this VFS created at p (incomplete
+// since) with the stage's content: the stream that carried the writes
+// already, when it is intact, else the stage written into the same file
+// (a worker stream and CompleteFile; no temporary, no rename). A failure
+// leaves the file incomplete for the next commit. Not done: commit as any
+// other file (a temporary sibling renamed over it) — the file was moved
+// since it was created (the write token binds its old UFS location), or
+// the worker refused the create's write token (expired: the file was held
+// open longer than a token lives). st.mu is held.
+func (n *Node) commitFresh(ctx context.Context, st *stage, p string, info *apiv1.FileInfo) (e syscall.Errno, done bool) {
+	var w *client.Writer
+	if st.stream != nil {
+		if info.GetPath() != p {
+			st.stream.stop() // it went to the old path
+		}
+		var err error
+		w, err = st.stream.finish(st.size)
+		st.stream = nil
+		if err != nil && !errors.Is(err, errStreamBroken) {
+			return n.freshFailed(st, p, err), true
+		}
+	}
+	if w == nil && info.GetPath() == p {
+		var err error
+		if w, err = n.v.c.WriteCreated(ctx, info, n.v.cfg.WriteType); err == nil {
+			if err = writeSparse(w, st.f, st.size, info.GetBlockSizeBytes()); err == nil {
+				err = w.Close()
+			}
+		}
+		if err != nil {
+			if w != nil {
+				w.Cancel()
+			}
+			if !errors.Is(err, meta.ErrPermission) && !errors.Is(err, meta.ErrUnauthenticated) {
+				return n.freshFailed(st, p, err), true
+			}
+			w = nil
+		}
+	}
+	n.mu.Lock()
+	n.fresh = nil
+	if w != nil {
+		n.fileID = w.Info().GetFileId()
+	}
+	n.mu.Unlock()
+	if w == nil {
+		return 0, false
+	}
+	st.dirty.Store(false)
+	n.v.metrics.Commits.Inc()
+	n.v.metrics.CommitBytes.Add(float64(st.size))
+	return 0, true
+}
+
+// freshFailed is a failed commit of a fresh file: the file stays
+// incomplete for the next commit, unless it was removed behind the
+// mount's back (the data goes with it, as for any file).
+func (n *Node) freshFailed(st *stage, p string, err error) syscall.Errno {
+	if errors.Is(err, meta.ErrNotFound) {
+		n.mu.Lock()
+		n.fresh = nil
+		n.mu.Unlock()
+		st.dirty.Store(false)
+		return 0
+	}
+	n.v.logger.Error(err, "Commit failed", "path", p)
+	return errno(err)
+}
+
 // checkSpace fails a write of n bytes at off into st with ENOSPC when the
 // staged data can never fit the cache and the write type needs the cache
 // (MUST_CACHE). Holes take no space: the stage's allocated bytes count,
@@ -241,12 +342,29 @@ func (v *VFS) checkSpace(ctx context.Context, st *stage, off, n int64) syscall.E
 		return 0 // checked about once per MiB
 	}
 	need := st.allocated() + n
+	if total := v.cacheCapacity(ctx); total > 0 && need > total {
+		return syscall.ENOSPC
+	}
+	return 0
+}
+
+// capacityTTL is how long checkSpace trusts the cache's capacity: it asks
+// the master for the workers, and a sequential writer passes a MiB
+// boundary with every 1 MiB write.
+const capacityTTL = time.Second
+
+// cacheCapacity is the cache's total capacity as statfs reports it (0:
+// unknown), at most capacityTTL old.
+func (v *VFS) cacheCapacity(ctx context.Context) int64 {
+	v.capMu.Lock()
+	defer v.capMu.Unlock()
+	if time.Since(v.capAt) < capacityTTL {
+		return v.capTotal
+	}
 	var out Statfs
 	if e := v.statfs(ctx, &out); e != 0 {
 		return 0
 	}
-	if total := int64(out.Blocks) * int64(out.Bsize); total > 0 && need > total {
-		return syscall.ENOSPC
-	}
-	return 0
+	v.capTotal, v.capAt = int64(out.Blocks)*int64(out.Bsize), time.Now()
+	return v.capTotal
 }

@@ -20,6 +20,7 @@ const maxSymlinkTarget = 4095
 
 // Mkdir creates directory name in n.
 func (v *VFS) Mkdir(ctx context.Context, c Caller, n *Node, name string, mode uint32, out *Attr) (*Node, syscall.Errno) {
+	defer v.mutating()()
 	p, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return nil, e
@@ -42,6 +43,7 @@ func (v *VFS) Mkdir(ctx context.Context, c Caller, n *Node, name string, mode ui
 
 // Symlink creates symbolic link name in n pointing to target.
 func (v *VFS) Symlink(ctx context.Context, c Caller, n *Node, name, target string, out *Attr) (*Node, syscall.Errno) {
+	defer v.mutating()()
 	p, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return nil, e
@@ -71,6 +73,7 @@ func (v *VFS) Symlink(ctx context.Context, c Caller, n *Node, name, target strin
 // Create creates file name in n and opens it with flags (open(2) with
 // O_CREAT).
 func (v *VFS) Create(ctx context.Context, c Caller, n *Node, name string, flags, mode uint32, out *Attr) (*Node, *Handle, OpenFlags, syscall.Errno) {
+	defer v.mutating()()
 	p, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return nil, nil, 0, e
@@ -82,10 +85,9 @@ func (v *VFS) Create(ctx context.Context, c Caller, n *Node, name string, flags,
 	uid, gid, mode := newOwnership(c, &pa, mode, false)
 	octx, cancel := opCtx(ctx)
 	defer cancel()
-	w, err := v.c.Create(octx, p, client.WriteOptions{Mode: mode, ExactMode: true, WriteType: v.cfg.WriteType, Owner: idString(uid), Group: idString(gid)})
-	if err == nil {
-		err = w.Close()
-	}
+	// The new file stays incomplete until the first commit writes its
+	// content (commitFresh): one master call now, one then.
+	created, err := v.c.CreateIncomplete(octx, p, client.WriteOptions{Mode: mode, ExactMode: true, WriteType: v.cfg.WriteType, Owner: idString(uid), Group: idString(gid)})
 	var info *apiv1.FileInfo
 	existing := false
 	switch {
@@ -104,10 +106,15 @@ func (v *VFS) Create(ctx context.Context, c Caller, n *Node, name string, flags,
 	case err != nil:
 		return nil, nil, 0, errno(err)
 	default:
-		info = w.Info()
+		info = created
 		flags |= syscall.O_TRUNC
 	}
 	ch := n.linkChild(name, info)
+	if !existing {
+		ch.mu.Lock()
+		ch.fresh = info
+		ch.mu.Unlock()
+	}
 	var a Attr
 	ch.attr(info, &a)
 	if existing {
@@ -134,6 +141,7 @@ func (v *VFS) Rmdir(ctx context.Context, c Caller, n *Node, name string) syscall
 }
 
 func (v *VFS) remove(ctx context.Context, c Caller, n *Node, name string, dir bool) syscall.Errno {
+	defer v.mutating()()
 	p, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return e
@@ -174,6 +182,7 @@ func (v *VFS) remove(ctx context.Context, c Caller, n *Node, name string, dir bo
 
 // Rename moves name in n to newName in np (rename(2), renameat2 flags).
 func (v *VFS) Rename(ctx context.Context, c Caller, n *Node, name string, np *Node, newName string, flags uint32) syscall.Errno {
+	defer v.mutating()()
 	src, e := v.entry(ctx, c, n, name, mayWrite|mayExec)
 	if e != 0 {
 		return e

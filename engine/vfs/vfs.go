@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,11 +37,13 @@ type Namespace interface {
 	RenameWith(ctx context.Context, src, dst string, opts client.RenameOptions) error
 	SetAttribute(ctx context.Context, req *apiv1.SetAttributeRequest) error
 	ReleaseOrphans(ctx context.Context, session string, ids []int64) (int, error)
+	CreateIncomplete(ctx context.Context, path string, opts client.WriteOptions) (*apiv1.FileInfo, error)
 }
 
 // Data is the data part of Client.
 type Data interface {
 	Create(ctx context.Context, path string, opts client.WriteOptions) (*client.Writer, error)
+	WriteCreated(ctx context.Context, info *apiv1.FileInfo, wt apiv1.WriteType) (*client.Writer, error)
 	OpenInfo(ctx context.Context, info *apiv1.FileInfo, readType apiv1.ReadType) (*client.Reader, error)
 	OpenLocalFile(ctx context.Context, info *apiv1.FileInfo) (*client.LocalFile, error)
 	Workers(ctx context.Context) ([]*apiv1.WorkerInfo, error)
@@ -98,6 +101,16 @@ type VFS struct {
 	treeMu sync.RWMutex
 	nodes  map[uint64]*Node // live nodes by inode number; guarded by treeMu
 
+	// gen counts this VFS's changes to the namespace and to attributes
+	// (at the start and the end of each): a directory listing kept for
+	// READDIRPLUS's lookups is used only while it has not moved.
+	gen atomic.Uint64
+
+	// capTotal is the cache's capacity as last seen at capAt (checkSpace).
+	capMu    sync.Mutex
+	capTotal int64
+	capAt    time.Time
+
 	usersMu sync.Mutex
 	users   map[string]uint32
 	groups  map[string]uint32
@@ -121,6 +134,14 @@ func New(ctx context.Context, cfg Config, c Client, rootID int64) (*VFS, error) 
 	v.root = v.newNode(RootIno, syscall.S_IFDIR, rootID)
 	v.nodes[RootIno] = v.root
 	return v, nil
+}
+
+// mutating marks a change made by this VFS from now until the returned
+// function runs: directory listings taken before or meanwhile no longer
+// answer lookups (see Node.fromListing).
+func (v *VFS) mutating() (done func()) {
+	v.gen.Add(1)
+	return func() { v.gen.Add(1) }
 }
 
 // Root is the root directory's node.

@@ -29,6 +29,7 @@ type fileWriter struct {
 	w      *Worker
 	h      *apiv1.WriteFileHeader
 	ufsW   ufs.Writer
+	ufsQ   *ufsPipe // writes ufsW beside the cache
 	ufsFS  ufs.UFS
 	ufsP   string
 	cache  bool // still caching (CACHE_THROUGH stops when the cache is full)
@@ -118,6 +119,7 @@ func (fw *fileWriter) open(ctx context.Context) error {
 		return fmt.Errorf("write file %s: %w", h.GetPath(), err)
 	}
 	fw.ufsFS, fw.ufsP = fs, p
+	fw.ufsQ = newUFSPipe(fw.ufsW, fw.w.metrics.bytesWrittenUFS)
 	return nil
 }
 
@@ -150,6 +152,9 @@ func (fw *fileWriter) copy(ctx context.Context, stream grpc.ClientStreamingServe
 	}
 	resp := &apiv1.WriteFileResponse{Length: fw.length, Blocks: fw.blocks}
 	if fw.ufsW != nil {
+		if err := fw.ufsQ.end(); err != nil {
+			return nil, err
+		}
 		err := fw.ufsW.Close()
 		fw.ufsW = nil
 		if err != nil {
@@ -165,15 +170,14 @@ func (fw *fileWriter) copy(ctx context.Context, stream grpc.ClientStreamingServe
 
 func (fw *fileWriter) write(ctx context.Context, p []byte) error {
 	if fw.ufsW != nil {
-		if _, err := fw.ufsW.Write(p); err != nil {
-			return fmt.Errorf("write UFS: %w", err)
+		if err := fw.ufsQ.send(ufsChunk{data: p}); err != nil {
+			return err
 		}
-		fw.w.metrics.bytesWrittenUFS.Add(float64(len(p)))
 	}
 	bs := fw.h.GetBlockSizeBytes()
 	for len(p) > 0 {
 		if fw.cache && fw.cur == nil {
-			if err := fw.openBlock(); err != nil {
+			if err := fw.openBlock(ctx); err != nil {
 				return err
 			}
 		}
@@ -205,8 +209,8 @@ func (fw *fileWriter) skip(n int64) error {
 		return fmt.Errorf("%w: skip of %d bytes at offset %d: holes are whole blocks from a block boundary", meta.ErrInvalidArgument, n, fw.length)
 	}
 	if fw.ufsW != nil {
-		if err := ufs.Skip(fw.ufsW, n); err != nil {
-			return fmt.Errorf("write UFS: %w", err)
+		if err := fw.ufsQ.send(ufsChunk{skip: n}); err != nil {
+			return err
 		}
 	}
 	fw.length += n
@@ -214,10 +218,17 @@ func (fw *fileWriter) skip(n int64) error {
 	return nil
 }
 
-func (fw *fileWriter) openBlock() error {
+func (fw *fileWriter) openBlock(ctx context.Context) error {
 	id := meta.BlockID(fw.h.GetFileId(), fw.length/fw.h.GetBlockSizeBytes())
 	bw, err := fw.w.store.CreateBlock(id, fw.h.GetBlockSizeBytes(), 0)
-	if errors.Is(err, meta.ErrAlreadyExists) { // left by an earlier attempt of this write
+	for try := 0; errors.Is(err, meta.ErrAlreadyExists) && try < 3; try++ {
+		// Left by an earlier attempt of this write, or still being
+		// written by one its client canceled (a new file's stream that
+		// broke): doom it, wait until that writer ends, then replace it.
+		fw.w.store.Remove(id)
+		if _, werr := fw.w.store.WaitBlock(ctx, id); werr != nil {
+			return werr
+		}
 		fw.w.store.Remove(id)
 		bw, err = fw.w.store.CreateBlock(id, fw.h.GetBlockSizeBytes(), 0)
 	}
@@ -274,6 +285,7 @@ func (fw *fileWriter) abort() {
 		fw.w.store.Remove(b.GetBlockId())
 	}
 	if fw.ufsW != nil {
+		fw.ufsQ.stop()
 		if err := fw.ufsW.Abort(); err != nil {
 			fw.w.log.Error(err, "abort UFS file", "path", fw.h.GetUfsPath())
 		}

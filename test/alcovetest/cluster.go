@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path"
 	"path/filepath"
 	"testing"
 	"time"
@@ -37,6 +39,9 @@ type Options struct {
 	RootUFSProperties map[string]string
 	// TierBytes is each worker's MEM tier size (default 1 GiB).
 	TierBytes int64
+	// TierDir holds each worker's MEM tier (a new directory under it per
+	// worker; default: a temporary directory). Benchmarks put it on tmpfs.
+	TierDir string
 	// TokenLifetime is the master's block token lifetime (default 10 min).
 	TokenLifetime time.Duration
 }
@@ -65,10 +70,18 @@ func StartWith(t testing.TB, opts Options, nodes ...string) *Cluster {
 	}
 	c.StartMaster()
 	for _, n := range nodes {
+		tier := t.TempDir()
+		if opts.TierDir != "" {
+			var err error
+			if tier, err = os.MkdirTemp(opts.TierDir, "alcove-tier-"); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(tier) })
+		}
 		w, err := worker.New(worker.Config{
 			MasterAddresses: []string{addr}, Address: "127.0.0.1:0", Node: n,
 			DomainSocket: filepath.Join(t.TempDir(), "w.sock"), DataAddress: "127.0.0.1:0", WebAddress: "127.0.0.1:0",
-			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: t.TempDir(), QuotaBytes: opts.TierBytes}},
+			Tiers:             []blockstore.TierConfig{{Alias: "MEM", Dir: tier, QuotaBytes: opts.TierBytes}},
 			HeartbeatInterval: 50 * time.Millisecond,
 		})
 		if err != nil {
@@ -170,6 +183,46 @@ func (c *Cluster) WaitCached(prefix, node string, bytes int64) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// MasterCalls counts the master's RPCs by method name so far.
+func (c *Cluster) MasterCalls() map[string]uint64 {
+	c.t.Helper()
+	return MasterCallsOf(c.t, c.Master)
+}
+
+// MasterCallsOf counts m's RPCs by method name so far.
+func MasterCallsOf(t testing.TB, m *master.Master) map[string]uint64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "alcove_master_rpc_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "method" {
+					out[path.Base(l.GetValue())] += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// CallsSince is after minus before, per method (MasterCalls).
+func CallsSince(after, before map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
 }
 
 // Close stops everything.
