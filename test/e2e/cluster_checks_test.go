@@ -535,6 +535,12 @@ echo RESTART-OK`, bigMiB<<20)
 		return err
 	}
 	daemons := c.fuseDaemons(node)
+	for _, pid := range daemons {
+		if err := daemonConfined(pid); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("      FUSE daemons %v: the CA alone and a volume token, no private key\n", daemons)
 	old, err := c.releasePod(ctx, "csi-node", node)
 	if err != nil {
 		return err

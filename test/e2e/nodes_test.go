@@ -6,12 +6,15 @@ package e2e
 // n<N>/kubelet; /var/lib/alcove is n<N>/alcove).
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/alcove-io/alcove/engine/security"
 )
 
 // nodeDir is the directory of a node of the cluster.
@@ -67,6 +70,41 @@ func (c *cluster) fuseDaemons(nodes ...string) []string {
 	}
 	sort.Strings(pids)
 	return pids
+}
+
+// daemonConfined checks that the FUSE daemon pid runs as the node plugin
+// starts it with TLS on: a TLS directory holding the CA and no private key,
+// and a volume token file (csi/volumetoken.go), seen through its root.
+func daemonConfined(pid string) error {
+	env, err := os.ReadFile(filepath.Join("/proc", pid, "environ"))
+	if err != nil {
+		return err
+	}
+	vars := map[string]string{}
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	root := filepath.Join("/proc", pid, "root")
+	dir, tok := vars["ALCOVE_TLS_DIR"], vars["ALCOVE_TOKEN_FILE"]
+	if dir == "" || tok == "" {
+		return fmt.Errorf("FUSE daemon %s: ALCOVE_TLS_DIR=%q ALCOVE_TOKEN_FILE=%q, want a CA-only directory and a volume token", pid, dir, tok)
+	}
+	ents, err := os.ReadDir(filepath.Join(root, dir))
+	if err != nil {
+		return fmt.Errorf("FUSE daemon %s: %w", pid, err)
+	}
+	for _, e := range ents {
+		if e.Name() != security.CAFile {
+			return fmt.Errorf("FUSE daemon %s: its TLS directory %s holds %s, want only %s", pid, dir, e.Name(), security.CAFile)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(root, tok))
+	if err != nil || !security.IsVolumeToken(string(b)) {
+		return fmt.Errorf("FUSE daemon %s: %s is not a volume token (%v)", pid, tok, err)
+	}
+	return nil
 }
 
 // leftovers lists Alcove mounts the host sees on the nodes (FUSE mounts,
