@@ -2,14 +2,17 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +62,7 @@ func TestBenchS3(t *testing.T) {
 	args = append([]string{"local", "--dir", dir, "--ufs", "s3://" + bucket + "/", "--mem-size", strconv.FormatInt(2*size+(256<<20), 10),
 		"--master-port", strconv.Itoa(ports[0]), "--master-web-port", strconv.Itoa(ports[1]), "--worker-port", strconv.Itoa(ports[2]),
 		"--worker-web-port", strconv.Itoa(ports[3]), "--worker-data-port", strconv.Itoa(ports[4]), "--node-name", "bench"}, args...)
-	daemon(t, bin, filepath.Join(dir, "local.log"), args...)
+	local := daemon(t, bin, filepath.Join(dir, "local.log"), args...)
 	// alcove local runs mTLS (its default); the CLI and FUSE use its admin certificate.
 	cli := []string{"--master", master, "--tls-dir", filepath.Join(dir, "tls", "admin")}
 	alcove := func(args ...string) (string, error) {
@@ -74,7 +77,7 @@ func TestBenchS3(t *testing.T) {
 	os.MkdirAll(mnt, 0o755)
 	metrics := "127.0.0.1:" + strconv.Itoa(ports[5])
 	workerWeb := "127.0.0.1:" + strconv.Itoa(ports[3])
-	daemon(t, bin, filepath.Join(dir, "fuse.log"), append(cli, "fuse", "--mount-point", mnt, "--metrics-address", metrics)...)
+	fuse := daemon(t, bin, filepath.Join(dir, "fuse.log"), append(cli, "fuse", "--mount-point", mnt, "--metrics-address", metrics)...)
 	waitFor(t, "FUSE mount", func() bool { _, err := os.Stat(filepath.Join(mnt, "obj")); return err == nil })
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 	cold := func() {
@@ -92,9 +95,16 @@ func TestBenchS3(t *testing.T) {
 	client := rawClient(srv)
 	raw := func() float64 { return rawGet(t, client, bucket, "obj", size) }
 	var rawCat, cat, rawFuse, fuseCold []float64
+	// CPU seconds each process spent in the last round's phases: on a
+	// CPU-bound machine every cycle Alcove spends is taken from MinIO.
+	procs := map[string]int{"minio": srv.Pid(), "alcove local": local.Process.Pid, "alcove fuse": fuse.Process.Pid, "test (raw GET)": os.Getpid()}
+	cpu := map[string]map[string]float64{}
 	for range reps {
+		cpuBefore := cpuSeconds(procs)
 		rawCat = append(rawCat, raw())
+		cpu["raw"] = cpuSince(procs, cpuBefore)
 		cold()
+		cpuBefore = cpuSeconds(procs)
 		start := time.Now()
 		cmd := exec.Command(bin, append(cli, "fs", "cat", "/obj")...)
 		cmd.Env = append(os.Environ(), "ALCOVE_NODE=bench")
@@ -104,11 +114,15 @@ func TestBenchS3(t *testing.T) {
 			t.Fatalf("fs cat: %v, %d bytes", err, n.n.Load())
 		}
 		cat = append(cat, gbps(size, time.Since(start)))
+		cpu["cat"] = cpuSince(procs, cpuBefore)
+		cpu["cat"]["alcove fs cat"] = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 
 		rawFuse = append(rawFuse, raw())
 		cold()
 		before := metric(t, metrics, reads)
+		cpuBefore = cpuSeconds(procs)
 		fuseCold = append(fuseCold, readFile(t, filepath.Join(mnt, "obj"), size))
+		cpu["fuse"] = cpuSince(procs, cpuBefore)
 		if after := metric(t, metrics, reads); after-before < float64(size>>20) {
 			t.Fatalf("cold FUSE read sent %v READ requests to the daemon for %d MiB: served from a cache, not cold", after-before, size>>20)
 		}
@@ -124,6 +138,42 @@ func TestBenchS3(t *testing.T) {
 	fmt.Printf("  FUSE read (1 MiB), cold                              %.2f  (%.2f x raw)\n", best(fuseCold), best(fuseCold)/best(rawFuse))
 	fmt.Printf("  FUSE read, warm (passthrough, no READ reached the daemon)  %.2f\n", warm)
 	fmt.Printf("  rounds: raw %v | cat %v | raw %v | fuse %v\n", round2(rawCat), round2(cat), round2(rawFuse), round2(fuseCold))
+	for _, phase := range []string{"raw", "cat", "fuse"} {
+		fmt.Printf("  CPU seconds, last %s read:", phase)
+		for _, name := range slices.Sorted(maps.Keys(cpu[phase])) {
+			fmt.Printf(" %s %.2f;", name, cpu[phase][name])
+		}
+		fmt.Println()
+	}
+}
+
+// cpuSeconds reads the user+system CPU time of each process from /proc.
+func cpuSeconds(procs map[string]int) map[string]float64 {
+	out := map[string]float64{}
+	for name, pid := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis; utime and stime
+		// are the 14th and 15th of the whole line, in clock ticks (100/s).
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		s, _ := strconv.ParseFloat(f[12], 64)
+		out[name] = (u + s) / 100
+	}
+	return out
+}
+
+func cpuSince(procs map[string]int, before map[string]float64) map[string]float64 {
+	out := cpuSeconds(procs)
+	for name := range out {
+		out[name] -= before[name]
+	}
+	return out
 }
 
 // The raw baseline's parallelism: at least what Alcove's loads keep in flight.
@@ -259,7 +309,7 @@ func round2(xs []float64) []string {
 }
 
 // daemon runs a long-lived alcove process until the test ends.
-func daemon(t *testing.T, bin, logPath string, args ...string) {
+func daemon(t *testing.T, bin, logPath string, args ...string) *exec.Cmd {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -283,6 +333,7 @@ func daemon(t *testing.T, bin, logPath string, args ...string) {
 		}
 		logf.Close()
 	})
+	return cmd
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -152,6 +152,14 @@ func (s *Server) start() {
 	}
 }
 
+// Pid is the server process's id (0 when stopped).
+func (s *Server) Pid() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Stop kills the server (as a crash would) and waits for it. Idempotent.
 func (s *Server) Stop() {
 	if s.cmd == nil {
