@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	apiv1 "github.com/alcove-io/alcove/engine/api/v1"
 	"github.com/alcove-io/alcove/engine/meta"
@@ -32,6 +33,8 @@ type Reader struct {
 	src      *source
 	pf       *prefetcher // sequential reads of remotely cached blocks
 	Stats    ReadStats
+	// noSendfile: WriteTo's output refused sendfile once (see sendLocal).
+	noSendfile bool
 
 	mu     sync.Mutex // guards locals, idle and load (ReadAt)
 	locals map[int64]*source
@@ -158,9 +161,22 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 			}
 			continue
 		}
-		n, err := r.Read(buf)
+		if n, ok, err := r.sendLocal(w); ok {
+			total += n
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		// A Read opens the next block's source (loading it when cold);
+		// from a local block, the rest is then sent by sendLocal.
+		rbuf := buf
+		if _, ok := w.(syscall.Conn); ok && !r.noSendfile && (r.src == nil || r.src.index != r.pos/r.info.GetBlockSizeBytes()) {
+			rbuf = buf[:64<<10] // opens the block: sendLocal takes over if it is local
+		}
+		n, err := r.Read(rbuf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if _, werr := w.Write(rbuf[:n]); werr != nil {
 				return total, werr
 			}
 			total += int64(n)

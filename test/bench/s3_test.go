@@ -2,14 +2,17 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +37,8 @@ import (
 // read of the mount, which must be served by kernel passthrough (the FUSE
 // daemon sees no READ request). Gated: ALCOVE_BENCH_S3=1 (make bench-s3);
 // ALCOVE_BENCH_MB sets the size (default 1024), ALCOVE_BENCH_REPS the
-// rounds (default 3; best of each).
+// rounds (default 3; best of each), ALCOVE_BENCH_S3_RATE a link speed to
+// put between MinIO and the rest (see shapedLink).
 func TestBenchS3(t *testing.T) {
 	if os.Getenv("ALCOVE_BENCH_S3") == "" {
 		t.Skip("set ALCOVE_BENCH_S3=1 to run the S3 benchmark (make bench-s3)")
@@ -45,7 +49,20 @@ func TestBenchS3(t *testing.T) {
 	size := int64(envInt("ALCOVE_BENCH_MB", 1024)) << 20
 	reps := envInt("ALCOVE_BENCH_REPS", 3)
 	bin := testbin.Alcove(t)
-	srv := miniotest.Start(t)
+	// ALCOVE_BENCH_S3_RATE (e.g. 10gbit): MinIO sits behind a link of that
+	// speed (a veth into a network namespace, tc tbf) instead of loopback,
+	// so the raw GET is bound by the network as in a real deployment, not
+	// by the CPU it shares with MinIO; the raw GET and Alcove cross the
+	// same link in the same run.
+	where := "on loopback"
+	var srv *miniotest.Server
+	if rate := os.Getenv("ALCOVE_BENCH_S3_RATE"); rate != "" {
+		netns, addr := shapedLink(t, rate)
+		srv = miniotest.StartInNetns(t, netns, addr)
+		where = "behind a " + rate + " link (veth + tc tbf)"
+	} else {
+		srv = miniotest.Start(t)
+	}
 	bucket := srv.NewBucket()
 	putObject(t, srv, bucket, "obj", size)
 
@@ -59,7 +76,7 @@ func TestBenchS3(t *testing.T) {
 	args = append([]string{"local", "--dir", dir, "--ufs", "s3://" + bucket + "/", "--mem-size", strconv.FormatInt(2*size+(256<<20), 10),
 		"--master-port", strconv.Itoa(ports[0]), "--master-web-port", strconv.Itoa(ports[1]), "--worker-port", strconv.Itoa(ports[2]),
 		"--worker-web-port", strconv.Itoa(ports[3]), "--worker-data-port", strconv.Itoa(ports[4]), "--node-name", "bench"}, args...)
-	daemon(t, bin, filepath.Join(dir, "local.log"), args...)
+	local := daemon(t, bin, filepath.Join(dir, "local.log"), args...)
 	// alcove local runs mTLS (its default); the CLI and FUSE use its admin certificate.
 	cli := []string{"--master", master, "--tls-dir", filepath.Join(dir, "tls", "admin")}
 	alcove := func(args ...string) (string, error) {
@@ -74,7 +91,7 @@ func TestBenchS3(t *testing.T) {
 	os.MkdirAll(mnt, 0o755)
 	metrics := "127.0.0.1:" + strconv.Itoa(ports[5])
 	workerWeb := "127.0.0.1:" + strconv.Itoa(ports[3])
-	daemon(t, bin, filepath.Join(dir, "fuse.log"), append(cli, "fuse", "--mount-point", mnt, "--metrics-address", metrics)...)
+	fuse := daemon(t, bin, filepath.Join(dir, "fuse.log"), append(cli, "fuse", "--mount-point", mnt, "--metrics-address", metrics)...)
 	waitFor(t, "FUSE mount", func() bool { _, err := os.Stat(filepath.Join(mnt, "obj")); return err == nil })
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 	cold := func() {
@@ -92,9 +109,16 @@ func TestBenchS3(t *testing.T) {
 	client := rawClient(srv)
 	raw := func() float64 { return rawGet(t, client, bucket, "obj", size) }
 	var rawCat, cat, rawFuse, fuseCold []float64
+	// CPU seconds each process spent in the last round's phases: on a
+	// CPU-bound machine every cycle Alcove spends is taken from MinIO.
+	procs := map[string]int{"minio": srv.Pid(), "alcove local": local.Process.Pid, "alcove fuse": fuse.Process.Pid, "test (raw GET)": os.Getpid()}
+	cpu := map[string]map[string]float64{}
 	for range reps {
+		cpuBefore := cpuSeconds(procs)
 		rawCat = append(rawCat, raw())
+		cpu["raw"] = cpuSince(procs, cpuBefore)
 		cold()
+		cpuBefore = cpuSeconds(procs)
 		start := time.Now()
 		cmd := exec.Command(bin, append(cli, "fs", "cat", "/obj")...)
 		cmd.Env = append(os.Environ(), "ALCOVE_NODE=bench")
@@ -104,11 +128,15 @@ func TestBenchS3(t *testing.T) {
 			t.Fatalf("fs cat: %v, %d bytes", err, n.n.Load())
 		}
 		cat = append(cat, gbps(size, time.Since(start)))
+		cpu["cat"] = cpuSince(procs, cpuBefore)
+		cpu["cat"]["alcove fs cat"] = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 
 		rawFuse = append(rawFuse, raw())
 		cold()
 		before := metric(t, metrics, reads)
+		cpuBefore = cpuSeconds(procs)
 		fuseCold = append(fuseCold, readFile(t, filepath.Join(mnt, "obj"), size))
+		cpu["fuse"] = cpuSince(procs, cpuBefore)
 		if after := metric(t, metrics, reads); after-before < float64(size>>20) {
 			t.Fatalf("cold FUSE read sent %v READ requests to the daemon for %d MiB: served from a cache, not cold", after-before, size>>20)
 		}
@@ -118,12 +146,48 @@ func TestBenchS3(t *testing.T) {
 	if after := metric(t, metrics, reads); after != before {
 		t.Errorf("warm read sent %v READ requests to the FUSE daemon: not passthrough", after-before)
 	}
-	fmt.Printf("S3 cold reads of a %d MiB object in MinIO on loopback (GB/s, best of %d; ratio to the raw parallel ranged GET just before)\n", size>>20, reps)
+	fmt.Printf("S3 cold reads of a %d MiB object in MinIO %s (GB/s, best of %d; ratio to the raw parallel ranged GET just before)\n", size>>20, where, reps)
 	fmt.Printf("  raw ranged GET (aws-sdk-go-v2, %d x %d MiB parts in flight)  %.2f / %.2f\n", rawThreads, rawPart>>20, best(rawCat), best(rawFuse))
 	fmt.Printf("  alcove fs cat, cold                                  %.2f  (%.2f x raw)\n", best(cat), best(cat)/best(rawCat))
 	fmt.Printf("  FUSE read (1 MiB), cold                              %.2f  (%.2f x raw)\n", best(fuseCold), best(fuseCold)/best(rawFuse))
 	fmt.Printf("  FUSE read, warm (passthrough, no READ reached the daemon)  %.2f\n", warm)
 	fmt.Printf("  rounds: raw %v | cat %v | raw %v | fuse %v\n", round2(rawCat), round2(cat), round2(rawFuse), round2(fuseCold))
+	for _, phase := range []string{"raw", "cat", "fuse"} {
+		fmt.Printf("  CPU seconds, last %s read:", phase)
+		for _, name := range slices.Sorted(maps.Keys(cpu[phase])) {
+			fmt.Printf(" %s %.2f;", name, cpu[phase][name])
+		}
+		fmt.Println()
+	}
+}
+
+// cpuSeconds reads the user+system CPU time of each process from /proc.
+func cpuSeconds(procs map[string]int) map[string]float64 {
+	out := map[string]float64{}
+	for name, pid := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis; utime and stime
+		// are the 14th and 15th of the whole line, in clock ticks (100/s).
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		s, _ := strconv.ParseFloat(f[12], 64)
+		out[name] = (u + s) / 100
+	}
+	return out
+}
+
+func cpuSince(procs map[string]int, before map[string]float64) map[string]float64 {
+	out := cpuSeconds(procs)
+	for name := range out {
+		out[name] -= before[name]
+	}
+	return out
 }
 
 // The raw baseline's parallelism: at least what Alcove's loads keep in flight.
@@ -259,7 +323,7 @@ func round2(xs []float64) []string {
 }
 
 // daemon runs a long-lived alcove process until the test ends.
-func daemon(t *testing.T, bin, logPath string, args ...string) {
+func daemon(t *testing.T, bin, logPath string, args ...string) *exec.Cmd {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -283,6 +347,7 @@ func daemon(t *testing.T, bin, logPath string, args ...string) {
 		}
 		logf.Close()
 	})
+	return cmd
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

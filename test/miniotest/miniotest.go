@@ -43,6 +43,8 @@ type Server struct {
 	logPath   string
 	certsDir  string       // https when set
 	http      *http.Client // for readiness checks
+	host      string       // listen address (127.0.0.1 unless in a network namespace)
+	netns     string       // named network namespace (ip netns) it runs in, if any
 }
 
 // Binary finds the MinIO binary: $ALCOVE_MINIO, else .cache/bin/minio of
@@ -104,7 +106,22 @@ func newServer(t testing.TB) *Server {
 	s.Port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	s.Endpoint = "http://127.0.0.1:" + itoa(s.Port)
+	s.host = "127.0.0.1"
 	s.logPath = filepath.Join(t.TempDir(), "minio.log")
+	return s
+}
+
+// StartInNetns runs MinIO until the test ends inside the named network
+// namespace (made by the caller with `ip netns add`), listening on host
+// there (an address of that namespace this one can route to), port 9000:
+// benchmarks put it behind a rate-limited link instead of loopback.
+func StartInNetns(t testing.TB, netns, host string) *Server {
+	t.Helper()
+	s := newServer(t)
+	s.netns, s.host, s.Port = netns, host, 9000 // the namespace is the caller's alone: the port is free
+	s.Endpoint = "http://" + net.JoinHostPort(host, itoa(s.Port))
+	s.start()
+	t.Cleanup(s.Stop)
 	return s
 }
 
@@ -117,11 +134,16 @@ func (s *Server) start() {
 		s.t.Fatal(err)
 	}
 	defer logf.Close()
-	args := []string{"server", "--quiet", "--address", "127.0.0.1:" + itoa(s.Port)}
+	args := []string{"server", "--quiet", "--address", net.JoinHostPort(s.host, itoa(s.Port))}
 	if s.certsDir != "" {
 		args = append(args, "--certs-dir", s.certsDir)
 	}
 	cmd := exec.Command(s.bin, append(args, s.dir)...)
+	if s.netns != "" {
+		// ip netns exec enters the namespace and execs MinIO: the process
+		// started is MinIO itself.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", s.netns, s.bin}, append(args, s.dir)...)...)
+	}
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
 		"MINIO_DOMAIN=localhost", "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1", "MINIO_PROMETHEUS_AUTH_TYPE=public")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -152,6 +174,14 @@ func (s *Server) start() {
 	}
 }
 
+// Pid is the server process's id (0 when stopped).
+func (s *Server) Pid() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Stop kills the server (as a crash would) and waits for it. Idempotent.
 func (s *Server) Stop() {
 	if s.cmd == nil {
@@ -166,7 +196,7 @@ func (s *Server) Stop() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
-	for range 100 { // the port may linger for a moment
+	for i := 0; i < 100 && s.netns == ""; i++ { // the port may linger for a moment
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(s.Port))
 		if err == nil {
 			l.Close()

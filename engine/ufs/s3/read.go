@@ -265,26 +265,65 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		return n, err
 	}
 	for len(r.cur) == 0 {
-		if len(r.queue) == 0 {
-			return 0, io.EOF
+		if err := r.next(); err != nil {
+			return 0, err
 		}
-		pt := r.queue[0]
-		select {
-		case <-pt.done:
-		case <-r.ctx.Done():
-			return 0, r.f.wrap(r.parent, "read", r.key, r.ctx.Err())
-		}
-		if pt.err != nil {
-			return 0, pt.err
-		}
-		r.queue = r.queue[1:]
-		r.cur = *pt.buf
-		r.release(pt) // the buffer returns to the pool once consumed
-		r.fill()
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
 	return n, nil
+}
+
+// next waits for the part at the head of the queue and makes it cur;
+// io.EOF when the range is done.
+func (r *rangeReader) next() error {
+	if len(r.queue) == 0 {
+		return io.EOF
+	}
+	pt := r.queue[0]
+	select {
+	case <-pt.done:
+	case <-r.ctx.Done():
+		return r.f.wrap(r.parent, "read", r.key, r.ctx.Err())
+	}
+	if pt.err != nil {
+		return pt.err
+	}
+	r.queue = r.queue[1:]
+	r.cur = *pt.buf
+	r.release(pt) // the buffer returns to the pool once consumed
+	r.fill()
+	return nil
+}
+
+// WriteTo hands each part to w straight from the buffer it was received
+// into, in writes of a whole part: a block loaded into the worker's cache
+// is not copied through another buffer first, and the cache file gets
+// large aligned writes (a write smaller than a huge page makes tmpfs zero
+// the rest of the page only to overwrite it with the next write).
+func (r *rangeReader) WriteTo(w io.Writer) (int64, error) {
+	if r.body != nil {
+		buf := getBuf(&readPool, 1<<20)
+		defer readPool.Put(buf)
+		return io.CopyBuffer(w, struct{ io.Reader }{r}, *buf)
+	}
+	var total int64
+	for {
+		if len(r.cur) > 0 {
+			n, err := w.Write(r.cur)
+			total += int64(n)
+			r.cur = r.cur[n:]
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		if err := r.next(); errors.Is(err, io.EOF) {
+			return total, nil
+		} else if err != nil {
+			return total, err
+		}
+	}
 }
 
 // release remembers the buffer being consumed; the previous one goes back

@@ -60,18 +60,33 @@ func write(t *testing.T, f ufs.UFS, p string, data []byte) {
 	}
 }
 
+// read reads a range twice, through Read and through WriteTo (how the
+// worker loads a block into its cache), and checks both got the same bytes.
 func read(t *testing.T, f ufs.UFS, p string, off, n int64) []byte {
 	t.Helper()
-	r, err := f.OpenRange(context.Background(), p, off, n)
-	if err != nil {
-		t.Fatal(err)
+	var got [2][]byte
+	for i, copyTo := range []func(io.Reader) ([]byte, error){
+		io.ReadAll,
+		func(r io.Reader) ([]byte, error) {
+			var b bytes.Buffer
+			_, err := io.Copy(&b, r) // the reader's WriteTo, as io.CopyBuffer into a block
+			return b.Bytes(), err
+		},
+	} {
+		r, err := f.OpenRange(context.Background(), p, off, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[i], err = copyTo(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
+	if !bytes.Equal(got[0], got[1]) {
+		t.Fatalf("read %s [%d, +%d): Read gave %d bytes, WriteTo %d different ones", p, off, n, len(got[0]), len(got[1]))
 	}
-	return b
+	return got[0]
 }
 
 func names(sts []ufs.Status) []string {
