@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
 
+	"github.com/alcove-io/alcove/engine/ramdisk"
 	s3ufs "github.com/alcove-io/alcove/engine/ufs/s3"
 	"github.com/alcove-io/alcove/test/miniotest"
 	"github.com/alcove-io/alcove/test/testbin"
@@ -73,7 +74,12 @@ func TestBenchS3(t *testing.T) {
 	for k, v := range srv.Props() {
 		args = append(args, "--ufs-option", k+"="+v)
 	}
-	args = append([]string{"local", "--dir", dir, "--ufs", "s3://" + bucket + "/", "--mem-size", strconv.FormatInt(2*size+(256<<20), 10),
+	// The worker leaves its MEM ramdisk mounted for a restart: keep it in
+	// dir and unmount it after alcove local stops (cleanups run last first),
+	// or every run leaks its size in RAM.
+	memDir := filepath.Join(dir, "mem")
+	t.Cleanup(func() { ramdisk.UnmountAt(memDir) })
+	args = append([]string{"local", "--dir", dir, "--mem-dir", memDir, "--ufs", "s3://" + bucket + "/", "--mem-size", strconv.FormatInt(2*size+(256<<20), 10),
 		"--master-port", strconv.Itoa(ports[0]), "--master-web-port", strconv.Itoa(ports[1]), "--worker-port", strconv.Itoa(ports[2]),
 		"--worker-web-port", strconv.Itoa(ports[3]), "--worker-data-port", strconv.Itoa(ports[4]), "--node-name", "bench"}, args...)
 	local := daemon(t, bin, filepath.Join(dir, "local.log"), args...)
