@@ -100,9 +100,10 @@ func (w *Worker) commitBlock(ctx context.Context, b blockstore.BlockInfo, wantRe
 // still queued), and applying it would leave the master with a location
 // this worker no longer holds and the load with a block that is gone.
 type freeGuard struct {
-	mu  sync.Mutex
-	seq int64
-	at  map[int64]int64 // block id -> seq of its last accepted commit
+	mu       sync.Mutex
+	seq      int64
+	at       map[int64]int64 // block id -> seq of its last accepted commit
+	inFlight map[int64]int   // block id -> commits of a held copy still on their way
 }
 
 // sending returns the seq a heartbeat carries: commits with a later seq
@@ -124,15 +125,41 @@ func (g *freeGuard) committed(id int64) {
 	g.at[id] = g.seq
 }
 
-// frees filters the free list of the heartbeat sent at seq and forgets
-// the commits older than it (no later heartbeat can predate them).
-func (g *freeGuard) frees(ids []int64, sent int64) []int64 {
+// holding runs present, which says whether the block is still cached
+// here, without a heartbeat's free list being applied meanwhile; when it
+// is, the block is kept from every free list until done is called (after
+// its commit, whose success records it as committed, or failure). A load that finds the block
+// cached and reports it again must not lose it to a free applied between
+// its look and its commit.
+func (g *freeGuard) holding(id int64, present func() bool) (ok bool, done func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := ids[:0:0]
+	if !present() {
+		return false, nil
+	}
+	if g.inFlight == nil {
+		g.inFlight = map[int64]int{}
+	}
+	g.inFlight[id]++
+	return true, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.inFlight[id]--; g.inFlight[id] == 0 {
+			delete(g.inFlight, id)
+		}
+	}
+}
+
+// apply removes the blocks of the free list of the heartbeat sent at seq
+// that no commit since (or on its way) keeps, and forgets the commits
+// older than it (no later heartbeat can predate them). It removes under
+// the guard's lock, so holding sees a block either before or after.
+func (g *freeGuard) apply(ids []int64, sent int64, remove func(int64)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	for _, id := range ids {
-		if g.at[id] <= sent {
-			out = append(out, id)
+		if g.at[id] <= sent && g.inFlight[id] == 0 {
+			remove(id)
 		}
 	}
 	for id, s := range g.at {
@@ -140,7 +167,6 @@ func (g *freeGuard) frees(ids []int64, sent int64) []int64 {
 			delete(g.at, id)
 		}
 	}
-	return out
 }
 
 // heartbeatLoop heartbeats every interval; while the master is unreachable
@@ -228,9 +254,7 @@ func (h *heartbeater) beat(ctx context.Context) error {
 		h.registered = false
 		return h.beat(ctx)
 	}
-	for _, id := range w.frees.frees(resp.GetFreeBlockIds(), seq) {
-		w.store.Remove(id)
-	}
+	w.frees.apply(resp.GetFreeBlockIds(), seq, func(id int64) { w.store.Remove(id) })
 	w.store.SetPinned(resp.GetPinnedFileIds())
 	w.store.SetUnpersisted(resp.GetUnpersistedFileIds(), sent)
 	for _, cmd := range resp.GetPersist() {

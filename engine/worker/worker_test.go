@@ -470,3 +470,51 @@ func TestLoadCancelsQueuedFree(t *testing.T) {
 		t.Fatal("a free computed before the block was reported again removed it")
 	}
 }
+
+// TestFreeGuard: a heartbeat's free list never removes a block a load found
+// cached and is reporting again (the race of TestDistributedLoad: the free
+// applied between the load's look and its commit), and a free applied
+// before the look makes the load see the block gone.
+func TestFreeGuard(t *testing.T) {
+	const id = 7
+	for _, tc := range []struct {
+		name        string
+		run         func(g *freeGuard, present *bool) bool // reports whether the load held the block
+		wantRemoved bool
+	}{
+		{"free arrives while the commit is on its way", func(g *freeGuard, present *bool) bool {
+			sent := g.sending()
+			held, done := g.holding(id, func() bool { return *present })
+			g.apply([]int64{id}, sent, func(int64) { *present = false })
+			g.committed(id)
+			done()
+			g.apply([]int64{id}, sent, func(int64) { *present = false })
+			return held
+		}, false},
+		{"free applied before the look", func(g *freeGuard, present *bool) bool {
+			sent := g.sending()
+			g.apply([]int64{id}, sent, func(int64) { *present = false })
+			held, _ := g.holding(id, func() bool { return *present })
+			return held
+		}, true},
+		{"a free the master sent after the commit", func(g *freeGuard, present *bool) bool {
+			held, done := g.holding(id, func() bool { return *present })
+			g.committed(id)
+			done()
+			g.apply([]int64{id}, g.sending(), func(int64) { *present = false })
+			return held
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var g freeGuard
+			present := true
+			held := tc.run(&g, &present)
+			if removed := !present; removed != tc.wantRemoved {
+				t.Fatalf("removed %v, want %v", removed, tc.wantRemoved)
+			}
+			if tc.wantRemoved && tc.name == "free applied before the look" && held {
+				t.Fatal("the load held a block the free had removed")
+			}
+		})
+	}
+}
