@@ -309,6 +309,25 @@ func TestFreeAndPin(t *testing.T) {
 	if got := c.stat("/d/persisted").InAlcovePercentage; got != 50 {
 		t.Fatalf("after the re-commit: %d%% in Alcove, want 50", got)
 	}
+
+	// A heartbeat that reports as added a block whose free is queued (the
+	// worker cached it before the free, and reports it only now) does not
+	// list it again: a --nodes load planned meanwhile would count a copy
+	// about to go (TestDistributedLoad lost blocks so).
+	c.commit(w, p, "MEM")
+	if _, err := c.fs.Free(c.ctx, &apiv1.FreeRequest{Path: "/d", Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	stale := &apiv1.HeartbeatRequest{WorkerId: w}
+	for _, id := range p.BlockIds {
+		stale.AddedBlocks = append(stale.AddedBlocks, &apiv1.WorkerBlock{BlockId: id, Length: 1 << 20, Tier: "MEM"})
+	}
+	if hb := c.heartbeat(stale); !slices.Equal(hb.FreeBlockIds, p.BlockIds) {
+		t.Fatalf("stale adds of blocks queued to free: heartbeat frees %v, want %v", hb.FreeBlockIds, p.BlockIds)
+	}
+	if got := c.stat("/d/persisted").InAlcovePercentage; got != 0 {
+		t.Fatalf("after stale adds of freed blocks: %d%% in Alcove, want 0", got)
+	}
 }
 
 func TestWebEndpoints(t *testing.T) {

