@@ -161,7 +161,11 @@ func TestPythonVenv(t *testing.T) {
 	venv := e.p("venv")
 	run := func(name string, args ...string) string {
 		t.Helper()
-		cmd := exec.Command(name, args...)
+		// Through sh: this process serves the mount, and Go forks with
+		// vfork, so an execve of a program on the mount from here would
+		// stall in the kernel while a GC stops the world, with the FUSE
+		// server stopped too (a deadlock seen in CI). sh execs it instead.
+		cmd := exec.Command("/bin/sh", append([]string{"-c", `exec "$0" "$@"`, name}, args...)...)
 		cmd.Env = append(os.Environ(), "PIP_DISABLE_PIP_VERSION_CHECK=1", "PIP_NO_INPUT=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
