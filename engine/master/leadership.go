@@ -227,6 +227,9 @@ var localReads = map[string]bool{
 // state (reads, and the checks writes make before journaling) the leader
 // confirms with a quorum that it still leads, so a deposed leader that has
 // not noticed yet (paused, partitioned) cannot answer from stale state.
+// fsMethodPrefix starts the full name of every FileSystemMaster method.
+var fsMethodPrefix = "/" + apiv1.FileSystemMaster_ServiceDesc.ServiceName + "/"
+
 func (m *Master) leaderInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	ctx = klog.NewContext(ctx, m.logger.WithValues("rpc", info.FullMethod))
 	if anyMember[info.FullMethod] || (m.cfg.UnsafeLocalReads && localReads[info.FullMethod]) {
@@ -235,7 +238,7 @@ func (m *Master) leaderInterceptor(ctx context.Context, req any, info *grpc.Unar
 	if !m.lead.serving.Load() {
 		return nil, m.notLeader(info.FullMethod)
 	}
-	if strings.HasPrefix(info.FullMethod, "/"+apiv1.FileSystemMaster_ServiceDesc.ServiceName+"/") {
+	if strings.HasPrefix(info.FullMethod, fsMethodPrefix) {
 		if err := m.journal.VerifyRead(ctx); err != nil {
 			if errors.Is(err, meta.ErrNotLeader) {
 				return nil, m.notLeader(info.FullMethod)

@@ -70,7 +70,7 @@ func (m *Master) checkScope(scope, method string, req any) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", verb, err)
 		}
-		if !security.Within(c, scope) {
+		if !meta.HasPrefix(c, scope) { // scope is never "/" (Sign refuses it)
 			return fmt.Errorf("%s %s: %w: a volume's daemon acts only inside %s", verb, c, meta.ErrPermission, scope)
 		}
 		return nil
@@ -120,7 +120,7 @@ func (m *Master) checkScope(scope, method string, req any) error {
 	case *apiv1.GetMountTableRequest:
 		return nil // redacted: no credentials
 	}
-	if strings.HasPrefix(method, "/"+apiv1.FileSystemMaster_ServiceDesc.ServiceName+"/") {
+	if strings.HasPrefix(method, fsMethodPrefix) {
 		return fmt.Errorf("%s: %w: not for a volume's daemon (scoped to %s)", method, meta.ErrPermission, scope)
 	}
 	return nil

@@ -139,11 +139,6 @@ func volumeMAC(key, payload []byte) []byte {
 // IsVolumeToken reports whether tok is a volume token (by its prefix).
 func IsVolumeToken(tok string) bool { return strings.HasPrefix(tok, VolumeTokenPrefix) }
 
-// Within reports whether the clean path p is scope or below it.
-func Within(p, scope string) bool {
-	return p == scope || (strings.HasPrefix(p, scope) && len(p) > len(scope) && p[len(scope)] == '/')
-}
-
 // Tokens is an Authenticator that sends volume tokens to Volumes and every
 // other token to Kube (nil: no ServiceAccount tokens accepted).
 type Tokens struct {

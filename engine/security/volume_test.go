@@ -57,16 +57,3 @@ func TestVolumeTokens(t *testing.T) {
 		t.Errorf("a volume token with kube configured: %+v %v", u, err)
 	}
 }
-
-func TestWithin(t *testing.T) {
-	for _, tc := range []struct {
-		p    string
-		want bool
-	}{
-		{"/volumes/a", true}, {"/volumes/a/b", true}, {"/volumes/ab", false}, {"/volumes", false}, {"/", false},
-	} {
-		if got := Within(tc.p, "/volumes/a"); got != tc.want {
-			t.Errorf("Within(%q): %v", tc.p, got)
-		}
-	}
-}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/alcove-io/alcove/test/prereq"
 )
 
 // shapedLink makes a network namespace joined to this one by a veth pair
@@ -19,11 +21,7 @@ func shapedLink(t *testing.T, rate string) (netns, addr string) {
 	t.Helper()
 	for _, tool := range []string{"ip", "tc"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			msg := fmt.Sprintf("a shaped link needs %s (Debian: iproute2): %v", tool, err)
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			prereq.Missing(t, "a shaped link needs %s (Debian: iproute2): %v", tool, err)
 		}
 	}
 	if os.Geteuid() != 0 {
